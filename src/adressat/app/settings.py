@@ -1,0 +1,65 @@
+"""Every limit adressat has, named, with its unit last (STYLE.md #7).
+
+One frozen dataclass; the CLI and the environment fill it in, nothing else reads argv or
+os.environ.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("ADRESSAT_HOME", "./var"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=default_home)
+    node_id: int = 1
+
+    # SMPP server
+    smpp_host: str = "127.0.0.1"
+    smpp_port: int = 2775
+    system_id: str = "adressat"
+    pdu_length_max: int = 65536
+    window_size_max: int = 100  # outstanding requests we send to one ESME
+    inbound_window_max: int = 1000  # unanswered requests we accept from one ESME
+    response_timeout_s: float = 10.0
+    enquire_link_interval_s: float = 30.0
+    idle_timeout_s: float = 120.0
+    bind_timeout_s: float = 30.0
+    bad_pdus_max: int = 10  # per session, then the session is closed
+    sessions_max: int = 1000
+    throughput_per_s_default: int = 0  # 0: no per-account limit unless the account has one
+
+    # store and queue
+    commit_batch_max: int = 2000
+    queue_messages_max: int = 1_000_000  # non-final messages; over it submit_sm gets RMSGQFUL
+    validity_s_default: float = 48 * 3600.0
+    validity_s_max: float = 7 * 24 * 3600.0
+    retry_delays_s: tuple[float, ...] = (15.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+    retry_jitter_fraction: float = 0.1
+    lease_s: float = 60.0
+
+    # delivery
+    delivery_concurrency_max: int = 500
+    delivery_timeout_s: float = 30.0
+    scheduler_interval_s: float = 0.05
+    claim_batch_max: int = 500
+    receipt_resend_s: float = 30.0
+
+    # simulated network
+    subscribers: int = 100_000
+    first_msisdn: str = "46701000000"
+    netsim_seed: int = 1
+    netsim_realistic: bool = True
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def store_path(self) -> Path:
+        return self.home / "adressat.db"
