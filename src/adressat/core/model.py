@@ -1,0 +1,171 @@
+"""The message record and its states (DESIGN.md, "Message lifecycle").
+
+A :class:`Message` is an immutable value: every change is a new value written by the store in
+one transaction (``dataclasses.replace`` in memory, one UPDATE in SQL). Nothing here touches a
+clock, a socket or a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """Message states. The legal moves between them are the table in ``core.lifecycle``."""
+
+    ACCEPTED = "ACCEPTED"
+    ROUTED = "ROUTED"
+    DISPATCHED = "DISPATCHED"
+    DEFERRED = "DEFERRED"
+    HELD = "HELD"
+    DELIVERED = "DELIVERED"
+    EXPIRED = "EXPIRED"
+    UNDELIVERABLE = "UNDELIVERABLE"
+    REJECTED = "REJECTED"
+    QUARANTINED = "QUARANTINED"
+    CANCELLED = "CANCELLED"  # cancel_sm by the submitter; receipt stat DELETED
+
+
+FINAL_STATES: frozenset[State] = frozenset(
+    {
+        State.DELIVERED,
+        State.EXPIRED,
+        State.UNDELIVERABLE,
+        State.REJECTED,
+        State.QUARANTINED,
+        State.CANCELLED,
+    }
+)
+#: States the scheduler may claim from (when due).
+QUEUED_STATES: frozenset[State] = frozenset({State.ROUTED, State.DEFERRED})
+#: States in which the submitter may still cancel or replace a message.
+PENDING_STATES: frozenset[State] = frozenset(
+    {State.ACCEPTED, State.ROUTED, State.DEFERRED, State.HELD}
+)
+
+ExtraValue = int | str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One short message as durably recorded.
+
+    ``destination`` is E.164 digits without '+'. ``content`` is the short_message (or
+    message_payload) exactly as submitted, including the UDH when ``esm_class`` has UDHI.
+    ``extra`` keeps JSON-able values to pass on (SAR TLVs, user_message_reference, ...).
+    Times are epoch seconds. ``attempts`` counts delivery attempts started (claims).
+    """
+
+    id: str
+    account: str
+    source_addr: str
+    destination: str
+    content: bytes
+    submitted_at: float
+    expires_at: float
+    source_ton: int = 0
+    source_npi: int = 0
+    data_coding: int = 0
+    esm_class: int = 0
+    registered_delivery: int = 0
+    priority: int = 0
+    protocol_id: int = 0
+    not_before: float = 0.0
+    state: State = State.ACCEPTED
+    route: str = ""
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    tag: bytes = b""
+    final_at: float | None = None
+    error: int | None = None
+    delivered_imsi: str | None = None
+    delivered_msisdn: str | None = None
+    lease_until: float | None = None
+    lease_owner: str | None = None
+    extra: dict[str, ExtraValue] = field(default_factory=dict, hash=False)
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def __repr__(self) -> str:  # never the text (I6)
+        return (
+            f"Message(id={self.id!r}, account={self.account!r}, "
+            f"destination={self.destination!r}, state={self.state.value}, "
+            f"route={self.route!r}, attempts={self.attempts}, content=<{len(self.content)} octets>)"
+        )
+
+
+#: Fields a transition may change; everything else is the immutable durable record (I2).
+MUTABLE_FIELDS: frozenset[str] = frozenset(
+    {
+        "route",
+        "attempts",
+        "next_attempt_at",
+        "final_at",
+        "error",
+        "delivered_imsi",
+        "delivered_msisdn",
+        "lease_until",
+        "lease_owner",
+        "extra",
+    }
+)
+
+
+def receipt_wanted(registered_delivery: int, final_state: State) -> bool:
+    """SMPP 3.4 registered_delivery bits 0-1: 1 = receipt on success or failure,
+    2 = receipt on failure only; 0 and 3 (reserved) = none."""
+    bits = registered_delivery & 0x03
+    if bits == 1:
+        return True
+    if bits == 2:
+        return final_state is not State.DELIVERED
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """An outbox row: the final state of a message, owed to its submitting account only (I4).
+
+    ``source_addr``/``destination`` are the original message's; the receipt deliver_sm swaps
+    them.
+    """
+
+    receipt_id: int
+    message_id: str
+    account: str
+    state: State
+    error: int | None
+    submitted_at: float
+    final_at: float
+    source_addr: str
+    source_ton: int
+    source_npi: int
+    destination: str
+    sent_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One delivery attempt, append-only (DESIGN.md, "Forensics"). No message text."""
+
+    message_id: str
+    account: str
+    destination: str
+    imsi: str | None
+    route: str
+    node: int
+    attempt: int
+    started_at: float
+    ended_at: float | None
+    outcome: str
+    error: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    name: str
+    password_hash: str
+    throughput_per_s: int | None = None

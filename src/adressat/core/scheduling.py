@@ -1,0 +1,31 @@
+"""Pure scheduling decisions shared by the store back ends and the scheduler."""
+
+from __future__ import annotations
+
+from adressat.core.model import QUEUED_STATES, Message, State
+
+
+def is_due(msg: Message, now: float) -> bool:
+    """Claimable now: queued, its next attempt and its scheduled time reached, not expired."""
+    return (
+        msg.state in QUEUED_STATES
+        and msg.next_attempt_at <= now
+        and msg.not_before <= now
+        and msg.expires_at > now
+    )
+
+
+def should_expire(msg: Message, now: float) -> bool:
+    """Past validity and not in flight. HELD messages are not expired while held (fail closed:
+    the operator decides); DISPATCHED ones are decided by their attempt or lease recovery."""
+    return msg.state in QUEUED_STATES and msg.expires_at <= now
+
+
+def claim_order_key(msg: Message) -> tuple[int, float, float, str]:
+    """Claim order: highest priority first, then earliest due (``next_attempt_at``, which is the
+    submission or scheduled time for a new message), then oldest submission, then id."""
+    return (-msg.priority, msg.next_attempt_at, msg.submitted_at, msg.id)
+
+
+def lease_expired(msg: Message, now: float) -> bool:
+    return msg.state is State.DISPATCHED and (msg.lease_until is None or msg.lease_until < now)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adressat.core.retry import RetryPolicy
+
+P = RetryPolicy()
+jit = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
+
+
+@given(jit)
+def test_first_retry_within_20_s(j: float) -> None:
+    at = P.next_attempt_at(1, 1000.0, 10_000.0, j)
+    assert at is not None and 1000.0 < at <= 1020.0
+
+
+def test_growth_and_cap() -> None:
+    ds = [P.delay_s(n, 0.5) for n in range(1, 12)]
+    assert ds[:6] == [15.0, 30.0, 60.0, 300.0, 900.0, 3600.0]
+    assert all(d == 3600.0 for d in ds[6:])
+    assert ds == sorted(ds)
+
+
+@given(st.integers(1, 50), st.floats(0, 1e9), st.floats(0, 1e5), jit)
+def test_never_past_expiry(n: int, now: float, validity: float, j: float) -> None:
+    at = P.next_attempt_at(n, now, now + validity, j)
+    if at is not None:
+        assert now < at < now + validity
+    else:
+        assert now + P.delay_s(n, j) >= now + validity
+
+
+@given(st.integers(1, 20), jit)
+def test_jitter_bounds(n: int, j: float) -> None:
+    base = P.delays_s[min(n, len(P.delays_s)) - 1]
+    assert base * 0.9 <= P.delay_s(n, j) <= base * 1.1
+
+
+def test_invalid() -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(delays_s=())
+    with pytest.raises(ValueError):
+        P.delay_s(1, 1.0)
