@@ -223,8 +223,9 @@ def test_codec_for_data_coding(dc: int, alphabet: Alphabet, message_class: int |
     assert codec.is_text == (alphabet is not Alphabet.BINARY)
 
 
-@pytest.mark.parametrize("dc", [0x05, 0x06, 0x07, 0x09, 0x0A, 0x0D, 0x0E, 0x0F, 0x20, 0x2C,
-                                0x1C, 0x80, 0xBF, 0xF8])
+@pytest.mark.parametrize(
+    "dc", [0x05, 0x06, 0x07, 0x09, 0x0A, 0x0D, 0x0E, 0x0F, 0x20, 0x2C, 0x1C, 0x80, 0xBF, 0xF8]
+)
 def test_unsupported_data_coding(dc: int) -> None:
     with pytest.raises(UnsupportedDataCoding) as info:
         codec_for_data_coding(dc)
