@@ -160,8 +160,8 @@ def _parse_stat(value: str) -> ReceiptStat:
 def parse_receipt(data: str | bytes) -> DeliveryReceipt:
     """Parse receipt text (bytes are read as Latin-1). Absent fields are None; ``text`` is
     everything after ``text:`` (it may contain spaces and colons) or None if there is no text
-    key. Raises :class:`ReceiptError` on text that is not a receipt: no known key, anything
-    before the first key, a repeated key, or a field value that does not parse."""
+    key. Raises :class:`ReceiptError` on text that is not a receipt: no known key other than
+    text, anything before the first key, a repeated key, or a field value that does not parse."""
     text = data.decode("latin-1") if isinstance(data, bytes) else data
     fields: dict[str, str] = {}
     matches = list(_KEY_RE.finditer(text))
@@ -181,6 +181,8 @@ def parse_receipt(data: str | bytes) -> DeliveryReceipt:
         if key == "text":
             break
     values = {k: v.strip() for k, v in fields.items() if k != "text"}
+    if not values:
+        raise ReceiptError("not a delivery receipt: only a text field")
     for k, v in values.items():
         if not v and k != "err":
             raise ReceiptError(f"receipt field {k!r} is empty")
