@@ -1,0 +1,223 @@
+"""The ``Store`` interface: every method is one transaction (DESIGN.md, "Storage").
+
+Only ``store/`` writes SQL; only ``core.lifecycle`` decides which transition is legal. Every
+back end implements exactly this behaviour and is run against ``tests/store/test_contract.py``.
+
+Units of work: a method called outside :meth:`Store.batch` commits on its own. Inside
+``with store.batch():`` nothing commits until the block exits (one commit, one fsync for the
+whole batch; an exception escaping the block rolls all of it back). Inside a batch every
+method runs in its own savepoint, so a method that raises leaves no partial effect and the
+batch can go on; :meth:`Store.savepoint` gives the same isolation to a group of calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from adressat.core.model import Account, AttemptRecord, Message, Receipt, State
+
+
+class StoreError(Exception):
+    """Base of every store error. Messages never carry message text (I6)."""
+
+
+class UnknownMessage(StoreError, KeyError):
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"no message {message_id}")
+        self.message_id = message_id
+
+
+class StaleState(StoreError):
+    """Compare-and-set failed: the row is not in the state (or attempt) the caller expected."""
+
+    def __init__(self, message_id: str, expected: State, actual: State, detail: str = "") -> None:
+        super().__init__(
+            f"message {message_id}: expected {expected.value}, is {actual.value}"
+            + (f" ({detail})" if detail else "")
+        )
+        self.message_id = message_id
+        self.expected = expected
+        self.actual = actual
+
+
+class DuplicateDelivery(StoreError):
+    """A second successful delivery of one message (I3); refused by the database itself."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"message {message_id} was already delivered")
+        self.message_id = message_id
+
+
+class DuplicateMessage(StoreError):
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"message id {message_id} already exists")
+        self.message_id = message_id
+
+
+class AccountExists(StoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"account {name} already exists")
+        self.name = name
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One item of :meth:`Store.apply_transitions` (same meaning as :meth:`Store.transition`)."""
+
+    message_id: str
+    expected_state: State
+    new_state: State
+    changes: Mapping[str, object] = field(default_factory=dict)
+    expected_attempts: int | None = None
+
+
+class Store(Protocol):
+    # --- units of work ---------------------------------------------------------------------
+    def batch(self) -> AbstractContextManager[None]: ...
+    def savepoint(self) -> AbstractContextManager[None]: ...
+    def close(self) -> None: ...
+
+    # --- accounts ----------------------------------------------------------------------------
+    def add_account(
+        self, name: str, password_hash: str, throughput_per_s: int | None = None
+    ) -> None: ...
+    def get_account(self, name: str) -> Account | None: ...
+    def list_accounts(self) -> list[Account]: ...
+    def remove_account(self, name: str) -> bool: ...
+
+    # --- messages ----------------------------------------------------------------------------
+    def insert_messages(self, msgs: Sequence[Message]) -> None: ...
+    def get_message(self, message_id: str) -> Message | None: ...
+    def transition(
+        self,
+        message_id: str,
+        expected_state: State,
+        new_state: State,
+        now: float,
+        *,
+        expected_attempts: int | None = None,
+        **changes: object,
+    ) -> Message: ...
+    def apply_transitions(
+        self, items: Sequence[Transition], now: float
+    ) -> list[Message | Exception]: ...
+    def claim_due(self, limit: int, now: float, lease_s: float, owner: str) -> list[Message]: ...
+    def expire_due(self, now: float, limit: int = 1000) -> list[Message]: ...
+    def recover_leases(self, now: float) -> int: ...
+    def retry_now(self, destination: str, now: float) -> int: ...
+    def hold_route(self, route: str, now: float) -> int: ...
+    def release_route(self, route: str, now: float) -> int: ...
+    def cancel(self, message_id: str, account: str, now: float) -> Message: ...
+    def replace(
+        self,
+        message_id: str,
+        account: str,
+        now: float,
+        *,
+        content: bytes,
+        tag: bytes,
+        data_coding: int | None = None,
+        registered_delivery: int | None = None,
+        not_before: float | None = None,
+        expires_at: float | None = None,
+    ) -> Message: ...
+    def count_by_state(self) -> dict[State, int]: ...
+    def list_messages(
+        self,
+        *,
+        account: str | None = None,
+        destination: str | None = None,
+        state: State | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[Message]: ...
+    def purge_content(self, final_before: float) -> int: ...
+
+    # --- receipts outbox ---------------------------------------------------------------------
+    def pending_receipts(self, account: str, limit: int = 100) -> list[Receipt]: ...
+    def mark_receipt_sent(self, receipt_id: int, now: float) -> bool: ...
+
+    # --- audit (append-only: there is no update or delete) -------------------------------------
+    def append_attempt(self, rec: AttemptRecord) -> None: ...
+    def attempts_between(
+        self, t1: float, t2: float, account: str | None = None
+    ) -> list[AttemptRecord]: ...
+    def attempts_for_message(self, message_id: str) -> list[AttemptRecord]: ...
+
+    # --- meta ----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+
+
+def check_changes(changes: Mapping[str, object]) -> None:
+    from adressat.core.model import MUTABLE_FIELDS
+
+    bad = set(changes) - MUTABLE_FIELDS
+    if bad:
+        raise ValueError(f"fields not changeable by a transition: {sorted(bad)}")
+
+
+def iter_chunks(seq: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+class NotPending(StoreError):
+    """cancel_sm / replace_sm on a message that is final or in flight."""
+
+    def __init__(self, message_id: str, actual: State) -> None:
+        super().__init__(f"message {message_id} is {actual.value}: not cancellable/replaceable")
+        self.message_id = message_id
+        self.actual = actual
+
+
+def plan_transition(
+    row: Message,
+    expected_state: State,
+    new_state: State,
+    now: float,
+    expected_attempts: int | None,
+    changes: Mapping[str, object],
+    already_delivered: bool,
+) -> Message:
+    """The shared rules of ``Store.transition``: validate and return the new row value.
+
+    Raises ValueError (unchangeable field), IllegalTransition, DuplicateDelivery, StaleState.
+    """
+    from dataclasses import replace
+
+    from adressat.core.lifecycle import check_transition
+    from adressat.core.model import FINAL_STATES
+
+    check_changes(changes)
+    check_transition(expected_state, new_state)
+    if new_state is State.DELIVERED and (already_delivered or row.state is State.DELIVERED):
+        raise DuplicateDelivery(row.id)
+    if row.state is not expected_state:
+        raise StaleState(row.id, expected_state, row.state)
+    if expected_attempts is not None and row.attempts != expected_attempts:
+        raise StaleState(row.id, expected_state, row.state, f"attempt {row.attempts}")
+    values: dict[str, object] = {}
+    if row.state is State.DISPATCHED:
+        values["lease_until"] = None
+        values["lease_owner"] = None
+    values.update(changes)
+    values["state"] = new_state
+    if new_state in FINAL_STATES:
+        values["final_at"] = now
+        values["lease_until"] = None
+        values["lease_owner"] = None
+    if "extra" in values:
+        values["extra"] = dict(values["extra"])  # type: ignore[call-overload]
+    return replace(row, **values)  # type: ignore[arg-type]
+
+
+def check_new_message(msg: Message) -> None:
+    if not 0 <= msg.priority <= 3:
+        raise ValueError("priority must be 0..3")
+    if not msg.id:
+        raise ValueError("message id must not be empty")

@@ -1,0 +1,434 @@
+"""Reference semantics of the Store: plain dicts, same behaviour as every SQL back end.
+
+Every method validates before it mutates, so a raising method leaves nothing behind;
+``batch()``/``savepoint()`` snapshot the containers so a failing block rolls back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field, replace
+
+from adressat.core.lifecycle import check_transition
+from adressat.core.model import (
+    FINAL_STATES,
+    PENDING_STATES,
+    QUEUED_STATES,
+    Account,
+    AttemptRecord,
+    Message,
+    Receipt,
+    State,
+    receipt_wanted,
+)
+from adressat.core.scheduling import claim_order_key, is_due, should_expire
+from adressat.store.base import (
+    AccountExists,
+    DuplicateMessage,
+    NotPending,
+    StoreError,
+    Transition,
+    UnknownMessage,
+    check_changes,
+    check_new_message,
+    plan_transition,
+)
+
+
+@dataclass
+class _Data:
+    accounts: dict[str, Account] = field(default_factory=dict)
+    messages: dict[str, Message] = field(default_factory=dict)
+    receipts: dict[int, Receipt] = field(default_factory=dict)
+    receipt_by_message: dict[str, int] = field(default_factory=dict)
+    deliveries: dict[str, tuple[str | None, str | None, float]] = field(default_factory=dict)
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)
+    next_receipt_id: int = 1
+
+    def copy(self) -> _Data:
+        return _Data(
+            dict(self.accounts),
+            dict(self.messages),
+            dict(self.receipts),
+            dict(self.receipt_by_message),
+            dict(self.deliveries),
+            list(self.attempts),
+            dict(self.meta),
+            self.next_receipt_id,
+        )
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._d = _Data()
+        self._lock = threading.RLock()
+        self._depth = 0
+        self.commits = 0
+
+    # --- units of work -------------------------------------------------------------------------
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self._lock:
+            snapshot = self._d.copy()
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._d = snapshot
+                raise
+            finally:
+                self._depth -= 1
+            if self._depth == 0:
+                self.commits += 1
+
+    def batch(self) -> AbstractContextManager[None]:
+        return self.savepoint()
+
+    @contextmanager
+    def _op(self) -> Iterator[None]:
+        with self._lock:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            if self._depth == 0:
+                self.commits += 1
+
+    def close(self) -> None:
+        pass
+
+    # --- accounts ------------------------------------------------------------------------------
+    def add_account(
+        self, name: str, password_hash: str, throughput_per_s: int | None = None
+    ) -> None:
+        with self._op():
+            if name in self._d.accounts:
+                raise AccountExists(name)
+            self._d.accounts[name] = Account(name, password_hash, throughput_per_s)
+
+    def get_account(self, name: str) -> Account | None:
+        with self._lock:
+            return self._d.accounts.get(name)
+
+    def list_accounts(self) -> list[Account]:
+        with self._lock:
+            return sorted(self._d.accounts.values(), key=lambda a: a.name)
+
+    def remove_account(self, name: str) -> bool:
+        with self._op():
+            return self._d.accounts.pop(name, None) is not None
+
+    # --- messages ------------------------------------------------------------------------------
+    def insert_messages(self, msgs: Sequence[Message]) -> None:
+        with self._op():
+            seen: set[str] = set()
+            for m in msgs:
+                check_new_message(m)
+                if m.id in self._d.messages or m.id in seen:
+                    raise DuplicateMessage(m.id)
+                seen.add(m.id)
+            for m in msgs:
+                self._d.messages[m.id] = replace(m, extra=dict(m.extra))
+
+    def get_message(self, message_id: str) -> Message | None:
+        with self._lock:
+            m = self._d.messages.get(message_id)
+            return None if m is None else replace(m, extra=dict(m.extra))
+
+    def _write_final_effects(self, new: Message, now: float) -> None:
+        if new.state is State.DELIVERED:
+            self._d.deliveries[new.id] = (new.delivered_imsi, new.delivered_msisdn, now)
+        if new.state in FINAL_STATES and receipt_wanted(new.registered_delivery, new.state):
+            rid = self._d.next_receipt_id
+            self._d.next_receipt_id += 1
+            self._d.receipts[rid] = Receipt(
+                receipt_id=rid,
+                message_id=new.id,
+                account=new.account,
+                state=new.state,
+                error=new.error,
+                submitted_at=new.submitted_at,
+                final_at=now,
+                source_addr=new.source_addr,
+                source_ton=new.source_ton,
+                source_npi=new.source_npi,
+                destination=new.destination,
+            )
+            self._d.receipt_by_message[new.id] = rid
+
+    def _put(self, new: Message, now: float) -> Message:
+        self._d.messages[new.id] = new
+        self._write_final_effects(new, now)
+        return replace(new, extra=dict(new.extra))
+
+    def transition(
+        self,
+        message_id: str,
+        expected_state: State,
+        new_state: State,
+        now: float,
+        *,
+        expected_attempts: int | None = None,
+        **changes: object,
+    ) -> Message:
+        with self._op():
+            check_changes(changes)
+            check_transition(expected_state, new_state)
+            row = self._d.messages.get(message_id)
+            if row is None:
+                raise UnknownMessage(message_id)
+            new = plan_transition(
+                row,
+                expected_state,
+                new_state,
+                now,
+                expected_attempts,
+                changes,
+                message_id in self._d.deliveries,
+            )
+            return self._put(new, now)
+
+    def apply_transitions(
+        self, items: Sequence[Transition], now: float
+    ) -> list[Message | Exception]:
+        out: list[Message | Exception] = []
+        with self._op():
+            for it in items:
+                try:
+                    out.append(
+                        self.transition(
+                            it.message_id,
+                            it.expected_state,
+                            it.new_state,
+                            now,
+                            expected_attempts=it.expected_attempts,
+                            **dict(it.changes),
+                        )
+                    )
+                except (StoreError, ValueError) as e:
+                    out.append(e)
+        return out
+
+    def claim_due(self, limit: int, now: float, lease_s: float, owner: str) -> list[Message]:
+        with self._op():
+            busy = {m.destination for m in self._d.messages.values() if m.state is State.DISPATCHED}
+            due = sorted(
+                (m for m in self._d.messages.values() if is_due(m, now)), key=claim_order_key
+            )
+            out: list[Message] = []
+            for m in due:
+                if len(out) >= limit:
+                    break
+                if m.destination in busy:
+                    continue
+                busy.add(m.destination)
+                new = replace(
+                    m,
+                    state=State.DISPATCHED,
+                    attempts=m.attempts + 1,
+                    lease_until=now + lease_s,
+                    lease_owner=owner,
+                )
+                out.append(self._put(new, now))
+            return out
+
+    def expire_due(self, now: float, limit: int = 1000) -> list[Message]:
+        with self._op():
+            due = sorted(
+                (m for m in self._d.messages.values() if should_expire(m, now)),
+                key=lambda m: (m.expires_at, m.id),
+            )[:limit]
+            return [
+                self._put(
+                    replace(
+                        m, state=State.EXPIRED, final_at=now, lease_until=None, lease_owner=None
+                    ),
+                    now,
+                )
+                for m in due
+            ]
+
+    def recover_leases(self, now: float) -> int:
+        with self._op():
+            n = 0
+            for m in list(self._d.messages.values()):
+                if m.state is State.DISPATCHED and (m.lease_until is None or m.lease_until < now):
+                    self._d.messages[m.id] = replace(
+                        m,
+                        state=State.DEFERRED,
+                        next_attempt_at=now,
+                        lease_until=None,
+                        lease_owner=None,
+                    )
+                    n += 1
+            return n
+
+    def retry_now(self, destination: str, now: float) -> int:
+        with self._op():
+            n = 0
+            for m in list(self._d.messages.values()):
+                if (
+                    m.destination == destination
+                    and m.state is State.DEFERRED
+                    and m.next_attempt_at > now
+                ):
+                    self._d.messages[m.id] = replace(m, next_attempt_at=now)
+                    n += 1
+            return n
+
+    def hold_route(self, route: str, now: float) -> int:
+        with self._op():
+            n = 0
+            for m in list(self._d.messages.values()):
+                if m.route == route and m.state in QUEUED_STATES:
+                    self._d.messages[m.id] = replace(m, state=State.HELD)
+                    n += 1
+            return n
+
+    def release_route(self, route: str, now: float) -> int:
+        with self._op():
+            n = 0
+            for m in list(self._d.messages.values()):
+                if m.route == route and m.state is State.HELD:
+                    self._d.messages[m.id] = replace(
+                        m, state=State.ROUTED, next_attempt_at=min(m.next_attempt_at, now)
+                    )
+                    n += 1
+            return n
+
+    def _owned_pending(self, message_id: str, account: str) -> Message:
+        m = self._d.messages.get(message_id)
+        if m is None or m.account != account:
+            raise UnknownMessage(message_id)
+        if m.state not in PENDING_STATES:
+            raise NotPending(message_id, m.state)
+        return m
+
+    def cancel(self, message_id: str, account: str, now: float) -> Message:
+        with self._op():
+            m = self._owned_pending(message_id, account)
+            return self._put(replace(m, state=State.CANCELLED, final_at=now), now)
+
+    def replace(
+        self,
+        message_id: str,
+        account: str,
+        now: float,
+        *,
+        content: bytes,
+        tag: bytes,
+        data_coding: int | None = None,
+        registered_delivery: int | None = None,
+        not_before: float | None = None,
+        expires_at: float | None = None,
+    ) -> Message:
+        with self._op():
+            m = self._owned_pending(message_id, account)
+            new = replace(
+                m,
+                content=content,
+                tag=tag,
+                data_coding=m.data_coding if data_coding is None else data_coding,
+                registered_delivery=(
+                    m.registered_delivery if registered_delivery is None else registered_delivery
+                ),
+                not_before=m.not_before if not_before is None else not_before,
+                next_attempt_at=(
+                    m.next_attempt_at if not_before is None else max(m.next_attempt_at, not_before)
+                ),
+                expires_at=m.expires_at if expires_at is None else expires_at,
+            )
+            return self._put(new, now)
+
+    def count_by_state(self) -> dict[State, int]:
+        with self._lock:
+            out = dict.fromkeys(State, 0)
+            for m in self._d.messages.values():
+                out[m.state] += 1
+            return out
+
+    def list_messages(
+        self,
+        *,
+        account: str | None = None,
+        destination: str | None = None,
+        state: State | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[Message]:
+        with self._lock:
+            ms = [
+                m
+                for m in self._d.messages.values()
+                if (account is None or m.account == account)
+                and (destination is None or m.destination == destination)
+                and (state is None or m.state is state)
+                and (since is None or m.submitted_at >= since)
+                and (until is None or m.submitted_at < until)
+            ]
+            ms.sort(key=lambda m: (m.submitted_at, m.id))
+            return [replace(m, extra=dict(m.extra)) for m in ms[:limit]]
+
+    def purge_content(self, final_before: float) -> int:
+        with self._op():
+            n = 0
+            for m in list(self._d.messages.values()):
+                if m.final_at is not None and m.final_at < final_before and m.content:
+                    self._d.messages[m.id] = replace(m, content=b"")
+                    n += 1
+            return n
+
+    # --- receipts ------------------------------------------------------------------------------
+    def pending_receipts(self, account: str, limit: int = 100) -> list[Receipt]:
+        with self._lock:
+            rs = [
+                r for r in self._d.receipts.values() if r.account == account and r.sent_at is None
+            ]
+            rs.sort(key=lambda r: r.receipt_id)
+            return rs[:limit]
+
+    def mark_receipt_sent(self, receipt_id: int, now: float) -> bool:
+        with self._op():
+            r = self._d.receipts.get(receipt_id)
+            if r is None or r.sent_at is not None:
+                return False
+            self._d.receipts[receipt_id] = replace(r, sent_at=now)
+            return True
+
+    # --- audit ---------------------------------------------------------------------------------
+    def append_attempt(self, rec: AttemptRecord) -> None:
+        with self._op():
+            self._d.attempts.append(rec)
+
+    def attempts_between(
+        self, t1: float, t2: float, account: str | None = None
+    ) -> list[AttemptRecord]:
+        with self._lock:
+            return sorted(
+                (
+                    a
+                    for a in self._d.attempts
+                    if a.started_at < t2
+                    and (a.ended_at if a.ended_at is not None else a.started_at) >= t1
+                    and (account is None or a.account == account)
+                ),
+                key=lambda a: a.started_at,
+            )
+
+    def attempts_for_message(self, message_id: str) -> list[AttemptRecord]:
+        with self._lock:
+            return [a for a in self._d.attempts if a.message_id == message_id]
+
+    # --- meta ----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            return self._d.meta.get(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._op():
+            self._d.meta[key] = value

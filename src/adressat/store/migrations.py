@@ -1,0 +1,209 @@
+"""Schema migrations: an ordered list of (version, statements), applied once each.
+
+The SQL is kept plain (TEXT/INTEGER/REAL/BLOB, partial indexes, NOT EXISTS) so that the same
+schema ports to PostgreSQL with type renames (REAL -> DOUBLE PRECISION, BLOB -> BYTEA,
+INTEGER PRIMARY KEY -> BIGINT GENERATED ALWAYS AS IDENTITY). Statements marked ``sqlite`` are
+SQLite-only (the append-only triggers; PostgreSQL would use a rule or REVOKE instead).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Literal
+
+Dialect = Literal["any", "sqlite"]
+
+MESSAGE_COLUMNS: tuple[str, ...] = (
+    "id",
+    "account",
+    "source_addr",
+    "destination",
+    "content",
+    "submitted_at",
+    "expires_at",
+    "source_ton",
+    "source_npi",
+    "data_coding",
+    "esm_class",
+    "registered_delivery",
+    "priority",
+    "protocol_id",
+    "not_before",
+    "state",
+    "route",
+    "attempts",
+    "next_attempt_at",
+    "tag",
+    "final_at",
+    "error",
+    "delivered_imsi",
+    "delivered_msisdn",
+    "lease_until",
+    "lease_owner",
+    "extra",
+)
+
+_V1: list[tuple[Dialect, str]] = [
+    ("any", "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"),
+    (
+        "any",
+        """CREATE TABLE accounts (
+            name TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            throughput_per_s INTEGER
+        )""",
+    ),
+    (
+        "any",
+        """CREATE TABLE messages (
+            id TEXT PRIMARY KEY,
+            account TEXT NOT NULL,
+            source_addr TEXT NOT NULL,
+            destination TEXT NOT NULL,
+            content BLOB NOT NULL,
+            submitted_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            source_ton INTEGER NOT NULL,
+            source_npi INTEGER NOT NULL,
+            data_coding INTEGER NOT NULL,
+            esm_class INTEGER NOT NULL,
+            registered_delivery INTEGER NOT NULL,
+            priority INTEGER NOT NULL,
+            protocol_id INTEGER NOT NULL,
+            not_before REAL NOT NULL,
+            state TEXT NOT NULL,
+            route TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            next_attempt_at REAL NOT NULL,
+            tag BLOB NOT NULL,
+            final_at REAL,
+            error INTEGER,
+            delivered_imsi TEXT,
+            delivered_msisdn TEXT,
+            lease_until REAL,
+            lease_owner TEXT,
+            extra TEXT NOT NULL
+        )""",
+    ),
+    (
+        "any",
+        """CREATE INDEX messages_due ON messages (priority, next_attempt_at, submitted_at, id)
+           WHERE state IN ('ROUTED', 'DEFERRED')""",
+    ),
+    (
+        "any",
+        """CREATE INDEX messages_expiry ON messages (expires_at)
+           WHERE state IN ('ROUTED', 'DEFERRED')""",
+    ),
+    ("any", "CREATE INDEX messages_destination ON messages (destination, state)"),
+    ("any", "CREATE INDEX messages_state ON messages (state, lease_until)"),
+    ("any", "CREATE INDEX messages_account ON messages (account, submitted_at)"),
+    ("any", "CREATE INDEX messages_route ON messages (route, state)"),
+    ("any", "CREATE INDEX messages_final ON messages (final_at) WHERE final_at IS NOT NULL"),
+    (
+        "any",
+        """CREATE TABLE receipts (
+            receipt_id INTEGER PRIMARY KEY,
+            message_id TEXT NOT NULL UNIQUE,
+            account TEXT NOT NULL,
+            state TEXT NOT NULL,
+            error INTEGER,
+            submitted_at REAL NOT NULL,
+            final_at REAL NOT NULL,
+            source_addr TEXT NOT NULL,
+            source_ton INTEGER NOT NULL,
+            source_npi INTEGER NOT NULL,
+            destination TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            sent_at REAL
+        )""",
+    ),
+    (
+        "any",
+        "CREATE INDEX receipts_pending ON receipts (account, receipt_id) WHERE sent_at IS NULL",
+    ),
+    (
+        "any",
+        """CREATE TABLE deliveries (
+            message_id TEXT PRIMARY KEY,
+            imsi TEXT,
+            msisdn TEXT,
+            at REAL NOT NULL
+        )""",
+    ),
+    (
+        "any",
+        """CREATE TABLE attempts (
+            seq INTEGER PRIMARY KEY,
+            message_id TEXT NOT NULL,
+            account TEXT NOT NULL,
+            destination TEXT NOT NULL,
+            imsi TEXT,
+            route TEXT NOT NULL,
+            node INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            outcome TEXT NOT NULL,
+            error INTEGER
+        )""",
+    ),
+    ("any", "CREATE INDEX attempts_time ON attempts (started_at)"),
+    ("any", "CREATE INDEX attempts_message ON attempts (message_id)"),
+    (
+        "sqlite",
+        """CREATE TRIGGER attempts_no_update BEFORE UPDATE ON attempts
+           BEGIN SELECT RAISE(ABORT, 'attempts are append-only'); END""",
+    ),
+    (
+        "sqlite",
+        """CREATE TRIGGER attempts_no_delete BEFORE DELETE ON attempts
+           BEGIN SELECT RAISE(ABORT, 'attempts are append-only'); END""",
+    ),
+    (
+        "sqlite",
+        """CREATE TRIGGER deliveries_no_update BEFORE UPDATE ON deliveries
+           BEGIN SELECT RAISE(ABORT, 'deliveries are write-once'); END""",
+    ),
+]
+
+MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [(1, _V1)]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def migrate_sqlite(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; each version in its own transaction. Returns the version.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    current = int(row[0] or 0)
+    for version, statements in MIGRATIONS:
+        if version <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            if int(row[0] or 0) >= version:  # another process got there first
+                conn.execute("COMMIT")
+                current = int(row[0])
+                continue
+            for dialect, sql in statements:
+                if dialect in ("any", "sqlite"):
+                    conn.execute(sql)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        current = version
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(f"database schema {current} is newer than this program's")
+    return current

@@ -1,0 +1,586 @@
+"""SQLite back end: one file, WAL, synchronous=FULL, one connection serialised by a lock.
+
+Every public method is one transaction (BEGIN IMMEDIATE ... COMMIT), or, inside ``batch()``,
+one SAVEPOINT of the batch's single transaction (one commit, one fsync for the batch).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from adressat.core.lifecycle import check_transition
+from adressat.core.model import (
+    FINAL_STATES,
+    Account,
+    AttemptRecord,
+    Message,
+    Receipt,
+    State,
+    receipt_wanted,
+)
+from adressat.store.base import (
+    AccountExists,
+    DuplicateDelivery,
+    DuplicateMessage,
+    NotPending,
+    StaleState,
+    StoreError,
+    Transition,
+    UnknownMessage,
+    check_changes,
+    check_new_message,
+    plan_transition,
+)
+from adressat.store.migrations import MESSAGE_COLUMNS, migrate_sqlite
+
+_COLS = ", ".join(MESSAGE_COLUMNS)
+_PLACEHOLDERS = ", ".join("?" for _ in MESSAGE_COLUMNS)
+_QUEUED = "('ROUTED', 'DEFERRED')"
+_PENDING = "('ACCEPTED', 'ROUTED', 'DEFERRED', 'HELD')"
+_RECEIPT_COLS = (
+    "receipt_id, message_id, account, state, error, submitted_at, final_at, "
+    "source_addr, source_ton, source_npi, destination, sent_at"
+)
+_ATTEMPT_COLS = (
+    "message_id, account, destination, imsi, route, node, attempt, started_at, ended_at, "
+    "outcome, error"
+)
+_STATE_IDX = MESSAGE_COLUMNS.index("state")
+_EXTRA_IDX = MESSAGE_COLUMNS.index("extra")
+
+
+def _to_row(m: Message) -> tuple[Any, ...]:
+    values: list[Any] = [getattr(m, c) for c in MESSAGE_COLUMNS]
+    values[_STATE_IDX] = m.state.value
+    values[_EXTRA_IDX] = json.dumps(m.extra, separators=(",", ":"), sort_keys=True)
+    return tuple(values)
+
+
+def _from_row(row: Sequence[Any]) -> Message:
+    values = list(row)
+    values[_STATE_IDX] = State(values[_STATE_IDX])
+    values[_EXTRA_IDX] = json.loads(values[_EXTRA_IDX])
+    kwargs = dict(zip(MESSAGE_COLUMNS, values, strict=True))
+    kwargs["content"] = bytes(kwargs["content"])
+    kwargs["tag"] = bytes(kwargs["tag"])
+    return Message(**kwargs)
+
+
+def _column_value(name: str, value: object) -> object:
+    if name == "extra":
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    if isinstance(value, State):
+        return value.value
+    return value
+
+
+def _receipt(row: Sequence[Any]) -> Receipt:
+    return Receipt(
+        receipt_id=row[0],
+        message_id=row[1],
+        account=row[2],
+        state=State(row[3]),
+        error=row[4],
+        submitted_at=row[5],
+        final_at=row[6],
+        source_addr=row[7],
+        source_ton=row[8],
+        source_npi=row[9],
+        destination=row[10],
+        sent_at=row[11],
+    )
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = str(path)
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self.commits = 0
+        c = self._conn
+        c.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if self.path != ":memory:" and str(mode).lower() != "wal":
+            raise StoreError(f"could not enable WAL (journal_mode={mode})")
+        c.execute("PRAGMA synchronous = FULL")
+        c.execute("PRAGMA foreign_keys = ON")
+        self.schema_version = migrate_sqlite(c)
+
+    # --- units of work -------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            c = self._conn
+            if self._depth == 0:
+                c.execute("BEGIN IMMEDIATE")
+                self._depth = 1
+                try:
+                    yield c
+                except BaseException:
+                    self._depth = 0
+                    c.execute("ROLLBACK")
+                    raise
+                try:
+                    c.execute("COMMIT")
+                except BaseException:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                    raise
+                finally:
+                    self._depth = 0
+                self.commits += 1
+            else:
+                name = f"sp{self._depth}"
+                self._depth += 1
+                c.execute(f"SAVEPOINT {name}")
+                try:
+                    yield c
+                except BaseException:
+                    c.execute(f"ROLLBACK TO {name}")
+                    c.execute(f"RELEASE {name}")
+                    raise
+                else:
+                    c.execute(f"RELEASE {name}")
+                finally:
+                    self._depth -= 1
+
+    def batch(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._tx()
+
+    def savepoint(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._tx()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def pragma(self, name: str) -> Any:
+        """Read a PRAGMA (for checks and tests)."""
+        if not name.replace("_", "").isalpha():
+            raise ValueError("bad pragma name")
+        with self._lock:
+            return self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # --- accounts ------------------------------------------------------------------------------
+    def add_account(
+        self, name: str, password_hash: str, throughput_per_s: int | None = None
+    ) -> None:
+        with self._tx() as c:
+            try:
+                c.execute(
+                    "INSERT INTO accounts (name, password_hash, throughput_per_s) VALUES (?, ?, ?)",
+                    (name, password_hash, throughput_per_s),
+                )
+            except sqlite3.IntegrityError:
+                raise AccountExists(name) from None
+
+    def get_account(self, name: str) -> Account | None:
+        rows = self._read(
+            "SELECT name, password_hash, throughput_per_s FROM accounts WHERE name = ?", (name,)
+        )
+        return Account(*rows[0]) if rows else None
+
+    def list_accounts(self) -> list[Account]:
+        rows = self._read(
+            "SELECT name, password_hash, throughput_per_s FROM accounts ORDER BY name"
+        )
+        return [Account(*r) for r in rows]
+
+    def remove_account(self, name: str) -> bool:
+        with self._tx() as c:
+            return c.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount > 0
+
+    # --- messages ------------------------------------------------------------------------------
+    def insert_messages(self, msgs: Sequence[Message]) -> None:
+        for m in msgs:
+            check_new_message(m)
+        with self._tx() as c:
+            try:
+                c.executemany(
+                    f"INSERT INTO messages ({_COLS}) VALUES ({_PLACEHOLDERS})",
+                    [_to_row(m) for m in msgs],
+                )
+            except sqlite3.IntegrityError:
+                ids = [m.id for m in msgs]
+                dup = next(
+                    (i for n, i in enumerate(ids) if i in ids[:n]), None
+                ) or self._first_existing(c, ids)
+                raise DuplicateMessage(dup or "?") from None
+
+    @staticmethod
+    def _first_existing(c: sqlite3.Connection, ids: Sequence[str]) -> str | None:
+        for i in ids:
+            if c.execute("SELECT 1 FROM messages WHERE id = ?", (i,)).fetchone():
+                return i
+        return None
+
+    def _get(self, c: sqlite3.Connection, message_id: str) -> Message | None:
+        row = c.execute(f"SELECT {_COLS} FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return None if row is None else _from_row(row)
+
+    def get_message(self, message_id: str) -> Message | None:
+        with self._lock:
+            return self._get(self._conn, message_id)
+
+    def _final_effects(self, c: sqlite3.Connection, new: Message, now: float) -> None:
+        if new.state is State.DELIVERED:
+            try:
+                c.execute(
+                    "INSERT INTO deliveries (message_id, imsi, msisdn, at) VALUES (?, ?, ?, ?)",
+                    (new.id, new.delivered_imsi, new.delivered_msisdn, now),
+                )
+            except sqlite3.IntegrityError:
+                raise DuplicateDelivery(new.id) from None
+        if new.state in FINAL_STATES and receipt_wanted(new.registered_delivery, new.state):
+            # The account is copied from the message row itself (I4 by construction).
+            c.execute(
+                "INSERT INTO receipts (message_id, account, state, error, submitted_at, final_at,"
+                " source_addr, source_ton, source_npi, destination, created_at, sent_at)"
+                " SELECT id, account, state, error, submitted_at, final_at,"
+                " source_addr, source_ton, source_npi, destination, ?, NULL"
+                " FROM messages WHERE id = ?",
+                (now, new.id),
+            )
+
+    def _write_transition(
+        self,
+        c: sqlite3.Connection,
+        old: Message,
+        new: Message,
+        now: float,
+        extra_where: str = "",
+        extra_params: Sequence[Any] = (),
+    ) -> None:
+        names = [n for n in MESSAGE_COLUMNS if n != "id" and getattr(old, n) != getattr(new, n)]
+        if "state" not in names:
+            names.append("state")
+        sets = ", ".join(f"{n} = ?" for n in names)
+        params = [_column_value(n, getattr(new, n)) for n in names]
+        cur = c.execute(
+            f"UPDATE messages SET {sets} WHERE id = ? AND state = ?{extra_where}",
+            (*params, old.id, old.state.value, *extra_params),
+        )
+        if cur.rowcount != 1:  # cannot happen under the lock; kept as a guard
+            raise StaleState(old.id, old.state, new.state, "row changed")
+        self._final_effects(c, new, now)
+
+    def _delivered(self, c: sqlite3.Connection, message_id: str) -> bool:
+        row = c.execute("SELECT 1 FROM deliveries WHERE message_id = ?", (message_id,)).fetchone()
+        return row is not None
+
+    def transition(
+        self,
+        message_id: str,
+        expected_state: State,
+        new_state: State,
+        now: float,
+        *,
+        expected_attempts: int | None = None,
+        **changes: object,
+    ) -> Message:
+        check_changes(changes)
+        check_transition(expected_state, new_state)
+        with self._tx() as c:
+            row = self._get(c, message_id)
+            if row is None:
+                raise UnknownMessage(message_id)
+            new = plan_transition(
+                row,
+                expected_state,
+                new_state,
+                now,
+                expected_attempts,
+                changes,
+                new_state is State.DELIVERED and self._delivered(c, message_id),
+            )
+            self._write_transition(c, row, new, now)
+            return new
+
+    def apply_transitions(
+        self, items: Sequence[Transition], now: float
+    ) -> list[Message | Exception]:
+        out: list[Message | Exception] = []
+        with self._tx():
+            for it in items:
+                try:
+                    out.append(
+                        self.transition(
+                            it.message_id,
+                            it.expected_state,
+                            it.new_state,
+                            now,
+                            expected_attempts=it.expected_attempts,
+                            **dict(it.changes),
+                        )
+                    )
+                except (StoreError, ValueError) as e:
+                    out.append(e)
+        return out
+
+    def claim_due(self, limit: int, now: float, lease_s: float, owner: str) -> list[Message]:
+        if limit <= 0:
+            return []
+        scan_max = limit * 4 + 64
+        chosen: list[Message] = []
+        taken: set[str] = set()
+        with self._tx() as c:
+            for priority in (3, 2, 1, 0):
+                if len(chosen) >= limit:
+                    break
+                rows = c.execute(
+                    f"SELECT {_COLS} FROM messages AS m"
+                    f" WHERE state IN {_QUEUED} AND priority = ? AND next_attempt_at <= ?"
+                    " AND not_before <= ? AND expires_at > ?"
+                    " AND NOT EXISTS (SELECT 1 FROM messages AS d"
+                    "   WHERE d.destination = m.destination AND d.state = 'DISPATCHED')"
+                    " ORDER BY next_attempt_at, submitted_at, id LIMIT ?",
+                    (priority, now, now, now, scan_max),
+                ).fetchall()
+                for r in rows:
+                    m = _from_row(r)
+                    if m.destination in taken:
+                        continue
+                    taken.add(m.destination)
+                    chosen.append(m)
+                    if len(chosen) >= limit:
+                        break
+            lease_until = now + lease_s
+            c.executemany(
+                "UPDATE messages SET state = 'DISPATCHED', attempts = attempts + 1,"
+                " lease_until = ?, lease_owner = ? WHERE id = ? AND state = ?",
+                [(lease_until, owner, m.id, m.state.value) for m in chosen],
+            )
+        return [
+            replace(
+                m,
+                state=State.DISPATCHED,
+                attempts=m.attempts + 1,
+                lease_until=lease_until,
+                lease_owner=owner,
+            )
+            for m in chosen
+        ]
+
+    def expire_due(self, now: float, limit: int = 1000) -> list[Message]:
+        out: list[Message] = []
+        with self._tx() as c:
+            rows = c.execute(
+                f"SELECT {_COLS} FROM messages WHERE state IN {_QUEUED} AND expires_at <= ?"
+                " ORDER BY expires_at, id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            for r in rows:
+                old = _from_row(r)
+                new = replace(
+                    old, state=State.EXPIRED, final_at=now, lease_until=None, lease_owner=None
+                )
+                self._write_transition(c, old, new, now)
+                out.append(new)
+        return out
+
+    def recover_leases(self, now: float) -> int:
+        with self._tx() as c:
+            return c.execute(
+                "UPDATE messages SET state = 'DEFERRED', next_attempt_at = ?,"
+                " lease_until = NULL, lease_owner = NULL"
+                " WHERE state = 'DISPATCHED' AND (lease_until IS NULL OR lease_until < ?)",
+                (now, now),
+            ).rowcount
+
+    def retry_now(self, destination: str, now: float) -> int:
+        with self._tx() as c:
+            return c.execute(
+                "UPDATE messages SET next_attempt_at = ?"
+                " WHERE destination = ? AND state = 'DEFERRED' AND next_attempt_at > ?",
+                (now, destination, now),
+            ).rowcount
+
+    def hold_route(self, route: str, now: float) -> int:
+        with self._tx() as c:
+            return c.execute(
+                f"UPDATE messages SET state = 'HELD' WHERE route = ? AND state IN {_QUEUED}",
+                (route,),
+            ).rowcount
+
+    def release_route(self, route: str, now: float) -> int:
+        with self._tx() as c:
+            return c.execute(
+                "UPDATE messages SET state = 'ROUTED',"
+                " next_attempt_at = MIN(next_attempt_at, ?)"
+                " WHERE route = ? AND state = 'HELD'",
+                (now, route),
+            ).rowcount
+
+    def _owned_pending(self, c: sqlite3.Connection, message_id: str, account: str) -> Message:
+        m = self._get(c, message_id)
+        if m is None or m.account != account:
+            raise UnknownMessage(message_id)
+        if m.state.value not in _PENDING:
+            raise NotPending(message_id, m.state)
+        return m
+
+    def cancel(self, message_id: str, account: str, now: float) -> Message:
+        with self._tx() as c:
+            old = self._owned_pending(c, message_id, account)
+            new = replace(old, state=State.CANCELLED, final_at=now)
+            self._write_transition(c, old, new, now)
+            return new
+
+    def replace(
+        self,
+        message_id: str,
+        account: str,
+        now: float,
+        *,
+        content: bytes,
+        tag: bytes,
+        data_coding: int | None = None,
+        registered_delivery: int | None = None,
+        not_before: float | None = None,
+        expires_at: float | None = None,
+    ) -> Message:
+        with self._tx() as c:
+            m = self._owned_pending(c, message_id, account)
+            new = replace(
+                m,
+                content=content,
+                tag=tag,
+                data_coding=m.data_coding if data_coding is None else data_coding,
+                registered_delivery=(
+                    m.registered_delivery if registered_delivery is None else registered_delivery
+                ),
+                not_before=m.not_before if not_before is None else not_before,
+                next_attempt_at=(
+                    m.next_attempt_at if not_before is None else max(m.next_attempt_at, not_before)
+                ),
+                expires_at=m.expires_at if expires_at is None else expires_at,
+            )
+            self._write_transition(c, m, new, now)
+            return new
+
+    def count_by_state(self) -> dict[State, int]:
+        out = dict.fromkeys(State, 0)
+        for state, n in self._read("SELECT state, COUNT(*) FROM messages GROUP BY state"):
+            out[State(state)] = n
+        return out
+
+    def list_messages(
+        self,
+        *,
+        account: str | None = None,
+        destination: str | None = None,
+        state: State | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[Message]:
+        where: list[str] = []
+        params: list[Any] = []
+        for cond, value in (
+            ("account = ?", account),
+            ("destination = ?", destination),
+            ("state = ?", None if state is None else state.value),
+            ("submitted_at >= ?", since),
+            ("submitted_at < ?", until),
+        ):
+            if value is not None:
+                where.append(cond)
+                params.append(value)
+        sql = f"SELECT {_COLS} FROM messages"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY submitted_at, id LIMIT ?"
+        return [_from_row(r) for r in self._read(sql, (*params, limit))]
+
+    def purge_content(self, final_before: float) -> int:
+        with self._tx() as c:
+            return c.execute(
+                "UPDATE messages SET content = ? WHERE final_at IS NOT NULL AND final_at < ?"
+                " AND length(content) > 0",
+                (b"", final_before),
+            ).rowcount
+
+    # --- receipts ------------------------------------------------------------------------------
+    def pending_receipts(self, account: str, limit: int = 100) -> list[Receipt]:
+        rows = self._read(
+            f"SELECT {_RECEIPT_COLS} FROM receipts WHERE account = ? AND sent_at IS NULL"
+            " ORDER BY receipt_id LIMIT ?",
+            (account, limit),
+        )
+        return [_receipt(r) for r in rows]
+
+    def mark_receipt_sent(self, receipt_id: int, now: float) -> bool:
+        with self._tx() as c:
+            return (
+                c.execute(
+                    "UPDATE receipts SET sent_at = ? WHERE receipt_id = ? AND sent_at IS NULL",
+                    (now, receipt_id),
+                ).rowcount
+                == 1
+            )
+
+    # --- audit ---------------------------------------------------------------------------------
+    def append_attempt(self, rec: AttemptRecord) -> None:
+        with self._tx() as c:
+            c.execute(
+                f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rec.message_id,
+                    rec.account,
+                    rec.destination,
+                    rec.imsi,
+                    rec.route,
+                    rec.node,
+                    rec.attempt,
+                    rec.started_at,
+                    rec.ended_at,
+                    rec.outcome,
+                    rec.error,
+                ),
+            )
+
+    def attempts_between(
+        self, t1: float, t2: float, account: str | None = None
+    ) -> list[AttemptRecord]:
+        sql = (
+            f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE started_at < ?"
+            " AND COALESCE(ended_at, started_at) >= ?"
+        )
+        params: list[Any] = [t2, t1]
+        if account is not None:
+            sql += " AND account = ?"
+            params.append(account)
+        sql += " ORDER BY started_at, seq"
+        return [AttemptRecord(*r) for r in self._read(sql, params)]
+
+    def attempts_for_message(self, message_id: str) -> list[AttemptRecord]:
+        rows = self._read(
+            f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE message_id = ? ORDER BY seq",
+            (message_id,),
+        )
+        return [AttemptRecord(*r) for r in rows]
+
+    # --- meta ----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
