@@ -1,0 +1,54 @@
+"""Subscriber identities computed from the subscriber index: no object per subscriber.
+
+IMSI = MCC + MNC + MSIN (10 digits). MSIN = P(generation * 10^7 + index) where P is a keyed
+Feistel permutation of 0..10^10-1 (two halves of 10^5, modular addition, 6 rounds): a
+bijection, so every (index, generation) has its own IMSI and the IMSI -> subscriber lookup is
+the inverse permutation. ``generation`` counts identity changes of the number (SIM swap,
+recycling), so an old SIM's IMSI never comes back.
+"""
+
+from __future__ import annotations
+
+import random
+
+__all__ = ["FeistelPermutation", "mix64", "INDEX_SPACE", "MSIN_SPACE"]
+
+MASK64 = (1 << 64) - 1
+HALF = 100_000
+MSIN_SPACE = HALF * HALF  # 10^10
+INDEX_SPACE = 10_000_000  # index < 10^7; generation < 1000
+ROUNDS = 6
+
+
+def mix64(x: int) -> int:
+    """splitmix64 finaliser: a fast, well-mixed 64-bit hash of an integer."""
+    x = (x + 0x9E3779B97F4A7C15) & MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK64
+    return x ^ (x >> 31)
+
+
+class FeistelPermutation:
+    """A keyed bijection of 0..10^10-1."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, seed: int) -> None:
+        rng = random.Random(f"netsim-imsi-{seed}")
+        self._keys = tuple(rng.getrandbits(64) for _ in range(ROUNDS))
+
+    def forward(self, x: int) -> int:
+        if not 0 <= x < MSIN_SPACE:
+            raise ValueError("outside the permutation domain")
+        left, right = divmod(x, HALF)
+        for key in self._keys:
+            left, right = right, (left + mix64(right ^ key)) % HALF
+        return left * HALF + right
+
+    def inverse(self, y: int) -> int:
+        if not 0 <= y < MSIN_SPACE:
+            raise ValueError("outside the permutation domain")
+        left, right = divmod(y, HALF)
+        for key in reversed(self._keys):
+            left, right = (right - mix64(left ^ key)) % HALF, left
+        return left * HALF + right

@@ -1,0 +1,164 @@
+"""The handsets' own durable record of what they accepted, apart from the SMSC's store.
+
+``<home>/netsim/inbox.log``: append-only, one tab-separated line per accepted SMS (a header
+line starting with '#' names the fields). Each record is written with one ``os.write`` on an
+``O_APPEND`` descriptor BEFORE the acknowledgement is returned, so a SIGKILL of the process
+loses nothing already acknowledged (the OS holds it; ``fsync`` optional). A torn last line
+(a crash inside the write, never acknowledged) is cut off when the file is opened again.
+Text fields are percent-escaped for '%', tab, CR and LF. No message text is ever written:
+only its SHA-256.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["InboxRecord", "InboxWriter", "InboxCorrupt", "read_inbox", "inbox_path"]
+
+HEADER = ("#adressat-netsim-inbox v1 "
+          "time msisdn imsi node originator mr dcs smsc_message_id sha256 duplicate\n")
+_FIELDS = 10
+
+
+class InboxCorrupt(ValueError):
+    def __init__(self, line: int) -> None:
+        super().__init__(f"inbox line {line}: malformed record")
+        self.line = line
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRecord:
+    time: float
+    msisdn: str
+    imsi: str
+    node: str
+    originator: str
+    message_reference: int
+    data_coding: int
+    smsc_message_id: str
+    content_sha256: str
+    duplicate: bool
+
+    def to_line(self) -> bytes:
+        return (
+            f"{self.time:.6f}\t{self.msisdn}\t{self.imsi}\t{_esc(self.node)}\t"
+            f"{_esc(self.originator)}\t{self.message_reference}\t{self.data_coding}\t"
+            f"{_esc(self.smsc_message_id)}\t{self.content_sha256}\t{int(self.duplicate)}\n"
+        ).encode()
+
+    @classmethod
+    def from_line(cls, line: str, lineno: int = 0) -> InboxRecord:
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != _FIELDS:
+            raise InboxCorrupt(lineno)
+        try:
+            return cls(float(parts[0]), parts[1], parts[2], _unesc(parts[3]), _unesc(parts[4]),
+                       int(parts[5]), int(parts[6]), _unesc(parts[7]), parts[8],
+                       parts[9] == "1")
+        except ValueError:
+            raise InboxCorrupt(lineno) from None
+
+
+def inbox_path(home: str | Path) -> Path:
+    return Path(home) / "netsim" / "inbox.log"
+
+
+class InboxWriter:
+    """Appends records; ``append`` returns only after the bytes are in the OS."""
+
+    def __init__(self, home: str | Path, *, fsync: bool = False) -> None:
+        self.path = inbox_path(home)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fsync = fsync
+        _cut_torn_tail(self.path)
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        if os.fstat(self._fd).st_size == 0:
+            self._write(HEADER.encode())
+
+    def append(self, record: InboxRecord) -> None:
+        self._write(record.to_line())
+
+    def _write(self, data: bytes) -> None:
+        if self._fd is None:
+            raise RuntimeError("inbox closed")
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        if self._fsync:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def read_inbox(
+    home: str | Path,
+    *,
+    msisdn: str | None = None,
+    imsi: str | None = None,
+    start_offset: int = 0,
+) -> Iterator[InboxRecord]:
+    """Records in write order, optionally only one handset's (by number and/or IMSI).
+
+    A torn last line (no newline) is skipped; any other malformed line raises InboxCorrupt.
+    ``start_offset`` begins at a byte offset (the first, possibly partial, line is skipped).
+    """
+    path = inbox_path(home)
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        lineno = 0  # relative to start_offset
+        if start_offset:
+            f.seek(start_offset - 1)
+            if f.read(1) != b"\n":
+                f.readline()
+        for raw in f:
+            lineno += 1
+            if not raw.endswith(b"\n"):
+                return  # torn tail: never acknowledged
+            if raw.startswith(b"#"):
+                continue
+            record = InboxRecord.from_line(raw.decode(), lineno)
+            if msisdn is not None and record.msisdn != msisdn:
+                continue
+            if imsi is not None and record.imsi != imsi:
+                continue
+            yield record
+
+
+def _cut_torn_tail(path: Path) -> None:
+    if not path.exists():
+        return
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with open(path, "r+b") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        back = min(size, 64 * 1024)
+        f.seek(size - back)
+        tail = f.read(back)
+        cut = tail.rfind(b"\n")
+        f.truncate(size - back + cut + 1 if cut >= 0 else 0)
+
+
+_ESC = str.maketrans({"%": "%25", "\t": "%09", "\n": "%0A", "\r": "%0D"})
+
+
+def _esc(text: str) -> str:
+    return text.translate(_ESC) if ("%" in text or "\t" in text or "\n" in text
+                                    or "\r" in text) else text
+
+
+def _unesc(text: str) -> str:
+    if "%" not in text:
+        return text
+    return (text.replace("%09", "\t").replace("%0A", "\n").replace("%0D", "\r")
+            .replace("%25", "%"))

@@ -1,0 +1,222 @@
+"""The simulated operator network: register (HLR), serving nodes and handsets.
+
+The SMSC's two steps, as on a real network:
+
+1. SRI-for-SM: ``network.register.lookup(msisdn) -> RoutingInfo(msisdn, imsi, node)``
+   (raises ``Unknown`` / ``Absent``).
+2. MT-ForwardSM: ``await network.forward_sm(imsi, node, sms) -> Ack | Failure``, addressed
+   by IMSI and node only. The handset that stores the message answers with ITS OWN identity
+   (``Ack(imsi, msisdn)``) after its evidence record is written.
+
+A failed delivery (absent, memory full) puts the number on the register's message-waiting
+list; when the subscriber is reachable again, callbacks registered with ``on_alert`` are
+called with the number (alertSC). ``process_due()`` does that for the current clock; the
+background task started by ``start()`` calls it every ``alert_poll_interval_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adressat.netsim.faults import NO_FAULTS, Faults
+from adressat.netsim.forward import Ack, Failure, FailureReason, NetSms
+from adressat.netsim.inbox import InboxRecord, InboxWriter, inbox_path, read_inbox
+from adressat.netsim.register import AbsentReason, Reachability, Register
+from adressat.netsim.settings import NetsimSettings
+
+__all__ = ["Network", "NetworkStats", "AlertCallback"]
+
+AlertCallback = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class NetworkStats:
+    forwarded: int = 0
+    acked: int = 0
+    duplicates: int = 0
+    alerts: int = 0
+    failures: Counter[FailureReason] = field(default_factory=Counter)
+
+
+class Network:
+    """One simulated operator network with its handsets' evidence under ``<home>/netsim``."""
+
+    def __init__(
+        self,
+        home: str | Path,
+        settings: NetsimSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        faults: Faults | None = None,
+    ) -> None:
+        self.settings = s = settings or NetsimSettings()
+        self.home = Path(home)
+        self.clock = clock
+        self._sleep = sleep
+        self.faults = faults or NO_FAULTS
+        self.register = Register(s, clock=clock, faults=self.faults)
+        self.stats = NetworkStats()
+        self._latency_rng = random.Random(f"netsim-latency-{s.seed}")
+        self._alert_callbacks: list[AlertCallback] = []
+        # the handsets' duplicate memory: keys of recently stored messages (bounded FIFO)
+        self._seen: set[int] = set()
+        self._seen_order: deque[int] = deque()
+        self._reload_duplicate_memory()
+        self.inbox = InboxWriter(self.home, fsync=s.inbox_fsync)
+        self._task: asyncio.Task[None] | None = None
+
+    # -- MT-ForwardSM ---------------------------------------------------------------------
+
+    async def forward_sm(self, imsi: str, node: str, sms: NetSms) -> Ack | Failure:
+        """Deliver ``sms`` to the handset with ``imsi`` through serving ``node``."""
+        self.stats.forwarded += 1
+        result = self.faults.before_forward(imsi, node, sms)
+        if result is None:
+            result = await self._forward(imsi, node, sms)
+        result = await self.faults.on_ack(result, imsi, node, sms)
+        if isinstance(result, Ack):
+            self.stats.acked += 1
+        else:
+            self.stats.failures[result.reason] += 1
+        return result
+
+    async def _forward(self, imsi: str, node: str, sms: NetSms) -> Ack | Failure:
+        register = self.register
+        resolved = register.resolve_imsi(imsi)
+        if resolved is None:
+            return Failure.of(FailureReason.UNKNOWN_SUBSCRIBER)
+        index, generation = resolved
+        if generation != register.generation_of(index) or register.node_of(index) != node:
+            # a retired SIM, or not registered at that node: the VLR does not know it
+            return Failure.of(FailureReason.UNIDENTIFIED_SUBSCRIBER)
+        state = register.state_of(index, self.clock())
+        if state.reachability is Reachability.ABSENT:
+            register.set_message_waiting_index(index, AbsentReason.NO_PAGING_RESPONSE
+                                               if state.reason is not AbsentReason.IMSI_DETACHED
+                                               else AbsentReason.IMSI_DETACHED)
+            return Failure.of(FailureReason.ABSENT_SUBSCRIBER)
+        if state.reachability is Reachability.MEMORY_FULL:
+            register.set_message_waiting_index(index, AbsentReason.MEMORY_CAPACITY_EXCEEDED)
+            return Failure.of(FailureReason.MEMORY_CAPACITY_EXCEEDED)
+        latency_s = self._draw_latency_s()
+        if latency_s > 0:
+            await self._sleep(latency_s)
+        ack: Ack | None = None
+        for target in self.faults.recipients(imsi, node, sms):
+            stored = self._handset_store(target, node, sms)
+            if ack is None:
+                ack = stored
+        if ack is None:
+            return Failure.of(FailureReason.SYSTEM_FAILURE)
+        return ack
+
+    def _handset_store(self, imsi: str, node: str, sms: NetSms) -> Ack | None:
+        """The handset with ``imsi`` stores the SMS (once) and answers with its identity."""
+        msisdn = self.register.msisdn_for_imsi(imsi)
+        if msisdn is None:
+            return None
+        digest = hashlib.sha256(sms.content).hexdigest()
+        key = _duplicate_key(imsi, sms.originator, sms.message_reference, digest)
+        duplicate = key in self._seen
+        if duplicate:
+            self.stats.duplicates += 1
+        else:
+            self._remember(key)
+        self.inbox.append(InboxRecord(
+            self.clock(), msisdn, imsi, node, sms.originator, sms.message_reference,
+            sms.data_coding, sms.smsc_message_id, digest, duplicate))
+        return Ack(imsi, msisdn)
+
+    def _remember(self, key: int) -> None:
+        self._seen.add(key)
+        self._seen_order.append(key)
+        if len(self._seen_order) > self.settings.duplicate_memory_entries_max:
+            self._seen.discard(self._seen_order.popleft())
+
+    def _reload_duplicate_memory(self) -> None:
+        path = inbox_path(self.home)
+        if not path.exists():
+            return
+        size = path.stat().st_size
+        start = max(0, size - self.settings.inbox_reload_bytes_max)
+        for record in read_inbox(self.home, start_offset=start):
+            if not record.duplicate:
+                self._remember(_duplicate_key(record.imsi, record.originator,
+                                              record.message_reference, record.content_sha256))
+
+    def _draw_latency_s(self) -> float:
+        s = self.settings
+        rng = self._latency_rng
+        if s.slow_ack_fraction and rng.random() < s.slow_ack_fraction:
+            low, high = s.slow_ack_latency_ms_min, s.slow_ack_latency_ms_max
+        else:
+            low, high = s.ack_latency_ms_min, s.ack_latency_ms_max
+        if high <= 0:
+            return 0.0
+        return rng.uniform(low, high) / 1000.0
+
+    # -- alertSC --------------------------------------------------------------------------
+
+    def on_alert(self, callback: AlertCallback) -> Callable[[], None]:
+        """Call ``callback(msisdn)`` when a subscriber with a failed delivery is reachable
+        again. Returns a function that unregisters it. Callbacks must not block."""
+        self._alert_callbacks.append(callback)
+
+        def unregister() -> None:
+            if callback in self._alert_callbacks:
+                self._alert_callbacks.remove(callback)
+
+        return unregister
+
+    def process_due(self, now: float | None = None) -> list[str]:
+        """Fire the alerts that are due at ``now`` (default: the clock); returns the numbers."""
+        due = self.register.due_alerts(now)
+        for msisdn in due:
+            self.stats.alerts += 1
+            for callback in list(self._alert_callbacks):
+                callback(msisdn)
+        return due
+
+    async def run(self) -> None:
+        """Fire alerts as they come due, forever (cancel to stop)."""
+        while True:
+            self.process_due()
+            await asyncio.sleep(self.settings.alert_poll_interval_s)
+
+    def start(self) -> asyncio.Task[None]:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self.run(), name="netsim-alerts")
+        return self._task
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        self.close()
+
+    def close(self) -> None:
+        self.inbox.close()
+
+    # -- audit ----------------------------------------------------------------------------
+
+    def inbox_of(self, msisdn: str) -> list[InboxRecord]:
+        """Everything the handset(s) on ``msisdn`` stored, from the durable record."""
+        return list(read_inbox(self.home, msisdn=msisdn))
+
+
+def _duplicate_key(imsi: str, originator: str, reference: int, sha256_hex: str) -> int:
+    h = hashlib.blake2b(f"{imsi}\t{originator}\t{reference}\t{sha256_hex}".encode(),
+                        digest_size=8)
+    return int.from_bytes(h.digest(), "big")
