@@ -37,6 +37,7 @@ class _Op(Generic[T]):
     fn: Callable[[Store], T]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[T]
+    inserts: Sequence[Message] | None = None  # set for plain inserts, which are coalesced
 
 
 _STOP = object()
@@ -76,21 +77,27 @@ class GroupCommitter:
 
     async def run(self, fn: Callable[[Store], T]) -> T:
         """Run ``fn(store)`` in the next batch; return its result once the batch is committed."""
+        return await self._submit(fn, None)
+
+    async def _submit(self, fn: Callable[[Store], T], inserts: Sequence[Message] | None) -> T:
         if self._closed:
             raise CommitterClosed("group committer is stopped")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         try:
-            self._queue.put_nowait(_Op(fn, loop, fut))
+            self._queue.put_nowait(_Op(fn, loop, fut, inserts))
         except queue.Full:
             raise CommitQueueFull("commit queue full") from None
         return await fut
 
     async def insert(self, msg: Message) -> None:
-        await self.run(lambda s: s.insert_messages([msg]))
+        """Insert one message; resolves once it is durably committed."""
+        await self.insert_many([msg])
 
     async def insert_many(self, msgs: Sequence[Message]) -> None:
-        await self.run(lambda s: s.insert_messages(msgs))
+        """Insert messages all-or-nothing; resolves once they are durably committed."""
+        msgs = list(msgs)
+        await self._submit(lambda s: s.insert_messages(msgs), msgs)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Finish what is queued, then stop the thread."""
@@ -127,12 +134,18 @@ class GroupCommitter:
         results: list[tuple[bool, Any]] = []
         try:
             with self.store.batch():
-                for op in ops:
-                    try:
-                        with self.store.savepoint():
-                            results.append((True, op.fn(self.store)))
-                    except Exception as e:  # noqa: BLE001 - delivered to its own caller
-                        results.append((False, e))
+                i = 0
+                while i < len(ops):
+                    j = i
+                    while j < len(ops) and ops[j].inserts is not None:
+                        j += 1
+                    if j - i > 1 and self._insert_run(ops[i:j]):
+                        results.extend((True, None) for _ in range(j - i))
+                        i = j
+                        continue
+                    for op in ops[i : max(j, i + 1)]:
+                        results.append(self._one(op))
+                    i = max(j, i + 1)
         except BaseException as e:  # the commit (or the batch) failed: nobody is durable
             for op in ops:
                 self._post(op, False, e)
@@ -143,6 +156,24 @@ class GroupCommitter:
         self.ops += len(ops)
         for op, (ok, value) in zip(ops, results, strict=True):
             self._post(op, ok, value)
+
+    def _insert_run(self, ops: Sequence[_Op[Any]]) -> bool:
+        """Consecutive plain inserts as one executemany; False (nothing written) on any error,
+        and the caller retries them one by one so only the faulty one fails."""
+        msgs = [m for op in ops for m in (op.inserts or ())]
+        try:
+            with self.store.savepoint():
+                self.store.insert_messages(msgs)
+        except Exception:  # noqa: BLE001
+            return False
+        return True
+
+    def _one(self, op: _Op[Any]) -> tuple[bool, Any]:
+        try:
+            with self.store.savepoint():
+                return (True, op.fn(self.store))
+        except Exception as e:  # noqa: BLE001 - delivered to its own caller
+            return (False, e)
 
     @staticmethod
     def _post(op: _Op[Any], ok: bool, value: Any) -> None:
