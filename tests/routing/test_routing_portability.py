@@ -44,8 +44,10 @@ def test_constructor_form() -> None:
 
 
 def test_many_ranges_bisect() -> None:
-    ranges = [(str(46700000000 + i * 1000), str(46700000000 + i * 1000 + 499), f"op{i}")
-              for i in range(2000)]
+    ranges = [
+        (str(46700000000 + i * 1000), str(46700000000 + i * 1000 + 499), f"op{i}")
+        for i in range(2000)
+    ]
     t = PortabilityTable(ranges)
     for i in range(0, 2000, 37):
         assert t.operator_for(str(46700000000 + i * 1000 + 250)) == f"op{i}"

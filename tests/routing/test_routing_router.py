@@ -24,8 +24,15 @@ NIGHT = datetime(2026, 6, 1, 23, 30, tzinfo=ZoneInfo("Europe/Stockholm")).timest
 
 
 def make(rules: list[dict[str, str]] | None = None, **kw: object) -> Router:
-    return Router("own", OWN, PORT, rules or [], connectors={"telia": "telia-smpp"},
-                  timezone="Europe/Stockholm", **kw)  # type: ignore[arg-type]
+    return Router(
+        "own",
+        OWN,
+        PORT,
+        rules or [],
+        connectors={"telia": "telia-smpp"},
+        timezone="Europe/Stockholm",
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_own_and_other_operators() -> None:

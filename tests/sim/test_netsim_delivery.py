@@ -29,8 +29,9 @@ class Clock:
         return self.t
 
 
-def sms(ref: int = 1, text: bytes = b"code 1234", originator: str = "MyBank",
-        msg_id: str = "m1") -> NetSms:
+def sms(
+    ref: int = 1, text: bytes = b"code 1234", originator: str = "MyBank", msg_id: str = "m1"
+) -> NetSms:
     return NetSms(originator, ref, 0, text, msg_id, "d")
 
 
@@ -44,9 +45,15 @@ def test_lookup_forward_round_trip(tmp_path: Path) -> None:
     assert len(records) == 1
     r = records[0]
     assert (r.imsi, r.originator, r.message_reference, r.smsc_message_id, r.duplicate) == (
-        info.imsi, "MyBank", 1, "abc", False)
+        info.imsi,
+        "MyBank",
+        1,
+        "abc",
+        False,
+    )
     assert r.node == info.node
     import hashlib
+
     assert r.content_sha256 == hashlib.sha256(b"code 1234").hexdigest()
     assert list(read_inbox(tmp_path, msisdn="46701000124")) == []
     assert net.stats.acked == 1
@@ -64,14 +71,25 @@ def test_the_ack_names_the_handset_not_the_request(tmp_path: Path) -> None:
 
 def test_absent_then_back_fires_alert(tmp_path: Path) -> None:
     clock = Clock()
-    net = Network(tmp_path, NetsimSettings(subscribers=20_000, absent_fraction=0.05,
-                                           ack_latency_ms_max=0, ack_latency_ms_min=0,
-                                           slow_ack_fraction=0), clock=clock)
+    net = Network(
+        tmp_path,
+        NetsimSettings(
+            subscribers=20_000,
+            absent_fraction=0.05,
+            ack_latency_ms_max=0,
+            ack_latency_ms_min=0,
+            slow_ack_fraction=0,
+        ),
+        clock=clock,
+    )
     reg = net.register
-    absent = [i for i in range(20_000)
-              if reg.state_of(i, clock.t).reachability is Reachability.ABSENT
-              and reg.state_of(i, clock.t).reason is not None
-              and reg.state_of(i, clock.t).reason.value == "no_paging_response"]
+    absent = [
+        i
+        for i in range(20_000)
+        if reg.state_of(i, clock.t).reachability is Reachability.ABSENT
+        and reg.state_of(i, clock.t).reason is not None
+        and reg.state_of(i, clock.t).reason.value == "no_paging_response"
+    ]
     assert absent, "the seeded model should have absent subscribers"
     msisdn = reg.msisdn_of(absent[0])
     alerts: list[str] = []
@@ -120,7 +138,8 @@ def test_attach_alerts_at_once_and_unsubscribe(tmp_path: Path) -> None:
     info = net.register.lookup(msisdn)
     net.register.detach(msisdn)  # switched off, no end known
     assert asyncio.run(net.forward_sm(info.imsi, info.node, sms())).reason is (
-        FailureReason.ABSENT_SUBSCRIBER)
+        FailureReason.ABSENT_SUBSCRIBER
+    )
     clock.t += 10_000
     assert net.process_due() == []
     net.register.attach(msisdn)
@@ -135,8 +154,9 @@ def test_attach_alerts_at_once_and_unsubscribe(tmp_path: Path) -> None:
 
 def test_background_task_fires_alerts(tmp_path: Path) -> None:
     clock = Clock()
-    net = Network(tmp_path, NetsimSettings.quiet(subscribers=100, alert_poll_interval_s=0.01),
-                  clock=clock)
+    net = Network(
+        tmp_path, NetsimSettings.quiet(subscribers=100, alert_poll_interval_s=0.01), clock=clock
+    )
     msisdn = "46701000012"
 
     async def main() -> list[str]:
@@ -220,8 +240,9 @@ def test_latency_is_seeded_and_slept(tmp_path: Path) -> None:
     async def fake_sleep(s: float) -> None:
         slept.append(s)
 
-    settings = NetsimSettings(subscribers=100, absent_fraction=0, memory_full_fraction=0,
-                              slow_ack_fraction=0.2)
+    settings = NetsimSettings(
+        subscribers=100, absent_fraction=0, memory_full_fraction=0, slow_ack_fraction=0.2
+    )
     net = Network(tmp_path, settings, clock=Clock(), sleep=fake_sleep)
     info = net.register.lookup("46701000040")
 
@@ -246,3 +267,22 @@ def test_netsms_validates() -> None:
         NetSms("A", 0, 0, b"x" * 141, "m")
     with pytest.raises(ValueError):
         NetSms("", 0, 0, b"", "m")
+
+
+def test_a_failing_alert_callback_does_not_stop_the_others(tmp_path: Path) -> None:
+    net = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
+    got: list[str] = []
+
+    def broken(msisdn: str) -> None:
+        raise RuntimeError("boom")
+
+    net.on_alert(broken)
+    net.on_alert(got.append)
+    msisdn = "46701000050"
+    info = net.register.lookup(msisdn)
+    net.register.detach(msisdn)
+    asyncio.run(net.forward_sm(info.imsi, info.node, sms()))
+    net.register.attach(msisdn)
+    assert net.process_due() == [msisdn] and got == [msisdn]
+    assert net.settings.msisdn_range == (46701000000, 46701000099)
+    net.close()

@@ -54,8 +54,9 @@ def test_register_identity_round_trip() -> None:
     assert nodes == {"msc-1", "msc-2", "msc-3", "msc-4"}
 
 
-@pytest.mark.parametrize("msisdn", ["46700999999", "46701050000", "4670100000", "+46701000001",
-                                    "abc", "", "46731234567"])
+@pytest.mark.parametrize(
+    "msisdn", ["46700999999", "46701050000", "4670100000", "+46701000001", "abc", "", "46731234567"]
+)
 def test_unknown_numbers(msisdn: str) -> None:
     reg = Register(NetsimSettings.quiet(subscribers=50_000))
     with pytest.raises(Unknown):
@@ -93,8 +94,9 @@ def test_sim_swap_and_recycle_change_identity() -> None:
     kinds = [(e.kind, e.old, e.new) for e in reg.events]
     assert kinds == [("sim_swap", old, new), ("recycle", new, third)]
     # other subscribers untouched
-    assert reg.identity("46701000043") == Register(NetsimSettings.quiet(subscribers=1000)
-                                                   ).identity("46701000043")
+    assert reg.identity("46701000043") == Register(NetsimSettings.quiet(subscribers=1000)).identity(
+        "46701000043"
+    )
 
 
 def test_move_changes_serving_node() -> None:

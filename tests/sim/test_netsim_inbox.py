@@ -41,8 +41,9 @@ CHILD = textwrap.dedent(
 
 
 def test_inbox_survives_sigkill(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     acked: list[tuple[str, str, str]] = []
     assert proc.stdout is not None
     deadline = time.monotonic() + 20
@@ -67,9 +68,17 @@ def test_inbox_survives_sigkill(tmp_path: Path) -> None:
 
 def _record(i: int, **kw: object) -> InboxRecord:
     base: dict[str, object] = dict(
-        time=1000.0 + i, msisdn=f"4670100{i:04d}", imsi=f"24001{i:010d}", node="msc-1",
-        originator="Shop", message_reference=i % 256, data_coding=0,
-        smsc_message_id=f"m{i}", content_sha256="ab" * 32, duplicate=False)
+        time=1000.0 + i,
+        msisdn=f"4670100{i:04d}",
+        imsi=f"24001{i:010d}",
+        node="msc-1",
+        originator="Shop",
+        message_reference=i % 256,
+        data_coding=0,
+        smsc_message_id=f"m{i}",
+        content_sha256="ab" * 32,
+        duplicate=False,
+    )
     base.update(kw)
     return InboxRecord(**base)  # type: ignore[arg-type]
 

@@ -22,9 +22,16 @@ def test_full_size_network_memory(tmp_path: Path) -> None:
     gc.collect()
     before = _rss_bytes()
     now = [1_700_000_000.0]
-    net = Network(tmp_path, NetsimSettings(subscribers=SUBSCRIBERS_MAX, ack_latency_ms_min=0,
-                                           ack_latency_ms_max=0, slow_ack_fraction=0),
-                  clock=lambda: now[0])
+    net = Network(
+        tmp_path,
+        NetsimSettings(
+            subscribers=SUBSCRIBERS_MAX,
+            ack_latency_ms_min=0,
+            ack_latency_ms_max=0,
+            slow_ack_fraction=0,
+        ),
+        clock=lambda: now[0],
+    )
     reg = net.register
     rng = random.Random(3)
     # touch the whole population's state once, and a sample's identity
@@ -44,8 +51,9 @@ def test_full_size_network_memory(tmp_path: Path) -> None:
                 info = reg.lookup(msisdn)
             except Exception:
                 continue
-            result = await net.forward_sm(info.imsi, info.node, NetSms("A", k % 256, 0,
-                                                                      b"x%d" % k, str(k)))
+            result = await net.forward_sm(
+                info.imsi, info.node, NetSms("A", k % 256, 0, b"x%d" % k, str(k))
+            )
             ok += isinstance(result, Ack)
         return ok
 

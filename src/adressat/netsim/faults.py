@@ -35,8 +35,9 @@ class Faults:
     def recipients(self, imsi: str, node: str, sms: NetSms) -> Sequence[str]:
         return (imsi,)
 
-    async def on_ack(self, result: Ack | Failure, imsi: str, node: str,
-                     sms: NetSms) -> Ack | Failure:
+    async def on_ack(
+        self, result: Ack | Failure, imsi: str, node: str, sms: NetSms
+    ) -> Ack | Failure:
         return result
 
 

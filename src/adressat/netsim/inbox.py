@@ -18,8 +18,10 @@ from pathlib import Path
 
 __all__ = ["InboxRecord", "InboxWriter", "InboxCorrupt", "read_inbox", "inbox_path"]
 
-HEADER = ("#adressat-netsim-inbox v1 "
-          "time msisdn imsi node originator mr dcs smsc_message_id sha256 duplicate\n")
+HEADER = (
+    "#adressat-netsim-inbox v1 "
+    "time msisdn imsi node originator mr dcs smsc_message_id sha256 duplicate\n"
+)
 _FIELDS = 10
 
 
@@ -55,9 +57,18 @@ class InboxRecord:
         if len(parts) != _FIELDS:
             raise InboxCorrupt(lineno)
         try:
-            return cls(float(parts[0]), parts[1], parts[2], _unesc(parts[3]), _unesc(parts[4]),
-                       int(parts[5]), int(parts[6]), _unesc(parts[7]), parts[8],
-                       parts[9] == "1")
+            return cls(
+                float(parts[0]),
+                parts[1],
+                parts[2],
+                _unesc(parts[3]),
+                _unesc(parts[4]),
+                int(parts[5]),
+                int(parts[6]),
+                _unesc(parts[7]),
+                parts[8],
+                parts[9] == "1",
+            )
         except ValueError:
             raise InboxCorrupt(lineno) from None
 
@@ -153,12 +164,14 @@ _ESC = str.maketrans({"%": "%25", "\t": "%09", "\n": "%0A", "\r": "%0D"})
 
 
 def _esc(text: str) -> str:
-    return text.translate(_ESC) if ("%" in text or "\t" in text or "\n" in text
-                                    or "\r" in text) else text
+    return (
+        text.translate(_ESC)
+        if ("%" in text or "\t" in text or "\n" in text or "\r" in text)
+        else text
+    )
 
 
 def _unesc(text: str) -> str:
     if "%" not in text:
         return text
-    return (text.replace("%09", "\t").replace("%0A", "\n").replace("%0D", "\r")
-            .replace("%25", "%"))
+    return text.replace("%09", "\t").replace("%0A", "\n").replace("%0D", "\r").replace("%25", "%")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import random
 import time
 from collections import Counter, deque
@@ -34,6 +35,7 @@ from adressat.netsim.settings import NetsimSettings
 __all__ = ["Network", "NetworkStats", "AlertCallback"]
 
 AlertCallback = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -78,8 +80,11 @@ class Network:
     async def forward_sm(self, imsi: str, node: str, sms: NetSms) -> Ack | Failure:
         """Deliver ``sms`` to the handset with ``imsi`` through serving ``node``."""
         self.stats.forwarded += 1
-        result = self.faults.before_forward(imsi, node, sms)
-        if result is None:
+        injected = self.faults.before_forward(imsi, node, sms)
+        result: Ack | Failure
+        if injected is not None:
+            result = injected
+        else:
             result = await self._forward(imsi, node, sms)
         result = await self.faults.on_ack(result, imsi, node, sms)
         if isinstance(result, Ack):
@@ -99,9 +104,12 @@ class Network:
             return Failure.of(FailureReason.UNIDENTIFIED_SUBSCRIBER)
         state = register.state_of(index, self.clock())
         if state.reachability is Reachability.ABSENT:
-            register.set_message_waiting_index(index, AbsentReason.NO_PAGING_RESPONSE
-                                               if state.reason is not AbsentReason.IMSI_DETACHED
-                                               else AbsentReason.IMSI_DETACHED)
+            register.set_message_waiting_index(
+                index,
+                AbsentReason.NO_PAGING_RESPONSE
+                if state.reason is not AbsentReason.IMSI_DETACHED
+                else AbsentReason.IMSI_DETACHED,
+            )
             return Failure.of(FailureReason.ABSENT_SUBSCRIBER)
         if state.reachability is Reachability.MEMORY_FULL:
             register.set_message_waiting_index(index, AbsentReason.MEMORY_CAPACITY_EXCEEDED)
@@ -130,9 +138,20 @@ class Network:
             self.stats.duplicates += 1
         else:
             self._remember(key)
-        self.inbox.append(InboxRecord(
-            self.clock(), msisdn, imsi, node, sms.originator, sms.message_reference,
-            sms.data_coding, sms.smsc_message_id, digest, duplicate))
+        self.inbox.append(
+            InboxRecord(
+                self.clock(),
+                msisdn,
+                imsi,
+                node,
+                sms.originator,
+                sms.message_reference,
+                sms.data_coding,
+                sms.smsc_message_id,
+                digest,
+                duplicate,
+            )
+        )
         return Ack(imsi, msisdn)
 
     def _remember(self, key: int) -> None:
@@ -149,8 +168,14 @@ class Network:
         start = max(0, size - self.settings.inbox_reload_bytes_max)
         for record in read_inbox(self.home, start_offset=start):
             if not record.duplicate:
-                self._remember(_duplicate_key(record.imsi, record.originator,
-                                              record.message_reference, record.content_sha256))
+                self._remember(
+                    _duplicate_key(
+                        record.imsi,
+                        record.originator,
+                        record.message_reference,
+                        record.content_sha256,
+                    )
+                )
 
     def _draw_latency_s(self) -> float:
         s = self.settings
@@ -182,13 +207,19 @@ class Network:
         for msisdn in due:
             self.stats.alerts += 1
             for callback in list(self._alert_callbacks):
-                callback(msisdn)
+                try:
+                    callback(msisdn)
+                except Exception as exc:  # one broken subscriber must not stop the others
+                    log.error("netsim alert callback failed: %s", type(exc).__name__)
         return due
 
     async def run(self) -> None:
         """Fire alerts as they come due, forever (cancel to stop)."""
         while True:
-            self.process_due()
+            try:
+                self.process_due()
+            except Exception as exc:
+                log.error("netsim alert processing failed: %s", type(exc).__name__)
             await asyncio.sleep(self.settings.alert_poll_interval_s)
 
     def start(self) -> asyncio.Task[None]:
@@ -217,6 +248,5 @@ class Network:
 
 
 def _duplicate_key(imsi: str, originator: str, reference: int, sha256_hex: str) -> int:
-    h = hashlib.blake2b(f"{imsi}\t{originator}\t{reference}\t{sha256_hex}".encode(),
-                        digest_size=8)
+    h = hashlib.blake2b(f"{imsi}\t{originator}\t{reference}\t{sha256_hex}".encode(), digest_size=8)
     return int.from_bytes(h.digest(), "big")

@@ -140,9 +140,11 @@ class Register:
         self._absent_salt = salts.getrandbits(64)
         self._memory_salt = salts.getrandbits(64)
         self._absent_p = _slot_probability(
-            s.absent_fraction, s.absent_duration_s_min, s.absent_duration_s_max)
+            s.absent_fraction, s.absent_duration_s_min, s.absent_duration_s_max
+        )
         self._memory_p = _slot_probability(
-            s.memory_full_fraction, s.memory_full_duration_s_min, s.memory_full_duration_s_max)
+            s.memory_full_fraction, s.memory_full_duration_s_min, s.memory_full_duration_s_max
+        )
         self._detached_threshold = int(s.absent_detached_fraction * 2**16)
         # exceptions only
         self._generation: dict[int, int] = {}
@@ -248,23 +250,41 @@ class Register:
         s = self.settings
         key = self._generation.get(index, 0) * INDEX_SPACE + index
         if self._absent_p:
-            episode = _episode(key ^ self._absent_salt, now, self._absent_p,
-                               s.absent_duration_s_min, s.absent_duration_s_max)
+            episode = _episode(
+                key ^ self._absent_salt,
+                now,
+                self._absent_p,
+                s.absent_duration_s_min,
+                s.absent_duration_s_max,
+            )
             if episode is not None:
                 until, bits = episode
-                reason = (AbsentReason.IMSI_DETACHED if bits < self._detached_threshold
-                          else AbsentReason.NO_PAGING_RESPONSE)
+                reason = (
+                    AbsentReason.IMSI_DETACHED
+                    if bits < self._detached_threshold
+                    else AbsentReason.NO_PAGING_RESPONSE
+                )
                 return SubscriberState(Reachability.ABSENT, reason, until)
         if self._memory_p:
-            episode = _episode(key ^ self._memory_salt, now, self._memory_p,
-                               s.memory_full_duration_s_min, s.memory_full_duration_s_max)
+            episode = _episode(
+                key ^ self._memory_salt,
+                now,
+                self._memory_p,
+                s.memory_full_duration_s_min,
+                s.memory_full_duration_s_max,
+            )
             if episode is not None:
-                return SubscriberState(Reachability.MEMORY_FULL,
-                                       AbsentReason.MEMORY_CAPACITY_EXCEEDED, episode[0])
+                return SubscriberState(
+                    Reachability.MEMORY_FULL, AbsentReason.MEMORY_CAPACITY_EXCEEDED, episode[0]
+                )
         return _PRESENT
 
-    def detach(self, msisdn: str, until: float | None = None,
-               reason: AbsentReason = AbsentReason.IMSI_DETACHED) -> None:
+    def detach(
+        self,
+        msisdn: str,
+        until: float | None = None,
+        reason: AbsentReason = AbsentReason.IMSI_DETACHED,
+    ) -> None:
         """Make a subscriber absent (until ``until``, or until ``attach``)."""
         index = self.index_of(msisdn)
         self._forced[index] = SubscriberState(Reachability.ABSENT, reason, until)
@@ -273,7 +293,8 @@ class Register:
     def set_memory_full(self, msisdn: str, until: float | None = None) -> None:
         index = self.index_of(msisdn)
         self._forced[index] = SubscriberState(
-            Reachability.MEMORY_FULL, AbsentReason.MEMORY_CAPACITY_EXCEEDED, until)
+            Reachability.MEMORY_FULL, AbsentReason.MEMORY_CAPACITY_EXCEEDED, until
+        )
         self._reschedule(index, until)
 
     def attach(self, msisdn: str) -> None:
@@ -298,8 +319,9 @@ class Register:
     def set_message_waiting_index(self, index: int, reason: AbsentReason) -> None:
         self._waiting[index] = reason
         state = self.state_of(index, self.clock())
-        self._reschedule(index, state.until if state.reachability is not Reachability.PRESENT
-                         else self.clock())
+        self._reschedule(
+            index, state.until if state.reachability is not Reachability.PRESENT else self.clock()
+        )
 
     def message_waiting(self, msisdn: str) -> AbsentReason | None:
         return self._waiting.get(self.index_of(msisdn))
@@ -377,8 +399,7 @@ def _slot_probability(fraction: float, d_min: float, d_max: float) -> float:
     return min(1.0, fraction * d_max / mean)
 
 
-def _episode(key: int, t: float, p: float, d_min: float, d_max: float
-             ) -> tuple[float, int] | None:
+def _episode(key: int, t: float, p: float, d_min: float, d_max: float) -> tuple[float, int] | None:
     """If subscriber ``key`` is inside an episode at ``t``: (end, 16 spare hash bits)."""
     slot_s = d_max
     threshold = int(p * 2**32)

@@ -66,8 +66,12 @@ class NetsimSettings:
             raise ValueError("at least one serving node")
         if len(self.mcc) != 3 or len(self.mnc) != 2 or not (self.mcc + self.mnc).isdigit():
             raise ValueError("mcc must be 3 digits and mnc 2 digits")
-        for name in ("absent_fraction", "memory_full_fraction", "slow_ack_fraction",
-                     "absent_detached_fraction"):
+        for name in (
+            "absent_fraction",
+            "memory_full_fraction",
+            "slow_ack_fraction",
+            "absent_detached_fraction",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within 0..1")
@@ -84,6 +88,11 @@ class NetsimSettings:
             raise ValueError("absent_duration_s_max must be > 0")
         if self.memory_full_fraction and self.memory_full_duration_s_max <= 0:
             raise ValueError("memory_full_duration_s_max must be > 0")
+
+    @property
+    def msisdn_range(self) -> tuple[int, int]:
+        """The inclusive E.164 range of the population (for ``Router(own_ranges=...)``)."""
+        return self.msisdn_first, self.msisdn_first + self.subscribers - 1
 
     @classmethod
     def quiet(cls, **overrides: object) -> NetsimSettings:
