@@ -130,6 +130,11 @@ def test_compare_and_set(store: Store) -> None:
         mid, S.DISPATCHED, S.DEFERRED, NOW, expected_attempts=1, next_attempt_at=NOW + 15
     )
     assert got.lease_until is None and got.lease_owner is None and got.next_attempt_at == NOW + 15
+    got = store.transition(
+        mid, S.DEFERRED, S.HELD, NOW, extra={"partner_id": "ab12", "n": 3}, route="hub1", error=8
+    )
+    assert store.get_message(mid) == got
+    assert got.extra == {"partner_id": "ab12", "n": 3} and got.route == "hub1" and got.error == 8
     with pytest.raises(UnknownMessage):
         store.transition("missing", S.ROUTED, S.DISPATCHED, NOW)
 

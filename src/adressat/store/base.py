@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from adressat.core.model import Account, AttemptRecord, Message, Receipt, State
 
@@ -74,10 +74,11 @@ class Transition:
     expected_attempts: int | None = None
 
 
+@runtime_checkable
 class Store(Protocol):
     # --- units of work ---------------------------------------------------------------------
-    def batch(self) -> AbstractContextManager[None]: ...
-    def savepoint(self) -> AbstractContextManager[None]: ...
+    def batch(self) -> AbstractContextManager[object]: ...
+    def savepoint(self) -> AbstractContextManager[object]: ...
     def close(self) -> None: ...
 
     # --- accounts ----------------------------------------------------------------------------

@@ -2,6 +2,15 @@
 
 Every public method is one transaction (BEGIN IMMEDIATE ... COMMIT), or, inside ``batch()``,
 one SAVEPOINT of the batch's single transaction (one commit, one fsync for the batch).
+
+Reads share the connection and its lock, so a reader on another thread waits for a running
+batch to commit (a few ms); it never sees uncommitted data.
+
+``claim_due`` reads, per priority level, at most ``4 * limit + 64`` candidates in due order
+(index ``messages_due``; destinations with a DISPATCHED message are excluded in SQL) and keeps
+the first per destination. It never breaks per-destination ordering; if the head of the queue
+is dominated by a few destinations it may return fewer than ``limit`` (the rest come on the
+next claims). MemoryStore has no such cap.
 """
 
 from __future__ import annotations
