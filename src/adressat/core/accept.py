@@ -1,0 +1,165 @@
+"""``accept_message()``: the only way a message comes in (STYLE.md #8, DESIGN.md lifecycle).
+
+SMPP submit_sm / data_sm / submit_multi, the HTTP API and mobile-originated messages all turn
+what they received into a :class:`Submission` and call :func:`accept_message`, which validates
+it, normalises the destination, assigns the id and the binding tag and chooses the route. The
+result is a :class:`Message` in state ROUTED, not yet durable: the caller commits it and only
+then says "accepted" (I1).
+
+Pure: the number normaliser, the router, the id and the clock are passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from adressat.core.model import ExtraValue, Message, State
+from adressat.core.tag import binding_tag
+
+GSM7_DATA_CODINGS = frozenset({0x00, 0x01})  # SMSC default alphabet (GSM 7-bit here), IA5
+
+
+class Refusal(StrEnum):
+    """Why a submission was refused; each ingress maps it to its own status (SMPP, HTTP)."""
+
+    INVALID_DESTINATION = "invalid_destination"
+    INVALID_SOURCE = "invalid_source"
+    INVALID_SCHEDULE = "invalid_schedule"
+    INVALID_EXPIRY = "invalid_expiry"
+    MESSAGE_TOO_LONG = "message_too_long"
+    INVALID_CONTENT = "invalid_content"
+    INVALID_PRIORITY = "invalid_priority"
+
+
+class Refused(Exception):
+    """A submission that cannot be accepted. The message carries no content or number."""
+
+    def __init__(self, reason: Refusal, detail: str = "") -> None:
+        super().__init__(reason.value + (f": {detail}" if detail else ""))
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What an ingress received, before validation. Times are epoch seconds or None."""
+
+    account: str
+    source_addr: str
+    dest_addr: str
+    content: bytes
+    source_ton: int = 0
+    source_npi: int = 0
+    dest_ton: int = 0
+    dest_npi: int = 0
+    data_coding: int = 0
+    esm_class: int = 0
+    registered_delivery: int = 0
+    priority: int = 0
+    protocol_id: int = 0
+    schedule_at: float | None = None
+    expires_at: float | None = None
+    extra: Mapping[str, ExtraValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptLimits:
+    validity_s_default: float = 48 * 3600.0
+    validity_s_max: float = 7 * 24 * 3600.0
+    content_octets_max: int = 255 * 153  # 255 concatenated parts of GSM 7-bit septets
+    source_addr_length_max: int = 20  # SMPP 3.4 source_addr: 21 octets with the NUL
+    alphanumeric_source_length_max: int = 11  # TS 23.040 alphanumeric originator
+
+
+TON_ALPHANUMERIC = 5
+
+
+def _check_source(sub: Submission, limits: AcceptLimits) -> None:
+    addr = sub.source_addr
+    if len(addr) > limits.source_addr_length_max:
+        raise Refused(Refusal.INVALID_SOURCE, "too long")
+    if sub.source_ton == TON_ALPHANUMERIC:
+        if len(addr) > limits.alphanumeric_source_length_max or not addr.isprintable():
+            raise Refused(Refusal.INVALID_SOURCE, "alphanumeric originator")
+    elif addr and not addr.lstrip("+").isdigit():
+        raise Refused(Refusal.INVALID_SOURCE, "not digits")
+
+
+def _check_content(sub: Submission, limits: AcceptLimits) -> None:
+    if len(sub.content) > limits.content_octets_max:
+        raise Refused(Refusal.MESSAGE_TOO_LONG, f"{len(sub.content)} octets")
+    if sub.data_coding in GSM7_DATA_CODINGS and not sub.esm_class & 0x40:
+        # unpacked septets: one per octet, 0x00..0x7F; an escape must be followed by a char
+        data = sub.content
+        if data and max(data) > 0x7F:
+            raise Refused(Refusal.INVALID_CONTENT, "octet above 0x7F in 7-bit text")
+
+
+def accept_message(
+    sub: Submission,
+    *,
+    now: float,
+    message_id: str,
+    normalise_destination: Callable[[str, int, int], str],
+    route_for: Callable[[str, str], str],
+    tag_key: bytes,
+    limits: AcceptLimits = AcceptLimits(),
+) -> Message:
+    """Validate ``sub`` and build its durable record (state ROUTED, route chosen).
+
+    Raises :class:`Refused`. ``normalise_destination(addr, ton, npi)`` returns E.164 digits or
+    raises ValueError; ``route_for(destination, account)`` returns a route name.
+    """
+    try:
+        destination = normalise_destination(sub.dest_addr, sub.dest_ton, sub.dest_npi)
+    except ValueError:
+        raise Refused(Refusal.INVALID_DESTINATION) from None
+    _check_source(sub, limits)
+    _check_content(sub, limits)
+    if not 0 <= sub.priority <= 3:
+        raise Refused(Refusal.INVALID_PRIORITY)
+
+    not_before = now if sub.schedule_at is None else sub.schedule_at
+    if sub.expires_at is None:
+        expires_at = max(now, not_before) + limits.validity_s_default
+    else:
+        expires_at = sub.expires_at
+        if expires_at <= now:
+            raise Refused(Refusal.INVALID_EXPIRY, "in the past")
+    # a validity beyond the SMSC's maximum is shortened to it, as SMPP 3.4 5.2.15 allows
+    extra = dict(sub.extra)
+    if expires_at > now + limits.validity_s_max:
+        expires_at = now + limits.validity_s_max
+        extra["validity_shortened"] = 1
+    if not_before >= expires_at:
+        raise Refused(Refusal.INVALID_SCHEDULE, "scheduled after expiry")
+    if not_before > now + limits.validity_s_max:
+        raise Refused(Refusal.INVALID_SCHEDULE, "too far ahead")
+
+    tag = binding_tag(
+        tag_key, message_id, destination, sub.content, sub.data_coding, sub.esm_class
+    )
+    return Message(
+        id=message_id,
+        account=sub.account,
+        source_addr=sub.source_addr,
+        destination=destination,
+        content=sub.content,
+        submitted_at=now,
+        expires_at=expires_at,
+        source_ton=sub.source_ton,
+        source_npi=sub.source_npi,
+        data_coding=sub.data_coding,
+        esm_class=sub.esm_class,
+        registered_delivery=sub.registered_delivery,
+        priority=sub.priority,
+        protocol_id=sub.protocol_id,
+        not_before=not_before,
+        state=State.ROUTED,
+        route=route_for(destination, sub.account),
+        next_attempt_at=not_before,
+        tag=tag,
+        extra=extra,
+    )
