@@ -1,0 +1,66 @@
+"""What a delivery adapter answers, and the protocol every adapter implements.
+
+An adapter puts one message on one kind of route (netsim, smpp connector, ...) and says what
+happened; it never touches the store. The worker turns the :class:`Outcome` into one state
+transition plus one audit record.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from adressat.core.model import Message
+from adressat.delivery.errors import DeliveryError
+
+
+class OutcomeKind(enum.Enum):
+    DELIVERED = "DELIVERED"
+    """Acknowledged by the destination's current identity (final)."""
+    TEMPORARY = "TEMPORARY"
+    """Try again later (DEFERRED, or EXPIRED if the next attempt would be too late)."""
+    PERMANENT = "PERMANENT"
+    """Will never succeed (UNDELIVERABLE)."""
+    QUARANTINE = "QUARANTINE"
+    """Integrity failure (QUARANTINED): never retried, never sent to anyone else."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one delivery attempt.
+
+    ``imsi``/``msisdn`` are the identity that acknowledged (or, for failures, the identity the
+    message was addressed to, if known); ``node`` is the network node used. ``error`` is a
+    :class:`~adressat.delivery.errors.DeliveryError` code; ``reason`` a short machine word,
+    never message text.
+    """
+
+    kind: OutcomeKind
+    imsi: str | None = None
+    msisdn: str | None = None
+    node: str | None = None
+    error: int = DeliveryError.OK
+    reason: str = ""
+
+    @classmethod
+    def delivered(cls, imsi: str, msisdn: str, node: str | None) -> Outcome:
+        return cls(OutcomeKind.DELIVERED, imsi, msisdn, node, DeliveryError.OK, "delivered")
+
+    @classmethod
+    def failed(
+        cls,
+        kind: OutcomeKind,
+        error: DeliveryError,
+        *,
+        imsi: str | None = None,
+        msisdn: str | None = None,
+        node: str | None = None,
+        reason: str | None = None,
+    ) -> Outcome:
+        return cls(kind, imsi, msisdn, node, int(error), reason or error.name.lower())
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    async def deliver(self, msg: Message) -> Outcome: ...

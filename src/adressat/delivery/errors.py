@@ -1,0 +1,60 @@
+"""The delivery error codes: the ``err:`` field of receipts and the store's ``error`` column.
+
+One table (STYLE.md #6), checked by ``tests/delivery/test_delivery_errors.py``: every code is
+unique, fits the receipt's three digits, and has a description. Ranges:
+
+* 0          success
+* 1..9       answers of the network about the subscriber (temporary unless noted)
+* 10..19     our own routing or content refusals (permanent, nothing was sent)
+* 20..29     validity
+* 30..39     integrity failures (QUARANTINED: never retried, never sent to anyone else)
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class DeliveryError(IntEnum):
+    """A documented numeric error code. ``description`` says what it means (no message text)."""
+
+    description: str
+
+    def __new__(cls, value: int, description: str) -> DeliveryError:
+        obj = int.__new__(cls, value)
+        obj._value_ = value
+        obj.description = description
+        return obj
+
+    OK = (0, "delivered; the handset acknowledged with the destination's current identity")
+    ABSENT_SUBSCRIBER = (1, "absent subscriber (detached or no paging response); temporary")
+    MEMORY_CAPACITY_EXCEEDED = (2, "handset memory full; temporary")
+    UNKNOWN_SUBSCRIBER = (3, "the number is not a subscriber of the network; permanent")
+    SYSTEM_FAILURE = (4, "network or register failure; temporary")
+    TIMEOUT = (5, "no answer from the network within the delivery timeout; temporary")
+    UNIDENTIFIED_SUBSCRIBER = (6, "the serving node does not know the IMSI (moved); temporary")
+    UNROUTABLE = (10, "no route or no adapter for the message's route; permanent")
+    INVALID_CONTENT = (11, "content cannot be carried (data coding, UDH, size); permanent")
+    EXPIRED = (20, "validity period ended before delivery")
+    TAG_MISMATCH = (30, "integrity: the binding tag does not match what was about to be sent")
+    IDENTITY_MISMATCH = (
+        31,
+        "integrity: the acknowledging identity (IMSI, MSISDN) is not the destination's current"
+        " identity",
+    )
+    IMSI_CONFLICT = (32, "integrity: one IMSI acknowledged for two different numbers")
+    PARTS_IDENTITY_MISMATCH = (
+        33,
+        "integrity: the parts of one long message were acknowledged by different identities",
+    )
+
+
+#: Codes that mean an integrity failure (the message is QUARANTINED).
+INTEGRITY_ERRORS: frozenset[DeliveryError] = frozenset(
+    {
+        DeliveryError.TAG_MISMATCH,
+        DeliveryError.IDENTITY_MISMATCH,
+        DeliveryError.IMSI_CONFLICT,
+        DeliveryError.PARTS_IDENTITY_MISMATCH,
+    }
+)

@@ -1,0 +1,263 @@
+"""Delivery to the built-in simulated network: SRI-for-SM, then MT-ForwardSM per part.
+
+The last moment before the wire is where the SMSC can still catch a mix-up (DESIGN.md,
+"Binding tag", I2), so :meth:`NetsimAdapter.deliver`:
+
+1. recomputes the binding tag from exactly the values it is about to send and refuses on a
+   mismatch (QUARANTINE, nothing sent);
+2. asks the register where the destination is (``lookup``), never caching the answer;
+3. builds the TP-UD of each part from the content as submitted (GSM 7-bit is carried unpacked
+   in SMPP and packed for the air, after the UDH with fill bits), segmenting with a
+   concatenation UDH when it does not fit one SMS;
+4. forwards each part by IMSI and checks every acknowledgement: the acknowledging MSISDN must be
+   the destination, its IMSI the destination's CURRENT identity in the register, the same for
+   every part, and an IMSI must never answer for two numbers.
+
+TP-MR and the concatenation reference are derived from the message id (and the part index), so
+a retry after a crash sends identical parts and the handset discards them as duplicates.
+Message text is never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+
+from adressat.core.model import Message
+from adressat.core.tag import verify_tag
+from adressat.delivery.adapter import Outcome, OutcomeKind
+from adressat.delivery.errors import DeliveryError
+from adressat.netsim import (
+    Absent,
+    AbsentReason,
+    Ack,
+    Failure,
+    FailureReason,
+    NetSms,
+    Network,
+    RegisterError,
+    Unknown,
+)
+from adressat.netsim.forward import TP_UD_BYTES_MAX
+from adressat.sms import (
+    Alphabet,
+    Concat,
+    EncodingError,
+    SegmentationError,
+    UdhError,
+    codec_for_data_coding,
+    fill_bits_for_udh,
+    pack_septets,
+    parse_udh,
+    segment_payload,
+)
+
+__all__ = ["NetsimAdapter", "ContentError", "build_parts", "message_reference", "ESM_UDHI"]
+
+log = logging.getLogger(__name__)
+
+ESM_UDHI = 0x40
+GSM7_SEPTETS_MAX = 160
+
+_FAILURE_ERRORS: dict[FailureReason, DeliveryError] = {
+    FailureReason.ABSENT_SUBSCRIBER: DeliveryError.ABSENT_SUBSCRIBER,
+    FailureReason.MEMORY_CAPACITY_EXCEEDED: DeliveryError.MEMORY_CAPACITY_EXCEEDED,
+    FailureReason.UNKNOWN_SUBSCRIBER: DeliveryError.UNKNOWN_SUBSCRIBER,
+    FailureReason.UNIDENTIFIED_SUBSCRIBER: DeliveryError.UNIDENTIFIED_SUBSCRIBER,
+    FailureReason.SYSTEM_FAILURE: DeliveryError.SYSTEM_FAILURE,
+    FailureReason.TIMEOUT: DeliveryError.TIMEOUT,
+}
+
+
+class ContentError(ValueError):
+    """The content cannot be carried on the air interface (never carries the text)."""
+
+
+def _id_hash(message_id: str, label: bytes) -> int:
+    return hashlib.blake2b(label + message_id.encode(), digest_size=2).digest()[0]
+
+
+def message_reference(message_id: str, part_index: int) -> int:
+    """TP-MR (0..255) of part ``part_index`` (0-based): a base derived from the id plus the
+    index, so the parts of one message never share a TP-MR (up to 256 parts) and a resend of
+    the same part carries the same TP-MR."""
+    return (_id_hash(message_id, b"tp-mr\x00") + part_index) & 0xFF
+
+
+def concat_reference(message_id: str) -> int:
+    """The 8-bit concatenation reference of a long message, derived from its id."""
+    return _id_hash(message_id, b"concat\x00")
+
+
+def _pack_gsm7(udh: bytes, septets: bytes) -> bytes:
+    try:
+        return udh + pack_septets(septets, fill_bits_for_udh(len(udh)) if udh else 0)
+    except EncodingError as e:
+        raise ContentError("content is not GSM 7-bit septets") from e
+
+
+def build_parts(message_id: str, content: bytes, data_coding: int, esm_class: int) -> list[bytes]:
+    """The TP-UD of each SMS to send for this content (one element for a short message).
+
+    GSM 7-bit (per ``codec_for_data_coding``) is packed; with UDHI the UDH the sender supplied
+    is kept and the text after it packed with fill bits (such a message is already a part and
+    must fit one SMS). Content over one SMS is split with an 8-bit concatenation UDH. An
+    unsupported data coding is carried as opaque octets if it fits one SMS.
+    Raises :class:`ContentError`.
+    """
+    try:
+        alphabet: Alphabet | None = codec_for_data_coding(data_coding).alphabet
+    except ValueError:  # UnsupportedDataCoding is an EncodingError (a ValueError)
+        alphabet = None
+    udhi = bool(esm_class & ESM_UDHI)
+    if udhi:
+        try:
+            _, rest = parse_udh(content)
+        except UdhError as e:
+            raise ContentError("malformed user data header") from e
+        udh = content[: len(content) - len(rest)]
+        ud = _pack_gsm7(udh, rest) if alphabet is Alphabet.GSM7 else content
+        if len(ud) > TP_UD_BYTES_MAX:
+            raise ContentError("content with its own UDH exceeds one SMS")
+        return [ud]
+    if alphabet is Alphabet.GSM7:
+        if len(content) <= GSM7_SEPTETS_MAX:
+            return [_pack_gsm7(b"", content)]
+    elif len(content) <= TP_UD_BYTES_MAX:
+        return [content]
+    if alphabet is None:
+        raise ContentError("long content in an unsupported data coding")
+    try:
+        segments = segment_payload(
+            content, alphabet, concat=Concat.UDH8, reference=concat_reference(message_id)
+        )
+    except (SegmentationError, EncodingError) as e:
+        raise ContentError("content cannot be segmented") from e
+    if alphabet is Alphabet.GSM7:
+        return [_pack_gsm7(s.udh, s.payload) for s in segments]
+    return [s.udh + s.payload for s in segments]
+
+
+class NetsimAdapter:
+    """The ``netsim`` route kind. ``tag_key`` is the binding-tag key used at ingress."""
+
+    def __init__(
+        self,
+        network: Network,
+        tag_key: bytes,
+        *,
+        default_originator: str = "adressat",
+        acks_remembered_max: int = 100_000,
+    ) -> None:
+        if not tag_key:
+            raise ValueError("tag_key must not be empty")
+        self.network = network
+        self._tag_key = tag_key
+        self.default_originator = default_originator
+        self.acks_remembered_max = acks_remembered_max
+        # IMSI -> the number it last acknowledged for (bounded): one IMSI, two numbers = alarm
+        self._acked_by: OrderedDict[str, str] = OrderedDict()
+
+    async def deliver(self, msg: Message) -> Outcome:
+        # Exactly these values are checked and then sent; nothing else is read from ``msg``.
+        message_id = msg.id
+        destination = msg.destination
+        content = msg.content
+        data_coding = msg.data_coding
+        esm_class = msg.esm_class
+        if not verify_tag(
+            self._tag_key, msg.tag, message_id, destination, content, data_coding, esm_class
+        ):
+            log.error(
+                "binding tag mismatch",
+                extra={"message_id": message_id, "error": int(DeliveryError.TAG_MISMATCH)},
+            )
+            return Outcome.failed(OutcomeKind.QUARANTINE, DeliveryError.TAG_MISMATCH)
+        try:
+            parts = build_parts(message_id, content, data_coding, esm_class)
+        except ContentError:
+            return Outcome.failed(OutcomeKind.PERMANENT, DeliveryError.INVALID_CONTENT)
+
+        register = self.network.register
+        try:
+            info = register.lookup(destination)
+        except Unknown:
+            return Outcome.failed(OutcomeKind.PERMANENT, DeliveryError.UNKNOWN_SUBSCRIBER)
+        except Absent as e:
+            self._report_waiting(destination, e.reason)
+            error = (
+                DeliveryError.MEMORY_CAPACITY_EXCEEDED
+                if e.reason is AbsentReason.MEMORY_CAPACITY_EXCEEDED
+                else DeliveryError.ABSENT_SUBSCRIBER
+            )
+            return Outcome.failed(OutcomeKind.TEMPORARY, error, msisdn=destination)
+        except RegisterError:
+            return Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.SYSTEM_FAILURE)
+
+        originator = msg.source_addr or self.default_originator
+        digest = hashlib.sha256(content).hexdigest()
+        acked: Ack | None = None
+        for index, ud in enumerate(parts):
+            sms = NetSms(
+                originator,
+                message_reference(message_id, index),
+                data_coding,
+                ud,
+                message_id,
+                digest,
+            )
+            result = await self.network.forward_sm(info.imsi, info.node, sms)
+            if isinstance(result, Failure):
+                error = _FAILURE_ERRORS.get(result.reason, DeliveryError.SYSTEM_FAILURE)
+                kind = OutcomeKind.PERMANENT if result.permanent else OutcomeKind.TEMPORARY
+                return Outcome.failed(
+                    kind, error, imsi=info.imsi, msisdn=destination, node=info.node
+                )
+            integrity = self._check_ack(result, destination, acked)
+            if integrity is not None:
+                log.error(
+                    "acknowledging identity rejected",
+                    extra={
+                        "message_id": message_id,
+                        "part": index,
+                        "error": int(integrity),
+                        "node": info.node,
+                    },
+                )
+                return Outcome.failed(
+                    OutcomeKind.QUARANTINE,
+                    integrity,
+                    imsi=result.imsi,
+                    msisdn=result.msisdn,
+                    node=info.node,
+                )
+            acked = result
+        assert acked is not None  # build_parts never returns no parts
+        return Outcome.delivered(acked.imsi, acked.msisdn, info.node)
+
+    def _check_ack(self, ack: Ack, destination: str, previous: Ack | None) -> DeliveryError | None:
+        """I2: the identity that stored the part must be the destination's current one."""
+        try:
+            current = self.network.register.identity(destination)
+        except RegisterError:
+            current = None
+        if ack.msisdn != destination or ack.imsi != current:
+            return DeliveryError.IDENTITY_MISMATCH
+        if previous is not None and previous != ack:
+            return DeliveryError.PARTS_IDENTITY_MISMATCH
+        known = self._acked_by.get(ack.imsi)
+        if known is not None and known != ack.msisdn:
+            return DeliveryError.IMSI_CONFLICT
+        self._acked_by[ack.imsi] = ack.msisdn
+        self._acked_by.move_to_end(ack.imsi)
+        while len(self._acked_by) > self.acks_remembered_max:
+            self._acked_by.popitem(last=False)
+        return None
+
+    def _report_waiting(self, destination: str, reason: AbsentReason) -> None:
+        """ReportSM-DeliveryStatus: ask the register to alert us when the subscriber is back."""
+        try:
+            self.network.register.set_message_waiting(destination, reason)
+        except RegisterError:
+            pass
