@@ -1,0 +1,150 @@
+"""The ingress role: a Submission in, a durable message id out (I1), or a refusal.
+
+Every way in (SMPP, later HTTP and mobile-originated) calls :meth:`Ingress.accept`. It runs
+``core.accept_message`` (validation, E.164, id, binding tag, route), commits through the group
+committer and only then returns the id, so the caller's "accepted" is never said before the
+message is on disk. A message whose route has no way out (another operator with no connector)
+is committed and ended UNDELIVERABLE in the same transaction, so its sender gets a receipt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from adressat.core.accept import AcceptLimits, Refusal, Refused, Submission, accept_message
+from adressat.core.ids import IdGenerator
+from adressat.core.model import Message, State
+from adressat.delivery.errors import DeliveryError
+from adressat.routing import Route, Router, normalise
+from adressat.store.base import Store
+from adressat.store.commit import CommitQueueFull, GroupCommitter
+
+log = logging.getLogger("adressat.ingress")
+
+
+class Overloaded(Exception):
+    """Back-pressure: the caller should answer ESME_RTHROTTLED / ESME_RMSGQFUL / HTTP 503."""
+
+    def __init__(self, queue_full: bool) -> None:
+        super().__init__("message queue full" if queue_full else "throttled")
+        self.queue_full = queue_full
+
+
+@dataclass
+class QueueGauge:
+    """How many messages are not final yet, refreshed now and then from the store."""
+
+    limit: int
+    value: int = 0
+    refreshed_at: float = 0.0
+
+
+class Ingress:
+    def __init__(
+        self,
+        committer: GroupCommitter,
+        router: Router,
+        *,
+        node: int,
+        tag_key: bytes,
+        limits: AcceptLimits,
+        queue_messages_max: int,
+        on_committed: Callable[[list[Message]], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.committer = committer
+        self.router = router
+        self.ids = IdGenerator(node)
+        self.tag_key = tag_key
+        self.limits = limits
+        self.on_committed = on_committed
+        self.clock = clock
+        self.queue = QueueGauge(queue_messages_max)
+        self._routes: dict[str, Route] = {}
+        self.accepted = 0
+        self.refused = 0
+
+    def _route_for(self, destination: str, account: str) -> str:
+        route = self.router.route(destination, account, self.clock())
+        self._routes[route.name] = route
+        return route.name
+
+    def route_kind(self, name: str) -> str:
+        route = self._routes.get(name)
+        if route is not None:
+            return route.kind
+        return "netsim" if name == "netsim" else "none"
+
+    def build(self, sub: Submission, now: float) -> Message:
+        """Validate and build (not yet durable). Raises Refused."""
+        mid = self.ids.next_id(int(now * 1000), os.urandom(8))
+        return accept_message(
+            sub,
+            now=now,
+            message_id=mid,
+            normalise_destination=normalise,
+            route_for=self._route_for,
+            tag_key=self.tag_key,
+            limits=self.limits,
+        )
+
+    def check_capacity(self) -> None:
+        if self.queue.value >= self.queue.limit:
+            raise Overloaded(queue_full=True)
+
+    async def accept(self, sub: Submission) -> Message:
+        """Build, commit, and return the durable message. Raises Refused or Overloaded."""
+        self.check_capacity()
+        now = self.clock()
+        try:
+            msg = self.build(sub, now)
+        except Refused as e:
+            self.refused += 1
+            log.info("refused", extra={"account": sub.account, "reason": e.reason.value})
+            raise
+        await self.commit([msg])
+        return msg
+
+    async def commit(self, msgs: list[Message]) -> None:
+        """Commit built messages (one group-commit operation)."""
+        now = self.clock()
+        unroutable = [m.id for m in msgs if self.route_kind(m.route) == "none"]
+
+        def op(store: Store) -> None:
+            store.insert_messages(msgs)
+            for mid in unroutable:
+                store.transition(mid, State.ROUTED, State.UNDELIVERABLE, now,
+                                 error=int(DeliveryError.UNROUTABLE))
+
+        try:
+            await self.committer.run(op)
+        except CommitQueueFull:
+            raise Overloaded(queue_full=False) from None
+        self.accepted += len(msgs)
+        self.queue.value += len(msgs) - len(unroutable)
+        for m in msgs:
+            log.info("accepted", extra={"message_id": m.id, "account": m.account,
+                                        "destination": m.destination, "route": m.route})
+        self.on_committed(msgs)
+
+    async def refresh_queue_gauge(self) -> None:
+        counts = await self.committer.run(lambda s: s.count_by_state())
+        from adressat.core.model import FINAL_STATES
+
+        self.queue.value = sum(n for st, n in counts.items() if st not in FINAL_STATES)
+        self.queue.refreshed_at = self.clock()
+
+
+REFUSAL_STATUS_NAMES: dict[Refusal, str] = {
+    Refusal.INVALID_DESTINATION: "ESME_RINVDSTADR",
+    Refusal.INVALID_SOURCE: "ESME_RINVSRCADR",
+    Refusal.INVALID_SCHEDULE: "ESME_RINVSCHED",
+    Refusal.INVALID_EXPIRY: "ESME_RINVEXPIRY",
+    Refusal.MESSAGE_TOO_LONG: "ESME_RINVMSGLEN",
+    Refusal.INVALID_CONTENT: "ESME_RSUBMITFAIL",
+    Refusal.INVALID_PRIORITY: "ESME_RINVPRTFLG",
+}

@@ -1,0 +1,180 @@
+"""The receipt sender: outbox rows -> deliver_sm to the submitting account only (I4).
+
+A receipt leaves only towards the account that submitted the message (the outbox row's
+account was copied from the message row by the store), over whichever of that account's RX or
+TRX sessions is bound; it stays in the outbox while none is, and is marked sent only after a
+deliver_sm_resp with ESME_ROK. Unanswered or refused receipts are sent again after
+``resend_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from adressat.core.model import Receipt, State
+from adressat.smpp.constants import CommandId as C
+from adressat.smpp.constants import CommandStatus as S
+from adressat.smpp.constants import MessageState
+from adressat.smpp.pdus import Pdu
+from adressat.sms.receipt import DeliveryReceipt, ReceiptStat, build_receipt
+from adressat.store.commit import GroupCommitter
+
+log = logging.getLogger("adressat.receipts")
+
+STAT: dict[State, tuple[ReceiptStat, MessageState]] = {
+    State.DELIVERED: (ReceiptStat.DELIVRD, MessageState.DELIVERED),
+    State.EXPIRED: (ReceiptStat.EXPIRED, MessageState.EXPIRED),
+    State.UNDELIVERABLE: (ReceiptStat.UNDELIV, MessageState.UNDELIVERABLE),
+    State.QUARANTINED: (ReceiptStat.UNDELIV, MessageState.UNDELIVERABLE),
+    State.REJECTED: (ReceiptStat.REJECTD, MessageState.REJECTED),
+    State.CANCELLED: (ReceiptStat.DELETED, MessageState.DELETED),
+}
+
+
+class ReceiverSession(Protocol):
+    account: str | None
+
+    async def request(self, pdu: Pdu) -> Pdu: ...
+
+
+def receipt_pdu(r: Receipt) -> Pdu:
+    """deliver_sm carrying a receipt: addresses swapped, esm_class 0x04, no original text."""
+    stat, mstate = STAT[r.state]
+    text = build_receipt(
+        DeliveryReceipt(
+            id=r.message_id,
+            sub=1,
+            dlvrd=1 if r.state is State.DELIVERED else 0,
+            submit_date=datetime.fromtimestamp(r.submitted_at, tz=UTC),
+            done_date=datetime.fromtimestamp(r.final_at, tz=UTC),
+            stat=stat,
+            err=f"{r.error or 0:03d}",
+        )
+    )
+    return Pdu.make(
+        C.DELIVER_SM,
+        0,
+        source_addr_ton=1,
+        source_addr_npi=1,
+        source_addr=r.destination,
+        dest_addr_ton=r.source_ton,
+        dest_addr_npi=r.source_npi,
+        destination_addr=r.source_addr,
+        esm_class=0x04,
+        short_message=text.encode("ascii"),
+        tlvs=[("receipted_message_id", r.message_id), ("message_state", int(mstate))],
+    )
+
+
+class ReceiptSender:
+    def __init__(
+        self,
+        committer: GroupCommitter,
+        *,
+        resend_s: float,
+        batch_max: int = 200,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.committer = committer
+        self.resend_s = resend_s
+        self.batch_max = batch_max
+        self.clock = clock
+        self.receivers: dict[str, list[ReceiverSession]] = {}
+        self._in_flight: dict[int, float] = {}  # receipt_id -> sent at
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._rr = 0
+        self.sent = 0
+        self.failed = 0
+
+    # -- sessions -------------------------------------------------------------------------------
+    def add_receiver(self, account: str, session: ReceiverSession) -> None:
+        self.receivers.setdefault(account, []).append(session)
+        self.wake(account)
+
+    def remove_receiver(self, account: str, session: ReceiverSession) -> None:
+        lst = self.receivers.get(account, [])
+        if session in lst:
+            lst.remove(session)
+        if not lst:
+            self.receivers.pop(account, None)
+
+    def wake(self, account: str) -> None:
+        self._dirty.add(account)
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    # -- loop -----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        last_sweep = 0.0
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            now = self.clock()
+            if now - last_sweep >= min(self.resend_s, 5.0):  # resends and missed wake-ups
+                self._dirty.update(self.receivers)
+                last_sweep = now
+            accounts = [a for a in self._dirty if a in self.receivers]
+            self._dirty.clear()
+            for account in accounts:
+                try:
+                    await self._send_account(account)
+                except Exception:  # noqa: BLE001 - keep sending the others
+                    log.exception("receipt round failed", extra={"account": account})
+
+    async def _send_account(self, account: str) -> None:
+        now = self.clock()
+        in_flight = self._in_flight
+        rows = await self.committer.run(
+            lambda s: s.pending_receipts(account, self.batch_max + len(in_flight))
+        )
+        todo = [r for r in rows if now - in_flight.get(r.receipt_id, -1e18) >= self.resend_s]
+        todo = todo[: self.batch_max]
+        if not todo:
+            return
+        results = await asyncio.gather(*(self._send_one(r) for r in todo))
+        done = [r.receipt_id for r, ok in zip(todo, results, strict=True) if ok]
+        if done:
+            t = self.clock()
+            await self.committer.run(lambda s: [s.mark_receipt_sent(i, t) for i in done])
+            for i in done:
+                in_flight.pop(i, None)
+            self.sent += len(done)
+        if len(rows) >= self.batch_max:
+            self.wake(account)
+
+    async def _send_one(self, r: Receipt) -> bool:
+        sessions = self.receivers.get(r.account)
+        if not sessions:
+            return False
+        self._rr += 1
+        session = sessions[self._rr % len(sessions)]
+        assert session.account == r.account  # I4: only the submitting account's sessions
+        self._in_flight[r.receipt_id] = self.clock()
+        try:
+            resp = await session.request(receipt_pdu(r))
+        except (TimeoutError, ConnectionError):
+            self.failed += 1
+            self._in_flight.pop(r.receipt_id, None)  # eligible again on the next round
+            self.wake(r.account)
+            return False
+        if resp.command_status != S.ESME_ROK:
+            self.failed += 1
+            log.info("receipt refused", extra={"message_id": r.message_id,
+                                               "status": resp.command_status})
+            return False
+        log.info("receipt sent", extra={"message_id": r.message_id, "account": r.account,
+                                        "state": r.state.value})
+        return True

@@ -1,0 +1,329 @@
+"""What adressat answers to an ESME's requests: bind, submit_sm, submit_multi, data_sm,
+query_sm, cancel_sm, replace_sm.
+
+Translates SMPP into :class:`Submission` and store operations and back into SMPP statuses;
+the session state machine has already checked that each request is legal in its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from adressat.core.accept import Refused, Submission
+from adressat.core.model import State
+from adressat.core.passwords import verify_password
+from adressat.core.tag import binding_tag
+from adressat.smpp.constants import CommandId as C
+from adressat.smpp.constants import CommandStatus as S
+from adressat.smpp.constants import MessageState
+from adressat.smpp.pdus import Pdu
+from adressat.smpp.times import SmppTimeError, format_smpp_time, parse_smpp_time
+from adressat.sms.segment import ConcatInfo, concat_udh
+from adressat.store.base import NotPending, Store, UnknownMessage
+from adressat.transport.smpp_server import SmppConnection
+
+from .ingress import REFUSAL_STATUS_NAMES, Ingress, Overloaded
+from .receipts import ReceiptSender
+
+log = logging.getLogger("adressat.smpp.service")
+
+ESM_UDHI = 0x40
+QUERY_STATE: dict[State, MessageState] = {
+    State.ACCEPTED: MessageState.ACCEPTED,
+    State.ROUTED: MessageState.ENROUTE,
+    State.DISPATCHED: MessageState.ENROUTE,
+    State.DEFERRED: MessageState.ENROUTE,
+    State.HELD: MessageState.ENROUTE,
+    State.DELIVERED: MessageState.DELIVERED,
+    State.EXPIRED: MessageState.EXPIRED,
+    State.UNDELIVERABLE: MessageState.UNDELIVERABLE,
+    State.QUARANTINED: MessageState.UNDELIVERABLE,
+    State.REJECTED: MessageState.REJECTED,
+    State.CANCELLED: MessageState.DELETED,
+}
+
+
+class SubmitError(Exception):
+    def __init__(self, status: S) -> None:
+        super().__init__(status.name)
+        self.status = status
+
+
+@dataclass
+class TokenBucket:
+    """Per-account throughput limit (messages per second, burst of one second)."""
+
+    rate_per_s: float
+    tokens: float = 0.0
+    at: float = 0.0
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.rate_per_s, self.tokens + (now - self.at) * self.rate_per_s)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass
+class SmppService:
+    ingress: Ingress
+    receipts: ReceiptSender
+    run_store: Callable[[Callable[[Store], object]], Awaitable[object]]
+    system_id: str = "adressat"
+    throughput_per_s_default: int = 0
+    clock: Callable[[], float] = time.time
+    buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    sessions: set[SmppConnection] = field(default_factory=set)
+
+    # -- connection events ----------------------------------------------------------------------
+    def on_bound(self, conn: SmppConnection) -> None:
+        self.sessions.add(conn)
+        if conn.session.can_receive and conn.account:
+            self.receipts.add_receiver(conn.account, conn)
+
+    def on_closed(self, conn: SmppConnection) -> None:
+        self.sessions.discard(conn)
+        if conn.account:
+            self.receipts.remove_receiver(conn.account, conn)
+
+    # -- dispatch -------------------------------------------------------------------------------
+    def handle(self, conn: SmppConnection, pdu: Pdu) -> Pdu | Awaitable[Pdu]:
+        cid = pdu.command_id
+        if cid in (C.BIND_TRANSMITTER, C.BIND_RECEIVER, C.BIND_TRANSCEIVER):
+            return self._bind(conn, pdu)
+        if cid in (C.SUBMIT_SM, C.DATA_SM):
+            return self._submit(conn, pdu)
+        if cid == C.SUBMIT_MULTI:
+            return self._submit_multi(conn, pdu)
+        if cid == C.QUERY_SM:
+            return self._query(conn, pdu)
+        if cid == C.CANCEL_SM:
+            return self._cancel(conn, pdu)
+        if cid == C.REPLACE_SM:
+            return self._replace(conn, pdu)
+        return pdu.response(S.ESME_RINVCMDID)
+
+    # -- bind -------------------------------------------------------------------------------------
+    async def _bind(self, conn: SmppConnection, pdu: Pdu) -> Pdu:
+        system_id = str(pdu.fields["system_id"])
+        password = str(pdu.fields["password"])
+        account = await self.run_store(lambda s: s.get_account(system_id))
+        if account is None:
+            log.info("bind refused: unknown system_id", extra={"session": conn.conn_id})
+            return pdu.response(S.ESME_RINVSYSID)
+        ok = await asyncio.get_running_loop().run_in_executor(
+            None, verify_password, password, account.password_hash  # type: ignore[attr-defined]
+        )
+        if not ok:
+            log.info("bind refused: password", extra={"session": conn.conn_id,
+                                                       "account": system_id})
+            return pdu.response(S.ESME_RINVPASWD)
+        conn.account = system_id
+        rate = account.throughput_per_s or self.throughput_per_s_default  # type: ignore[attr-defined]
+        if rate and system_id not in self.buckets:
+            self.buckets[system_id] = TokenBucket(float(rate), float(rate), self.clock())
+        elif not rate:
+            self.buckets.pop(system_id, None)
+        log.info("bound", extra={"session": conn.conn_id, "account": system_id,
+                                 "mode": C(pdu.command_id).name})
+        return pdu.response(system_id=self.system_id)
+
+    # -- submit -------------------------------------------------------------------------------------
+    def _throttle(self, account: str) -> None:
+        bucket = self.buckets.get(account)
+        if bucket is not None and not bucket.take(self.clock()):
+            raise SubmitError(S.ESME_RTHROTTLED)
+
+    def _submission(self, account: str, pdu: Pdu, dest: tuple[int, int, str] | None = None,
+                    ) -> Submission:
+        f = pdu.fields
+        now = self.clock()
+        content = f.get("short_message", b"")
+        assert isinstance(content, bytes)
+        payload = pdu.tlv("message_payload")
+        if payload is not None:
+            if content:
+                raise SubmitError(S.ESME_RINVMSGLEN)  # both short_message and message_payload
+            content = payload if isinstance(payload, bytes) else str(payload).encode("latin-1")
+        esm_class = int(f.get("esm_class", 0))  # type: ignore[arg-type]
+        extra: dict[str, int | str] = {}
+        ref, total, seq = (pdu.tlv("sar_msg_ref_num"), pdu.tlv("sar_total_segments"),
+                           pdu.tlv("sar_segment_seqnum"))
+        if ref is not None or total is not None or seq is not None:
+            if ref is None or total is None or seq is None or esm_class & ESM_UDHI:
+                raise SubmitError(S.ESME_RMISSINGOPTPARAM if not esm_class & ESM_UDHI
+                                  else S.ESME_RINVOPTPARAMVAL)
+            try:
+                info = ConcatInfo(int(ref), int(total), int(seq))
+            except ValueError:
+                raise SubmitError(S.ESME_RINVOPTPARAMVAL) from None
+            # what goes on the air: the SAR parameters become a concatenation UDH
+            content = concat_udh(info, ref16=info.reference > 255) + content
+            esm_class |= ESM_UDHI
+            extra["sar"] = f"{info.reference}/{info.total}/{info.seqnum}"
+        umr = pdu.tlv("user_message_reference")
+        if isinstance(umr, int):
+            extra["user_message_reference"] = umr
+        try:
+            schedule = parse_smpp_time(str(f.get("schedule_delivery_time", "")), now)
+        except SmppTimeError:
+            raise SubmitError(S.ESME_RINVSCHED) from None
+        try:
+            expires = parse_smpp_time(str(f.get("validity_period", "")), now)
+        except SmppTimeError:
+            raise SubmitError(S.ESME_RINVEXPIRY) from None
+        if dest is None:
+            dest = (int(f["dest_addr_ton"]), int(f["dest_addr_npi"]),  # type: ignore[arg-type]
+                    str(f["destination_addr"]))
+        return Submission(
+            account=account,
+            source_addr=str(f["source_addr"]),
+            source_ton=int(f["source_addr_ton"]),  # type: ignore[arg-type]
+            source_npi=int(f["source_addr_npi"]),  # type: ignore[arg-type]
+            dest_ton=dest[0],
+            dest_npi=dest[1],
+            dest_addr=dest[2],
+            content=content,
+            data_coding=int(f.get("data_coding", 0)),  # type: ignore[arg-type]
+            esm_class=esm_class,
+            registered_delivery=int(f.get("registered_delivery", 0)),  # type: ignore[arg-type]
+            priority=int(f.get("priority_flag", 0)),  # type: ignore[arg-type]
+            protocol_id=int(f.get("protocol_id", 0)),  # type: ignore[arg-type]
+            schedule_at=schedule,
+            expires_at=expires,
+            extra=extra,
+        )
+
+    async def _submit(self, conn: SmppConnection, pdu: Pdu) -> Pdu:
+        account = conn.account
+        assert account is not None
+        try:
+            self._throttle(account)
+            sub = self._submission(account, pdu)
+            msg = await self.ingress.accept(sub)
+        except SubmitError as e:
+            return pdu.response(e.status)
+        except Refused as e:
+            return pdu.response(S[REFUSAL_STATUS_NAMES[e.reason]])
+        except Overloaded as e:
+            return pdu.response(S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED)
+        return pdu.response(message_id=msg.id)
+
+    async def _submit_multi(self, conn: SmppConnection, pdu: Pdu) -> Pdu:
+        """One message per SME destination, committed together; the response carries the id
+        of the first accepted one and lists each refused destination with its status.
+        Distribution lists are not kept here: each dl_name is refused (ESME_RINVDLNAME)."""
+        account = conn.account
+        assert account is not None
+        dests = pdu.fields["dest_addresses"]
+        assert isinstance(dests, tuple)
+        if not dests:
+            return pdu.response(S.ESME_RINVNUMDESTS)
+        now = self.clock()
+        msgs = []
+        unsuccess: list[dict[str, int | str]] = []
+        try:
+            self._throttle(account)
+            self.ingress.check_capacity()
+        except SubmitError as e:
+            return pdu.response(e.status)
+        except Overloaded as e:
+            return pdu.response(S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED)
+        for d in dests:
+            if d.get("dest_flag") != 1:
+                unsuccess.append({"dest_addr_ton": 0, "dest_addr_npi": 0,
+                                  "destination_addr": str(d.get("dl_name", ""))[:20],
+                                  "error_status_code": int(S.ESME_RINVDLNAME)})
+                continue
+            ton, npi, addr = int(d["dest_addr_ton"]), int(d["dest_addr_npi"]), str(
+                d["destination_addr"])
+            try:
+                msgs.append(self.ingress.build(self._submission(account, pdu, (ton, npi, addr)),
+                                               now))
+                continue
+            except SubmitError as e:
+                status = e.status
+            except Refused as e:
+                status = S[REFUSAL_STATUS_NAMES[e.reason]]
+            unsuccess.append({"dest_addr_ton": ton, "dest_addr_npi": npi,
+                              "destination_addr": addr, "error_status_code": int(status)})
+        if not msgs:
+            return pdu.response(S.ESME_RSUBMITFAIL)
+        try:
+            await self.ingress.commit(msgs)
+        except Overloaded as e:
+            return pdu.response(S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED)
+        return pdu.response(message_id=msgs[0].id, unsuccess_smes=tuple(unsuccess))
+
+    # -- query / cancel / replace -------------------------------------------------------------------
+    async def _own_message(self, conn: SmppConnection, message_id: str):  # type: ignore[no-untyped-def]
+        msg = await self.run_store(lambda s: s.get_message(message_id))
+        if msg is None or msg.account != conn.account:  # type: ignore[attr-defined]
+            return None  # another account's message does not exist for this one (I4)
+        return msg
+
+    async def _query(self, conn: SmppConnection, pdu: Pdu) -> Pdu:
+        mid = str(pdu.fields["message_id"])
+        msg = await self._own_message(conn, mid)
+        if msg is None:
+            return pdu.response(S.ESME_RQUERYFAIL)
+        final = format_smpp_time(msg.final_at) if msg.final_at else ""
+        return pdu.response(
+            message_id=mid,
+            final_date=final,
+            message_state=int(QUERY_STATE[msg.state]),
+            error_code=min(int(msg.error or 0), 255),
+        )
+
+    async def _cancel(self, conn: SmppConnection, pdu: Pdu) -> Pdu:
+        mid = str(pdu.fields["message_id"])
+        account = conn.account
+        assert account is not None
+        if not mid:  # cancelling by source/destination alone is not offered
+            return pdu.response(S.ESME_RCANCELFAIL)
+        now = self.clock()
+        try:
+            msg = await self.run_store(lambda s: s.cancel(mid, account, now))
+        except (UnknownMessage, NotPending):
+            return pdu.response(S.ESME_RCANCELFAIL)
+        self.receipts.wake(account)
+        log.info("cancelled", extra={"message_id": mid, "account": account,
+                                     "state": msg.state.value})  # type: ignore[attr-defined]
+        return pdu.response()
+
+    async def _replace(self, conn: SmppConnection, pdu: Pdu) -> Pdu:
+        f = pdu.fields
+        mid = str(f["message_id"])
+        account = conn.account
+        assert account is not None
+        now = self.clock()
+        content = f["short_message"]
+        assert isinstance(content, bytes)
+        try:
+            schedule = parse_smpp_time(str(f["schedule_delivery_time"]), now)
+            expires = parse_smpp_time(str(f["validity_period"]), now)
+        except SmppTimeError:
+            return pdu.response(S.ESME_RINVSCHED)
+        rd = int(f["registered_delivery"])  # type: ignore[arg-type]
+        key = self.ingress.tag_key
+
+        def op(s: Store) -> object:
+            old = s.get_message(mid)
+            if old is None or old.account != account:
+                raise UnknownMessage(mid)
+            tag = binding_tag(key, mid, old.destination, content, old.data_coding,
+                              old.esm_class)
+            return s.replace(mid, account, now, content=content, tag=tag,
+                             registered_delivery=rd, not_before=schedule, expires_at=expires)
+
+        try:
+            await self.run_store(op)
+        except (UnknownMessage, NotPending, ValueError):
+            return pdu.response(S.ESME_RREPLACEFAIL)
+        return pdu.response()

@@ -1,0 +1,254 @@
+"""SMPP server connections: the asyncio shell around ``smpp.session.Session``.
+
+Thin on purpose: bytes from the socket go into the session, events out of it go to the
+:class:`RequestHandler` (the application), answers and our own requests go back through the
+session. No routing, no store, no message semantics here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from adressat.smpp.constants import CommandId as C
+from adressat.smpp.constants import CommandStatus as S
+from adressat.smpp.pdus import Pdu
+from adressat.smpp.session import (
+    Closed,
+    ProtocolViolation,
+    RequestReceived,
+    ResponseReceived,
+    ResponseTimedOut,
+    Role,
+    Session,
+    SessionError,
+    SessionLimits,
+)
+
+log = logging.getLogger("adressat.smpp")
+_conn_ids = itertools.count(1)
+
+
+class RequestHandler(Protocol):
+    def handle(self, conn: SmppConnection, pdu: Pdu) -> Pdu | Awaitable[Pdu]: ...
+    def on_bound(self, conn: SmppConnection) -> None: ...
+    def on_closed(self, conn: SmppConnection) -> None: ...
+
+
+class SmppConnection(asyncio.Protocol):
+    """One ESME's TCP connection. ``account`` is set by the handler when a bind succeeds."""
+
+    def __init__(
+        self,
+        handler: RequestHandler,
+        limits: SessionLimits,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.clock = clock
+        self.conn_id = next(_conn_ids)
+        self.account: str | None = None
+        self.peer = ""
+        self.session = Session(Role.SMSC, clock(), limits)
+        self._transport: asyncio.Transport | None = None
+        self._waiting: dict[int, asyncio.Future[Pdu]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Future[Pdu]] = set()
+        self._window_waiters: list[asyncio.Future[None]] = []
+        self._pumping = False
+        self.closed = asyncio.get_event_loop().create_future()
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        log.info("connection", extra={"session": self.conn_id, "peer": self.peer})
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        self.session.receive_data(data, self.clock())
+        self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer:
+            self._timer.cancel()
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("connection lost"))
+        self._waiting.clear()
+        self._wake_window()
+        if not self.closed.done():
+            self.closed.set_result(None)
+        log.info("closed", extra={"session": self.conn_id, "account": self.account})
+        self.handler.on_closed(self)
+
+    # -- events -------------------------------------------------------------------------------
+    def _pump(self) -> None:
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            self._drain()
+        finally:
+            self._pumping = False
+        self._arm_timer()
+
+    def _drain(self) -> None:
+        out = self.session.data_to_send()
+        if out and self._transport:
+            self._transport.write(out)
+        while (ev := self.session.next_event()) is not None:
+            if isinstance(ev, RequestReceived):
+                self._on_request(ev.pdu)
+            elif isinstance(ev, ResponseReceived):
+                fut = self._waiting.pop(ev.request.sequence_number, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(ev.pdu)
+                self._wake_window()
+            elif isinstance(ev, ResponseTimedOut):
+                fut = self._waiting.pop(ev.request.sequence_number, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(TimeoutError("no response"))
+                self._wake_window()
+            elif isinstance(ev, ProtocolViolation):
+                log.warning(
+                    "protocol violation",
+                    extra={"session": self.conn_id, "account": self.account,
+                           "status": ev.command_status, "reason": ev.reason,
+                           "command_id": ev.command_id, "seq": ev.sequence_number},
+                )
+            elif isinstance(ev, Closed):
+                log.info("session closed", extra={"session": self.conn_id, "reason": ev.reason})
+                self._close_soon()
+            out = self.session.data_to_send()
+            if out and self._transport:
+                self._transport.write(out)
+
+    def _on_request(self, pdu: Pdu) -> None:
+        if pdu.command_id == C.UNBIND:
+            self.respond(pdu.response())
+            return
+        try:
+            result = self.handler.handle(self, pdu)
+        except Exception:  # noqa: BLE001 - our fault: the peer gets RSYSERR, the session goes on
+            log.exception("handler failed", extra={"session": self.conn_id})
+            result = pdu.response(S.ESME_RSYSERR)
+        if isinstance(result, Pdu):
+            self.respond(result)
+            return
+        task = asyncio.ensure_future(result)
+        self._tasks.add(task)
+        task.add_done_callback(lambda t, p=pdu: self._answer_task(t, p))
+
+    def _answer_task(self, task: asyncio.Future[Pdu], pdu: Pdu) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("handler failed", exc_info=exc, extra={"session": self.conn_id})
+            self.respond(pdu.response(S.ESME_RSYSERR))
+        else:
+            self.respond(task.result())
+
+    def respond(self, pdu: Pdu) -> None:
+        if self.session.is_closed or self._transport is None:
+            return
+        data = self.session.send(pdu, self.clock())
+        self._transport.write(data)
+        if pdu.command_id & 0x7FFFFFFF in (C.BIND_RECEIVER, C.BIND_TRANSMITTER,
+                                            C.BIND_TRANSCEIVER) and self.session.is_bound:
+            self.handler.on_bound(self)
+        self._pump()
+
+    # -- our requests (deliver_sm) ---------------------------------------------------------------
+    async def request(self, pdu: Pdu) -> Pdu:
+        """Send a request and wait for its response (TimeoutError / ConnectionError)."""
+        while self.session.window_free <= 0:
+            if self.session.is_closed:
+                raise ConnectionError("session closed")
+            waiter = asyncio.get_running_loop().create_future()
+            self._window_waiters.append(waiter)
+            await waiter
+        if self.session.is_closed or self._transport is None:
+            raise ConnectionError("session closed")
+        try:
+            data = self.session.send(pdu, self.clock())
+        except SessionError as e:
+            raise ConnectionError(str(e)) from None
+        fut: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
+        self._waiting[self.session.last_sent.sequence_number] = fut
+        self._transport.write(data)
+        self._arm_timer()
+        return await fut
+
+    def _wake_window(self) -> None:
+        waiters, self._window_waiters = self._window_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    # -- time and closing -----------------------------------------------------------------------
+    def _arm_timer(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.session.get_timer()
+        if deadline is None or self._transport is None:
+            return
+        delay = max(0.0, deadline - self.clock())
+        self._timer = asyncio.get_event_loop().call_later(delay + 0.001, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.session.handle_timer(self.clock())
+        self._pump()
+
+    def _close_soon(self) -> None:
+        if self._transport and not self._transport.is_closing():
+            self._transport.close()  # flushes what is buffered first
+
+    def close(self) -> None:
+        self._close_soon()
+
+
+class SmppServer:
+    """Listens and makes one :class:`SmppConnection` per accepted socket."""
+
+    def __init__(self, handler: RequestHandler, limits: SessionLimits,
+                 sessions_max: int = 1000) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.sessions_max = sessions_max
+        self.connections: set[SmppConnection] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    def _make(self) -> SmppConnection:
+        conn = SmppConnection(self.handler, self.limits)
+        self.connections.add(conn)
+        conn.closed.add_done_callback(lambda _f: self.connections.discard(conn))
+        if len(self.connections) > self.sessions_max:
+            log.warning("too many sessions; closing the new one")
+            asyncio.get_event_loop().call_soon(conn.close)
+        return conn
+
+    async def start(self, host: str, port: int) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._make, host, port, reuse_address=True)
+        sock = self._server.sockets[0]
+        return int(sock.getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close()
+        if self._server:
+            await self._server.wait_closed()
