@@ -15,6 +15,7 @@ import random
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from adressat.core.accept import AcceptLimits
 from adressat.core.model import Message
@@ -101,7 +102,7 @@ class Node:
         self.service = SmppService(
             self.ingress,
             self.receipts,
-            self.committer.run,  # type: ignore[arg-type]
+            self.committer,
             system_id=s.system_id,
             throughput_per_s_default=s.throughput_per_s_default,
         )
@@ -120,7 +121,7 @@ class Node:
             sessions_max=s.sessions_max,
         )
         self.smpp_port = 0
-        self._tasks: list[asyncio.Task[object]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
 
     def _on_committed(self, msgs: list[Message]) -> None:
@@ -136,13 +137,13 @@ class Node:
     async def start(self) -> None:
         self.committer.start()
         await self.ingress.refresh_queue_gauge()
-        self.network.on_alert(self.worker.alert)
+        self.network.on_alert(lambda msisdn: None if self.worker.alert(msisdn) else None)
         self._tasks = [
             asyncio.create_task(self.worker.run(), name="delivery"),
             asyncio.create_task(self.receipts.run(), name="receipts"),
             asyncio.create_task(self._gauge_loop(), name="queue-gauge"),
         ]
-        self._tasks.append(self.network.start())  # type: ignore[arg-type]
+        self._tasks.append(self.network.start())
         self.smpp_port = await self.server.start(self.settings.smpp_host, self.settings.smpp_port)
         log.info("listening", extra={"smpp_port": self.smpp_port})
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from adressat.core.accept import Refused, Submission
-from adressat.core.model import State
+from adressat.core.model import Message, State
 from adressat.core.passwords import verify_password
 from adressat.core.tag import binding_tag
 from adressat.smpp.constants import CommandId as C
@@ -24,6 +24,7 @@ from adressat.smpp.pdus import Pdu
 from adressat.smpp.times import SmppTimeError, format_smpp_time, parse_smpp_time
 from adressat.sms.segment import ConcatInfo, concat_udh
 from adressat.store.base import NotPending, Store, UnknownMessage
+from adressat.store.commit import GroupCommitter
 from adressat.transport.smpp_server import SmppConnection
 
 from .ingress import REFUSAL_STATUS_NAMES, Ingress, Overloaded
@@ -74,7 +75,7 @@ class TokenBucket:
 class SmppService:
     ingress: Ingress
     receipts: ReceiptSender
-    run_store: Callable[[Callable[[Store], object]], Awaitable[object]]
+    committer: GroupCommitter
     system_id: str = "adressat"
     throughput_per_s_default: int = 0
     clock: Callable[[], float] = time.time
@@ -113,19 +114,19 @@ class SmppService:
     async def _bind(self, conn: SmppConnection, pdu: Pdu) -> Pdu:
         system_id = str(pdu.fields["system_id"])
         password = str(pdu.fields["password"])
-        account = await self.run_store(lambda s: s.get_account(system_id))
+        account = await self.committer.run(lambda s: s.get_account(system_id))
         if account is None:
             log.info("bind refused: unknown system_id", extra={"session": conn.conn_id})
             return pdu.response(S.ESME_RINVSYSID)
         ok = await asyncio.get_running_loop().run_in_executor(
-            None, verify_password, password, account.password_hash  # type: ignore[attr-defined]
+            None, verify_password, password, account.password_hash
         )
         if not ok:
             log.info("bind refused: password", extra={"session": conn.conn_id,
                                                        "account": system_id})
             return pdu.response(S.ESME_RINVPASWD)
         conn.account = system_id
-        rate = account.throughput_per_s or self.throughput_per_s_default  # type: ignore[attr-defined]
+        rate = account.throughput_per_s or self.throughput_per_s_default
         if rate and system_id not in self.buckets:
             self.buckets[system_id] = TokenBucket(float(rate), float(rate), self.clock())
         elif not rate:
@@ -134,7 +135,7 @@ class SmppService:
                                  "mode": C(pdu.command_id).name})
         return pdu.response(system_id=self.system_id)
 
-    # -- submit -------------------------------------------------------------------------------------
+    # -- submit ---------------------------------------------------------------------------------
     def _throttle(self, account: str) -> None:
         bucket = self.buckets.get(account)
         if bucket is not None and not bucket.take(self.clock()):
@@ -261,10 +262,10 @@ class SmppService:
             return pdu.response(S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED)
         return pdu.response(message_id=msgs[0].id, unsuccess_smes=tuple(unsuccess))
 
-    # -- query / cancel / replace -------------------------------------------------------------------
-    async def _own_message(self, conn: SmppConnection, message_id: str):  # type: ignore[no-untyped-def]
-        msg = await self.run_store(lambda s: s.get_message(message_id))
-        if msg is None or msg.account != conn.account:  # type: ignore[attr-defined]
+    # -- query / cancel / replace ---------------------------------------------------------------
+    async def _own_message(self, conn: SmppConnection, message_id: str) -> Message | None:
+        msg = await self.committer.run(lambda s: s.get_message(message_id))
+        if msg is None or msg.account != conn.account:
             return None  # another account's message does not exist for this one (I4)
         return msg
 
@@ -289,12 +290,12 @@ class SmppService:
             return pdu.response(S.ESME_RCANCELFAIL)
         now = self.clock()
         try:
-            msg = await self.run_store(lambda s: s.cancel(mid, account, now))
+            msg = await self.committer.run(lambda s: s.cancel(mid, account, now))
         except (UnknownMessage, NotPending):
             return pdu.response(S.ESME_RCANCELFAIL)
         self.receipts.wake(account)
         log.info("cancelled", extra={"message_id": mid, "account": account,
-                                     "state": msg.state.value})  # type: ignore[attr-defined]
+                                     "state": msg.state.value})
         return pdu.response()
 
     async def _replace(self, conn: SmppConnection, pdu: Pdu) -> Pdu:
@@ -313,7 +314,7 @@ class SmppService:
         rd = int(f["registered_delivery"])  # type: ignore[arg-type]
         key = self.ingress.tag_key
 
-        def op(s: Store) -> object:
+        def op(s: Store) -> Message:
             old = s.get_message(mid)
             if old is None or old.account != account:
                 raise UnknownMessage(mid)
@@ -323,7 +324,7 @@ class SmppService:
                              registered_delivery=rd, not_before=schedule, expires_at=expires)
 
         try:
-            await self.run_store(op)
+            await self.committer.run(op)
         except (UnknownMessage, NotPending, ValueError):
             return pdu.response(S.ESME_RREPLACEFAIL)
         return pdu.response()

@@ -8,6 +8,7 @@ session. No routing, no store, no message semantics here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -145,9 +146,9 @@ class SmppConnection(asyncio.Protocol):
             return
         task = asyncio.ensure_future(result)
         self._tasks.add(task)
-        task.add_done_callback(lambda t, p=pdu: self._answer_task(t, p))
+        task.add_done_callback(functools.partial(self._answer_task, pdu=pdu))
 
-    def _answer_task(self, task: asyncio.Future[Pdu], pdu: Pdu) -> None:
+    def _answer_task(self, task: asyncio.Future[Pdu], *, pdu: Pdu) -> None:
         self._tasks.discard(task)
         if task.cancelled():
             return
