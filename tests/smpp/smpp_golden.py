@@ -69,7 +69,9 @@ GOLDEN: list[tuple[str, Pdu, bytes]] = [
     ),
     (
         "bind_transceiver_resp_with_sc_interface_version",
-        Pdu.make(C.BIND_TRANSCEIVER_RESP, 1, system_id="SMSC", tlvs=[(T.SC_INTERFACE_VERSION, 0x34)]),
+        Pdu.make(
+            C.BIND_TRANSCEIVER_RESP, 1, system_id="SMSC", tlvs=[(T.SC_INTERFACE_VERSION, 0x34)]
+        ),
         h("0000001A 80000009 00000000 00000001") + b"SMSC\0" + h("0210 0001 34"),
     ),
     (
@@ -135,7 +137,12 @@ GOLDEN: list[tuple[str, Pdu, bytes]] = [
             source_addr_npi=1,
             source_addr="4670",
             dest_addresses=(
-                {"dest_flag": 1, "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": "4671"},
+                {
+                    "dest_flag": 1,
+                    "dest_addr_ton": 1,
+                    "dest_addr_npi": 1,
+                    "destination_addr": "4671",
+                },
                 {"dest_flag": 2, "dl_name": "friends"},
             ),
             short_message=b"hi",
@@ -166,7 +173,11 @@ GOLDEN: list[tuple[str, Pdu, bytes]] = [
                 },
             ),
         ),
-        h("0000001F 80000021 00000000 00000005") + b"m1\0" + h("01 01 01") + b"4671\0" + h("0000000B"),
+        h("0000001F 80000021 00000000 00000005")
+        + b"m1\0"
+        + h("01 01 01")
+        + b"4671\0"
+        + h("0000000B"),
     ),
     (
         "query_sm_resp",

@@ -51,11 +51,26 @@ def bind_body(**raw: bytes) -> bytes:
 
 
 CASES = [
-    ("source_addr_too_long", C.SUBMIT_SM, sm_body(source_addr=b"1" * 21 + b"\0"), S.ESME_RINVSRCADR),
+    (
+        "source_addr_too_long",
+        C.SUBMIT_SM,
+        sm_body(source_addr=b"1" * 21 + b"\0"),
+        S.ESME_RINVSRCADR,
+    ),
     ("source_addr_unterminated", C.SUBMIT_SM, b"\0\x01\x01" + b"1" * 10, S.ESME_RINVSRCADR),
-    ("dest_addr_too_long", C.SUBMIT_SM, sm_body(destination_addr=b"2" * 30 + b"\0"), S.ESME_RINVDSTADR),
+    (
+        "dest_addr_too_long",
+        C.SUBMIT_SM,
+        sm_body(destination_addr=b"2" * 30 + b"\0"),
+        S.ESME_RINVDSTADR,
+    ),
     ("service_type_too_long", C.SUBMIT_SM, sm_body(service_type=b"ABCDEF\0"), S.ESME_RINVSERTYP),
-    ("schedule_bad_length", C.SUBMIT_SM, sm_body(schedule_delivery_time=b"2601\0"), S.ESME_RINVSCHED),
+    (
+        "schedule_bad_length",
+        C.SUBMIT_SM,
+        sm_body(schedule_delivery_time=b"2601\0"),
+        S.ESME_RINVSCHED,
+    ),
     (
         "schedule_bad_format",
         C.SUBMIT_SM,
@@ -67,7 +82,12 @@ CASES = [
     ("sm_length_past_end", C.SUBMIT_SM, sm_body(sm=b"\x10hi"), S.ESME_RINVMSGLEN),
     ("body_truncated_in_ints", C.SUBMIT_SM, sm_body()[:-4], S.ESME_RINVCMDLEN),
     ("tlv_truncated_header", C.SUBMIT_SM, sm_body(tlvs=b"\x02\x04\x00"), S.ESME_RINVOPTPARSTREAM),
-    ("tlv_past_end", C.SUBMIT_SM, sm_body(tlvs=b"\x02\x04\x00\x09\x00\x01"), S.ESME_RINVOPTPARSTREAM),
+    (
+        "tlv_past_end",
+        C.SUBMIT_SM,
+        sm_body(tlvs=b"\x02\x04\x00\x09\x00\x01"),
+        S.ESME_RINVOPTPARSTREAM,
+    ),
     ("tlv_int_wrong_length", C.SUBMIT_SM, sm_body(tlvs=b"\x02\x04\x00\x01\x05"), S.ESME_RINVPARLEN),
     ("tlv_octets_too_long", C.SUBMIT_SM, sm_body(tlvs=b"\x04\x23\x00\x04abcd"), S.ESME_RINVPARLEN),
     (
@@ -82,9 +102,19 @@ CASES = [
         sm_body(tlvs=b"\x00\x1e\x00\x04a\0c\0"),
         S.ESME_RINVOPTPARAMVAL,
     ),
-    ("system_id_too_long", C.BIND_TRANSMITTER, bind_body(system_id=b"s" * 16 + b"\0"), S.ESME_RINVSYSID),
+    (
+        "system_id_too_long",
+        C.BIND_TRANSMITTER,
+        bind_body(system_id=b"s" * 16 + b"\0"),
+        S.ESME_RINVSYSID,
+    ),
     ("password_too_long", C.BIND_RECEIVER, bind_body(password=b"p" * 9 + b"\0"), S.ESME_RINVPASWD),
-    ("system_type_too_long", C.BIND_TRANSCEIVER, bind_body(system_type=b"t" * 13 + b"\0"), S.ESME_RINVSYSTYP),
+    (
+        "system_type_too_long",
+        C.BIND_TRANSCEIVER,
+        bind_body(system_type=b"t" * 13 + b"\0"),
+        S.ESME_RINVSYSTYP,
+    ),
     ("message_id_too_long", C.SUBMIT_SM_RESP, b"m" * 65 + b"\0", S.ESME_RINVMSGID),
     ("ok_response_without_body", C.SUBMIT_SM_RESP, b"", S.ESME_RINVMSGID),
     (

@@ -135,7 +135,11 @@ def test_smpplib_parses_our_submit_sm() -> None:
 
 def test_smpplib_parses_our_bind_resp_and_submit_sm_resp() -> None:
     bind = smpplib_parse(
-        encode(Pdu.make(C.BIND_TRANSCEIVER_RESP, 1, system_id="SMSC", tlvs={"sc_interface_version": 0x34}))
+        encode(
+            Pdu.make(
+                C.BIND_TRANSCEIVER_RESP, 1, system_id="SMSC", tlvs={"sc_interface_version": 0x34}
+            )
+        )
     )
     assert bind.command == "bind_transceiver_resp" and bind.system_id == b"SMSC"
     resp = smpplib_parse(encode(Pdu.make(C.SUBMIT_SM_RESP, 2, message_id="0123abcd")))

@@ -233,6 +233,23 @@ RESPONSE_OF: Mapping[CommandId, CommandId] = {
 }
 
 
+# PDUs that carry optional parameters in SMPP 3.4 (sections 4.1-4.12). Decoding is lenient
+# and keeps TLVs found on other PDUs too (byte-exact round trip), but we never send those.
+TLV_COMMANDS: frozenset[CommandId] = frozenset(
+    {
+        C.BIND_RECEIVER_RESP,
+        C.BIND_TRANSMITTER_RESP,
+        C.BIND_TRANSCEIVER_RESP,
+        C.SUBMIT_SM,
+        C.SUBMIT_MULTI,
+        C.DELIVER_SM,
+        C.DATA_SM,
+        C.DATA_SM_RESP,
+        C.ALERT_NOTIFICATION,
+    }
+)
+
+
 class TlvKind(Enum):
     INT8 = "int8"
     INT16 = "int16"
