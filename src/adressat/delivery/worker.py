@@ -27,7 +27,7 @@ from adressat.core.model import AttemptRecord, Message, State
 from adressat.core.retry import RetryPolicy
 from adressat.delivery.adapter import Adapter, Outcome, OutcomeKind
 from adressat.delivery.errors import DeliveryError
-from adressat.store.base import StaleState, Store, StoreError
+from adressat.store.base import DuplicateDelivery, StaleState, Store, StoreError
 from adressat.store.commit import GroupCommitter
 
 __all__ = ["DeliveryWorker", "INTERRUPTED"]
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 #: Outcome name of the attempt record written for an attempt cut short by a crash/restart.
 INTERRUPTED = "INTERRUPTED"
 _RECOVER_PAGE = 1000
+_EXPIRE_PAGES_MAX = 10  # per tick, so expiry never starves delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +93,8 @@ class DeliveryWorker:
         self.on_integrity = on_integrity
         self._wake = asyncio.Event()
         self._stopping = False
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._side_tasks: set[asyncio.Task[object]] = set()
+        self._tasks: set[asyncio.Task[Message | None]] = set()
+        self._side_tasks: set[asyncio.Task[int]] = set()
         # counters (read by metrics and the audit)
         self.attempts = 0
         self.delivered = 0
@@ -124,7 +125,7 @@ class DeliveryWorker:
         """alertSC: ``msisdn`` is reachable again; its deferred messages become due now.
         Safe as a ``Network.on_alert`` callback (it only schedules work on the running loop)."""
         task = asyncio.get_running_loop().create_task(self.retry_destination(msisdn))
-        self._side_tasks.add(task)  # type: ignore[arg-type]
+        self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
         return task
 
@@ -139,8 +140,8 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         """Recover, then claim and deliver until :meth:`stop`. Cancelling ``run`` cancels the
-        attempts in flight without writing them (what a crash does; the leases recover)."""
-        self._stopping = False
+        attempts in flight without writing them (what a crash does; the leases recover).
+        A worker runs once: after :meth:`stop` make a new one."""
         await self.recover()
         next_expire_at = 0.0
         try:
@@ -151,14 +152,9 @@ class DeliveryWorker:
                     await self._expire(now)
                     next_expire_at = now + self.expire_interval_s
                 free = self.concurrency_max - len(self._tasks)
-                claimed: list[Message] = []
                 if free > 0:
                     limit = min(free, self.claim_batch_max)
-                    claimed = await self.committer.run(
-                        lambda s, limit=limit, now=now: s.claim_due(
-                            limit, now, self.lease_s, self.owner
-                        )
-                    )
+                    claimed = await self._claim(limit, now)
                     for msg in claimed:
                         self._spawn(msg)
                     if len(claimed) == limit and len(self._tasks) < self.concurrency_max:
@@ -177,15 +173,26 @@ class DeliveryWorker:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def _claim(self, limit: int, now: float) -> list[Message]:
+        def op(store: Store) -> list[Message]:
+            return store.claim_due(limit, now, self.lease_s, self.owner)
+
+        try:
+            return await self.committer.run(op)
+        except StoreError as e:  # queue full or a failed commit: try again next tick
+            self.store_errors += 1
+            log.error("claim_due failed", extra={"error_type": type(e).__name__})
+            return []
+
     async def recover(self) -> int:
         """Put every DISPATCHED message back to DEFERRED, due now (single node: nothing can be
         in flight when we start), each with an INTERRUPTED attempt record."""
         now = self.clock()
         total = 0
         while True:
-            n = await self.committer.run(lambda s: self._recover_page(s, now))
-            total += n
-            if n < _RECOVER_PAGE:
+            listed, moved = await self.committer.run(lambda s: self._recover_page(s, now))
+            total += moved
+            if listed < _RECOVER_PAGE or moved == 0:
                 break
         total += await self.committer.run(lambda s: s.recover_leases(now + self.lease_s + 1))
         self.recovered += total
@@ -193,54 +200,65 @@ class DeliveryWorker:
             log.warning("recovered interrupted attempts", extra={"count": total})
         return total
 
-    def _recover_page(self, store: Store, now: float) -> int:
-        n = 0
-        for msg in store.list_messages(state=State.DISPATCHED, limit=_RECOVER_PAGE):
-            store.transition(
-                msg.id,
-                State.DISPATCHED,
-                State.DEFERRED,
-                now,
-                expected_attempts=msg.attempts,
-                next_attempt_at=now,
-            )
-            store.append_attempt(
-                AttemptRecord(
-                    message_id=msg.id,
-                    account=msg.account,
-                    destination=msg.destination,
-                    imsi=None,
-                    route=msg.route,
-                    node=self.node,
-                    attempt=msg.attempts,
-                    started_at=now,
-                    ended_at=now,
-                    outcome=INTERRUPTED,
-                    error=None,
+    def _recover_page(self, store: Store, now: float) -> tuple[int, int]:
+        listed = store.list_messages(state=State.DISPATCHED, limit=_RECOVER_PAGE)
+        moved = 0
+        for msg in listed:
+            try:
+                with store.savepoint():
+                    store.transition(
+                        msg.id,
+                        State.DISPATCHED,
+                        State.DEFERRED,
+                        now,
+                        expected_attempts=msg.attempts,
+                        next_attempt_at=now,
+                    )
+                    store.append_attempt(
+                        AttemptRecord(
+                            message_id=msg.id,
+                            account=msg.account,
+                            destination=msg.destination,
+                            imsi=None,
+                            route=msg.route,
+                            node=self.node,
+                            attempt=msg.attempts,
+                            started_at=now,
+                            ended_at=now,
+                            outcome=INTERRUPTED,
+                            error=None,
+                        )
+                    )
+            except StoreError as e:
+                log.error(
+                    "lease not recovered",
+                    extra={"message_id": msg.id, "error_type": type(e).__name__},
                 )
-            )
-            n += 1
-        return n
+                continue
+            moved += 1
+        return len(listed), moved
 
     async def _expire(self, now: float) -> None:
-        try:
-            expired = await self.committer.run(
-                lambda s: s.expire_due(now, limit=self.claim_batch_max)
-            )
-        except StoreError as e:
-            self.store_errors += 1
-            log.error("expire_due failed", extra={"error_type": type(e).__name__})
-            return
-        for msg in expired:
-            self.expired += 1
-            self._log_final(msg, "expired")
-            self._notify_final(msg)
+        limit = self.claim_batch_max
+        for _ in range(_EXPIRE_PAGES_MAX):
+            try:
+                expired = await self.committer.run(lambda s: s.expire_due(now, limit=limit))
+            except StoreError as e:
+                self.store_errors += 1
+                log.error("expire_due failed", extra={"error_type": type(e).__name__})
+                return
+            for msg in expired:
+                self.expired += 1
+                self._log_final(msg, "expired")
+                self._notify_final(msg)
+            if len(expired) < limit:
+                return
 
     def _spawn(self, msg: Message) -> None:
         task = asyncio.get_running_loop().create_task(self.process(msg))
         self._tasks.add(task)
 
-        def done(t: asyncio.Task[None]) -> None:
+        def done(t: asyncio.Task[Message | None]) -> None:
             self._tasks.discard(t)
             self.wake()  # a slot is free, and the destination may have more queued
 
@@ -355,6 +373,15 @@ class DeliveryWorker:
                 },
             )
             if sent:  # the attempt happened: keep the forensic record anyway
+                await self._append_only(record)
+            return None
+        except DuplicateDelivery as e:  # I3: the store refuses a second delivery
+            self.store_errors += 1
+            log.error(
+                "second delivery refused by the store",
+                extra={"message_id": msg.id, "route": msg.route, "error_type": type(e).__name__},
+            )
+            if sent:
                 await self._append_only(record)
             return None
         except StoreError as e:
