@@ -121,7 +121,10 @@ class Ingress:
                                  error=int(DeliveryError.UNROUTABLE))
 
         try:
-            await self.committer.run(op)
+            if unroutable:
+                await self.committer.run(op)
+            else:  # plain inserts of concurrent submits are merged into one executemany
+                await self.committer.insert_many(msgs)
         except CommitQueueFull:
             raise Overloaded(queue_full=False) from None
         self.accepted += len(msgs)

@@ -43,6 +43,11 @@ class _Op(Generic[T]):
 _STOP = object()
 
 
+def _resolve_all(items: Sequence[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in items:
+        _resolve(fut, ok, value)
+
+
 def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
     if fut.done():  # the caller was cancelled; the write happened anyway
         return
@@ -147,15 +152,13 @@ class GroupCommitter:
                         results.append(self._one(op))
                     i = max(j, i + 1)
         except BaseException as e:  # the commit (or the batch) failed: nobody is durable
-            for op in ops:
-                self._post(op, False, e)
+            self._post(ops, [(False, e)] * len(ops))
             if not isinstance(e, Exception):
                 raise
             return
         self.batches += 1
         self.ops += len(ops)
-        for op, (ok, value) in zip(ops, results, strict=True):
-            self._post(op, ok, value)
+        self._post(ops, results)
 
     def _insert_run(self, ops: Sequence[_Op[Any]]) -> bool:
         """Consecutive plain inserts as one executemany; False (nothing written) on any error,
@@ -176,8 +179,15 @@ class GroupCommitter:
             return (False, e)
 
     @staticmethod
-    def _post(op: _Op[Any], ok: bool, value: Any) -> None:
-        try:
-            op.loop.call_soon_threadsafe(_resolve, op.future, ok, value)
-        except RuntimeError:  # the caller's loop is closed
-            pass
+    def _post(ops: Sequence[_Op[Any]], results: Sequence[tuple[bool, Any]]) -> None:
+        """Hand the results back: one wake-up of each caller's loop per batch, not per op
+        (each call_soon_threadsafe writes to the loop's self-pipe)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]]
+        by_loop = {}
+        for op, (ok, value) in zip(ops, results, strict=True):
+            by_loop.setdefault(op.loop, []).append((op.future, ok, value))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve_all, items)
+            except RuntimeError:  # the caller's loop is closed
+                pass

@@ -62,6 +62,8 @@ class SmppConnection(asyncio.Protocol):
         self._tasks: set[asyncio.Future[Pdu]] = set()
         self._window_waiters: list[asyncio.Future[None]] = []
         self._pumping = False
+        self._wbuf = bytearray()
+        self._flush_scheduled = False
         self.closed = asyncio.get_event_loop().create_future()
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
@@ -104,7 +106,7 @@ class SmppConnection(asyncio.Protocol):
     def _drain(self) -> None:
         out = self.session.data_to_send()
         if out and self._transport:
-            self._transport.write(out)
+            self._write(out)
         while (ev := self.session.next_event()) is not None:
             if isinstance(ev, RequestReceived):
                 self._on_request(ev.pdu)
@@ -130,7 +132,7 @@ class SmppConnection(asyncio.Protocol):
                 self._close_soon()
             out = self.session.data_to_send()
             if out and self._transport:
-                self._transport.write(out)
+                self._write(out)
 
     def _on_request(self, pdu: Pdu) -> None:
         if pdu.command_id == C.UNBIND:
@@ -163,7 +165,7 @@ class SmppConnection(asyncio.Protocol):
         if self.session.is_closed or self._transport is None:
             return
         data = self.session.send(pdu, self.clock())
-        self._transport.write(data)
+        self._write(data)
         if pdu.command_id & 0x7FFFFFFF in (C.BIND_RECEIVER, C.BIND_TRANSMITTER,
                                             C.BIND_TRANSCEIVER) and self.session.is_bound:
             self.handler.on_bound(self)
@@ -186,7 +188,7 @@ class SmppConnection(asyncio.Protocol):
             raise ConnectionError(str(e)) from None
         fut: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
         self._waiting[self.session.last_sent.sequence_number] = fut
-        self._transport.write(data)
+        self._write(data)
         self._arm_timer()
         return await fut
 
@@ -212,7 +214,21 @@ class SmppConnection(asyncio.Protocol):
         self.session.handle_timer(self.clock())
         self._pump()
 
+    def _write(self, data: bytes) -> None:
+        """Coalesce: everything written in one loop iteration leaves in one send()."""
+        self._wbuf += data
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_event_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._wbuf and self._transport and not self._transport.is_closing():
+            self._transport.write(bytes(self._wbuf))
+        self._wbuf.clear()
+
     def _close_soon(self) -> None:
+        self._flush()
         if self._transport and not self._transport.is_closing():
             self._transport.close()  # flushes what is buffered first
 
