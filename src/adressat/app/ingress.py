@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +60,9 @@ class Ingress:
         self.committer = committer
         self.router = router
         self.ids = IdGenerator(node)
+        # seeded once from the OS: an os.urandom() call per message costs a system call, and
+        # the ids' uniqueness across restarts rests on time + node + these bits (core.ids)
+        self._entropy = random.Random(os.urandom(32))
         self.tag_key = tag_key
         self.limits = limits
         self.on_committed = on_committed
@@ -81,7 +85,7 @@ class Ingress:
 
     def build(self, sub: Submission, now: float) -> Message:
         """Validate and build (not yet durable). Raises Refused."""
-        mid = self.ids.next_id(int(now * 1000), os.urandom(8))
+        mid = self.ids.next_id(int(now * 1000), self._entropy.randbytes(8))
         return accept_message(
             sub,
             now=now,
