@@ -415,6 +415,10 @@ class PduReader:
         self._frames = FrameBuffer(pdu_length_max)
 
     @property
+    def pdu_length_max(self) -> int:
+        return self._frames.pdu_length_max
+
+    @property
     def buffered_octets(self) -> int:
         return self._frames.buffered_octets
 
