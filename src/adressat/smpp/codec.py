@@ -34,10 +34,6 @@ def time_ok(value: str) -> bool:
     return len(value) == 16 and head.isascii() and head.isdigit() and value[15] in "+-R"
 
 
-def _bad(field: str) -> bytes:
-    raise SmppEncodeError(field)
-
-
 class _Gen:
     """Emits Python source for one command's body decoder and encoder."""
 
@@ -46,7 +42,6 @@ class _Gen:
             "_Err": SmppError,
             "_EncErr": SmppEncodeError,
             "_time_ok": time_ok,
-            "_bad": _bad,
         }
         self.counter = 0
 
@@ -106,8 +101,8 @@ class _Gen:
                     f"{ind}if e == off: {v} = ''",
                     f"{ind}else:",
                     f"{ind}    {v} = buf[off:e].decode('latin-1')",
-                    f"{ind}    if e != off + 16 or not _time_ok({v}): "
-                    f"raise _Err({st}, {reason} + ' invalid')",
+                    f"{ind}    if e != off + 16 or {v}[15] not in '+-R' or not {v}.isascii() "
+                    f"or not {v}[:15].isdigit(): raise _Err({st}, {reason} + ' invalid')",
                     f"{ind}off = e + 1",
                 ]
             elif f.kind is Kind.OCTETS:
@@ -197,9 +192,9 @@ class _Gen:
             elif f.kind is Kind.TIME:
                 lines += [
                     f"{ind}{v} = {src}[{reason}]",
-                    f"{ind}if {v}: {v} = {v}.encode('latin-1') "
-                    f"if _time_ok({v}) else _bad({reason})",
-                    f"{ind}else: {v} = {v}.encode('latin-1')",
+                    f"{ind}{v} = {v}.encode('latin-1')",
+                    f"{ind}if {v} and (len({v}) != 16 or {v}[15] not in b'+-R' "
+                    f"or not {v}[:15].isdigit()): raise _EncErr({reason})",
                 ]
                 parts += [v, "b'\\0'"]
             elif f.kind is Kind.OCTETS:
