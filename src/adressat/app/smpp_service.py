@@ -22,7 +22,8 @@ from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.constants import MessageState
 from adressat.smpp.pdus import Pdu
 from adressat.smpp.times import SmppTimeError, format_smpp_time, parse_smpp_time
-from adressat.sms.segment import ConcatInfo, concat_udh
+from adressat.sms.encodings import Alphabet, EncodingError, codec_for_data_coding
+from adressat.sms.segment import ConcatInfo, UdhError, concat_udh, parse_udh
 from adressat.store.base import NotPending, Store, UnknownMessage
 from adressat.store.commit import GroupCommitter
 from adressat.transport.smpp_server import SmppConnection
@@ -33,6 +34,8 @@ from .receipts import ReceiptSender
 log = logging.getLogger("adressat.smpp.service")
 
 ESM_UDHI = 0x40
+TP_UD_OCTETS_MAX = 140  # one SMS on the air (3GPP TS 23.040 9.2.3.24)
+TP_UD_SEPTETS_MAX = 160
 QUERY_STATE: dict[State, MessageState] = {
     State.ACCEPTED: MessageState.ACCEPTED,
     State.ROUTED: MessageState.ENROUTE,
@@ -46,6 +49,26 @@ QUERY_STATE: dict[State, MessageState] = {
     State.REJECTED: MessageState.REJECTED,
     State.CANCELLED: MessageState.DELETED,
 }
+
+
+def check_one_part(content: bytes, data_coding: int) -> None:
+    """Content that carries its own UDH is one SMS part: it must fit one SMS on the air with
+    that UDH, or it would be accepted and then never deliverable. Raises SubmitError."""
+    try:
+        _, rest = parse_udh(content)
+    except UdhError:
+        raise SubmitError(S.ESME_RINVESMCLASS) from None  # UDHI set, no valid UDH
+    udh_octets = len(content) - len(rest)
+    try:
+        gsm7 = codec_for_data_coding(data_coding).alphabet is Alphabet.GSM7
+    except (EncodingError, ValueError):
+        gsm7 = False  # carried as opaque octets
+    if gsm7:
+        fits = (udh_octets * 8 + 6) // 7 + len(rest) <= TP_UD_SEPTETS_MAX
+    else:
+        fits = len(content) <= TP_UD_OCTETS_MAX
+    if not fits:
+        raise SubmitError(S.ESME_RINVMSGLEN)
 
 
 class SubmitError(Exception):
@@ -168,6 +191,8 @@ class SmppService:
             content = concat_udh(info, ref16=info.reference > 255) + content
             esm_class |= ESM_UDHI
             extra["sar"] = f"{info.reference}/{info.total}/{info.seqnum}"
+        if esm_class & ESM_UDHI:
+            check_one_part(content, int(f.get("data_coding", 0)))  # type: ignore[arg-type]
         umr = pdu.tlv("user_message_reference")
         if isinstance(umr, int):
             extra["user_message_reference"] = umr
@@ -308,9 +333,12 @@ class SmppService:
         assert isinstance(content, bytes)
         try:
             schedule = parse_smpp_time(str(f["schedule_delivery_time"]), now)
-            expires = parse_smpp_time(str(f["validity_period"]), now)
         except SmppTimeError:
             return pdu.response(S.ESME_RINVSCHED)
+        try:
+            expires = parse_smpp_time(str(f["validity_period"]), now)
+        except SmppTimeError:
+            return pdu.response(S.ESME_RINVEXPIRY)
         rd = int(f["registered_delivery"])  # type: ignore[arg-type]
         key = self.ingress.tag_key
 

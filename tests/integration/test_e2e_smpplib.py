@@ -1,0 +1,450 @@
+"""End to end against the real ``adressat run`` with python-smpplib as the ESME."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+import smpplib.consts
+import smpplib.exceptions
+import smpplib.gsm
+from e2e_kit import Esme, RawEsme, close_all, inbox, next_msisdn, wait_for
+
+from adressat.smpp.constants import CommandId as C
+from adressat.smpp.constants import CommandStatus as S
+from adressat.sms.receipt import ReceiptStat, parse_receipt
+from adressat.testing.server import ServerProcess, adressat, audit
+
+ACCOUNTS = [("acme", "pw1", None), ("beta", "pw2", None), ("slow", "pw3", 5),
+            ("gamma", "pw4", None)]
+HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    home = tmp_path_factory.mktemp("e2e")
+    for name, pw, tp in ACCOUNTS:
+        args = ["account", "add", name, "--password", pw]
+        if tp:
+            args += ["--throughput", str(tp)]
+        out = adressat(home, *args)
+        assert out.returncode == 0, out.stderr
+    srv = ServerProcess(home, None, "--quiet-network").start()
+    try:
+        yield srv
+        # after everything: the invariants hold over the whole module's traffic
+        open_states = ("ACCEPTED", "ROUTED", "DISPATCHED", "DEFERRED")
+        wait_for(lambda: not any(audit(home)["states"][s]  # type: ignore[index]
+                                 for s in open_states), 20, 0.5)
+        report = audit(home)
+        assert not any(report["states"][s] for s in open_states), report  # type: ignore[index]
+        assert report["ok"] is True, report
+        assert report["lost"] == 0
+        assert report["misdelivered"] == 0
+        assert report["duplicate_deliveries"] == 0
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    close_all()
+
+
+@pytest.fixture
+def acme(server: ServerProcess) -> Iterator[Esme]:
+    e = Esme(server.port, "acme", "pw1")
+    yield e
+    e.close()
+
+
+def _mid(resp: object) -> str:
+    v = resp.message_id  # type: ignore[attr-defined]
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _text(p: object) -> str:
+    return bytes(p.short_message).decode("ascii")  # type: ignore[attr-defined]
+
+
+def submit_ok(e: Esme, dest: str, text: bytes = b"hello", **kw: object) -> str:
+    resp = e.resp(e.submit(dest, text, **kw))
+    assert resp.status == 0, hex(resp.status)
+    mid = _mid(resp)
+    assert HEX32.fullmatch(mid), mid
+    return mid
+
+
+def check_receipt(p: object, mid: str, stat: ReceiptStat, state: int, err: str = "000") -> None:
+    assert p.esm_class == 0x04  # type: ignore[attr-defined]
+    r = parse_receipt(_text(p))
+    assert r.id == mid
+    assert r.stat is stat
+    assert r.err == err
+    assert p.receipted_message_id.decode() == mid  # type: ignore[attr-defined]
+    assert p.message_state == state  # type: ignore[attr-defined]
+
+
+# -- bind -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["tx", "rx", "trx"])
+def test_bind_modes(server: ServerProcess, mode: str) -> None:
+    e = Esme(server.port, "acme", "pw1", mode="")
+    resp = e.bind(mode, "acme", "pw1")
+    assert resp.status == 0
+    assert resp.system_id in (b"adressat", "adressat")
+    e.close()
+
+
+@pytest.mark.parametrize(("system_id", "password", "status"), [
+    ("acme", "wrong", S.ESME_RINVPASWD),
+    ("nobody", "pw1", S.ESME_RINVSYSID),
+])
+def test_bind_refused(server: ServerProcess, system_id: str, password: str, status: int) -> None:
+    e = Esme(server.port, "", "", mode="")
+    with pytest.raises(smpplib.exceptions.PDUError) as exc:
+        e.bind("trx", system_id, password)
+    assert exc.value.args[1] == status
+    e.c.disconnect()
+
+
+def test_bind_twice_is_refused(server: ServerProcess) -> None:
+    raw = RawEsme(server.port)
+    assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    assert raw.bind("acme", "pw1", C.BIND_TRANSCEIVER).command_status == S.ESME_RALYBND
+    # still bound: a submit goes through
+    r = raw.call(C.SUBMIT_SM, source_addr="ACME", source_addr_ton=5, dest_addr_ton=1,
+                 dest_addr_npi=1,
+                 destination_addr=next_msisdn(), short_message=b"x")
+    assert r.command_status == S.ESME_ROK
+    raw.close()
+
+
+def test_submit_on_receiver_bind_is_refused(server: ServerProcess) -> None:
+    raw = RawEsme(server.port)
+    assert raw.bind("acme", "pw1", C.BIND_RECEIVER).command_status == S.ESME_ROK
+    r = raw.call(C.SUBMIT_SM, source_addr="ACME", source_addr_ton=5, dest_addr_ton=1,
+                 dest_addr_npi=1,
+                 destination_addr=next_msisdn(), short_message=b"x")
+    assert r.command_status == S.ESME_RINVBNDSTS
+    raw.close()
+
+
+# -- submit and receipts ---------------------------------------------------------------------------
+
+
+def test_submit_with_receipt(server: ServerProcess, acme: Esme) -> None:
+    dest = next_msisdn()
+    mid = submit_ok(acme, dest, b"hello world", registered_delivery=1)
+    check_receipt(acme.wait_receipt(mid), mid, ReceiptStat.DELIVRD, 2)
+    recs = inbox(server.home, dest)
+    assert [r.smsc_message_id for r in recs] == [mid]
+    assert recs[0].originator == "ACME"
+    assert not any(r.smsc_message_id == mid for r in inbox(server.home) if r.msisdn != dest)
+
+
+def test_receipts_only_to_the_submitting_account(server: ServerProcess) -> None:
+    a = Esme(server.port, "acme", "pw1")
+    b = Esme(server.port, "beta", "pw2", mode="rx")
+    dest = next_msisdn()
+    mid = submit_ok(a, dest, registered_delivery=1)
+    a.wait_receipt(mid)
+    b.pump(lambda: False, 1.0)
+    assert b.delivered == []
+    assert len(a.receipts_for(mid)) == 1
+    a.close()
+    b.close()
+
+
+def test_receipts_wait_for_a_receiver(server: ServerProcess) -> None:
+    tx = Esme(server.port, "gamma", "pw4", mode="tx")
+    dest = next_msisdn()
+    mid = submit_ok(tx, dest, registered_delivery=1)
+    assert wait_for(lambda: any(r.smsc_message_id == mid for r in inbox(server.home, dest)))
+    time.sleep(0.5)
+    tx.pump(lambda: False, 0.5)
+    assert tx.delivered == []  # a transmitter gets no deliver_sm
+    rx = Esme(server.port, "gamma", "pw4", mode="rx")
+    check_receipt(rx.wait_receipt(mid), mid, ReceiptStat.DELIVRD, 2)
+    tx.close()
+    rx.close()
+
+
+# -- long messages ---------------------------------------------------------------------------------
+
+LONG_TEXTS = {
+    0: "Price 10€ " + "the quick brown fox jumps over the lazy dog " * 6,
+    8: "Hej 😀 " + "smörgåsbord med räksallad " * 6,
+    3: "Smörgåsbord för alla: " + "ÅÄÖ åäö é ü ß " * 14,
+}
+
+
+@pytest.mark.parametrize("dcs", [0, 8, 3])
+def test_long_message_udh(server: ServerProcess, acme: Esme, dcs: int) -> None:
+    parts, enc, esm = smpplib.gsm.make_parts(LONG_TEXTS[dcs], encoding=dcs)
+    assert enc == dcs and esm == 0x40 and len(parts) >= 2
+    dest = next_msisdn()
+    mids = [submit_ok(acme, dest, p, data_coding=dcs, esm_class=0x40, registered_delivery=1)
+            for p in parts]
+    assert len(set(mids)) == len(parts)
+    for mid in mids:
+        check_receipt(acme.wait_receipt(mid), mid, ReceiptStat.DELIVRD, 2)
+    recs = inbox(server.home, dest)
+    assert sorted(r.smsc_message_id for r in recs) == sorted(mids)
+    assert all(r.data_coding == dcs for r in recs)
+
+
+@pytest.mark.parametrize("dcs", [0, 8, 3])
+def test_long_message_sar(server: ServerProcess, acme: Esme, dcs: int) -> None:
+    parts, enc, esm = smpplib.gsm.make_parts(LONG_TEXTS[dcs], encoding=dcs, use_udhi=False)
+    assert enc == dcs and esm == 0 and len(parts) >= 2
+    dest = next_msisdn()
+    mids = [submit_ok(acme, dest, p, data_coding=dcs, registered_delivery=1,
+                      sar_msg_ref_num=100 + dcs, sar_total_segments=len(parts),
+                      sar_segment_seqnum=i)
+            for i, p in enumerate(parts, start=1)]
+    for mid in mids:
+        check_receipt(acme.wait_receipt(mid), mid, ReceiptStat.DELIVRD, 2)
+    recs = inbox(server.home, dest)
+    assert sorted(r.smsc_message_id for r in recs) == sorted(mids)
+
+
+def test_sar_part_too_long_for_16bit_reference(server: ServerProcess, acme: Esme) -> None:
+    """A sar_msg_ref_num above 255 needs a 7-octet UDH: a 153-septet part no longer fits one
+    SMS, so it is refused at once rather than accepted and never deliverable."""
+    parts, _, _ = smpplib.gsm.make_parts(LONG_TEXTS[0], encoding=0, use_udhi=False)
+    resp = acme.resp(acme.submit(next_msisdn(), parts[0], sar_msg_ref_num=4000,
+                                 sar_total_segments=len(parts), sar_segment_seqnum=1))
+    assert resp.status == S.ESME_RINVMSGLEN
+    mid = submit_ok(acme, next_msisdn(), parts[0][:152], sar_msg_ref_num=4000,
+                    sar_total_segments=len(parts), sar_segment_seqnum=1, registered_delivery=1)
+    check_receipt(acme.wait_receipt(mid), mid, ReceiptStat.DELIVRD, 2)
+
+
+@pytest.mark.parametrize(("content", "dcs", "status"), [
+    (b"\x05\x00\x03\x01\x02\x01" + b"a" * 154, 0, S.ESME_RINVMSGLEN),
+    (b"\x05\x00\x03\x01\x02\x01" + b"a" * 135, 8, S.ESME_RINVMSGLEN),
+    (b"\x09\x00\x03\x01\x02", 0, S.ESME_RINVESMCLASS),
+])
+def test_udh_part_refused(server: ServerProcess, acme: Esme, content: bytes, dcs: int,
+                          status: int) -> None:
+    resp = acme.resp(acme.submit(next_msisdn(), content, esm_class=0x40, data_coding=dcs))
+    assert resp.status == status
+
+
+def _encode(text: str, dcs: int) -> bytes:
+    if dcs == 0:
+        return smpplib.gsm.gsm_encode(text)  # type: ignore[no-any-return]
+    return text.encode("utf-16-be" if dcs == 8 else "latin-1")
+
+
+@pytest.mark.parametrize("dcs", [0, 8, 3])
+def test_long_message_payload(server: ServerProcess, acme: Esme, dcs: int) -> None:
+    payload = _encode(LONG_TEXTS[dcs], dcs)
+    assert len(payload) > 160
+    dest = next_msisdn()
+    mid = submit_ok(acme, dest, b"", message_payload=payload, data_coding=dcs,
+                    registered_delivery=1)
+    check_receipt(acme.wait_receipt(mid), mid, ReceiptStat.DELIVRD, 2)
+    recs = inbox(server.home, dest)
+    assert len(recs) >= 2  # the network got it in parts
+    assert {r.smsc_message_id for r in recs} == {mid}
+    assert len({r.message_reference for r in recs}) == len(recs)
+
+
+# -- data_sm and submit_multi ------------------------------------------------------------------
+
+
+def test_data_sm(server: ServerProcess) -> None:
+    raw = RawEsme(server.port)
+    assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    dest = next_msisdn()
+    r = raw.call(C.DATA_SM, tlvs=[("message_payload", b"data sm text")], source_addr="ACME",
+                 source_addr_ton=5, dest_addr_ton=1, dest_addr_npi=1, destination_addr=dest,
+                 registered_delivery=1)
+    assert r.command_id == C.DATA_SM_RESP
+    assert r.command_status == S.ESME_ROK
+    mid = str(r.fields["message_id"])
+    assert HEX32.fullmatch(mid)
+    assert wait_for(lambda: [x.smsc_message_id for x in inbox(server.home, dest)] == [mid])
+    raw.close()
+
+
+def test_submit_multi(server: ServerProcess) -> None:
+    raw = RawEsme(server.port)
+    assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    good = [next_msisdn(), next_msisdn()]
+    dests = tuple({"dest_flag": 1, "dest_addr_ton": 1, "dest_addr_npi": 1,
+                   "destination_addr": d} for d in [good[0], "12", good[1]])
+    r = raw.call(C.SUBMIT_MULTI, source_addr="ACME", source_addr_ton=5, dest_addresses=dests,
+                 short_message=b"multi", registered_delivery=1)
+    assert r.command_status == S.ESME_ROK
+    assert HEX32.fullmatch(str(r.fields["message_id"]))
+    uns = r.fields["unsuccess_smes"]
+    assert len(uns) == 1  # type: ignore[arg-type]
+    assert uns[0]["destination_addr"] == "12"  # type: ignore[index]
+    assert uns[0]["error_status_code"] == S.ESME_RINVDSTADR  # type: ignore[index]
+    for d in good:
+        assert wait_for(lambda d=d: len(inbox(server.home, d)) == 1)  # type: ignore[misc]
+    assert inbox(server.home, good[0])[0].smsc_message_id != inbox(server.home, good[1])[0] \
+        .smsc_message_id
+    raw.close()
+
+
+# -- scheduled: query, cancel, replace ---------------------------------------------------------
+
+
+def _later(s: int = 300) -> str:
+    return time.strftime("%y%m%d%H%M%S", time.gmtime(time.time() + s)) + "000+"
+
+
+def test_scheduled_query_cancel(server: ServerProcess, acme: Esme) -> None:
+    dest = next_msisdn()
+    mid = submit_ok(acme, dest, registered_delivery=1, schedule_delivery_time=_later())
+    raw = RawEsme(server.port)
+    assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    q = raw.call(C.QUERY_SM, message_id=mid, source_addr="ACME", source_addr_ton=5)
+    assert q.command_status == S.ESME_ROK
+    assert q.fields["message_state"] == 1  # ENROUTE
+    # another account can neither see nor cancel it
+    other = RawEsme(server.port)
+    assert other.bind("beta", "pw2").command_status == S.ESME_ROK
+    assert other.call(C.QUERY_SM, message_id=mid, source_addr="ACME",
+                      source_addr_ton=5).command_status == S.ESME_RQUERYFAIL
+    assert other.call(C.CANCEL_SM, message_id=mid, source_addr="ACME",
+                      source_addr_ton=5).command_status == S.ESME_RCANCELFAIL
+    c = raw.call(C.CANCEL_SM, message_id=mid, source_addr="ACME", source_addr_ton=5)
+    assert c.command_status == S.ESME_ROK
+    q = raw.call(C.QUERY_SM, message_id=mid, source_addr="ACME", source_addr_ton=5)
+    assert q.fields["message_state"] == 4  # DELETED
+    assert q.fields["final_date"]
+    assert raw.call(C.CANCEL_SM, message_id=mid, source_addr="ACME",
+                    source_addr_ton=5).command_status == S.ESME_RCANCELFAIL
+    check_receipt(acme.wait_receipt(mid), mid, ReceiptStat.DELETED, 4)
+    assert inbox(server.home, dest) == []
+    other.close()
+    raw.close()
+
+
+def test_query_with_smpplib(server: ServerProcess, acme: Esme) -> None:
+    mid = submit_ok(acme, next_msisdn(), schedule_delivery_time=_later())
+    seq = acme.c.query_message(message_id=mid, source_addr_ton=5, source_addr_npi=0,
+                               source_addr="ACME").sequence
+    q = acme.resp(seq)
+    assert q.status == 0
+    assert q.message_state == 1
+    raw = RawEsme(server.port)
+    raw.bind("acme", "pw1", C.BIND_TRANSMITTER)
+    assert raw.call(C.CANCEL_SM, message_id=mid).command_status == S.ESME_ROK
+    raw.close()
+
+
+def test_replace_scheduled(server: ServerProcess, acme: Esme) -> None:
+    dest = next_msisdn()
+    mid = submit_ok(acme, dest, b"first text", registered_delivery=1,
+                    schedule_delivery_time=_later())
+    raw = RawEsme(server.port)
+    assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    other = RawEsme(server.port)
+    assert other.bind("beta", "pw2").command_status == S.ESME_ROK
+    assert other.call(C.REPLACE_SM, message_id=mid, source_addr="ACME", source_addr_ton=5,
+                      short_message=b"evil").command_status == S.ESME_RREPLACEFAIL
+    assert raw.call(C.REPLACE_SM, message_id="0" * 32, source_addr="ACME", source_addr_ton=5,
+                    short_message=b"x").command_status == S.ESME_RREPLACEFAIL
+    assert raw.call(C.REPLACE_SM, message_id=mid, source_addr="ACME", source_addr_ton=5,
+                    validity_period="991399999999999+", short_message=b"x"
+                    ).command_status == S.ESME_RINVEXPIRY
+    assert raw.call(C.REPLACE_SM, message_id=mid, source_addr="ACME", source_addr_ton=5,
+                    schedule_delivery_time="991399999999999+", short_message=b"x"
+                    ).command_status == S.ESME_RINVSCHED
+    r = raw.call(C.REPLACE_SM, message_id=mid, source_addr="ACME", source_addr_ton=5,
+                 registered_delivery=1, short_message=b"second text")
+    assert r.command_status == S.ESME_ROK
+    q = raw.call(C.QUERY_SM, message_id=mid, source_addr="ACME", source_addr_ton=5)
+    assert q.fields["message_state"] == 1  # still ENROUTE, still scheduled
+    assert raw.call(C.CANCEL_SM, message_id=mid).command_status == S.ESME_ROK
+    # a cancelled message can no longer be replaced or cancelled
+    assert raw.call(C.REPLACE_SM, message_id=mid, source_addr="ACME", source_addr_ton=5,
+                    short_message=b"late").command_status == S.ESME_RREPLACEFAIL
+    assert raw.call(C.CANCEL_SM, message_id=mid).command_status == S.ESME_RCANCELFAIL
+    check_receipt(acme.wait_receipt(mid), mid, ReceiptStat.DELETED, 4)
+    assert inbox(server.home, dest) == []
+    other.close()
+    raw.close()
+
+
+@pytest.mark.xfail(strict=True, reason="store.replace keeps next_attempt_at = max(old, new "
+                   "not_before): a replace_sm cannot move a scheduled message earlier")
+def test_replace_moves_schedule_earlier(server: ServerProcess, acme: Esme) -> None:
+    dest = next_msisdn()
+    mid = submit_ok(acme, dest, b"first text", registered_delivery=1,
+                    schedule_delivery_time=_later())
+    raw = RawEsme(server.port)
+    assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    try:
+        r = raw.call(C.REPLACE_SM, message_id=mid, source_addr="ACME", source_addr_ton=5,
+                     schedule_delivery_time="000000000001000R", registered_delivery=1,
+                     short_message=b"second text")
+        assert r.command_status == S.ESME_ROK
+        assert acme.pump(lambda: bool(acme.receipts_for(mid)), 5)
+        check_receipt(acme.receipts_for(mid)[0], mid, ReceiptStat.DELIVRD, 2)
+        recs = inbox(server.home, dest)
+        assert [x.smsc_message_id for x in recs] == [mid]
+        assert recs[0].content_sha256 == hashlib.sha256(b"second text").hexdigest()
+    finally:
+        raw.call(C.CANCEL_SM, message_id=mid)  # leave nothing scheduled behind
+        raw.close()
+
+
+# -- refusals --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kw", "status"), [
+    ({"destination_addr": "12"}, S.ESME_RINVDSTADR),
+    ({"destination_addr": "ALPHA", "dest_addr_ton": 5, "dest_addr_npi": 0}, S.ESME_RINVDSTADR),
+    ({"validity_period": "2612311200"}, S.ESME_RINVEXPIRY),
+    ({"validity_period": "991399999999999+"}, S.ESME_RINVEXPIRY),
+    ({"schedule_delivery_time": "991399999999999+"}, S.ESME_RINVSCHED),
+    ({"schedule_delivery_time": "tomorrow"}, S.ESME_RINVSCHED),
+    ({"priority_flag": 4}, S.ESME_RINVPRTFLG),
+])
+def test_submit_refused(server: ServerProcess, acme: Esme, kw: dict[str, object],
+                        status: int) -> None:
+    kw = dict(kw)
+    dest = str(kw.pop("destination_addr", next_msisdn()))
+    resp = acme.resp(acme.submit(dest, b"x", **kw))
+    assert resp.status == status, hex(resp.status)
+
+
+def test_other_operator_undeliverable(server: ServerProcess, acme: Esme) -> None:
+    mid = submit_ok(acme, "4915112345678", registered_delivery=1)
+    check_receipt(acme.wait_receipt(mid), mid, ReceiptStat.UNDELIV, 5, err="010")
+    assert not any(r.smsc_message_id == mid for r in inbox(server.home))
+
+
+# -- throttling ----------------------------------------------------------------------------------
+
+
+def test_throttling(server: ServerProcess) -> None:
+    e = Esme(server.port, "slow", "pw3")
+    dests = [next_msisdn() for _ in range(30)]
+    seqs = [e.submit(d, b"t", registered_delivery=1) for d in dests]
+    resps = [e.resp(s) for s in seqs]
+    statuses = [r.status for r in resps]
+    assert set(statuses) <= {0, S.ESME_RTHROTTLED}
+    assert statuses.count(S.ESME_RTHROTTLED) >= 10
+    ok = [(d, _mid(r)) for d, r in zip(dests, resps, strict=True) if r.status == 0]
+    assert 3 <= len(ok) <= 15
+    for _d, mid in ok:
+        check_receipt(e.wait_receipt(mid), mid, ReceiptStat.DELIVRD, 2)
+    for d, mid in ok:
+        assert [x.smsc_message_id for x in inbox(server.home, d)] == [mid]
+    for d, r in zip(dests, resps, strict=True):
+        if r.status != 0:
+            assert inbox(server.home, d) == []
+    e.close()
