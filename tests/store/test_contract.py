@@ -7,6 +7,7 @@ import itertools
 import pytest
 from store_helpers import make_msg
 
+from adressat.core.integrity import Alarm, AlarmKind, FaultSetting
 from adressat.core.lifecycle import TRANSITIONS, IllegalTransition
 from adressat.core.model import FINAL_STATES, AttemptRecord, State
 from adressat.store import (
@@ -412,3 +413,104 @@ def test_batch_savepoint_isolates_a_failed_op(store: Store) -> None:
         except RuntimeError:
             pass
     assert store.get_message(a.id) is not None and store.get_message(b.id) is None
+
+
+# --- integrity: alarms, route breakers, faults ---------------------------------------------------
+def _alarm(at: float, kind: str = "tag_mismatch", route: str = "r1", *ids: str) -> Alarm:
+    return Alarm(
+        at=at,
+        kind=AlarmKind(kind),
+        message_ids=ids or ("m1",),
+        account="acme",
+        route=route,
+        node=1,
+        adapter="netsim",
+        detail="error=30",
+    )
+
+
+def test_alarms_append_only_and_counted(store: Store) -> None:
+    a = store.append_alarm(_alarm(10.0, "imsi_conflict", "r1", "m1", "m0"))
+    b = store.append_alarm(_alarm(20.0, "late_answer", "r2"))
+    c = store.append_alarm(_alarm(30.0, "stray_ack", "r1"))
+    assert 0 < a.id < b.id < c.id
+    assert a.message_ids == ("m1", "m0")
+    got = store.alarms_between(0, 100)
+    assert got == [a, b, c]
+    assert [x.id for x in store.alarms_between(15, 30)] == [b.id]  # [t1, t2)
+    assert store.alarm_count() == 3
+    assert store.alarm_count("r1") == 2 and store.alarm_count("r2") == 1
+    assert store.alarm_count("nope") == 0
+    for name in ("update_alarm", "delete_alarm", "remove_alarm"):
+        assert not hasattr(store, name)
+    # breaker counts: only kinds that show a wrong recipient, per route
+    by_name = {r.name: r for r in store.route_status()}
+    assert by_name["r1"].alarms == 2 and by_name["r1"].alarms_total == 2
+    assert "r2" not in by_name or by_name["r2"].alarms == 0
+
+
+def test_alarm_rolls_back_with_its_transaction(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        with store.savepoint():
+            store.append_alarm(_alarm(1.0))
+            raise RuntimeError
+    assert store.alarm_count() == 0
+    assert all(r.alarms == 0 for r in store.route_status())
+
+
+def test_trip_route_holds_queued_and_release_brings_them_back(store: Store) -> None:
+    routed = make_msg(route="r1")
+    deferred = make_msg(route="r1", state=S.DEFERRED, next_attempt_at=NOW + 50)
+    other = make_msg(route="r2")
+    flying = make_msg(route="r1")
+    store.insert_messages([flying])
+    [claimed] = store.claim_due(1, NOW, 30, "n")
+    assert claimed.id == flying.id
+    store.insert_messages([routed, deferred, other])
+    store.append_alarm(_alarm(NOW, "tag_mismatch", "r1", flying.id))
+    assert store.held_routes() == frozenset()
+    assert store.trip_route("r1", "tag_mismatch:" + flying.id, NOW) == 2
+    assert store.held_routes() == frozenset({"r1"})
+    assert store.get_message(routed.id).state is S.HELD  # type: ignore[union-attr]
+    assert store.get_message(deferred.id).state is S.HELD  # type: ignore[union-attr]
+    assert store.get_message(other.id).state is S.ROUTED  # type: ignore[union-attr]
+    assert store.get_message(flying.id).state is S.DISPATCHED  # type: ignore[union-attr]
+    # a second trip keeps the first reason and time
+    assert store.trip_route("r1", "later", NOW + 5) == 0
+    [r1] = [r for r in store.route_status() if r.name == "r1"]
+    assert (r1.held, r1.held_at, r1.reason, r1.alarms, r1.held_messages) == (
+        True, NOW, "tag_mismatch:" + flying.id, 1, 2,
+    )
+    # held messages are not claimed and not expired while held
+    assert [m.id for m in store.claim_due(10, NOW, 30, "n")] == [other.id]
+    assert store.expire_due(NOW + 10_000) == []  # r2's message is in flight, r1's are held
+    assert store.get_message(routed.id).state is S.HELD  # type: ignore[union-attr]
+    assert store.release_route("r1", NOW + 1) == 2
+    assert store.held_routes() == frozenset()
+    [r1] = [r for r in store.route_status() if r.name == "r1"]
+    assert (r1.held, r1.held_at, r1.reason, r1.alarms, r1.held_messages) == (False, None, "", 0, 0)
+    assert r1.alarms_total == 1
+    m = store.get_message(deferred.id)
+    assert m is not None and m.state is S.ROUTED and m.next_attempt_at == NOW + 1
+
+
+def test_trip_route_rolls_back_whole(store: Store) -> None:
+    m = make_msg(route="r1")
+    store.insert_messages([m])
+    with pytest.raises(RuntimeError):
+        with store.savepoint():
+            store.trip_route("r1", "x", NOW)
+            raise RuntimeError
+    assert store.held_routes() == frozenset()
+    assert store.get_message(m.id).state is S.ROUTED  # type: ignore[union-attr]
+
+
+def test_faults_desired_state(store: Store) -> None:
+    assert store.list_faults() == []
+    store.set_fault(FaultSetting("corrupt_pairing", True, 0.5, "r1", {"k": 1}, 10.0))
+    store.set_fault(FaultSetting("ack_lost", False, 1.0, "", {}, 11.0))
+    store.set_fault(FaultSetting("corrupt_pairing", False, 0.25, "", {}, 12.0))
+    assert store.list_faults() == [
+        FaultSetting("ack_lost", False, 1.0, "", {}, 11.0),
+        FaultSetting("corrupt_pairing", False, 0.25, "", {}, 12.0),
+    ]

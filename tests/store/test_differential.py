@@ -35,6 +35,7 @@ op = st.one_of(
     st.tuples(st.just("recover"), st.integers(0, 80)),
     st.tuples(st.just("cancel"), st.integers(0, 30), st.sampled_from(["acme", "beta"])),
     st.tuples(st.just("hold"), st.sampled_from(["r0", "r1"])),
+    st.tuples(st.just("trip"), st.sampled_from(["r0", "r1"])),
     st.tuples(st.just("release"), st.sampled_from(["r0", "r1"]), st.integers(0, 60)),
     st.tuples(st.just("receipts"), st.sampled_from(["acme", "beta"])),
 )
@@ -82,6 +83,8 @@ def _apply(s: Store, ops: list[tuple[Any, ...]]) -> list[object]:
                 out.append(s.cancel(f"{o[1]:04d}", o[2], 1.0))
             elif kind == "hold":
                 out.append(s.hold_route(o[1], 0.0))
+            elif kind == "trip":
+                out.append(s.trip_route(o[1], "test", 0.0))
             elif kind == "release":
                 out.append(s.release_route(o[1], float(o[2])))
             elif kind == "receipts":
@@ -90,6 +93,7 @@ def _apply(s: Store, ops: list[tuple[Any, ...]]) -> list[object]:
             out.append(type(e).__name__)
     out.append(s.count_by_state())
     out.append(s.list_messages())
+    out.append(s.route_status())
     return out
 
 

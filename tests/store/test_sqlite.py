@@ -16,7 +16,7 @@ from store_helpers import make_msg
 
 from adressat.core.model import AttemptRecord, State
 from adressat.store import SqliteStore
-from adressat.store.migrations import SCHEMA_VERSION
+from adressat.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 
 def test_pragmas(tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_reopen_keeps_data_and_migrates_once(tmp_path: Path) -> None:
     s = SqliteStore(tmp_path / "a.db")
     assert s.get_message(m.id) == m and s.get_meta("node") == "3"
     conn = sqlite3.connect(tmp_path / "a.db")
-    assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+    assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == len(MIGRATIONS)
     conn.close()
     s.close()
 

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 
+from adressat.core.breaker import counts as counts_for_breaker
+from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
 from adressat.core.model import (
     FINAL_STATES,
@@ -47,6 +49,9 @@ class _Data:
     attempts: list[AttemptRecord] = field(default_factory=list)
     meta: dict[str, str] = field(default_factory=dict)
     next_receipt_id: int = 1
+    alarms: list[Alarm] = field(default_factory=list)
+    routes: dict[str, RouteStatus] = field(default_factory=dict)
+    faults: dict[str, FaultSetting] = field(default_factory=dict)
 
     def copy(self) -> _Data:
         return _Data(
@@ -58,6 +63,9 @@ class _Data:
             list(self.attempts),
             dict(self.meta),
             self.next_receipt_id,
+            list(self.alarms),
+            dict(self.routes),
+            dict(self.faults),
         )
 
 
@@ -291,6 +299,10 @@ class MemoryStore:
 
     def release_route(self, route: str, now: float) -> int:
         with self._op():
+            if route in self._d.routes:
+                self._d.routes[route] = replace(
+                    self._d.routes[route], held=False, held_at=None, reason="", alarms=0
+                )
             n = 0
             for m in list(self._d.messages.values()):
                 if m.route == route and m.state is State.HELD:
@@ -423,6 +435,73 @@ class MemoryStore:
     def attempts_for_message(self, message_id: str) -> list[AttemptRecord]:
         with self._lock:
             return [a for a in self._d.attempts if a.message_id == message_id]
+
+    # --- integrity: alarms, route breakers, faults ----------------------------------------------
+    def append_alarm(self, alarm: Alarm) -> Alarm:
+        with self._op():
+            new = replace(alarm, id=len(self._d.alarms) + 1, message_ids=tuple(alarm.message_ids))
+            self._d.alarms.append(new)
+            if counts_for_breaker(new):
+                r = self._route(new.route)
+                self._d.routes[new.route] = replace(r, alarms=r.alarms + 1)
+            return new
+
+    def alarms_between(self, t1: float, t2: float) -> list[Alarm]:
+        with self._lock:
+            return [a for a in self._d.alarms if t1 <= a.at < t2]
+
+    def alarm_count(self, route: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for a in self._d.alarms if route is None or a.route == route)
+
+    def _route(self, name: str) -> RouteStatus:
+        return self._d.routes.get(name) or RouteStatus(name, False, None, "", 0)
+
+    def trip_route(self, route: str, reason: str, now: float) -> int:
+        with self._op():
+            r = self._route(route)
+            if not r.held:
+                r = replace(r, held=True, held_at=now, reason=reason)
+            self._d.routes[route] = r
+            n = 0
+            for m in list(self._d.messages.values()):
+                if m.route == route and m.state in QUEUED_STATES:
+                    self._d.messages[m.id] = replace(m, state=State.HELD)
+                    n += 1
+            return n
+
+    def held_routes(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(n for n, r in self._d.routes.items() if r.held)
+
+    def route_status(self) -> list[RouteStatus]:
+        with self._lock:
+            held: dict[str, int] = {}
+            for m in self._d.messages.values():
+                if m.state is State.HELD:
+                    held[m.route] = held.get(m.route, 0) + 1
+            totals: dict[str, int] = {}
+            for a in self._d.alarms:
+                if a.route:
+                    totals[a.route] = totals.get(a.route, 0) + 1
+            names = sorted(set(self._d.routes) | set(held))
+            return [
+                replace(
+                    self._route(n), held_messages=held.get(n, 0), alarms_total=totals.get(n, 0)
+                )
+                for n in names
+            ]
+
+    def set_fault(self, setting: FaultSetting) -> None:
+        with self._op():
+            self._d.faults[setting.name] = replace(setting, params=dict(setting.params))
+
+    def list_faults(self) -> list[FaultSetting]:
+        with self._lock:
+            return [
+                replace(f, params=dict(f.params))
+                for f in sorted(self._d.faults.values(), key=lambda f: f.name)
+            ]
 
     # --- meta ----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

@@ -167,7 +167,58 @@ _V1: list[tuple[Dialect, str]] = [
     ),
 ]
 
-MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [(1, _V1)]
+#: v2: integrity alarms (append-only), the durable per-route breaker, switchable faults.
+_V2: list[tuple[Dialect, str]] = [
+    (
+        "any",
+        """CREATE TABLE alarms (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            message_ids TEXT NOT NULL,
+            account TEXT NOT NULL,
+            route TEXT NOT NULL,
+            node INTEGER NOT NULL,
+            adapter TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )""",
+    ),
+    ("any", "CREATE INDEX alarms_time ON alarms (at)"),
+    ("any", "CREATE INDEX alarms_route ON alarms (route)"),
+    (
+        "sqlite",
+        """CREATE TRIGGER alarms_no_update BEFORE UPDATE ON alarms
+           BEGIN SELECT RAISE(ABORT, 'alarms are append-only'); END""",
+    ),
+    (
+        "sqlite",
+        """CREATE TRIGGER alarms_no_delete BEFORE DELETE ON alarms
+           BEGIN SELECT RAISE(ABORT, 'alarms are append-only'); END""",
+    ),
+    (
+        "any",
+        """CREATE TABLE routes (
+            name TEXT PRIMARY KEY,
+            held INTEGER NOT NULL DEFAULT 0,
+            held_at REAL,
+            reason TEXT NOT NULL DEFAULT '',
+            alarms INTEGER NOT NULL DEFAULT 0
+        )""",
+    ),
+    (
+        "any",
+        """CREATE TABLE faults (
+            name TEXT PRIMARY KEY,
+            on_ INTEGER NOT NULL,
+            rate REAL NOT NULL,
+            route TEXT NOT NULL,
+            params TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+    ),
+]
+
+MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [(1, _V1), (2, _V2)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -24,6 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from adressat.core.breaker import counts as counts_for_breaker
+from adressat.core.integrity import Alarm, AlarmKind, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
 from adressat.core.model import (
     FINAL_STATES,
@@ -425,6 +427,11 @@ class SqliteStore:
 
     def release_route(self, route: str, now: float) -> int:
         with self._tx() as c:
+            c.execute(
+                "UPDATE routes SET held = 0, held_at = NULL, reason = '', alarms = 0"
+                " WHERE name = ?",
+                (route,),
+            )
             return c.execute(
                 "UPDATE messages SET state = 'ROUTED',"
                 " next_attempt_at = MIN(next_attempt_at, ?)"
@@ -580,6 +587,124 @@ class SqliteStore:
             (message_id,),
         )
         return [AttemptRecord(*r) for r in rows]
+
+    # --- integrity: alarms, route breakers, faults ----------------------------------------------
+    def append_alarm(self, alarm: Alarm) -> Alarm:
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO alarms (at, kind, message_ids, account, route, node, adapter, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    alarm.at,
+                    alarm.kind.value,
+                    json.dumps(list(alarm.message_ids)),
+                    alarm.account,
+                    alarm.route,
+                    alarm.node,
+                    alarm.adapter,
+                    alarm.detail,
+                ),
+            )
+            if counts_for_breaker(alarm):
+                c.execute(
+                    "INSERT INTO routes (name, held, reason, alarms) VALUES (?, 0, '', 1)"
+                    " ON CONFLICT (name) DO UPDATE SET alarms = alarms + 1",
+                    (alarm.route,),
+                )
+            return replace(alarm, id=int(cur.lastrowid or 0), message_ids=tuple(alarm.message_ids))
+
+    @staticmethod
+    def _alarm(row: Sequence[Any]) -> Alarm:
+        return Alarm(
+            at=row[1],
+            kind=AlarmKind(row[2]),
+            message_ids=tuple(json.loads(row[3])),
+            account=row[4],
+            route=row[5],
+            node=row[6],
+            adapter=row[7],
+            detail=row[8],
+            id=row[0],
+        )
+
+    def alarms_between(self, t1: float, t2: float) -> list[Alarm]:
+        rows = self._read(
+            "SELECT id, at, kind, message_ids, account, route, node, adapter, detail"
+            " FROM alarms WHERE at >= ? AND at < ? ORDER BY id",
+            (t1, t2),
+        )
+        return [self._alarm(r) for r in rows]
+
+    def alarm_count(self, route: str | None = None) -> int:
+        if route is None:
+            rows = self._read("SELECT COUNT(*) FROM alarms")
+        else:
+            rows = self._read("SELECT COUNT(*) FROM alarms WHERE route = ?", (route,))
+        return int(rows[0][0])
+
+    def trip_route(self, route: str, reason: str, now: float) -> int:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO routes (name, held, held_at, reason, alarms) VALUES (?, 1, ?, ?, 0)"
+                " ON CONFLICT (name) DO UPDATE SET held = 1,"
+                " held_at = CASE WHEN held = 1 THEN held_at ELSE excluded.held_at END,"
+                " reason = CASE WHEN held = 1 THEN reason ELSE excluded.reason END",
+                (route, now, reason),
+            )
+            return c.execute(
+                f"UPDATE messages SET state = 'HELD' WHERE route = ? AND state IN {_QUEUED}",
+                (route,),
+            ).rowcount
+
+    def held_routes(self) -> frozenset[str]:
+        return frozenset(r[0] for r in self._read("SELECT name FROM routes WHERE held = 1"))
+
+    def route_status(self) -> list[RouteStatus]:
+        with self._lock:
+            routes = {
+                r[0]: RouteStatus(r[0], bool(r[1]), r[2], r[3], r[4])
+                for r in self._conn.execute(
+                    "SELECT name, held, held_at, reason, alarms FROM routes"
+                ).fetchall()
+            }
+            held = dict(
+                self._conn.execute(
+                    "SELECT route, COUNT(*) FROM messages WHERE state = 'HELD' GROUP BY route"
+                ).fetchall()
+            )
+            totals = dict(
+                self._conn.execute(
+                    "SELECT route, COUNT(*) FROM alarms WHERE route != '' GROUP BY route"
+                ).fetchall()
+            )
+        out = []
+        for name in sorted(set(routes) | set(held)):
+            r = routes.get(name) or RouteStatus(name, False, None, "", 0)
+            out.append(replace(r, held_messages=held.get(name, 0), alarms_total=totals.get(name, 0)))
+        return out
+
+    def set_fault(self, setting: FaultSetting) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO faults (name, on_, rate, route, params, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                " on_ = excluded.on_, rate = excluded.rate, route = excluded.route,"
+                " params = excluded.params, updated_at = excluded.updated_at",
+                (
+                    setting.name,
+                    int(setting.on),
+                    setting.rate,
+                    setting.route,
+                    json.dumps(setting.params, sort_keys=True),
+                    setting.updated_at,
+                ),
+            )
+
+    def list_faults(self) -> list[FaultSetting]:
+        rows = self._read(
+            "SELECT name, on_, rate, route, params, updated_at FROM faults ORDER BY name"
+        )
+        return [FaultSetting(r[0], bool(r[1]), r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
 
     # --- meta ----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

@@ -1,0 +1,86 @@
+"""Integrity records (DESIGN.md, "Identity checks", "Fail closed", "Forensics").
+
+* :class:`Alarm`: one append-only integrity alarm: what (``kind``), which messages, where
+  (account, route, node, adapter). ``detail`` is a short machine-readable string of ids and
+  codes, never message text (I6).
+* :class:`RouteStatus`: the durable breaker of one route (held or not, why, since when, the
+  integrity alarms counted since it was last released) and how many messages it holds.
+* :class:`FaultSetting`: the desired state of one switchable fault (set by ``adressat fault``,
+  applied by the running node).
+
+Pure values: no clock, no store, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class AlarmKind(StrEnum):
+    TAG_MISMATCH = "tag_mismatch"
+    IDENTITY_MISMATCH = "identity_mismatch"
+    IMSI_CONFLICT = "imsi_conflict"
+    PARTS_IDENTITY_MISMATCH = "parts_identity_mismatch"
+    LATE_ANSWER = "late_answer"
+    UNMATCHED_ANSWER = "unmatched_answer"
+    DUPLICATE_ANSWER = "duplicate_answer"
+    STRAY_ACK = "stray_ack"
+    DUPLICATE_DELIVERY_REFUSED = "duplicate_delivery_refused"
+
+
+#: Alarms that say a message may have reached (or was about to reach) a wrong identity. These
+#: count towards the route's breaker. ``late_answer`` and ``duplicate_answer`` (an answer from
+#: the destination's own identity, after the attempt was over or a second time) are recorded
+#: and discarded but do not by themselves show a wrong recipient.
+BREAKER_KINDS: frozenset[AlarmKind] = frozenset(
+    {
+        AlarmKind.TAG_MISMATCH,
+        AlarmKind.IDENTITY_MISMATCH,
+        AlarmKind.IMSI_CONFLICT,
+        AlarmKind.PARTS_IDENTITY_MISMATCH,
+        AlarmKind.UNMATCHED_ANSWER,
+        AlarmKind.STRAY_ACK,
+        AlarmKind.DUPLICATE_DELIVERY_REFUSED,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """One integrity alarm. ``id`` is assigned by the store (0 before it is appended)."""
+
+    at: float
+    kind: AlarmKind
+    message_ids: tuple[str, ...]
+    account: str = ""
+    route: str = ""
+    node: int = 0
+    adapter: str = ""
+    detail: str = ""
+    id: int = 0
+
+    @property
+    def trips_breaker(self) -> bool:
+        return self.kind in BREAKER_KINDS
+
+
+@dataclass(frozen=True, slots=True)
+class RouteStatus:
+    name: str
+    held: bool
+    held_at: float | None
+    reason: str
+    alarms: int  # breaker alarms since the route was last released
+    held_messages: int = 0
+    alarms_total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSetting:
+    name: str
+    on: bool
+    rate: float = 1.0
+    route: str = ""  # "" = every route
+    params: dict[str, object] = field(default_factory=dict, hash=False)
+    updated_at: float = 0.0
