@@ -1,9 +1,16 @@
 """adressat.netsim: the built-in simulated operator network (register, nodes, handsets)."""
 
-from adressat.netsim.faults import NO_FAULTS, Faults
+from adressat.netsim.faults import (
+    CATALOGUE,
+    NO_FAULTS,
+    Faults,
+    FaultSpec,
+    FaultState,
+    FaultSwitchboard,
+)
 from adressat.netsim.forward import Ack, Failure, FailureReason, ForwardResult, NetSms
 from adressat.netsim.inbox import InboxCorrupt, InboxRecord, inbox_path, read_inbox
-from adressat.netsim.network import Network, NetworkStats
+from adressat.netsim.network import LateAckCallback, Network, NetworkStats
 from adressat.netsim.register import (
     Absent,
     AbsentReason,
@@ -22,12 +29,17 @@ __all__ = [
     "Absent",
     "AbsentReason",
     "Ack",
+    "CATALOGUE",
     "Failure",
     "FailureReason",
+    "FaultSpec",
+    "FaultState",
+    "FaultSwitchboard",
     "Faults",
     "ForwardResult",
     "InboxCorrupt",
     "InboxRecord",
+    "LateAckCallback",
     "MSISDN_FIRST",
     "NO_FAULTS",
     "NetSms",

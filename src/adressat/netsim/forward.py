@@ -41,10 +41,19 @@ class NetSms:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """The handset that actually stored the message, in its OWN identity (I2 evidence)."""
+    """The handset that actually stored the message, in its OWN identity (I2 evidence).
+
+    ``also``: the acknowledgements of OTHER handsets that stored the same SMS during this
+    same MT-ForwardSM (a node that delivers one message to two handsets: the
+    ``double_delivery`` fault). Empty on an honest network, so ``Ack(imsi, msisdn)`` compares
+    equal to what an honest network returns. A non-empty ``also`` means the message reached
+    more than one identity: the SMSC must treat it as a misdelivery (I3), whatever the
+    primary identity says.
+    """
 
     imsi: str
     msisdn: str
+    also: tuple[Ack, ...] = ()
 
 
 class FailureReason(enum.Enum):

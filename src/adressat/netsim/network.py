@@ -12,12 +12,24 @@ A failed delivery (absent, memory full) puts the number on the register's messag
 list; when the subscriber is reachable again, callbacks registered with ``on_alert`` are
 called with the number (alertSC). ``process_due()`` does that for the current clock; the
 background task started by ``start()`` calls it every ``alert_poll_interval_s``.
+
+Late-ack channel: acknowledgements that reach the SMSC outside the MT-ForwardSM they answer
+(after its timeout, a second copy, or a handset that should never have had the message) are
+reported to callbacks registered with ``on_late_ack`` as
+``callback(smsc_message_id, message_reference, ack)``. Faults put them there with
+``report_late_ack(..., at=t)``; ``process_due()`` hands over those due at its ``now``. The
+SMSC must never apply one to a message: it discards it with an alarm (DESIGN.md, "Identity
+checks"). An honest network never uses this channel.
+
+Faults: ``network.faults`` (a ``Faults``; ``NO_FAULTS`` by default) may be swapped at run
+time; the register follows it and the new one is ``attach``-ed to this network.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import logging
 import random
 import time
@@ -32,9 +44,10 @@ from adressat.netsim.inbox import InboxRecord, InboxWriter, inbox_path, read_inb
 from adressat.netsim.register import AbsentReason, Reachability, Register
 from adressat.netsim.settings import NetsimSettings
 
-__all__ = ["Network", "NetworkStats", "AlertCallback"]
+__all__ = ["Network", "NetworkStats", "AlertCallback", "LateAckCallback"]
 
 AlertCallback = Callable[[str], None]
+LateAckCallback = Callable[[str, int, Ack], None]
 log = logging.getLogger(__name__)
 
 
@@ -45,6 +58,10 @@ class NetworkStats:
     duplicates: int = 0
     alerts: int = 0
     failures: Counter[FailureReason] = field(default_factory=Counter)
+    # handsets that stored a message addressed to ANOTHER IMSI (faults only: ground truth)
+    misdirected: int = 0
+    late_acks: int = 0  # reported on the late-ack channel
+    late_acks_dropped: int = 0  # over late_acks_pending_max
 
 
 class Network:
@@ -63,17 +80,33 @@ class Network:
         self.home = Path(home)
         self.clock = clock
         self._sleep = sleep
+        self.sleep = sleep  # for fault models that hold an answer back
+        self.register = Register(s, clock=clock)
+        self._faults: Faults = NO_FAULTS
         self.faults = faults or NO_FAULTS
-        self.register = Register(s, clock=clock, faults=self.faults)
         self.stats = NetworkStats()
         self._latency_rng = random.Random(f"netsim-latency-{s.seed}")
         self._alert_callbacks: list[AlertCallback] = []
+        self._late_ack_callbacks: list[LateAckCallback] = []
+        self._late_acks: list[tuple[float, int, str, int, Ack]] = []  # heap by due time
+        self._late_ack_seq = 0
         # the handsets' duplicate memory: keys of recently stored messages (bounded FIFO)
         self._seen: set[int] = set()
         self._seen_order: deque[int] = deque()
         self._reload_duplicate_memory()
         self.inbox = InboxWriter(self.home, fsync=s.inbox_fsync)
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        """Swap the fault model at run time (the register follows)."""
+        self._faults = faults
+        self.register.faults = None if faults is NO_FAULTS else faults
+        faults.attach(self)
 
     # -- MT-ForwardSM ---------------------------------------------------------------------
 
@@ -117,14 +150,19 @@ class Network:
         latency_s = self._draw_latency_s()
         if latency_s > 0:
             await self._sleep(latency_s)
-        ack: Ack | None = None
+        acks: list[Ack] = []
         for target in self.faults.recipients(imsi, node, sms):
             stored = self._handset_store(target, node, sms)
-            if ack is None:
-                ack = stored
-        if ack is None:
+            if stored is not None:
+                if target != imsi:
+                    self.stats.misdirected += 1
+                acks.append(stored)
+        if not acks:
             return Failure.of(FailureReason.SYSTEM_FAILURE)
-        return ack
+        if len(acks) == 1:
+            return acks[0]
+        first = acks[0]
+        return Ack(first.imsi, first.msisdn, tuple(acks[1:]))
 
     def _handset_store(self, imsi: str, node: str, sms: NetSms) -> Ack | None:
         """The handset with ``imsi`` stores the SMS (once) and answers with its identity."""
@@ -201,8 +239,61 @@ class Network:
 
         return unregister
 
+    def on_late_ack(self, callback: LateAckCallback) -> Callable[[], None]:
+        """Call ``callback(smsc_message_id, message_reference, ack)`` for every acknowledgement
+        that arrives outside its MT-ForwardSM (late, duplicated, stray). Returns a function
+        that unregisters it. Callbacks must not block."""
+        self._late_ack_callbacks.append(callback)
+
+        def unregister() -> None:
+            if callback in self._late_ack_callbacks:
+                self._late_ack_callbacks.remove(callback)
+
+        return unregister
+
+    def report_late_ack(
+        self, smsc_message_id: str, message_reference: int, ack: Ack, *, at: float | None = None
+    ) -> None:
+        """Put an acknowledgement on the late-ack channel, handed over by ``process_due`` at
+        clock time ``at`` (default: the next call). Bounded by ``late_acks_pending_max``."""
+        if len(self._late_acks) >= self.settings.late_acks_pending_max:
+            self.stats.late_acks_dropped += 1
+            return
+        self._late_ack_seq += 1
+        heapq.heappush(
+            self._late_acks,
+            (
+                self.clock() if at is None else at,
+                self._late_ack_seq,
+                smsc_message_id,
+                message_reference,
+                ack,
+            ),
+        )
+
+    @property
+    def late_acks_pending(self) -> int:
+        return len(self._late_acks)
+
+    def next_late_ack_at(self) -> float | None:
+        return self._late_acks[0][0] if self._late_acks else None
+
+    def _deliver_late_acks(self, now: float) -> None:
+        heap = self._late_acks
+        while heap and heap[0][0] <= now:
+            _, _, message_id, reference, ack = heapq.heappop(heap)
+            self.stats.late_acks += 1
+            for callback in list(self._late_ack_callbacks):
+                try:
+                    callback(message_id, reference, ack)
+                except Exception as exc:
+                    log.error("netsim late-ack callback failed: %s", type(exc).__name__)
+
     def process_due(self, now: float | None = None) -> list[str]:
-        """Fire the alerts that are due at ``now`` (default: the clock); returns the numbers."""
+        """Fire the alerts that are due at ``now`` (default: the clock); returns the numbers.
+        Also hands the late acknowledgements due by ``now`` to the late-ack channel."""
+        if self._late_acks:
+            self._deliver_late_acks(self.clock() if now is None else now)
         due = self.register.due_alerts(now)
         for msisdn in due:
             self.stats.alerts += 1

@@ -54,6 +54,9 @@ class NetsimSettings:
     # how often the background task looks for subscribers that came back (alertSC)
     alert_poll_interval_s: float = 0.1
     register_events_max: int = 10_000
+    # acknowledgements that arrive after the SMSC stopped waiting (late, duplicated, stray),
+    # held until due on the late-ack channel; beyond this many the newest are dropped (counted)
+    late_acks_pending_max: int = 100_000
     identity_changes_per_number_max: int = 999
 
     def __post_init__(self) -> None:
