@@ -184,17 +184,20 @@ def test_unsolicited_response(bound: RawEsme) -> None:
     assert_alive(bound)
 
 
-def test_peer_vanishes_mid_window(server: ServerProcess) -> None:
+@pytest.mark.parametrize(("n", "first"), [(50, 46701003000), (500, 46701004000)])
+def test_peer_vanishes_mid_window(server: ServerProcess, n: int, first: int) -> None:
     """50 submit_sm, then the socket closes before any response is read. Whatever the server
     committed is delivered exactly once; nothing it did not commit reaches anyone."""
     raw = RawEsme(server.port)
     assert raw.bind("vanish", "pw2", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
-    dests = [str(46701003000 + i) for i in range(50)]
+    dests = [str(first + i) for i in range(n)]
     data = b"".join(codec.encode(Pdu.make(C.SUBMIT_SM, 10 + i, destination_addr=d,
                                           registered_delivery=1, **SUBMIT))
                     for i, d in enumerate(dests))
     raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    raw.send_raw(data)
+    torn = codec.encode(Pdu.make(C.SUBMIT_SM, 9999, destination_addr=str(first + n),
+                                 registered_delivery=1, **SUBMIT))
+    raw.send_raw(data + torn[: len(torn) // 2])  # the last one never arrives whole
     raw.sock.close()  # RST: responses in flight have nowhere to go
     time.sleep(1.0)
 
@@ -211,12 +214,13 @@ def test_peer_vanishes_mid_window(server: ServerProcess) -> None:
     # every committed message reached its own number exactly once
     by_dest = {d: inbox(server.home, d) for d in dests}
     assert all(len(v) <= 1 for v in by_dest.values())
+    assert inbox(server.home, str(first + n)) == []
     delivered = sum(len(v) for v in by_dest.values())
     states = report["states"]
     assert isinstance(states, dict)
     # the vanish account only sent these: its messages are the DELIVERED ones in this range
     assert delivered >= 1, by_dest
-    print(f"vanish: {delivered} of 50 committed and delivered")
+    print(f"vanish: {delivered} of {n} committed and delivered")
     assert all(r.msisdn == d for d, v in by_dest.items() for r in v)
     # the receipts wait for a receiver of the account, then all arrive, once each
     rx = RawEsme(server.port)

@@ -448,3 +448,67 @@ def test_throttling(server: ServerProcess) -> None:
         if r.status != 0:
             assert inbox(server.home, d) == []
     e.close()
+
+
+# -- receipts over several sessions, two accounts at once --------------------------------------
+
+
+def test_receipts_once_each_to_the_right_account(server: ServerProcess) -> None:
+    sessions = {name: [Esme(server.port, name, pw), Esme(server.port, name, pw, mode="rx")]
+                for name, pw in [("acme", "pw1"), ("beta", "pw2")]}
+    submitted: dict[str, list[str]] = {"acme": [], "beta": []}
+    seqs = []
+    for i in range(20):
+        for name in ("acme", "beta"):
+            tx = sessions[name][0]
+            seqs.append((name, tx.submit(next_msisdn(), b"r%d" % i, registered_delivery=1)))
+    for name, seq in seqs:
+        resp = sessions[name][0].resp(seq)
+        assert resp.status == 0
+        submitted[name].append(_mid(resp))
+
+    def got(name: str) -> list[str]:
+        return [_mid_r(p) for e in sessions[name] for p in e.delivered]
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(
+            len(got(n)) < len(submitted[n]) for n in submitted):
+        for es in sessions.values():
+            for e in es:
+                e.pump(lambda: False, 0.05)
+    for e in sum(sessions.values(), []):  # late duplicates would show up here
+        e.pump(lambda: False, 0.3)
+    for name in submitted:
+        assert sorted(got(name)) == sorted(submitted[name])  # all, once, only its own
+    assert all(len(e.delivered) > 0 for e in sessions["acme"])  # both sessions receive
+
+
+def _mid_r(p: object) -> str:
+    return p.receipted_message_id.decode()  # type: ignore[attr-defined,no-any-return]
+
+
+def test_receipt_addresses_and_query_after_delivery(server: ServerProcess, acme: Esme) -> None:
+    dest = next_msisdn()
+    mid = submit_ok(acme, dest, registered_delivery=1, source_addr="ACME", source_addr_ton=5)
+    p = acme.wait_receipt(mid)
+    assert p.source_addr.decode() == dest
+    assert (p.source_addr_ton, p.source_addr_npi) == (1, 1)
+    assert p.destination_addr.decode() == "ACME"
+    assert p.dest_addr_ton == 5
+    seq = acme.c.query_message(message_id=mid, source_addr_ton=5, source_addr_npi=0,
+                               source_addr="ACME").sequence
+    q = acme.resp(seq)
+    assert q.status == 0
+    assert q.message_state == 2
+    assert q.error_code == 0
+    assert len(q.final_date) >= 12
+
+
+def test_refused_receipt_stays_pending(server: ServerProcess) -> None:
+    e = Esme(server.port, "beta", "pw2")
+    e.deliver_status = 0x64  # ESME_RX_T_APPNACK: the ESME cannot take it now
+    mid = submit_ok(e, next_msisdn(), registered_delivery=1)
+    e.wait_receipt(mid)
+    assert audit(server.home)["receipts_pending"] >= 1
+    e.deliver_status = 0
+    e.close()
