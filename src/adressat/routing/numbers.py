@@ -148,6 +148,13 @@ def _cached(
     if not digits or not _DIGITS.issuperset(digits):
         return False, "not a number"
 
+    if international and digits.isascii() and digits[0] != "0":
+        # fast path: an international number inside a known range (the own network's plan)
+        # is E.164 as written; no parse needed for the bulk of the traffic
+        as_int = int(digits)
+        for low, high in valid_ranges:
+            if low <= as_int <= high and len(digits) == len(str(low)):
+                return True, digits
     try:
         if international:
             parsed = phonenumbers.parse("+" + digits, None)
