@@ -20,9 +20,12 @@ from typing import Any
 from adressat.core.accept import AcceptLimits
 from adressat.core.model import Message
 from adressat.core.retry import RetryPolicy
+from adressat.core.integrity import FaultSetting
+from adressat.delivery.faults import InternalFaults
 from adressat.delivery.netsim_adapter import NetsimAdapter
 from adressat.delivery.worker import DeliveryWorker
-from adressat.netsim import NetsimSettings, Network
+from adressat.netsim import Faults, NetsimSettings, Network
+from adressat.observe.faults import FAULT_COUNTERS_META, network_switchboard
 from adressat.routing import Router
 from adressat.smpp.session import SessionLimits
 from adressat.store.commit import GroupCommitter
@@ -71,7 +74,9 @@ class Node:
         self.store = SqliteStore(s.store_path)
         self.committer = GroupCommitter(self.store, batch_max=s.commit_batch_max)
         self.tag_key = load_tag_key(s.home)
-        self.network = Network(s.home, netsim_settings(s))
+        self.network = Network(s.home, netsim_settings(s), faults=self._network_faults(s))
+        self.internal_faults = InternalFaults(seed=s.netsim_seed)
+        self._faults_applied: dict[str, FaultSetting] = {}
         self.router = Router(OWN_OPERATOR, [self.network.settings.msisdn_range], None)
         self.receipts = ReceiptSender(self.committer, resend_s=s.receipt_resend_s)
         self.ingress = Ingress(
@@ -98,6 +103,10 @@ class Node:
             interval_s=s.scheduler_interval_s,
             on_final=self._on_final,
             delivery_timeout_s=s.delivery_timeout_s,
+            breaker_alarms_threshold=s.breaker_alarms_threshold,
+            held_refresh_s=s.held_routes_refresh_s,
+            faults=self.internal_faults,
+            current_imsi=self._current_imsi,
         )
         self.service = SmppService(
             self.ingress,
@@ -124,6 +133,86 @@ class Node:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
 
+    @staticmethod
+    def _network_faults(s: Settings) -> Faults | None:
+        """netsim's seeded fault switchboard, when this netsim has one (all faults off)."""
+        try:
+            from adressat.netsim.faults import FaultSwitchboard  # type: ignore[attr-defined]
+        except ImportError:
+            return None
+        board: Faults = FaultSwitchboard(seed=s.netsim_seed)
+        return board
+
+    def _current_imsi(self, msisdn: str) -> str | None:
+        try:
+            return self.network.register.identity(msisdn)
+        except Exception:  # noqa: BLE001 - unknown or register down: no identity
+            return None
+
+    def apply_faults(self, desired: list[FaultSetting]) -> list[str]:
+        """Apply the desired fault state (from the store) to the in-process switchboards;
+        returns the names changed. Unknown names are skipped (the CLI refuses them)."""
+        changed: list[str] = []
+        board = network_switchboard(self.network)
+        for f in desired:
+            if self._faults_applied.get(f.name) == f:
+                continue
+            route = f.route or None
+            params = {k: v for k, v in f.params.items()}
+            try:
+                if f.name in self.internal_faults.names():
+                    if f.on:
+                        self.internal_faults.on(f.name, rate=f.rate, route=route, **params)
+                    else:
+                        self.internal_faults.off(f.name)
+                elif board is not None:
+                    if f.on:
+                        board.on(f.name, rate=f.rate, route=route, **params)
+                    else:
+                        board.off(f.name)
+                else:
+                    continue
+            except (KeyError, ValueError, TypeError) as e:
+                log.error("fault not applied", extra={"fault": f.name, "error_type": type(e).__name__})
+                self._faults_applied[f.name] = f
+                continue
+            self._faults_applied[f.name] = f
+            changed.append(f.name)
+            log.warning("fault switched", extra={"fault": f.name, "on": f.on, "rate": f.rate,
+                                                 "route": f.route})
+        return changed
+
+    def fault_counters(self) -> dict[str, dict[str, int]]:
+        out = {
+            st.name: {"fired": st.fired, "opportunities": st.opportunities, "on": int(st.on)}
+            for st in self.internal_faults.list()
+        }
+        board = network_switchboard(self.network)
+        if board is not None:
+            for st in board.list():
+                out[st.name] = {
+                    "fired": int(getattr(st, "fired", 0)),
+                    "opportunities": int(getattr(st, "opportunities", 0)),
+                    "on": int(bool(getattr(st, "on", False))),
+                }
+        return out
+
+    async def _fault_loop(self) -> None:
+        import json
+
+        last = ""
+        while True:
+            try:
+                desired = await self.committer.run(lambda st: st.list_faults())
+                self.apply_faults(desired)
+                counters = json.dumps(self.fault_counters(), sort_keys=True)
+                if counters != last:
+                    await self.committer.run(lambda st: st.set_meta(FAULT_COUNTERS_META, counters))
+                    last = counters
+            except Exception:  # noqa: BLE001 - fault control must not stop the node
+                log.exception("fault poll failed")
+            await asyncio.sleep(self.settings.fault_poll_interval_s)
+
     def _on_committed(self, msgs: list[Message]) -> None:
         self.worker.wake()
         for m in msgs:
@@ -138,10 +227,17 @@ class Node:
         self.committer.start()
         await self.ingress.refresh_queue_gauge()
         self.network.on_alert(lambda msisdn: None if self.worker.alert(msisdn) else None)
+        # netsim's late/stray acknowledgement channel, when this netsim has one: answers
+        # outside their attempt are never applied, always alarmed (DeliveryWorker).
+        on_late_ack = getattr(self.network, "on_late_ack", None)
+        if on_late_ack is not None:
+            on_late_ack(self.worker.on_late_ack)
+        self.apply_faults(await self.committer.run(lambda st: st.list_faults()))
         self._tasks = [
             asyncio.create_task(self.worker.run(), name="delivery"),
             asyncio.create_task(self.receipts.run(), name="receipts"),
             asyncio.create_task(self._gauge_loop(), name="queue-gauge"),
+            asyncio.create_task(self._fault_loop(), name="faults"),
         ]
         self._tasks.append(self.network.start())
         self.smpp_port = await self.server.start(self.settings.smpp_host, self.settings.smpp_port)

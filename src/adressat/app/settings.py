@@ -51,6 +51,11 @@ class Settings:
     claim_batch_max: int = 500
     receipt_resend_s: float = 30.0
 
+    # integrity (DESIGN.md "Fail closed")
+    breaker_alarms_threshold: int = 1  # integrity alarms on a route that trip it; 0 = never
+    held_routes_refresh_s: float = 1.0  # how soon a `route release` reaches the worker
+    fault_poll_interval_s: float = 0.5  # how soon `adressat fault on/off` takes effect
+
     # simulated network
     subscribers: int = 100_000
     first_msisdn: str = "46701000000"

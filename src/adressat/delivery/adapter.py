@@ -33,7 +33,8 @@ class Outcome:
     ``imsi``/``msisdn`` are the identity that acknowledged (or, for failures, the identity the
     message was addressed to, if known); ``node`` is the network node used. ``error`` is a
     :class:`~adressat.delivery.errors.DeliveryError` code; ``reason`` a short machine word,
-    never message text.
+    never message text. ``related``: other message ids involved in an integrity failure
+    (for ``IMSI_CONFLICT``, the earlier message the same IMSI acknowledged for another number).
     """
 
     kind: OutcomeKind
@@ -42,6 +43,7 @@ class Outcome:
     node: str | None = None
     error: int = DeliveryError.OK
     reason: str = ""
+    related: tuple[str, ...] = ()
 
     @classmethod
     def delivered(cls, imsi: str, msisdn: str, node: str | None) -> Outcome:
@@ -57,8 +59,9 @@ class Outcome:
         msisdn: str | None = None,
         node: str | None = None,
         reason: str | None = None,
+        related: tuple[str, ...] = (),
     ) -> Outcome:
-        return cls(kind, imsi, msisdn, node, int(error), reason or error.name.lower())
+        return cls(kind, imsi, msisdn, node, int(error), reason or error.name.lower(), related)
 
 
 @runtime_checkable

@@ -156,8 +156,9 @@ class NetsimAdapter:
         self._tag_key = tag_key
         self.default_originator = default_originator
         self.acks_remembered_max = acks_remembered_max
-        # IMSI -> the number it last acknowledged for (bounded): one IMSI, two numbers = alarm
-        self._acked_by: OrderedDict[str, str] = OrderedDict()
+        # IMSI -> (the number it last acknowledged for, that message's id), bounded:
+        # one IMSI, two numbers = alarm naming both messages
+        self._acked_by: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     async def deliver(self, msg: Message) -> Outcome:
         # Exactly these values are checked and then sent; nothing else is read from ``msg``.
@@ -214,7 +215,7 @@ class NetsimAdapter:
                 return Outcome.failed(
                     kind, error, imsi=info.imsi, msisdn=destination, node=info.node
                 )
-            integrity = self._check_ack(result, destination, acked)
+            integrity, related = self._check_ack(result, destination, acked, message_id)
             if integrity is not None:
                 log.error(
                     "acknowledging identity rejected",
@@ -231,29 +232,37 @@ class NetsimAdapter:
                     imsi=result.imsi,
                     msisdn=result.msisdn,
                     node=info.node,
+                    related=related,
                 )
             acked = result
         assert acked is not None  # build_parts never returns no parts
         return Outcome.delivered(acked.imsi, acked.msisdn, info.node)
 
-    def _check_ack(self, ack: Ack, destination: str, previous: Ack | None) -> DeliveryError | None:
-        """I2: the identity that stored the part must be the destination's current one."""
+    def _check_ack(
+        self, ack: Ack, destination: str, previous: Ack | None, message_id: str
+    ) -> tuple[DeliveryError | None, tuple[str, ...]]:
+        """I2: the identity that stored the part must be the destination's current one, and
+        only that one. Returns (error or None, other message ids involved)."""
         try:
             current = self.network.register.identity(destination)
         except RegisterError:
             current = None
         if ack.msisdn != destination or ack.imsi != current:
-            return DeliveryError.IDENTITY_MISMATCH
+            return DeliveryError.IDENTITY_MISMATCH, ()
+        if getattr(ack, "also", ()):  # the node stored it at a second handset too
+            return DeliveryError.IDENTITY_MISMATCH, ()
         if previous is not None and previous != ack:
-            return DeliveryError.PARTS_IDENTITY_MISMATCH
+            return DeliveryError.PARTS_IDENTITY_MISMATCH, ()
         known = self._acked_by.get(ack.imsi)
-        if known is not None and known != ack.msisdn:
-            return DeliveryError.IMSI_CONFLICT
-        self._acked_by[ack.imsi] = ack.msisdn
+        if known is not None and known[0] != ack.msisdn:
+            # One IMSI answered for two numbers: this message is quarantined; the earlier one
+            # (already final) is named so the alarm and the incident report show both.
+            return DeliveryError.IMSI_CONFLICT, (known[1],)
+        self._acked_by[ack.imsi] = (ack.msisdn, message_id)
         self._acked_by.move_to_end(ack.imsi)
         while len(self._acked_by) > self.acks_remembered_max:
             self._acked_by.popitem(last=False)
-        return None
+        return None, ()
 
     def _report_waiting(self, destination: str, reason: AbsentReason) -> None:
         """ReportSM-DeliveryStatus: ask the register to alert us when the subscriber is back."""

@@ -12,6 +12,30 @@ and ``recover_leases`` catches anything left. The resend carries the same TP-MR,
 that had stored it discards the copy.
 
 Logs are structured (``extra``: message_id, route, state, error), never message text (I6).
+
+Integrity (DESIGN.md "Identity checks", "Fail closed"):
+
+* A QUARANTINE outcome is written as ONE store operation: QUARANTINED (never retried towards
+  anyone; the failure receipt is an outbox row of the same transaction), the attempt record,
+  the alarm (``alarms`` table, and a line on the ``adressat.alarm`` logger at ERROR), and, when
+  the route's alarms since its last release reach ``breaker_alarms_threshold``, the route's
+  breaker trip (route marked held, its ROUTED/DEFERRED messages HELD).
+* IMSI conflict (one IMSI answered for two numbers): "quarantines both messages". The current
+  message goes QUARANTINED. The earlier one was already DELIVERED, and a final state is written
+  once, so it is not rewritten: the alarm names both ids, and the incident report lists the
+  earlier one as ``suspect`` (and the audit counts a misdelivery to it as detected).
+* Held routes: the worker caches the set of held routes (refreshed from the store every
+  ``held_refresh_s`` and at once on a trip). A claimed message whose route is held is moved
+  DISPATCHED -> HELD without being sent (not rerouted, not expired early: ``expire_due`` never
+  touches HELD); a temporary failure on a held route goes to HELD instead of DEFERRED. The
+  cache is only a hint: the move to HELD re-checks the store in the same transaction, so a
+  route released a moment ago is sent normally.
+* Answers outside their attempt (``on_network_answer``, registered on netsim's late-ack
+  channel): never applied, always an alarm (``delivery.answers``). A stray ack (a stranger's
+  identity) trips the route's breaker; if the message is still DEFERRED it is quarantined.
+* ``faults`` (``delivery.faults.InternalFaults``): the ``corrupt_pairing`` switch mixes a
+  message with another one in flight right before the adapter sees it; the binding tag must
+  stop it.
 """
 
 from __future__ import annotations
@@ -23,16 +47,65 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from dataclasses import replace
+
+from adressat.core.breaker import counts as counts_for_breaker
+from adressat.core.breaker import should_trip, trip_reason
+from adressat.core.integrity import Alarm, AlarmKind
 from adressat.core.model import AttemptRecord, Message, State
 from adressat.core.retry import RetryPolicy
 from adressat.delivery.adapter import Adapter, Outcome, OutcomeKind
+from adressat.delivery.answers import NetworkAnswer, classify_answer
 from adressat.delivery.errors import DeliveryError
+from adressat.delivery.faults import InternalFaults
 from adressat.store.base import DuplicateDelivery, StaleState, Store, StoreError
 from adressat.store.commit import GroupCommitter
 
 __all__ = ["DeliveryWorker", "INTERRUPTED"]
 
 log = logging.getLogger(__name__)
+alarm_log = logging.getLogger("adressat.alarm")
+
+#: integrity error code -> alarm kind
+ALARM_KINDS: dict[int, AlarmKind] = {
+    int(DeliveryError.TAG_MISMATCH): AlarmKind.TAG_MISMATCH,
+    int(DeliveryError.IDENTITY_MISMATCH): AlarmKind.IDENTITY_MISMATCH,
+    int(DeliveryError.IMSI_CONFLICT): AlarmKind.IMSI_CONFLICT,
+    int(DeliveryError.PARTS_IDENTITY_MISMATCH): AlarmKind.PARTS_IDENTITY_MISMATCH,
+}
+
+
+def log_alarm(alarm: Alarm) -> None:
+    """The structured log line of an alarm: ids, route, node, adapter; never text."""
+    alarm_log.error(
+        "integrity alarm %s",
+        alarm.kind.value,
+        extra={
+            "alarm_id": alarm.id,
+            "kind": alarm.kind.value,
+            "message_ids": list(alarm.message_ids),
+            "account": alarm.account,
+            "route": alarm.route,
+            "node": alarm.node,
+            "adapter": alarm.adapter,
+            "detail": alarm.detail,
+        },
+    )
+
+
+def record_alarm(store: Store, alarm: Alarm, threshold: int, now: float) -> tuple[Alarm, bool]:
+    """Append ``alarm`` and trip its route's breaker if the threshold is reached; inside the
+    caller's transaction. Returns (the stored alarm, whether the route was tripped now)."""
+    stored = store.append_alarm(alarm)
+    if not counts_for_breaker(stored):
+        return stored, False
+    status = next((r for r in store.route_status() if r.name == stored.route), None)
+    alarms = status.alarms if status is not None else 0
+    held = status.held if status is not None else False
+    if should_trip(alarms, threshold, held):
+        store.trip_route(stored.route, trip_reason(stored), now)
+        return stored, True
+    return stored, False
 
 #: Outcome name of the attempt record written for an attempt cut short by a crash/restart.
 INTERRUPTED = "INTERRUPTED"
@@ -68,6 +141,10 @@ class DeliveryWorker:
         on_integrity: Callable[[Message, Outcome], None] | None = None,
         delivery_timeout_s: float = 30.0,
         expire_interval_s: float = 1.0,
+        breaker_alarms_threshold: int = 1,
+        held_refresh_s: float = 1.0,
+        faults: InternalFaults | None = None,
+        current_imsi: Callable[[str], str | None] | None = None,
     ) -> None:
         if concurrency_max < 1 or claim_batch_max < 1:
             raise ValueError("concurrency_max and claim_batch_max must be >= 1")
@@ -91,6 +168,14 @@ class DeliveryWorker:
         self.expire_interval_s = expire_interval_s
         self.on_final = on_final
         self.on_integrity = on_integrity
+        if breaker_alarms_threshold < 0:
+            raise ValueError("breaker_alarms_threshold must be >= 0")
+        self.breaker_alarms_threshold = breaker_alarms_threshold
+        self.held_refresh_s = held_refresh_s
+        self.faults = faults
+        self.current_imsi = current_imsi
+        self._held: frozenset[str] = frozenset()
+        self._in_flight: dict[str, Message] = {}  # claimed, about to go or going out
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[Message | None]] = set()
@@ -105,6 +190,9 @@ class DeliveryWorker:
         self.stale = 0
         self.recovered = 0
         self.store_errors = 0
+        self.held = 0
+        self.alarms = 0
+        self.trips = 0
 
     # --- control ---------------------------------------------------------------------------
 
@@ -144,10 +232,14 @@ class DeliveryWorker:
         A worker runs once: after :meth:`stop` make a new one."""
         await self.recover()
         next_expire_at = 0.0
+        next_held_at = 0.0
         try:
             while not self._stopping:
                 self._wake.clear()
                 now = self.clock()
+                if now >= next_held_at:
+                    await self.refresh_held()
+                    next_held_at = now + self.held_refresh_s
                 if now >= next_expire_at:
                     await self._expire(now)
                     next_expire_at = now + self.expire_interval_s
@@ -172,6 +264,19 @@ class DeliveryWorker:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def held_routes(self) -> frozenset[str]:
+        return self._held
+
+    async def refresh_held(self) -> frozenset[str]:
+        """Re-read the held routes from the store (an operator may have released one)."""
+        try:
+            self._held = await self.committer.run(lambda s: s.held_routes())
+        except StoreError as e:
+            self.store_errors += 1
+            log.error("held routes not refreshed", extra={"error_type": type(e).__name__})
+        return self._held
 
     async def _claim(self, limit: int, now: float) -> list[Message]:
         def op(store: Store) -> list[Message]:
@@ -270,15 +375,79 @@ class DeliveryWorker:
         """Deliver one claimed (DISPATCHED) message and write the outcome. Returns the new
         record, or None when someone else had moved it (StaleState) or the store failed."""
         started_at = self.clock()
+        if msg.route in self._held:
+            held = await self._hold_claimed(msg, started_at)
+            if held is not False:
+                return held
         if started_at >= msg.expires_at:  # an expired message is never delivered late
             outcome = Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.EXPIRED)
             plan = _Plan(State.EXPIRED, {"error": int(DeliveryError.EXPIRED)})
             return await self._write(msg, outcome, plan, started_at, started_at, sent=False)
         self.attempts += 1
-        outcome = await self._attempt(msg)
+        self._in_flight[msg.id] = msg
+        try:
+            outcome = await self._attempt(self._pairing(msg))
+        finally:
+            self._in_flight.pop(msg.id, None)
         ended_at = self.clock()
         return await self._write(
             msg, outcome, self._plan(msg, outcome, ended_at), started_at, ended_at, sent=True
+        )
+
+    async def _hold_claimed(self, msg: Message, now: float) -> Message | None | bool:
+        """DISPATCHED -> HELD without sending, if the route is held in the store (checked in
+        the same transaction). False: the route was released meanwhile; send normally."""
+
+        def op(store: Store) -> Message | None:
+            if msg.route not in store.held_routes():
+                return None
+            return store.transition(
+                msg.id,
+                State.DISPATCHED,
+                State.HELD,
+                now,
+                expected_attempts=msg.attempts,
+                attempts=msg.attempts - 1,  # nothing was attempted
+                lease_until=None,
+                lease_owner=None,
+            )
+
+        try:
+            new = await self.committer.run(op)
+        except StoreError as e:
+            self.store_errors += 1
+            log.error(
+                "not moved to HELD",
+                extra={"message_id": msg.id, "route": msg.route, "error_type": type(e).__name__},
+            )
+            return None
+        if new is None:
+            self._held = self._held - {msg.route}
+            return False
+        self.held += 1
+        log.warning(
+            "held: route breaker open",
+            extra={"message_id": msg.id, "route": msg.route, "state": new.state.value},
+        )
+        return new
+
+    def _pairing(self, msg: Message) -> Message:
+        """What the adapter is handed. Normally ``msg`` itself; with the internal fault
+        ``corrupt_pairing`` firing, ``msg`` mixed with another message in flight (its own id
+        and tag, the other one's destination and content)."""
+        faults = self.faults
+        if faults is None or not faults.is_on("corrupt_pairing"):
+            return msg
+        others = [m for mid, m in self._in_flight.items() if mid != msg.id]
+        if not others or not faults.fires("corrupt_pairing", msg.route):
+            return msg
+        other = others[self.rng.randrange(len(others))]
+        return replace(
+            msg,
+            destination=other.destination,
+            content=other.content,
+            data_coding=other.data_coding,
+            esm_class=other.esm_class,
         )
 
     async def _attempt(self, msg: Message) -> Outcome:
@@ -312,6 +481,8 @@ class DeliveryWorker:
                 },
             )
         if kind is OutcomeKind.TEMPORARY:
+            if msg.route in self._held:  # fail closed: no retry on a held route
+                return _Plan(State.HELD, {"error": int(outcome.error)})
             at = self.retry.next_attempt_at(
                 msg.attempts, now, msg.expires_at, jitter=self.rng.random()
             )
@@ -346,7 +517,16 @@ class DeliveryWorker:
             error=int(outcome.error),
         )
 
+        alarm = (
+            self._alarm_for(msg, outcome, ended_at)
+            if plan.new_state is State.QUARANTINED
+            else None
+        )
+        stored_alarm: Alarm | None = None
+        tripped = False
+
         def op(store: Store) -> Message:
+            nonlocal stored_alarm, tripped
             new = store.transition(
                 msg.id,
                 State.DISPATCHED,
@@ -356,6 +536,10 @@ class DeliveryWorker:
                 **plan.changes,
             )
             store.append_attempt(record)
+            if alarm is not None:  # the same transaction: state, attempt, alarm, breaker
+                stored_alarm, tripped = record_alarm(
+                    store, alarm, self.breaker_alarms_threshold, ended_at
+                )
             return new
 
         try:
@@ -381,8 +565,23 @@ class DeliveryWorker:
                 "second delivery refused by the store",
                 extra={"message_id": msg.id, "route": msg.route, "error_type": type(e).__name__},
             )
-            if sent:
-                await self._append_only(record)
+            dup = Alarm(
+                at=ended_at,
+                kind=AlarmKind.DUPLICATE_DELIVERY_REFUSED,
+                message_ids=(msg.id,),
+                account=msg.account,
+                route=msg.route,
+                node=self.node,
+                adapter=self._adapter_name(msg.route),
+                detail=f"imsi={outcome.imsi} msisdn={outcome.msisdn}",
+            )
+
+            def dup_op(store: Store) -> tuple[Alarm, bool]:
+                if sent:
+                    store.append_attempt(record)
+                return record_alarm(store, dup, self.breaker_alarms_threshold, ended_at)
+
+            await self._alarm_op(dup_op)
             return None
         except StoreError as e:
             self.store_errors += 1
@@ -393,6 +592,8 @@ class DeliveryWorker:
             if sent:
                 await self._append_only(record)
             return None
+        if stored_alarm is not None:
+            self._after_alarm(stored_alarm, tripped)
         self._count(new.state)
         if new.is_final:
             self._log_final(new, outcome.reason)
@@ -415,6 +616,130 @@ class DeliveryWorker:
         if new.is_final:
             self._notify_final(new)
         return new
+
+    # --- integrity ---------------------------------------------------------------------------
+
+    def _adapter_name(self, route: str) -> str:
+        try:
+            return self.route_kind(route)
+        except (KeyError, LookupError):
+            return ""
+
+    def _alarm_for(self, msg: Message, outcome: Outcome, now: float) -> Alarm:
+        kind = ALARM_KINDS.get(int(outcome.error), AlarmKind.IDENTITY_MISMATCH)
+        return Alarm(
+            at=now,
+            kind=kind,
+            message_ids=(msg.id, *outcome.related),
+            account=msg.account,
+            route=msg.route,
+            node=self.node,
+            adapter=self._adapter_name(msg.route),
+            detail=(
+                f"error={int(outcome.error)} imsi={outcome.imsi} msisdn={outcome.msisdn}"
+                f" network_node={outcome.node}"
+            ),
+        )
+
+    def _after_alarm(self, alarm: Alarm, tripped: bool) -> None:
+        self.alarms += 1
+        log_alarm(alarm)
+        if tripped:
+            self.trips += 1
+            self._held = self._held | {alarm.route}
+            alarm_log.error(
+                "route breaker tripped",
+                extra={
+                    "route": alarm.route,
+                    "alarm_id": alarm.id,
+                    "kind": alarm.kind.value,
+                    "message_ids": list(alarm.message_ids),
+                    "node": self.node,
+                },
+            )
+
+    async def _alarm_op(self, fn: Callable[[Store], tuple[Alarm, bool]]) -> Alarm | None:
+        try:
+            stored, tripped = await self.committer.run(fn)
+        except StoreError as e:
+            self.store_errors += 1
+            log.error("alarm not written", extra={"error_type": type(e).__name__})
+            return None
+        self._after_alarm(stored, tripped)
+        return stored
+
+    async def raise_alarm(self, alarm: Alarm) -> Alarm | None:
+        """Record an alarm (and trip its route if the threshold is reached), one transaction."""
+        now = alarm.at
+        return await self._alarm_op(
+            lambda s: record_alarm(s, alarm, self.breaker_alarms_threshold, now)
+        )
+
+    def on_late_ack(self, smsc_message_id: str, message_reference: int, ack: object) -> None:
+        """``Network.on_late_ack`` callback: ``ack`` has ``imsi``, ``msisdn`` (and maybe
+        ``also``: further handsets that stored it, each a stray answer of its own). Only
+        schedules work on the running loop."""
+        answers = [ack, *getattr(ack, "also", ())]
+        for a in answers:
+            answer = NetworkAnswer(
+                smsc_message_id, message_reference, str(getattr(a, "imsi", "")),
+                str(getattr(a, "msisdn", "")),
+            )
+            task = asyncio.get_running_loop().create_task(self.on_network_answer(answer))
+            self._side_tasks.add(task)  # type: ignore[arg-type]
+            task.add_done_callback(self._side_tasks.discard)  # type: ignore[arg-type]
+
+    async def on_network_answer(self, answer: NetworkAnswer) -> Alarm | None:
+        """An answer outside its attempt: never applied; an alarm, one transaction. A stray
+        ack (a stranger's identity) quarantines the message if it is still DEFERRED, names it
+        in the alarm (``suspect`` in the incident report when it was DELIVERED) and counts
+        towards the route's breaker."""
+        now = self.clock()
+        msg_id = answer.smsc_message_id
+        current: str | None = None
+        threshold = self.breaker_alarms_threshold
+        pre = await self.committer.run(lambda s: s.get_message(msg_id))
+        if pre is not None and pre.state is not State.DELIVERED and self.current_imsi:
+            try:
+                current = self.current_imsi(pre.destination)
+            except Exception:  # noqa: BLE001 - the register may be down: unknown identity
+                current = None
+
+        def op(store: Store) -> tuple[Alarm, bool]:
+            msg = store.get_message(msg_id)
+            kind = classify_answer(msg, answer, current)
+            detail = (
+                f"tp_mr={answer.message_reference} imsi={answer.imsi} msisdn={answer.msisdn}"
+                + ("" if msg is None else f" state={msg.state.value}")
+            )
+            if kind is AlarmKind.STRAY_ACK and msg is not None and msg.state is State.DEFERRED:
+                store.transition(
+                    msg.id,
+                    State.DEFERRED,
+                    State.QUARANTINED,
+                    now,
+                    error=int(DeliveryError.IDENTITY_MISMATCH),
+                )
+                detail += " quarantined"
+            alarm = Alarm(
+                at=now,
+                kind=kind,
+                message_ids=(msg_id,),
+                account="" if msg is None else msg.account,
+                route="" if msg is None else msg.route,
+                node=self.node,
+                adapter="" if msg is None else self._adapter_name(msg.route),
+                detail=detail,
+            )
+            return record_alarm(store, alarm, threshold, now)
+
+        stored = await self._alarm_op(op)
+        if stored is not None and "quarantined" in stored.detail:
+            self.quarantined += 1
+            m = await self.committer.run(lambda s: s.get_message(msg_id))
+            if m is not None:
+                self._notify_final(m)
+        return stored
 
     async def _append_only(self, record: AttemptRecord) -> None:
         try:
