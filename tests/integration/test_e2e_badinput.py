@@ -237,3 +237,39 @@ def test_peer_vanishes_mid_window(server: ServerProcess, n: int, first: int) -> 
             receipts.append(p)
     ids = sorted(str(p.tlv("receipted_message_id")) for p in receipts)
     assert ids == sorted(v[0].smsc_message_id for v in by_dest.values() if v)
+
+
+def test_unbind_answers_pipelined_submits_first(server: ServerProcess) -> None:
+    """submit_sm x20 and unbind in one segment: every submit is answered before unbind_resp
+    (a committed message without its response would be sent again by the ESME)."""
+    raw = RawEsme(server.port)
+    assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    dests = [str(46701005000 + i) for i in range(20)]
+    raw.send_raw(b"".join(codec.encode(Pdu.make(C.SUBMIT_SM, 10 + i, destination_addr=d,
+                                                **SUBMIT)) for i, d in enumerate(dests))
+                 + codec.encode(Pdu.make(C.UNBIND, 99)))
+    got = assert_closed(raw)
+    assert [p.command_id for p in got] == [C.SUBMIT_SM_RESP] * 20 + [C.UNBIND_RESP]
+    assert sorted(p.sequence_number for p in got[:20]) == list(range(10, 30))
+    assert all(p.command_status == S.ESME_ROK for p in got)
+    mids = {d: str(p.fields["message_id"]) for d, p in
+            zip(dests, sorted(got[:20], key=lambda p: p.sequence_number), strict=True)}
+    for d in dests:
+        assert wait_for(lambda d=d: [x.smsc_message_id  # type: ignore[misc]
+                                     for x in inbox(server.home, d)] == [mids[d]])
+
+
+def test_duplicate_sequence_number_in_flight(server: ServerProcess, bound: RawEsme) -> None:
+    """A second request with the number of one still being answered gets no answer (the
+    ESME would match it to the first) and is not taken."""
+    a, b = "46701005100", "46701005101"
+    bound.send_raw(codec.encode(Pdu.make(C.SUBMIT_SM, 500, destination_addr=a, **SUBMIT))
+                   + codec.encode(Pdu.make(C.SUBMIT_SM, 500, destination_addr=b, **SUBMIT)))
+    r = bound.wait_resp(500)
+    assert r.command_status == S.ESME_ROK
+    assert_alive(bound)
+    assert not [p for p in bound.pending if p.sequence_number == 500]
+    mid = str(r.fields["message_id"])
+    assert wait_for(lambda: [x.smsc_message_id for x in inbox(server.home, a)] == [mid])
+    time.sleep(0.5)
+    assert inbox(server.home, b) == []

@@ -136,7 +136,14 @@ class SmppConnection(asyncio.Protocol):
 
     def _on_request(self, pdu: Pdu) -> None:
         if pdu.command_id == C.UNBIND:
-            self.respond(pdu.response())
+            if self._tasks:
+                # requests still being answered (a submit waiting for its commit) are
+                # answered first: unbind_resp closes the session, and a committed message
+                # whose submit_sm_resp is never sent would be sent again by the ESME
+                unbind = asyncio.ensure_future(self._unbind_when_answered(pdu))
+                self._unbinding = unbind
+            else:
+                self.respond(pdu.response())
             return
         try:
             result = self.handler.handle(self, pdu)
@@ -149,6 +156,13 @@ class SmppConnection(asyncio.Protocol):
         task = asyncio.ensure_future(result)
         self._tasks.add(task)
         task.add_done_callback(functools.partial(self._answer_task, pdu=pdu))
+
+    async def _unbind_when_answered(self, pdu: Pdu) -> None:
+        pending = set(self._tasks)
+        if pending:
+            await asyncio.wait(pending, timeout=self.limits.response_timeout_s)
+        await asyncio.sleep(0)  # let the done-callbacks send their responses first
+        self.respond(pdu.response())
 
     def _answer_task(self, task: asyncio.Future[Pdu], *, pdu: Pdu) -> None:
         self._tasks.discard(task)
