@@ -19,7 +19,7 @@ from adressat.sms.receipt import ReceiptStat, parse_receipt
 from adressat.testing.server import ServerProcess, adressat, audit
 
 ACCOUNTS = [("acme", "pw1", None), ("beta", "pw2", None), ("slow", "pw3", 5),
-            ("gamma", "pw4", None)]
+            ("gamma", "pw4", None), ("slow2", "pw5", 5)]
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
@@ -512,3 +512,35 @@ def test_refused_receipt_stays_pending(server: ServerProcess) -> None:
     assert audit(server.home)["receipts_pending"] >= 1
     e.deliver_status = 0
     e.close()
+
+
+def test_submit_multi_counts_every_message_against_throughput(server: ServerProcess) -> None:
+    raw = RawEsme(server.port)
+    assert raw.bind("slow2", "pw5", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    dests = tuple({"dest_flag": 1, "dest_addr_ton": 1, "dest_addr_npi": 1,
+                   "destination_addr": next_msisdn()} for _ in range(20))
+    r = raw.call(C.SUBMIT_MULTI, source_addr="ACME", source_addr_ton=5, dest_addresses=dests,
+                 short_message=b"multi")
+    assert r.command_status == S.ESME_ROK
+    assert r.fields["unsuccess_smes"] == ()
+    # 20 messages at 5 per second: the next second's budget is spent
+    r = raw.call(C.SUBMIT_SM, source_addr="ACME", source_addr_ton=5, dest_addr_ton=1,
+                 dest_addr_npi=1, destination_addr=next_msisdn(), short_message=b"x")
+    assert r.command_status == S.ESME_RTHROTTLED
+    for d in dests:
+        assert wait_for(lambda d=d: len(inbox(server.home, d["destination_addr"])) == 1)
+
+
+def test_replace_keeps_a_part_one_sms(server: ServerProcess, acme: Esme) -> None:
+    udh = b"\x05\x00\x03\x07\x02\x01"
+    mid = submit_ok(acme, next_msisdn(), udh + b"part one", esm_class=0x40,
+                    schedule_delivery_time=_later())
+    raw = RawEsme(server.port)
+    assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    for content, status in [(b"no udh", S.ESME_RINVESMCLASS),
+                            (udh + b"a" * 154, S.ESME_RINVMSGLEN),
+                            (udh + b"part one, new", S.ESME_ROK)]:
+        r = raw.call(C.REPLACE_SM, message_id=mid, source_addr="ACME", source_addr_ton=5,
+                     short_message=content)
+        assert r.command_status == status
+    assert raw.call(C.CANCEL_SM, message_id=mid).command_status == S.ESME_ROK

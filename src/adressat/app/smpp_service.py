@@ -85,11 +85,14 @@ class TokenBucket:
     tokens: float = 0.0
     at: float = 0.0
 
-    def take(self, now: float) -> bool:
+    def take(self, now: float, n: int = 1) -> bool:
+        """Take ``n`` tokens (one per message). More than one second's worth is granted only
+        to a full bucket and leaves a debt that later submits wait out, so a submit_multi to
+        many destinations counts every message without being refused forever."""
         self.tokens = min(self.rate_per_s, self.tokens + (now - self.at) * self.rate_per_s)
         self.at = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= min(float(n), self.rate_per_s):
+            self.tokens -= n
             return True
         return False
 
@@ -159,9 +162,9 @@ class SmppService:
         return pdu.response(system_id=self.system_id)
 
     # -- submit ---------------------------------------------------------------------------------
-    def _throttle(self, account: str) -> None:
+    def _throttle(self, account: str, messages: int = 1) -> None:
         bucket = self.buckets.get(account)
-        if bucket is not None and not bucket.take(self.clock()):
+        if bucket is not None and not bucket.take(self.clock(), messages):
             raise SubmitError(S.ESME_RTHROTTLED)
 
     def _submission(self, account: str, pdu: Pdu, dest: tuple[int, int, str] | None = None,
@@ -255,7 +258,7 @@ class SmppService:
         msgs = []
         unsuccess: list[dict[str, int | str]] = []
         try:
-            self._throttle(account)
+            self._throttle(account, len(dests))  # throughput counts messages, not PDUs
             self.ingress.check_capacity()
         except SubmitError as e:
             return pdu.response(e.status)
@@ -346,6 +349,8 @@ class SmppService:
             old = s.get_message(mid)
             if old is None or old.account != account:
                 raise UnknownMessage(mid)
+            if old.esm_class & ESM_UDHI:  # the new content is the same part: its own UDH
+                check_one_part(content, old.data_coding)
             tag = binding_tag(key, mid, old.destination, content, old.data_coding,
                               old.esm_class)
             return s.replace(mid, account, now, content=content, tag=tag,
@@ -353,6 +358,8 @@ class SmppService:
 
         try:
             await self.committer.run(op)
+        except SubmitError as e:
+            return pdu.response(e.status)
         except (UnknownMessage, NotPending, ValueError):
             return pdu.response(S.ESME_RREPLACEFAIL)
         return pdu.response()
