@@ -13,6 +13,10 @@
   (``duplicates_discarded``: a resend with the same TP-MR, the user saw it once) plus second
   non-duplicate records of one part, keyed by (message id, TP-MR) because the parts of a long
   message share the id (``duplicates_stored``: the user saw it twice).
+* ``misdelivered_detected`` / ``misdelivered_undetected``: the misdelivered records split by
+  whether adressat itself noticed: detected when the message is QUARANTINED or named in an
+  integrity alarm (``alarms`` table); undetected otherwise (must be 0).
+* ``quarantined`` / ``held``: messages in those states now.
 * ``receipts_pending``: receipt outbox rows not yet sent, over every account (informational).
 * ``ok``: no loss, no misdelivery, nothing stored twice.
 
@@ -70,20 +74,20 @@ def iter_messages(
 
 
 class _MessageCache:
-    """id -> (destination, delivered_imsi) or None, from the store, bounded (LRU): the parts
-    of a message are usually adjacent in the inbox."""
+    """id -> (destination, delivered_imsi, state) or None, from the store, bounded (LRU): the
+    parts of a message are usually adjacent in the inbox."""
 
     def __init__(self, store: Store, size_max: int = _CACHE_MAX) -> None:
         self._store = store
         self._size_max = size_max
-        self._d: OrderedDict[str, tuple[str, str | None] | None] = OrderedDict()
+        self._d: OrderedDict[str, tuple[str, str | None, State] | None] = OrderedDict()
 
-    def get(self, message_id: str) -> tuple[str, str | None] | None:
+    def get(self, message_id: str) -> tuple[str, str | None, State] | None:
         if message_id in self._d:
             self._d.move_to_end(message_id)
             return self._d[message_id]
         m = self._store.get_message(message_id)
-        value = None if m is None else (m.destination, m.delivered_imsi)
+        value = None if m is None else (m.destination, m.delivered_imsi, m.state)
         self._d[message_id] = value
         if len(self._d) > self._size_max:
             self._d.popitem(last=False)
@@ -109,8 +113,16 @@ def audit(
     counts = store.count_by_state()
     states = {s.value: counts.get(s, 0) for s in State}
 
+    # 0. what adressat itself noticed: ids named in integrity alarms
+    alarmed: set[str] = set()
+    for alarm in store.alarms_between(float("-inf"), float("inf")):
+        if alarm.trips_breaker:
+            alarmed.update(alarm.message_ids)
+
     # 1. the handsets' evidence, streamed
     cache = _MessageCache(store)
+    detected = 0
+    undetected_ids: list[str] = []
     parts_seen: set[int] = set()
     evidence: set[int] = set()  # (id, imsi) with a non-duplicate record at the destination
     inbox_records = 0
@@ -128,11 +140,19 @@ def audit(
             misdelivered += 1
             unknown_id += 1
             _sample(misdelivered_ids, mid, sample_max)
+            if mid in alarmed:
+                detected += 1
+            else:
+                _sample(undetected_ids, mid, sample_max)
             continue
-        destination, delivered_imsi = info
+        destination, delivered_imsi, state = info
         if rec.msisdn != destination or (delivered_imsi is not None and rec.imsi != delivered_imsi):
             misdelivered += 1
             _sample(misdelivered_ids, mid, sample_max)
+            if state is State.QUARANTINED or mid in alarmed:
+                detected += 1
+            else:
+                _sample(undetected_ids, mid, sample_max)
         if rec.duplicate:
             discarded += 1
             continue
@@ -183,6 +203,10 @@ def audit(
         "held_past_validity": held_past_validity,
         "misdelivered": misdelivered,
         "misdelivered_unknown_id": unknown_id,
+        "misdelivered_detected": detected,
+        "misdelivered_undetected": misdelivered - detected,
+        "quarantined": states[State.QUARANTINED.value],
+        "held": states[State.HELD.value],
         "duplicate_deliveries": discarded + stored_twice,
         "duplicates_discarded": discarded,
         "duplicates_stored": stored_twice,
@@ -191,6 +215,7 @@ def audit(
         "samples": {
             "lost": lost_ids,
             "misdelivered": misdelivered_ids,
+            "misdelivered_undetected": undetected_ids,
             "duplicates_stored": duplicate_ids,
         },
         "ok": lost == 0 and misdelivered == 0 and stored_twice == 0,
