@@ -19,7 +19,7 @@ from adressat.sms.receipt import ReceiptStat, parse_receipt
 from adressat.testing.server import ServerProcess, adressat, audit
 
 ACCOUNTS = [("acme", "pw1", None), ("beta", "pw2", None), ("slow", "pw3", 5),
-            ("gamma", "pw4", None), ("slow2", "pw5", 5)]
+            ("gamma", "pw4", None), ("slow2", "pw5", 5), ("mute", "pw6", None)]
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
@@ -544,3 +544,19 @@ def test_replace_keeps_a_part_one_sms(server: ServerProcess, acme: Esme) -> None
                      short_message=content)
         assert r.command_status == status
     assert raw.call(C.CANCEL_SM, message_id=mid).command_status == S.ESME_ROK
+
+
+def test_a_silent_receiver_does_not_hold_up_other_accounts(server: ServerProcess) -> None:
+    """'mute' binds a receiver that never answers deliver_sm; beta's receipts still arrive
+    at once, not after mute's response timeout."""
+    mute_rx = RawEsme(server.port)
+    assert mute_rx.bind("mute", "pw6", C.BIND_RECEIVER).command_status == S.ESME_ROK
+    mute = Esme(server.port, "mute", "pw6", mode="tx")
+    for _ in range(3):
+        submit_ok(mute, next_msisdn(), registered_delivery=1)
+    time.sleep(0.5)  # mute's receipts are out and unanswered
+    beta = Esme(server.port, "beta", "pw2")
+    t0 = time.monotonic()
+    mid = submit_ok(beta, next_msisdn(), registered_delivery=1)
+    check_receipt(beta.wait_receipt(mid, 15), mid, ReceiptStat.DELIVRD, 2)
+    assert time.monotonic() - t0 < 3.0

@@ -87,6 +87,7 @@ class ReceiptSender:
         self.receivers: dict[str, list[ReceiverSession]] = {}
         self._in_flight: dict[int, float] = {}  # receipt_id -> sent at
         self._dirty: set[str] = set()
+        self._rounds: dict[str, asyncio.Future[None]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._rr = 0
@@ -126,13 +127,23 @@ class ReceiptSender:
             if now - last_sweep >= min(self.resend_s, 5.0):  # resends and missed wake-ups
                 self._dirty.update(self.receivers)
                 last_sweep = now
-            accounts = [a for a in self._dirty if a in self.receivers]
-            self._dirty.clear()
-            for account in accounts:
-                try:
-                    await self._send_account(account)
-                except Exception:  # noqa: BLE001 - keep sending the others
-                    log.exception("receipt round failed", extra={"account": account})
+            # one round per account at a time, accounts side by side: an ESME that does not
+            # answer its deliver_sm must not hold up every other account's receipts
+            self._dirty.intersection_update(self.receivers)
+            for account in [a for a in self._dirty if a not in self._rounds]:
+                self._dirty.discard(account)
+                self._rounds[account] = asyncio.ensure_future(self._round(account))
+        for task in list(self._rounds.values()):
+            task.cancel()
+
+    async def _round(self, account: str) -> None:
+        try:
+            await self._send_account(account)
+        except Exception:  # noqa: BLE001 - keep sending the others
+            log.exception("receipt round failed", extra={"account": account})
+        finally:
+            self._rounds.pop(account, None)
+            self._wake.set()  # an account marked while its round ran goes again
 
     async def _send_account(self, account: str) -> None:
         now = self.clock()
