@@ -62,7 +62,7 @@ def assert_closed(raw: RawEsme, timeout_s: float = 5.0) -> list[Pdu]:
     """Read until EOF (what arrives before it is returned); fails if the server keeps it open."""
     got: list[Pdu] = []
     deadline = time.monotonic() + timeout_s
-    for _ in range(1000):
+    for _ in range(100_000):
         try:
             p = raw.read(max(0.01, deadline - time.monotonic()))
         except ConnectionResetError:
@@ -273,3 +273,26 @@ def test_duplicate_sequence_number_in_flight(server: ServerProcess, bound: RawEs
     assert wait_for(lambda: [x.smsc_message_id for x in inbox(server.home, a)] == [mid])
     time.sleep(0.5)
     assert inbox(server.home, b) == []
+
+
+def test_sigterm_answers_what_it_committed(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A graceful stop (SIGTERM) while submits are in flight: every message the server
+    committed has had its submit_sm_resp ESME_ROK sent, so the ESME will not send it again."""
+    home = tmp_path_factory.mktemp("sigterm")
+    assert adressat(home, "account", "add", "acme", "--password", "pw1").returncode == 0
+    srv = ServerProcess(home, None, "--quiet-network").start()
+    try:
+        raw = RawEsme(srv.port)
+        assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+        n = 2000
+        raw.send_raw(b"".join(codec.encode(Pdu.make(C.SUBMIT_SM, 10 + i,
+                                                    destination_addr=str(46701010000 + i),
+                                                    **SUBMIT)) for i in range(n)))
+        time.sleep(0.02)
+        assert srv.stop() == 0
+        got = assert_closed(raw, 10)
+    finally:
+        srv.stop()
+    ok = [p for p in got if p.command_id == C.SUBMIT_SM_RESP and p.command_status == S.ESME_ROK]
+    report = audit(home)
+    assert report["total"] == len(ok), (report["total"], len(ok), len(got))

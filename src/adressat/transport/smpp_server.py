@@ -249,6 +249,15 @@ class SmppConnection(asyncio.Protocol):
     def close(self) -> None:
         self._close_soon()
 
+    def pause_reading(self) -> None:
+        if self._transport and not self._transport.is_closing():
+            self._transport.pause_reading()
+
+    @property
+    def pending_tasks(self) -> list[asyncio.Future[Pdu]]:
+        """Requests being answered (a submit waiting for its commit)."""
+        return list(self._tasks)
+
 
 class SmppServer:
     """Listens and makes one :class:`SmppConnection` per accepted socket."""
@@ -277,8 +286,17 @@ class SmppServer:
         return int(sock.getsockname()[1])
 
     async def stop(self) -> None:
+        """Stop listening, take no more requests, answer those being committed (bounded by
+        the response timeout: a committed message whose submit_sm_resp is lost would be sent
+        again by its ESME), then close every connection."""
         if self._server:
             self._server.close()
+        for conn in list(self.connections):
+            conn.pause_reading()
+        pending = [t for conn in list(self.connections) for t in conn.pending_tasks]
+        if pending:
+            await asyncio.wait(pending, timeout=self.limits.response_timeout_s)
+            await asyncio.sleep(0)  # the done-callbacks send the responses
         for conn in list(self.connections):
             conn.close()
         if self._server:
