@@ -1,4 +1,5 @@
-"""The ``adressat`` command: run the node, manage ESME accounts, audit the invariants."""
+"""The ``adressat`` command: run the node, manage ESME accounts, audit the invariants,
+switch faults, hold/release routes, report incidents."""
 
 from __future__ import annotations
 
@@ -31,9 +32,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not 1 <= args.subscribers <= 2_700_000:
         print("--subscribers must be 1..2700000", file=sys.stderr)
         return 2
-    run(_settings(args, smpp_port=args.smpp_port, smpp_host=args.smpp_host,
-                  subscribers=args.subscribers, netsim_seed=args.seed,
-                  netsim_realistic=not args.quiet_network))
+    run(
+        _settings(
+            args,
+            smpp_port=args.smpp_port,
+            smpp_host=args.smpp_host,
+            subscribers=args.subscribers,
+            netsim_seed=args.seed,
+            netsim_realistic=not args.quiet_network,
+        )
+    )
     return 0
 
 
@@ -45,15 +53,15 @@ def cmd_account(args: argparse.Namespace) -> int:
     try:
         if args.account_cmd == "add":
             if not 1 <= len(args.name) <= 15 or not args.name.isprintable():
-                print("account name: 1..15 printable characters (SMPP system_id)",
-                      file=sys.stderr)
+                print("account name: 1..15 printable characters (SMPP system_id)", file=sys.stderr)
                 return 2
             if not 1 <= len(args.password) <= 8:
                 print("password: 1..8 characters (SMPP 3.4 password field)", file=sys.stderr)
                 return 2
             try:
-                store.add_account(args.name, hash_password(args.password, os.urandom(16)),
-                                  args.throughput)
+                store.add_account(
+                    args.name, hash_password(args.password, os.urandom(16)), args.throughput
+                )
             except AccountExists:
                 print(f"account {args.name} exists", file=sys.stderr)
                 return 1
@@ -88,22 +96,182 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0 if report.get("ok") else 1
 
 
+def parse_time(text: str) -> float:
+    """Epoch seconds, or ISO 8601 (a naive time is taken as UTC)."""
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time (ISO 8601 or epoch): {text!r}") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.timestamp()
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    from adressat.core.integrity import FaultSetting
+    from adressat.observe.faults import FAULT_COUNTERS_META, fault_counters, known_faults
+
+    known = known_faults()
+    store = _store(args)
+    try:
+        if args.fault_cmd in ("on", "off"):
+            if args.name not in known:
+                print(
+                    f"unknown fault {args.name!r}; known: {', '.join(sorted(known))}",
+                    file=sys.stderr,
+                )
+                return 2
+            if args.fault_cmd == "on":
+                if not 0.0 <= args.rate <= 1.0:
+                    print("--rate must be within 0..1", file=sys.stderr)
+                    return 2
+                params: dict[str, object] = {}
+                for kv in args.param or ():
+                    k, _, v = kv.partition("=")
+                    try:
+                        params[k] = json.loads(v)
+                    except ValueError:
+                        params[k] = v
+                setting = FaultSetting(
+                    args.name, True, args.rate, args.route or "", params, time.time()
+                )
+            else:
+                setting = FaultSetting(args.name, False, 1.0, "", {}, time.time())
+            store.set_fault(setting)
+            state = "on" if setting.on else "off"
+            where = f" route={setting.route}" if setting.route else ""
+            print(
+                f"fault {args.name} {state} rate={setting.rate}{where}"
+                " (the running node applies it within a second)"
+            )
+            return 0
+        desired = {f.name: f for f in store.list_faults()}
+        fired = fault_counters(store.get_meta(FAULT_COUNTERS_META))
+        rows = []
+        for name in sorted(known):
+            f = desired.get(name)
+            c = fired.get(name, {})
+            rows.append(
+                {
+                    "name": name,
+                    "on": bool(f and f.on),
+                    "rate": f.rate if f and f.on else None,
+                    "route": (f.route or None) if f and f.on else None,
+                    "params": f.params if f and f.on else {},
+                    "fired": int(c.get("fired", 0)),
+                    "opportunities": int(c.get("opportunities", 0)),
+                    "description": known[name],
+                }
+            )
+        if args.json:
+            print(json.dumps(rows, sort_keys=True))
+        else:
+            for r in rows:
+                state = f"on rate={r['rate']}" if r["on"] else "off"
+                if r["route"]:
+                    state += f" route={r['route']}"
+                print(f"{r['name']}\t{state}\tfired={r['fired']}\t{r['description']}")
+        return 0
+    finally:
+        store.close()
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        if args.route_cmd == "release":
+            held = args.name in store.held_routes()
+            n = store.release_route(args.name, time.time())
+            if not held and n == 0:
+                print(f"route {args.name} is not held", file=sys.stderr)
+                return 1
+            print(f"route {args.name} released: {n} held messages back to ROUTED")
+            return 0
+        rows = [
+            {
+                "name": r.name,
+                "held": r.held,
+                "held_at": r.held_at,
+                "reason": r.reason,
+                "alarms": r.alarms,
+                "alarms_total": r.alarms_total,
+                "held_messages": r.held_messages,
+            }
+            for r in store.route_status()
+        ]
+        if args.json:
+            print(json.dumps(rows, sort_keys=True))
+        else:
+            for r in rows:
+                state = "HELD" if r["held"] else "open"
+                print(
+                    f"{r['name']}\t{state}\theld_messages={r['held_messages']}"
+                    f"\talarms={r['alarms']}\talarms_total={r['alarms_total']}"
+                    + (f"\treason={r['reason']}" if r["reason"] else "")
+                )
+        return 0
+    finally:
+        store.close()
+
+
+def cmd_incident(args: argparse.Namespace) -> int:
+    from adressat.observe.incident import CATEGORIES, incident_report
+
+    if args.to < args.from_:
+        print("--to is before --from", file=sys.stderr)
+        return 2
+    store = _store(args)
+    try:
+        report = incident_report(store, args.from_, args.to, args.account)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+        return 0
+    print(
+        f"incident window {args.from_} .. {args.to}; alarms in window: {report['alarms_in_window']}"
+    )
+    for name, acc in report["accounts"].items():
+        counts = " ".join(f"{c}={acc['counts'][c]}" for c in (*CATEGORIES, "other"))
+        print(f"account {name}: {counts}")
+        for c in CATEGORIES:
+            for mid in acc[c]:
+                print(f"  {c}\t{mid}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="adressat", description=__doc__)
     p.add_argument("--version", action="version", version=f"adressat {__version__}")
-    p.add_argument("--home", default=str(default_home()),
-                   help="data directory (default ./var, or ADRESSAT_HOME)")
+    p.add_argument(
+        "--home",
+        default=str(default_home()),
+        help="data directory (default ./var, or ADRESSAT_HOME)",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="run the SMS centre")
     r.add_argument("--home", default=argparse.SUPPRESS, help="data directory")
     r.add_argument("--smpp-port", type=int, default=2775)
     r.add_argument("--smpp-host", default="127.0.0.1")
-    r.add_argument("--subscribers", type=int, default=100_000,
-                   help="simulated subscribers from +46701000000 (up to 2,700,000)")
+    r.add_argument(
+        "--subscribers",
+        type=int,
+        default=100_000,
+        help="simulated subscribers from +46701000000 (up to 2,700,000)",
+    )
     r.add_argument("--seed", type=int, default=1, help="seed of the simulated network")
-    r.add_argument("--quiet-network", action="store_true",
-                   help="no absent subscribers and no latency in the simulated network")
+    r.add_argument(
+        "--quiet-network",
+        action="store_true",
+        help="no absent subscribers and no latency in the simulated network",
+    )
     r.set_defaults(fn=cmd_run)
 
     a = sub.add_parser("account", help="ESME accounts")
@@ -121,9 +289,53 @@ def build_parser() -> argparse.ArgumentParser:
     au = sub.add_parser("audit", help="counts per state and the invariant figures")
     au.add_argument("--home", default=argparse.SUPPRESS, help="data directory")
     au.add_argument("--json", action="store_true")
-    au.add_argument("--grace-s", type=float, default=60.0,
-                    help="how long past its validity a message may still be open")
+    au.add_argument(
+        "--grace-s",
+        type=float,
+        default=60.0,
+        help="how long past its validity a message may still be open",
+    )
     au.set_defaults(fn=cmd_audit)
+
+    f = sub.add_parser("fault", help="switch seeded faults in the running node")
+    f.add_argument("--home", default=argparse.SUPPRESS, help="data directory")
+    fsub = f.add_subparsers(dest="fault_cmd", required=True)
+    fl = fsub.add_parser("list", help="desired state and what fired")
+    fl.add_argument("--json", action="store_true")
+    fon = fsub.add_parser("on")
+    fon.add_argument("name")
+    fon.add_argument("--rate", type=float, default=1.0, help="probability per opportunity")
+    fon.add_argument("--route", default=None, help="only on this route")
+    fon.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="fault parameter (JSON value), repeatable",
+    )
+    foff = fsub.add_parser("off")
+    foff.add_argument("name")
+    f.set_defaults(fn=cmd_fault)
+
+    ro = sub.add_parser("route", help="route breakers: list, release")
+    ro.add_argument("--home", default=argparse.SUPPRESS, help="data directory")
+    rsub = ro.add_subparsers(dest="route_cmd", required=True)
+    rl = rsub.add_parser("list", help="held or not, alarms, held messages")
+    rl.add_argument("--json", action="store_true")
+    rr = rsub.add_parser("release", help="close the breaker; held messages go out again")
+    rr.add_argument("name")
+    ro.set_defaults(fn=cmd_route)
+
+    inc = sub.add_parser("incident", help="which messages an incident affected")
+    inc.add_argument("--home", default=argparse.SUPPRESS, help="data directory")
+    isub = inc.add_subparsers(dest="incident_cmd", required=True)
+    rep = isub.add_parser("report", help="per account: delivered, suspect, quarantined, held")
+    rep.add_argument(
+        "--from", dest="from_", type=parse_time, required=True, help="ISO 8601 or epoch seconds"
+    )
+    rep.add_argument("--to", type=parse_time, required=True, help="ISO 8601 or epoch seconds")
+    rep.add_argument("--account", default=None)
+    rep.add_argument("--json", action="store_true")
+    inc.set_defaults(fn=cmd_incident)
     return p
 
 

@@ -71,8 +71,7 @@ def test_corrupt_pairing_stopped_by_the_tag_every_time(tmp_path: Path) -> None:
             faults.on("corrupt_pairing", rate=1.0)
             r.worker.faults = faults
             msgs = [
-                make_msg(str(46701000300 + i), f"code {i}", registered_delivery=1)
-                for i in range(n)
+                make_msg(str(46701000300 + i), f"code {i}", registered_delivery=1) for i in range(n)
             ]
             await r.committer.insert_many(msgs)
             r.start()
@@ -103,7 +102,11 @@ def test_breaker_trips_on_first_alarm_holds_the_rest_until_release(
     async def main() -> None:
         caplog.set_level(logging.ERROR, logger="adressat.alarm")
         async with rig(
-            tmp_path, wrap=Slow, start=False, held_refresh_s=0.05, concurrency_max=2,
+            tmp_path,
+            wrap=Slow,
+            start=False,
+            held_refresh_s=0.05,
+            concurrency_max=2,
             claim_batch_max=2,
         ) as r:
             faults = InternalFaults()
@@ -161,7 +164,10 @@ def test_identity_mismatch_alarm_attempt_and_trip_in_one_write(tmp_path: Path) -
             assert done.error == DeliveryError.IDENTITY_MISMATCH
             [alarm] = r.store.alarms_between(0, float("inf"))
             assert (alarm.kind, alarm.message_ids, alarm.account, alarm.route) == (
-                AlarmKind.IDENTITY_MISMATCH, (msg.id,), "acme", ROUTE,
+                AlarmKind.IDENTITY_MISMATCH,
+                (msg.id,),
+                "acme",
+                ROUTE,
             )
             assert f"msisdn={OTHER}" in alarm.detail
             assert r.store.held_routes() == frozenset({ROUTE})
@@ -284,12 +290,32 @@ def test_audit_detected_and_undetected_misdeliveries(tmp_path: Path) -> None:
 
             [good] = r.network.inbox_of(OTHER)
             r.network.inbox.append(
-                InboxRecord(T0, DEST, "999", good.node, good.originator, 7, 0, ok.id,
-                            good.content_sha256, False)
+                InboxRecord(
+                    T0,
+                    DEST,
+                    "999",
+                    good.node,
+                    good.originator,
+                    7,
+                    0,
+                    ok.id,
+                    good.content_sha256,
+                    False,
+                )
             )
             r.network.inbox.append(
-                InboxRecord(T0, OTHER, "998", good.node, good.originator, 8, 0, bad.id,
-                            good.content_sha256, False)
+                InboxRecord(
+                    T0,
+                    OTHER,
+                    "998",
+                    good.node,
+                    good.originator,
+                    8,
+                    0,
+                    bad.id,
+                    good.content_sha256,
+                    False,
+                )
             )
             r.network.inbox.close()
             report = audit(r.store, tmp_path, T0 + 10)

@@ -151,7 +151,11 @@ def test_immutable_fields_refused(store: Store) -> None:
 def test_final_terms_and_delivered_once(store: Store) -> None:
     mid = _reach(store, S.DISPATCHED)
     got = store.transition(
-        mid, S.DISPATCHED, S.DELIVERED, NOW, delivered_imsi="240011234567890",
+        mid,
+        S.DISPATCHED,
+        S.DELIVERED,
+        NOW,
+        delivered_imsi="240011234567890",
         delivered_msisdn="46701234567",
     )
     assert got.delivered_imsi == "240011234567890"
@@ -198,8 +202,12 @@ def test_receipt_written_with_final_state(store: Store) -> None:
     store.transition(m3.id, S.DISPATCHED, S.QUARANTINED, NOW + 2, error=99)
     store.transition(m4.id, S.DISPATCHED, S.UNDELIVERABLE, NOW + 2)
     [r1] = store.pending_receipts("acme")
-    assert (r1.message_id, r1.account, r1.state, r1.final_at) == (m1.id, "acme", S.DELIVERED,
-                                                                   NOW + 1)
+    assert (r1.message_id, r1.account, r1.state, r1.final_at) == (
+        m1.id,
+        "acme",
+        S.DELIVERED,
+        NOW + 1,
+    )
     assert (r1.source_addr, r1.destination, r1.submitted_at) == ("A1", m1.destination, 1000.0)
     [r3] = store.pending_receipts("beta")
     assert (r3.message_id, r3.account, r3.state, r3.error) == (m3.id, "beta", S.QUARANTINED, 99)
@@ -228,7 +236,9 @@ def test_receipts_for_expiry_and_cancel(store: Store) -> None:
     assert e.id == a.id and e.state is S.EXPIRED and e.final_at == NOW
     store.cancel(b.id, "acme", NOW)
     assert [(r.message_id, r.state) for r in store.pending_receipts("acme")] == [
-        (a.id, S.EXPIRED), (b.id, S.CANCELLED)]
+        (a.id, S.EXPIRED),
+        (b.id, S.CANCELLED),
+    ]
 
 
 # --- claim_due -----------------------------------------------------------------------------------
@@ -294,8 +304,7 @@ def test_leases_and_recovery(store: Store) -> None:
     [c2] = store.claim_due(1, NOW + 31, 30, "n2")
     assert c2.attempts == 2 and c2.lease_owner == "n2"
     with pytest.raises(StaleState):
-        store.transition(m.id, S.DISPATCHED, S.DELIVERED, NOW + 32,
-                         expected_attempts=c.attempts)
+        store.transition(m.id, S.DISPATCHED, S.DELIVERED, NOW + 32, expected_attempts=c.attempts)
 
 
 def test_expire_due_leaves_held_and_dispatched(store: Store) -> None:
@@ -346,8 +355,16 @@ def test_replace(store: Store) -> None:
     store.insert_messages([m])
     with pytest.raises(UnknownMessage):
         store.replace(m.id, "other", NOW, content=b"x", tag=b"t" * 16)
-    got = store.replace(m.id, "acme", NOW, content=b"new text", tag=b"t" * 16,
-                        not_before=NOW + 50, registered_delivery=0, expires_at=9000.0)
+    got = store.replace(
+        m.id,
+        "acme",
+        NOW,
+        content=b"new text",
+        tag=b"t" * 16,
+        not_before=NOW + 50,
+        registered_delivery=0,
+        expires_at=9000.0,
+    )
     assert got.content == b"new text" and got.tag == b"t" * 16
     assert got.not_before == NOW + 50 and got.next_attempt_at == NOW + 50
     assert got.registered_delivery == 0 and got.expires_at == 9000.0
@@ -479,7 +496,11 @@ def test_trip_route_holds_queued_and_release_brings_them_back(store: Store) -> N
     assert store.trip_route("r1", "later", NOW + 5) == 0
     [r1] = [r for r in store.route_status() if r.name == "r1"]
     assert (r1.held, r1.held_at, r1.reason, r1.alarms, r1.held_messages) == (
-        True, NOW, "tag_mismatch:" + flying.id, 1, 2,
+        True,
+        NOW,
+        "tag_mismatch:" + flying.id,
+        1,
+        2,
     )
     # held messages are not claimed and not expired while held
     assert [m.id for m in store.claim_due(10, NOW, 30, "n")] == [other.id]

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from adressat.core.accept import AcceptLimits
+from adressat.core.integrity import FaultSetting
 from adressat.core.model import Message
 from adressat.core.retry import RetryPolicy
-from adressat.core.integrity import FaultSetting
 from adressat.delivery.faults import InternalFaults
 from adressat.delivery.netsim_adapter import NetsimAdapter
 from adressat.delivery.worker import DeliveryWorker
@@ -173,7 +173,8 @@ class Node:
                 else:
                     continue
             except (KeyError, ValueError, TypeError) as e:
-                log.error("fault not applied", extra={"fault": f.name, "error_type": type(e).__name__})
+                log.error("fault not applied",
+                          extra={"fault": f.name, "error_type": type(e).__name__})
                 self._faults_applied[f.name] = f
                 continue
             self._faults_applied[f.name] = f
@@ -207,7 +208,10 @@ class Node:
                 self.apply_faults(desired)
                 counters = json.dumps(self.fault_counters(), sort_keys=True)
                 if counters != last:
-                    await self.committer.run(lambda st: st.set_meta(FAULT_COUNTERS_META, counters))
+                    value = counters
+                    await self.committer.run(
+                        lambda st, v=value: st.set_meta(FAULT_COUNTERS_META, v)  # type: ignore[misc]
+                    )
                     last = counters
             except Exception:  # noqa: BLE001 - fault control must not stop the node
                 log.exception("fault poll failed")

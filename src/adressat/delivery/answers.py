@@ -31,7 +31,9 @@ class NetworkAnswer:
     node: str | None = None
 
 
-def classify_answer(msg: Message | None, answer: NetworkAnswer, current_imsi: str | None) -> AlarmKind:
+def classify_answer(
+    msg: Message | None, answer: NetworkAnswer, current_imsi: str | None
+) -> AlarmKind:
     """Which alarm an out-of-attempt answer raises.
 
     * the id is unknown -> ``unmatched_answer``;

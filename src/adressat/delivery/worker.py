@@ -45,9 +45,8 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 from adressat.core.breaker import counts as counts_for_breaker
 from adressat.core.breaker import should_trip, trip_reason
@@ -106,6 +105,7 @@ def record_alarm(store: Store, alarm: Alarm, threshold: int, now: float) -> tupl
         store.trip_route(stored.route, trip_reason(stored), now)
         return stored, True
     return stored, False
+
 
 #: Outcome name of the attempt record written for an attempt cut short by a crash/restart.
 INTERRUPTED = "INTERRUPTED"
@@ -179,7 +179,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[Message | None]] = set()
-        self._side_tasks: set[asyncio.Task[int]] = set()
+        self._side_tasks: set[asyncio.Task[Any]] = set()
         # counters (read by metrics and the audit)
         self.attempts = 0
         self.delivered = 0
@@ -376,8 +376,8 @@ class DeliveryWorker:
         record, or None when someone else had moved it (StaleState) or the store failed."""
         started_at = self.clock()
         if msg.route in self._held:
-            held = await self._hold_claimed(msg, started_at)
-            if held is not False:
+            handled, held = await self._hold_claimed(msg, started_at)
+            if handled:
                 return held
         if started_at >= msg.expires_at:  # an expired message is never delivered late
             outcome = Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.EXPIRED)
@@ -394,9 +394,9 @@ class DeliveryWorker:
             msg, outcome, self._plan(msg, outcome, ended_at), started_at, ended_at, sent=True
         )
 
-    async def _hold_claimed(self, msg: Message, now: float) -> Message | None | bool:
+    async def _hold_claimed(self, msg: Message, now: float) -> tuple[bool, Message | None]:
         """DISPATCHED -> HELD without sending, if the route is held in the store (checked in
-        the same transaction). False: the route was released meanwhile; send normally."""
+        the same transaction). (False, None): the route was released meanwhile; send it."""
 
         def op(store: Store) -> Message | None:
             if msg.route not in store.held_routes():
@@ -420,16 +420,16 @@ class DeliveryWorker:
                 "not moved to HELD",
                 extra={"message_id": msg.id, "route": msg.route, "error_type": type(e).__name__},
             )
-            return None
+            return True, None
         if new is None:
             self._held = self._held - {msg.route}
-            return False
+            return False, None
         self.held += 1
         log.warning(
             "held: route breaker open",
             extra={"message_id": msg.id, "route": msg.route, "state": new.state.value},
         )
-        return new
+        return True, new
 
     def _pairing(self, msg: Message) -> Message:
         """What the adapter is handed. Normally ``msg`` itself; with the internal fault
@@ -518,9 +518,7 @@ class DeliveryWorker:
         )
 
         alarm = (
-            self._alarm_for(msg, outcome, ended_at)
-            if plan.new_state is State.QUARANTINED
-            else None
+            self._alarm_for(msg, outcome, ended_at) if plan.new_state is State.QUARANTINED else None
         )
         stored_alarm: Alarm | None = None
         tripped = False
@@ -682,12 +680,14 @@ class DeliveryWorker:
         answers = [ack, *getattr(ack, "also", ())]
         for a in answers:
             answer = NetworkAnswer(
-                smsc_message_id, message_reference, str(getattr(a, "imsi", "")),
+                smsc_message_id,
+                message_reference,
+                str(getattr(a, "imsi", "")),
                 str(getattr(a, "msisdn", "")),
             )
             task = asyncio.get_running_loop().create_task(self.on_network_answer(answer))
-            self._side_tasks.add(task)  # type: ignore[arg-type]
-            task.add_done_callback(self._side_tasks.discard)  # type: ignore[arg-type]
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
 
     async def on_network_answer(self, answer: NetworkAnswer) -> Alarm | None:
         """An answer outside its attempt: never applied; an alarm, one transaction. A stray

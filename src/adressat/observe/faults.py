@@ -23,10 +23,12 @@ def known_faults() -> dict[str, str]:
     """name -> description: adressat's own faults plus netsim's catalogue (if present)."""
     out = dict(INTERNAL_FAULTS)
     try:
-        from adressat.netsim.faults import CATALOGUE  # type: ignore[attr-defined]
+        from adressat.netsim import faults as netsim_faults
+
+        catalogue = getattr(netsim_faults, "CATALOGUE", ())
     except ImportError:
         return out
-    for spec in CATALOGUE:
+    for spec in catalogue:
         out.setdefault(str(spec.name), str(getattr(spec, "description", "")))
     return out
 

@@ -73,8 +73,10 @@ def incident_report(
     for mid in named:
         if mid not in messages:
             m = store.get_message(mid)
-            if m is not None and (account is None or m.account == account) and (
-                t1 <= m.submitted_at < t2
+            if (
+                m is not None
+                and (account is None or m.account == account)
+                and (t1 <= m.submitted_at < t2)
             ):
                 messages[mid] = m
 

@@ -486,9 +486,7 @@ class MemoryStore:
                     totals[a.route] = totals.get(a.route, 0) + 1
             names = sorted(set(self._d.routes) | set(held))
             return [
-                replace(
-                    self._route(n), held_messages=held.get(n, 0), alarms_total=totals.get(n, 0)
-                )
+                replace(self._route(n), held_messages=held.get(n, 0), alarms_total=totals.get(n, 0))
                 for n in names
             ]
 

@@ -680,7 +680,9 @@ class SqliteStore:
         out = []
         for name in sorted(set(routes) | set(held)):
             r = routes.get(name) or RouteStatus(name, False, None, "", 0)
-            out.append(replace(r, held_messages=held.get(name, 0), alarms_total=totals.get(name, 0)))
+            out.append(
+                replace(r, held_messages=held.get(name, 0), alarms_total=totals.get(name, 0))
+            )
         return out
 
     def set_fault(self, setting: FaultSetting) -> None:
