@@ -13,7 +13,7 @@ from delivery_kit import DEST, OTHER, T0, make_msg, rig
 
 from adressat.core.integrity import AlarmKind
 from adressat.core.model import Message, State
-from adressat.delivery import Adapter, DeliveryError, Outcome
+from adressat.delivery import Adapter, DeliveryError, Outcome, OutcomeKind
 from adressat.delivery.answers import NetworkAnswer
 from adressat.delivery.faults import InternalFaults, UnknownFault
 from adressat.netsim import Ack, Failure, Faults, NetSms, read_inbox
@@ -334,3 +334,57 @@ def test_unknown_internal_fault_refused() -> None:
     assert "corrupt_pairing" in str(e.value)
     with pytest.raises(ValueError):
         f.on("corrupt_pairing", rate=2.0)
+
+
+class TwoHandsets(Faults):
+    """A node that stores one message at the right handset and at a stranger's."""
+
+    def __init__(self) -> None:
+        self.stranger = ""
+
+    def recipients(self, imsi: str, node: str, sms: NetSms) -> tuple[str, ...]:
+        return (imsi, self.stranger) if self.stranger else (imsi,)
+
+
+@pytest.mark.skipif(not hasattr(Ack(" ", " "), "also"), reason="netsim without Ack.also")
+def test_double_delivery_detected_quarantined_and_route_held(tmp_path: Path) -> None:
+    async def main() -> None:
+        faults = TwoHandsets()
+        async with rig(tmp_path, faults=faults) as r:
+            faults.stranger = r.network.register.identity(OTHER)
+            msg = make_msg(DEST, registered_delivery=1)
+            await r.insert(msg)
+            done = await r.wait_state(msg.id, State.QUARANTINED)
+            assert done.error == DeliveryError.IDENTITY_MISMATCH
+            assert r.store.held_routes() == frozenset({ROUTE})
+            report = audit(r.store, tmp_path, T0 + 10)
+            assert report["misdelivered"] == 1 and report["misdelivered_detected"] == 1
+            assert report["misdelivered_undetected"] == 0
+
+    run(main())
+
+
+def test_temporary_failure_on_a_held_route_is_held_not_deferred(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with rig(tmp_path, start=False, held_refresh_s=0.01) as r:
+            msg = make_msg(DEST)
+            await r.committer.insert(msg)
+            [c] = r.store.claim_due(1, T0, 60, "x")
+            r.store.trip_route(ROUTE, "test", T0)
+            await r.worker.refresh_held()
+            out = Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.ABSENT_SUBSCRIBER)
+            plan = r.worker._plan(c, out, T0)
+            assert plan.new_state is State.HELD
+            new = await r.worker._write(c, out, plan, T0, T0, sent=True)
+            assert new is not None and new.state is State.HELD
+            # released meanwhile (cache stale): the store check picks the retry plan
+            msg2 = make_msg(OTHER)
+            await r.committer.insert(msg2)
+            r.store.release_route(ROUTE, T0)
+            [c2] = [m for m in r.store.claim_due(5, T0, 60, "x") if m.id == msg2.id]
+            plan2 = r.worker._plan(c2, out, T0)
+            assert plan2.new_state is State.HELD  # the cache still says held
+            new2 = await r.worker._write(c2, out, plan2, T0, T0, sent=True)
+            assert new2 is not None and new2.state is State.DEFERRED
+
+    run(main())

@@ -119,6 +119,7 @@ class _Plan:
 
     new_state: State
     changes: dict[str, object]
+    fallback: _Plan | None = None  # for HELD: the plan if the route was released meanwhile
 
 
 class DeliveryWorker:
@@ -481,14 +482,16 @@ class DeliveryWorker:
                 },
             )
         if kind is OutcomeKind.TEMPORARY:
-            if msg.route in self._held:  # fail closed: no retry on a held route
-                return _Plan(State.HELD, {"error": int(outcome.error)})
             at = self.retry.next_attempt_at(
                 msg.attempts, now, msg.expires_at, jitter=self.rng.random()
             )
             if at is None:
-                return _Plan(State.EXPIRED, {"error": int(outcome.error)})
-            return _Plan(State.DEFERRED, {"error": int(outcome.error), "next_attempt_at": at})
+                retry = _Plan(State.EXPIRED, {"error": int(outcome.error)})
+            else:
+                retry = _Plan(State.DEFERRED, {"error": int(outcome.error), "next_attempt_at": at})
+            if msg.route in self._held:  # fail closed: no retry on a held route
+                return _Plan(State.HELD, {"error": int(outcome.error)}, retry)
+            return retry
         if kind is OutcomeKind.PERMANENT:
             return _Plan(State.UNDELIVERABLE, {"error": int(outcome.error)})
         return _Plan(State.QUARANTINED, {"error": int(outcome.error)})
@@ -525,13 +528,16 @@ class DeliveryWorker:
 
         def op(store: Store) -> Message:
             nonlocal stored_alarm, tripped
+            chosen = plan
+            if plan.fallback is not None and msg.route not in store.held_routes():
+                chosen = plan.fallback  # released since the cache was refreshed
             new = store.transition(
                 msg.id,
                 State.DISPATCHED,
-                plan.new_state,
+                chosen.new_state,
                 ended_at,
                 expected_attempts=msg.attempts,
-                **plan.changes,
+                **chosen.changes,
             )
             store.append_attempt(record)
             if alarm is not None:  # the same transaction: state, attempt, alarm, breaker
