@@ -262,7 +262,7 @@ def test_long_message_payload(server: ServerProcess, acme: Esme, dcs: int) -> No
 
 def test_data_sm(server: ServerProcess) -> None:
     raw = RawEsme(server.port)
-    assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    assert raw.bind("acme", "pw1", C.BIND_TRANSCEIVER).command_status == S.ESME_ROK
     dest = next_msisdn()
     r = raw.call(C.DATA_SM, tlvs=[("message_payload", b"data sm text")], source_addr="ACME",
                  source_addr_ton=5, dest_addr_ton=1, dest_addr_npi=1, destination_addr=dest,
@@ -272,6 +272,18 @@ def test_data_sm(server: ServerProcess) -> None:
     mid = str(r.fields["message_id"])
     assert HEX32.fullmatch(mid)
     assert wait_for(lambda: [x.smsc_message_id for x in inbox(server.home, dest)] == [mid])
+    deadline = time.monotonic() + 10
+    receipt = None
+    while receipt is None and time.monotonic() < deadline:
+        p = raw.read(max(0.01, deadline - time.monotonic()))
+        assert p is not None
+        if p.command_id == C.DELIVER_SM and p.tlv("receipted_message_id") == mid:
+            receipt = p
+    assert receipt is not None
+    assert receipt.fields["esm_class"] == 0x04
+    text = receipt.fields["short_message"]
+    assert isinstance(text, bytes)
+    assert parse_receipt(text).stat is ReceiptStat.DELIVRD
     raw.close()
 
 
@@ -560,3 +572,44 @@ def test_a_silent_receiver_does_not_hold_up_other_accounts(server: ServerProcess
     mid = submit_ok(beta, next_msisdn(), registered_delivery=1)
     check_receipt(beta.wait_receipt(mid, 15), mid, ReceiptStat.DELIVRD, 2)
     assert time.monotonic() - t0 < 3.0
+
+
+@pytest.mark.parametrize(("dest", "receipt"), [(None, None), ("4915112345678", "UNDELIV")])
+def test_receipt_on_failure_only(server: ServerProcess, acme: Esme, dest: str | None,
+                                 receipt: str | None) -> None:
+    mid = submit_ok(acme, dest or next_msisdn(), registered_delivery=2)
+    if receipt is None:
+        assert wait_for(lambda: any(r.smsc_message_id == mid for r in inbox(server.home)))
+        acme.pump(lambda: False, 1.5)
+        assert acme.receipts_for(mid) == []
+    else:
+        check_receipt(acme.wait_receipt(mid), mid, ReceiptStat.UNDELIV, 5, err="010")
+
+
+def test_no_receipt_unless_asked(server: ServerProcess, acme: Esme) -> None:
+    mid = submit_ok(acme, "4915112345679", registered_delivery=0)
+    acme.pump(lambda: False, 1.5)
+    assert acme.receipts_for(mid) == []
+
+
+def test_receipt_in_flight_on_a_dropped_session_goes_to_the_next(server: ServerProcess) -> None:
+    """The receiver reads the receipt's deliver_sm and drops the connection without
+    answering: the receipt is not lost and not held for the resend interval; the next
+    receiver of the account gets it."""
+    rx = RawEsme(server.port)
+    assert rx.bind("gamma", "pw4", C.BIND_RECEIVER).command_status == S.ESME_ROK
+    tx = Esme(server.port, "gamma", "pw4", mode="tx")
+    mid = submit_ok(tx, next_msisdn(), registered_delivery=1)
+    rx.sock.settimeout(10)
+    data = b""
+    deadline = time.monotonic() + 10
+    while mid.encode() not in data and time.monotonic() < deadline:
+        chunk = rx.sock.recv(65536)  # read but do not answer
+        assert chunk
+        data += chunk
+    assert mid.encode() in data
+    rx.close()
+    t0 = time.monotonic()
+    rx2 = Esme(server.port, "gamma", "pw4", mode="rx")
+    check_receipt(rx2.wait_receipt(mid, 15), mid, ReceiptStat.DELIVRD, 2)
+    assert time.monotonic() - t0 < 5
