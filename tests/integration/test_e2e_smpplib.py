@@ -613,3 +613,36 @@ def test_receipt_in_flight_on_a_dropped_session_goes_to_the_next(server: ServerP
     rx2 = Esme(server.port, "gamma", "pw4", mode="rx")
     check_receipt(rx2.wait_receipt(mid, 15), mid, ReceiptStat.DELIVRD, 2)
     assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize(("dests", "extra", "status"), [
+    (["12", "ALPHA"], {}, S.ESME_RINVDSTADR),
+    ([None, None], {"validity_period": "991399999999999+"}, S.ESME_RINVEXPIRY),
+    ([None, None], {"schedule_delivery_time": "991399999999999+"}, S.ESME_RINVSCHED),
+    (["12", None], {"priority_flag": 7}, S.ESME_RSUBMITFAIL),
+])
+def test_submit_multi_all_refused(server: ServerProcess, dests: list[str | None],
+                                  extra: dict[str, object], status: int) -> None:
+    raw = RawEsme(server.port)
+    assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    addrs = tuple({"dest_flag": 1, "dest_addr_ton": 1, "dest_addr_npi": 1,
+                   "destination_addr": d or next_msisdn()} for d in dests)
+    r = raw.call(C.SUBMIT_MULTI, source_addr="ACME", source_addr_ton=5, dest_addresses=addrs,
+                 short_message=b"multi", **extra)
+    assert r.command_status == status
+    for a in addrs:
+        assert inbox(server.home, str(a["destination_addr"])) == []
+
+
+@pytest.mark.parametrize(("ref", "total", "seq", "status"), [
+    (5, 2, 3, S.ESME_RINVOPTPARAMVAL),
+    (5, 0, 0, S.ESME_RINVOPTPARAMVAL),
+    (5, None, 1, S.ESME_RMISSINGOPTPARAM),
+])
+def test_sar_refused(server: ServerProcess, acme: Esme, ref: int, total: int | None, seq: int,
+                     status: int) -> None:
+    kw: dict[str, object] = {"sar_msg_ref_num": ref, "sar_segment_seqnum": seq}
+    if total is not None:
+        kw["sar_total_segments"] = total
+    resp = acme.resp(acme.submit(next_msisdn(), b"part", **kw))
+    assert resp.status == status

@@ -283,7 +283,10 @@ class SmppService:
             unsuccess.append({"dest_addr_ton": ton, "dest_addr_npi": npi,
                               "destination_addr": addr, "error_status_code": int(status)})
         if not msgs:
-            return pdu.response(S.ESME_RSUBMITFAIL)
+            # one reason for every destination (all invalid, or a bad validity or schedule
+            # shared by all) is said as it is; mixed reasons as ESME_RSUBMITFAIL
+            statuses = {int(u["error_status_code"]) for u in unsuccess}
+            return pdu.response(statuses.pop() if len(statuses) == 1 else S.ESME_RSUBMITFAIL)
         try:
             await self.ingress.commit(msgs)
         except Overloaded as e:
