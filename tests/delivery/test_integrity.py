@@ -388,3 +388,34 @@ def test_temporary_failure_on_a_held_route_is_held_not_deferred(tmp_path: Path) 
             assert new2 is not None and new2.state is State.DEFERRED
 
     run(main())
+
+
+def test_node_applies_desired_faults_to_both_switchboards(tmp_path: Path) -> None:
+    from adressat.app.node import Node
+    from adressat.app.settings import Settings
+    from adressat.core.integrity import FaultSetting
+    from adressat.observe.faults import network_switchboard
+
+    node = Node(Settings(home=tmp_path, subscribers=100, smpp_port=0))
+    try:
+        board = network_switchboard(node.network)
+        assert board is not None
+        on = [
+            FaultSetting("corrupt_pairing", True, 0.5, "netsim", {}, 1.0),
+            FaultSetting("ack_late", True, 1.0, "", {"delay_s": 3.0}, 1.0),
+        ]
+        assert sorted(node.apply_faults(on)) == ["ack_late", "corrupt_pairing"]
+        assert node.apply_faults(on) == []  # unchanged: nothing re-applied
+        assert node.internal_faults.is_on("corrupt_pairing")
+        assert board.is_on("ack_late") and board.state("ack_late").params["delay_s"] == 3.0
+        counters = node.fault_counters()
+        assert counters["corrupt_pairing"]["on"] == 1 and counters["ack_late"]["on"] == 1
+        off = [
+            FaultSetting("corrupt_pairing", False, 1.0, "", {}, 2.0),
+            FaultSetting("ack_late", False, 1.0, "", {}, 2.0),
+        ]
+        node.apply_faults(off)
+        assert not node.internal_faults.is_on("corrupt_pairing") and not board.is_on("ack_late")
+    finally:
+        node.network.close()
+        node.store.close()

@@ -253,3 +253,28 @@ def test_fault_switched_while_running_breaker_seen_and_released(server: ServerPr
         assert audit["quarantined"] == len(acme["quarantined"])  # type: ignore[index]
     finally:
         close_all()
+
+
+def test_duplicated_acks_alarmed_not_applied_while_running(server: ServerProcess) -> None:
+    from e2e_kit import Esme, close_all
+
+    home = server.home
+    out = adressat(home, "fault", "on", "ack_duplicated", "--param", "delay_s=0.2")
+    assert out.returncode == 0, out.stderr
+    time.sleep(1.0)  # the node polls every 0.5 s
+    esme = Esme(server.port, "acme", "pw")
+    try:
+        for i in range(5):
+            esme.resp(esme.submit(str(46701000200 + i), b"hi"))
+
+        def alarms() -> int:
+            rows = _json(home, "route", "list", "--json")
+            return sum(r["alarms_total"] for r in rows)  # type: ignore[union-attr]
+
+        assert _wait(lambda: alarms() >= 1)
+        rows = _json(home, "route", "list", "--json")
+        assert not any(r["held"] for r in rows)  # type: ignore[union-attr]  # same identity
+        audit = _json(home, "audit", "--json")
+        assert audit["misdelivered"] == 0  # type: ignore[index]
+    finally:
+        close_all()

@@ -484,7 +484,7 @@ class MemoryStore:
             for a in self._d.alarms:
                 if a.route:
                     totals[a.route] = totals.get(a.route, 0) + 1
-            names = sorted(set(self._d.routes) | set(held))
+            names = sorted(set(self._d.routes) | set(held) | set(totals))
             return [
                 replace(self._route(n), held_messages=held.get(n, 0), alarms_total=totals.get(n, 0))
                 for n in names

@@ -678,7 +678,7 @@ class SqliteStore:
                 ).fetchall()
             )
         out = []
-        for name in sorted(set(routes) | set(held)):
+        for name in sorted(set(routes) | set(held) | set(totals)):
             r = routes.get(name) or RouteStatus(name, False, None, "", 0)
             out.append(
                 replace(r, held_messages=held.get(name, 0), alarms_total=totals.get(name, 0))
