@@ -296,3 +296,19 @@ def test_sigterm_answers_what_it_committed(tmp_path_factory: pytest.TempPathFact
     ok = [p for p in got if p.command_id == C.SUBMIT_SM_RESP and p.command_status == S.ESME_ROK]
     report = audit(home)
     assert report["total"] == len(ok), (report["total"], len(ok), len(got))
+
+
+def test_bind_attempts_are_limited(server: ServerProcess) -> None:
+    """Three failed binds on one connection, then the server closes it: no unlimited
+    password guessing."""
+    raw = RawEsme(server.port)
+    for i in range(2):
+        assert raw.bind("acme", f"bad{i}").command_status == S.ESME_RINVPASWD
+    raw.request(C.BIND_TRANSCEIVER, system_id="nobody", password="pw1", interface_version=0x34)
+    got = assert_closed(raw)
+    assert [(p.command_id, p.command_status) for p in got] == [
+        (C.BIND_TRANSCEIVER_RESP, S.ESME_RINVSYSID)]
+    # a new connection may try again, and the right password works
+    other = RawEsme(server.port)
+    assert other.bind("acme", "bad").command_status == S.ESME_RINVPASWD
+    assert other.bind("acme", "pw1").command_status == S.ESME_ROK

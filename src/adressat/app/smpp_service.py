@@ -104,6 +104,7 @@ class SmppService:
     committer: GroupCommitter
     system_id: str = "adressat"
     throughput_per_s_default: int = 0
+    bind_attempts_max: int = 3  # failed binds on one connection, then it is closed
     clock: Callable[[], float] = time.time
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     sessions: set[SmppConnection] = field(default_factory=set)
@@ -143,14 +144,14 @@ class SmppService:
         account = await self.committer.run(lambda s: s.get_account(system_id))
         if account is None:
             log.info("bind refused: unknown system_id", extra={"session": conn.conn_id})
-            return pdu.response(S.ESME_RINVSYSID)
+            return self._bind_failed(conn, pdu, S.ESME_RINVSYSID)
         ok = await asyncio.get_running_loop().run_in_executor(
             None, verify_password, password, account.password_hash
         )
         if not ok:
             log.info("bind refused: password", extra={"session": conn.conn_id,
                                                        "account": system_id})
-            return pdu.response(S.ESME_RINVPASWD)
+            return self._bind_failed(conn, pdu, S.ESME_RINVPASWD)
         conn.account = system_id
         rate = account.throughput_per_s or self.throughput_per_s_default
         if rate and system_id not in self.buckets:
@@ -160,6 +161,16 @@ class SmppService:
         log.info("bound", extra={"session": conn.conn_id, "account": system_id,
                                  "mode": C(pdu.command_id).name})
         return pdu.response(system_id=self.system_id)
+
+    def _bind_failed(self, conn: SmppConnection, pdu: Pdu, status: S) -> Pdu:
+        """No unlimited password guessing on one connection: after ``bind_attempts_max``
+        failures the answer is followed by a close."""
+        conn.failed_binds += 1
+        if conn.failed_binds >= self.bind_attempts_max:
+            log.warning("bind attempts exhausted; closing",
+                        extra={"session": conn.conn_id, "peer": conn.peer})
+            conn.close_after_response()
+        return pdu.response(status)
 
     # -- submit ---------------------------------------------------------------------------------
     def _throttle(self, account: str, messages: int = 1) -> None:

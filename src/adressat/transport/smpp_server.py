@@ -64,6 +64,9 @@ class SmppConnection(asyncio.Protocol):
         self._pumping = False
         self._wbuf = bytearray()
         self._flush_scheduled = False
+        self._unbinding: asyncio.Future[None] | None = None
+        self.failed_binds = 0  # counted by the handler, which may ask to close
+        self._close_after_response = False
         self.closed = asyncio.get_event_loop().create_future()
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
@@ -180,6 +183,9 @@ class SmppConnection(asyncio.Protocol):
             return
         data = self.session.send(pdu, self.clock())
         self._write(data)
+        if self._close_after_response:
+            self._close_soon()
+            return
         if pdu.command_id & 0x7FFFFFFF in (C.BIND_RECEIVER, C.BIND_TRANSMITTER,
                                             C.BIND_TRANSCEIVER) and self.session.is_bound:
             self.handler.on_bound(self)
@@ -248,6 +254,10 @@ class SmppConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self._close_soon()
+
+    def close_after_response(self) -> None:
+        """Close the connection once the response being prepared has been written."""
+        self._close_after_response = True
 
     def pause_reading(self) -> None:
         if self._transport and not self._transport.is_closing():
