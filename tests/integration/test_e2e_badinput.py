@@ -312,3 +312,50 @@ def test_bind_attempts_are_limited(server: ServerProcess) -> None:
     other = RawEsme(server.port)
     assert other.bind("acme", "bad").command_status == S.ESME_RINVPASWD
     assert other.bind("acme", "pw1").command_status == S.ESME_ROK
+
+
+def test_receipts_survive_a_restart(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Receipts wait in the store while no receiver is bound, across a stop and a start."""
+    home = tmp_path_factory.mktemp("restart")
+    assert adressat(home, "account", "add", "acme", "--password", "pw1").returncode == 0
+    srv = ServerProcess(home, None, "--quiet-network").start()
+    mids: dict[str, str] = {}
+    try:
+        raw = RawEsme(srv.port)
+        assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+        for i in range(5):
+            d = str(46701012000 + i)
+            r = raw.call(C.SUBMIT_SM, destination_addr=d, registered_delivery=1, **SUBMIT)
+            assert r.command_status == S.ESME_ROK
+            mids[str(r.fields["message_id"])] = d
+        assert wait_for(lambda: len(inbox(home)) == 5)
+        raw.close()
+        assert srv.stop() == 0
+        assert audit(home)["receipts_pending"] == 5
+        srv = ServerProcess(home, None, "--quiet-network").start()
+        rx = RawEsme(srv.port)
+        assert rx.bind("acme", "pw1", C.BIND_RECEIVER).command_status == S.ESME_ROK
+        got: list[Pdu] = []
+        deadline = time.monotonic() + 15
+        while len(got) < 5 and time.monotonic() < deadline:
+            p = rx.read(max(0.01, deadline - time.monotonic()))
+            assert p is not None
+            if p.command_id == C.DELIVER_SM:
+                got.append(p)
+        assert sorted(str(p.tlv("receipted_message_id")) for p in got) == sorted(mids)
+        assert all(p.fields["source_addr"] == mids[str(p.tlv("receipted_message_id"))]
+                   for p in got)
+        assert wait_for(lambda: audit(home)["receipts_pending"] == 0)
+    finally:
+        srv.stop()
+
+
+def test_no_message_text_in_the_log(server: ServerProcess, bound: RawEsme) -> None:
+    secret = b"SECRET-7f3a9c-TEXT"
+    for kw in [{}, {"priority_flag": 9}, {"validity_period": "991399999999999+"}]:
+        bound.call(C.SUBMIT_SM, destination_addr="46701012100",
+                   **{**SUBMIT, "short_message": secret, **kw})
+    bound.send_raw(frame(C.SUBMIT_SM, 4000, b"\x00\x05\x00ACME\x00\x01\x01" + secret))
+    bound.wait_resp(4000)
+    assert wait_for(lambda: len(inbox(server.home, "46701012100")) == 1)
+    assert secret not in server.log_path.read_bytes()
