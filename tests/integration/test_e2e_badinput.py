@@ -359,3 +359,72 @@ def test_no_message_text_in_the_log(server: ServerProcess, bound: RawEsme) -> No
     bound.wait_resp(4000)
     assert wait_for(lambda: len(inbox(server.home, "46701012100")) == 1)
     assert secret not in server.log_path.read_bytes()
+
+
+def test_bind_abandoned_before_its_answer_leaves_no_receiver(server: ServerProcess) -> None:
+    """Connections that send bind_receiver and vanish before the answer (the password check
+    takes a moment) must not stay registered as receivers: receipts would be sent into
+    them and wait for the response timeout."""
+    for _ in range(5):
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(codec.encode(Pdu.make(C.BIND_RECEIVER, 1, system_id="vanish",
+                                        password="pw2", interface_version=0x34)))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    time.sleep(0.5)
+    rx = RawEsme(server.port)
+    assert rx.bind("vanish", "pw2", C.BIND_RECEIVER).command_status == S.ESME_ROK
+    tx = RawEsme(server.port)
+    assert tx.bind("vanish", "pw2", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    mids = set()
+    for i in range(3):
+        r = tx.call(C.SUBMIT_SM, destination_addr=str(46701013000 + i), registered_delivery=1,
+                    **SUBMIT)
+        assert r.command_status == S.ESME_ROK
+        mids.add(str(r.fields["message_id"]))
+    got: set[str] = set()
+    deadline = time.monotonic() + 5
+    while not mids <= got and time.monotonic() < deadline:
+        try:
+            p = rx.read(max(0.01, deadline - time.monotonic()))
+        except TimeoutError:
+            break
+        assert p is not None
+        if p.command_id == C.DELIVER_SM:
+            got.add(str(p.tlv("receipted_message_id")))
+    assert mids <= got
+
+
+def test_receipts_waiting_for_window_on_a_lost_connection(server: ServerProcess) -> None:
+    """More receipts than the deliver_sm window are queued on a receiver that answers none
+    and then drops: those waiting for the window must fail over too, not wait forever."""
+    rx = RawEsme(server.port)
+    assert rx.bind("vanish", "pw2", C.BIND_RECEIVER).command_status == S.ESME_ROK
+    tx = RawEsme(server.port)
+    assert tx.bind("vanish", "pw2", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    n = 150  # > window_size_max (100)
+    tx.send_raw(b"".join(codec.encode(Pdu.make(C.SUBMIT_SM, 10 + i, registered_delivery=1,
+                                                destination_addr=str(46701014000 + i),
+                                                **SUBMIT)) for i in range(n)))
+    mids = {str(tx.wait_resp(10 + i).fields["message_id"]) for i in range(n)}
+    rx.sock.settimeout(10)
+    data = b""
+    deadline = time.monotonic() + 10
+    while data.count(b"\x00\x00\x00\x05") < 100 and time.monotonic() < deadline:
+        chunk = rx.sock.recv(65536)  # deliver_sm read, never answered
+        assert chunk
+        data += chunk
+    rx.close()
+    rx2 = RawEsme(server.port)
+    assert rx2.bind("vanish", "pw2", C.BIND_RECEIVER).command_status == S.ESME_ROK
+    got: set[str] = set()
+    deadline = time.monotonic() + 8
+    while not mids <= got and time.monotonic() < deadline:
+        try:
+            p = rx2.read(max(0.01, deadline - time.monotonic()))
+        except TimeoutError:
+            break
+        assert p is not None
+        if p.command_id == C.DELIVER_SM:
+            got.add(str(p.tlv("receipted_message_id")))
+    assert len(mids - got) == 0

@@ -83,6 +83,9 @@ class SmppConnection(asyncio.Protocol):
         self._pump()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # gone for good: an answer still being prepared (a bind waiting for its password
+        # check) must not bind it, or it would be registered as a receiver after on_closed
+        self._transport = None
         if self._timer:
             self._timer.cancel()
         for fut in self._waiting.values():
@@ -195,7 +198,7 @@ class SmppConnection(asyncio.Protocol):
     async def request(self, pdu: Pdu) -> Pdu:
         """Send a request and wait for its response (TimeoutError / ConnectionError)."""
         while self.session.window_free <= 0:
-            if self.session.is_closed:
+            if self.session.is_closed or self._transport is None:
                 raise ConnectionError("session closed")
             waiter = asyncio.get_running_loop().create_future()
             self._window_waiters.append(waiter)
