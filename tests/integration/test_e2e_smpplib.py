@@ -85,6 +85,7 @@ def check_receipt(p: object, mid: str, stat: ReceiptStat, state: int, err: str =
     assert r.id == mid
     assert r.stat is stat
     assert r.err == err
+    assert r.text == ""  # I6: no message text leaves in a receipt
     assert p.receipted_message_id.decode() == mid  # type: ignore[attr-defined]
     assert p.message_state == state  # type: ignore[attr-defined]
 
@@ -646,3 +647,19 @@ def test_sar_refused(server: ServerProcess, acme: Esme, ref: int, total: int | N
         kw["sar_total_segments"] = total
     resp = acme.resp(acme.submit(next_msisdn(), b"part", **kw))
     assert resp.status == status
+
+
+def test_message_payload_too_long(server: ServerProcess) -> None:
+    raw = RawEsme(server.port)
+    assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    dest = next_msisdn()
+    r = raw.call(C.SUBMIT_SM, tlvs=[("message_payload", b"a" * (255 * 153 + 1))],
+                 source_addr="ACME", source_addr_ton=5, dest_addr_ton=1, dest_addr_npi=1,
+                 destination_addr=dest)
+    assert r.command_status == S.ESME_RINVMSGLEN
+    r = raw.call(C.SUBMIT_SM, tlvs=[("message_payload", b"a" * 1000)], source_addr="ACME",
+                 source_addr_ton=5, dest_addr_ton=1, dest_addr_npi=1, destination_addr=dest)
+    assert r.command_status == S.ESME_ROK
+    mid = str(r.fields["message_id"])
+    assert wait_for(lambda: len(inbox(server.home, dest)) == 7)  # 1000 septets: 7 parts
+    assert {x.smsc_message_id for x in inbox(server.home, dest)} == {mid}
