@@ -438,6 +438,12 @@ def test_other_operator_undeliverable(server: ServerProcess, acme: Esme) -> None
     mid = submit_ok(acme, "4915112345678", registered_delivery=1)
     check_receipt(acme.wait_receipt(mid), mid, ReceiptStat.UNDELIV, 5, err="010")
     assert not any(r.smsc_message_id == mid for r in inbox(server.home))
+    q = acme.resp(acme.c.query_message(message_id=mid, source_addr_ton=5, source_addr_npi=0,
+                                       source_addr="ACME").sequence)
+    assert (q.status, q.message_state, q.error_code) == (0, 5, 10)
+    raw = RawEsme(server.port)
+    assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    assert raw.call(C.CANCEL_SM, message_id=mid).command_status == S.ESME_RCANCELFAIL
 
 
 # -- throttling ----------------------------------------------------------------------------------
