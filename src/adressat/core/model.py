@@ -97,6 +97,23 @@ class Message:
         )
 
 
+_FIELD_NAMES: tuple[str, ...] = tuple(Message.__dataclass_fields__)
+_FIELD_SET: frozenset[str] = frozenset(_FIELD_NAMES)
+
+
+def evolve(msg: Message, changes: dict[str, object]) -> Message:
+    """``dataclasses.replace`` for the hot path (about ten times cheaper): a copy of ``msg``
+    with ``changes`` applied. Unknown field names raise TypeError, as ``replace`` does."""
+    unknown = changes.keys() - _FIELD_SET
+    if unknown:
+        raise TypeError(f"Message has no field(s) {sorted(unknown)}")
+    new = object.__new__(Message)
+    setattr_ = object.__setattr__
+    for name in _FIELD_NAMES:
+        setattr_(new, name, changes[name] if name in changes else getattr(msg, name))
+    return new
+
+
 #: Fields a transition may change; everything else is the immutable durable record (I2).
 MUTABLE_FIELDS: frozenset[str] = frozenset(
     {

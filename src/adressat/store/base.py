@@ -205,10 +205,8 @@ def plan_transition(
 
     Raises ValueError (unchangeable field), IllegalTransition, DuplicateDelivery, StaleState.
     """
-    from dataclasses import replace
-
     from adressat.core.lifecycle import check_transition
-    from adressat.core.model import FINAL_STATES
+    from adressat.core.model import FINAL_STATES, evolve
 
     check_changes(changes)
     check_transition(expected_state, new_state)
@@ -230,7 +228,7 @@ def plan_transition(
         values["lease_owner"] = None
     if "extra" in values:
         values["extra"] = dict(values["extra"])  # type: ignore[call-overload]
-    return replace(row, **values)  # type: ignore[arg-type]
+    return evolve(row, values)
 
 
 def check_new_message(msg: Message) -> None:
