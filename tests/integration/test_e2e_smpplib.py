@@ -669,3 +669,26 @@ def test_message_payload_too_long(server: ServerProcess) -> None:
     mid = str(r.fields["message_id"])
     assert wait_for(lambda: len(inbox(server.home, dest)) == 7)  # 1000 septets: 7 parts
     assert {x.smsc_message_id for x in inbox(server.home, dest)} == {mid}
+
+
+def test_submit_multi_same_number_twice_is_sent_once(server: ServerProcess) -> None:
+    raw = RawEsme(server.port)
+    assert raw.bind("acme", "pw1", C.BIND_TRANSMITTER).command_status == S.ESME_ROK
+    d = next_msisdn()
+    dests = ({"dest_flag": 1, "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": d},
+             {"dest_flag": 1, "dest_addr_ton": 1, "dest_addr_npi": 1,
+              "destination_addr": "+" + d},
+             {"dest_flag": 2, "dl_name": "friends"})
+    r = raw.call(C.SUBMIT_MULTI, source_addr="ACME", source_addr_ton=5, dest_addresses=dests,
+                 short_message=b"once")
+    assert r.command_status == S.ESME_ROK
+    assert r.fields["unsuccess_smes"] == ({"dest_addr_ton": 0, "dest_addr_npi": 0,
+                                           "destination_addr": "friends",
+                                           "error_status_code": int(S.ESME_RINVDLNAME)},)
+    mid = str(r.fields["message_id"])
+    assert wait_for(lambda: len(inbox(server.home, d)) >= 1)
+    time.sleep(0.5)
+    assert [x.smsc_message_id for x in inbox(server.home, d)] == [mid]
+    r = raw.call(C.SUBMIT_MULTI, source_addr="ACME", source_addr_ton=5, dest_addresses=(),
+                 short_message=b"none")
+    assert r.command_status == S.ESME_RINVNUMDESTS

@@ -267,6 +267,7 @@ class SmppService:
             return pdu.response(S.ESME_RINVNUMDESTS)
         now = self.clock()
         msgs = []
+        seen: set[str] = set()  # E.164 destinations already taken
         unsuccess: list[dict[str, int | str]] = []
         try:
             self._throttle(account, len(dests))  # throughput counts messages, not PDUs
@@ -284,8 +285,10 @@ class SmppService:
             ton, npi, addr = int(d["dest_addr_ton"]), int(d["dest_addr_npi"]), str(
                 d["destination_addr"])
             try:
-                msgs.append(self.ingress.build(self._submission(account, pdu, (ton, npi, addr)),
-                                               now))
+                msg = self.ingress.build(self._submission(account, pdu, (ton, npi, addr)), now)
+                if msg.destination not in seen:  # one number listed twice gets it once
+                    seen.add(msg.destination)
+                    msgs.append(msg)
                 continue
             except SubmitError as e:
                 status = e.status
