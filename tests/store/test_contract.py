@@ -375,6 +375,19 @@ def test_replace(store: Store) -> None:
         store.replace(m.id, "acme", NOW, content=b"y", tag=b"t" * 16)
 
 
+def test_replace_moves_a_scheduled_message_earlier_but_keeps_a_backoff(store: Store) -> None:
+    m = make_msg(not_before=NOW + 300, next_attempt_at=NOW + 300)
+    store.insert_messages([m])
+    got = store.replace(m.id, "acme", NOW, content=b"x", tag=b"t" * 16, not_before=NOW + 10)
+    assert got.next_attempt_at == NOW + 10 and got.not_before == NOW + 10
+    assert [c.id for c in store.claim_due(5, NOW + 10, 30, "n")] == [m.id]
+    # after a failed attempt the retry time stays, a replace cannot pull it forward
+    store.transition(m.id, S.DISPATCHED, S.DEFERRED, NOW + 11, next_attempt_at=NOW + 500)
+    again = store.replace(m.id, "acme", NOW + 12, content=b"y", tag=b"t" * 16,
+                          not_before=NOW + 20)
+    assert again.next_attempt_at == NOW + 500
+
+
 # --- audit, counts, listing ----------------------------------------------------------------------
 def _attempt(mid: str, account: str, t: float, end: float | None = None) -> AttemptRecord:
     return AttemptRecord(mid, account, "4670", "24001", "netsim", 1, 1, t, end, "delivered")

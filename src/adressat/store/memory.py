@@ -350,7 +350,11 @@ class MemoryStore:
                 ),
                 not_before=m.not_before if not_before is None else not_before,
                 next_attempt_at=(
-                    m.next_attempt_at if not_before is None else max(m.next_attempt_at, not_before)
+                    m.next_attempt_at if not_before is None
+                    # never attempted: due at the new time, earlier or later; after a failed
+                    # attempt the backoff still holds
+                    else not_before if m.state is State.ROUTED
+                    else max(m.next_attempt_at, not_before)
                 ),
                 expires_at=m.expires_at if expires_at is None else expires_at,
             )
