@@ -692,3 +692,23 @@ def test_submit_multi_same_number_twice_is_sent_once(server: ServerProcess) -> N
     r = raw.call(C.SUBMIT_MULTI, source_addr="ACME", source_addr_ton=5, dest_addresses=(),
                  short_message=b"none")
     assert r.command_status == S.ESME_RINVNUMDESTS
+
+
+def test_smpp33_receiver_gets_receipts_without_tlvs(server: ServerProcess, acme: Esme) -> None:
+    rx = RawEsme(server.port)
+    r = rx.call(C.BIND_RECEIVER, system_id="gamma", password="pw4", interface_version=0x33)
+    assert r.command_status == S.ESME_ROK
+    tx = Esme(server.port, "gamma", "pw4", mode="tx")
+    mid = submit_ok(tx, next_msisdn(), registered_delivery=1)
+    deadline = time.monotonic() + 10
+    p = None
+    while p is None and time.monotonic() < deadline:
+        q = rx.read(max(0.01, deadline - time.monotonic()))
+        assert q is not None
+        if q.command_id == C.DELIVER_SM:
+            p = q
+    assert p is not None
+    assert p.tlvs == ()
+    text = p.fields["short_message"]
+    assert isinstance(text, bytes)
+    assert parse_receipt(text).id == mid

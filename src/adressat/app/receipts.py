@@ -38,6 +38,7 @@ STAT: dict[State, tuple[ReceiptStat, MessageState]] = {
 
 class ReceiverSession(Protocol):
     account: str | None
+    interface_version: int  # from the bind: below 0x34 (SMPP 3.3) no TLVs are sent
 
     async def request(self, pdu: Pdu) -> Pdu: ...
 
@@ -175,7 +176,10 @@ class ReceiptSender:
         assert session.account == r.account  # I4: only the submitting account's sessions
         self._in_flight[r.receipt_id] = self.clock()
         try:
-            resp = await session.request(receipt_pdu(r))
+            pdu = receipt_pdu(r)
+            if session.interface_version < 0x34:  # SMPP 3.4 2.2.1: no TLVs to a 3.3 ESME
+                pdu = pdu._replace(tlvs=())
+            resp = await session.request(pdu)
         except (TimeoutError, ConnectionError):
             self.failed += 1
             self._in_flight.pop(r.receipt_id, None)  # eligible again on the next round

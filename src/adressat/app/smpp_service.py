@@ -153,6 +153,7 @@ class SmppService:
                                                        "account": system_id})
             return self._bind_failed(conn, pdu, S.ESME_RINVPASWD)
         conn.account = system_id
+        conn.interface_version = int(pdu.fields.get("interface_version", 0x34))  # type: ignore[arg-type]
         rate = account.throughput_per_s or self.throughput_per_s_default
         if rate and system_id not in self.buckets:
             self.buckets[system_id] = TokenBucket(float(rate), float(rate), self.clock())

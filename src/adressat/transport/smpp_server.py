@@ -54,6 +54,7 @@ class SmppConnection(asyncio.Protocol):
         self.clock = clock
         self.conn_id = next(_conn_ids)
         self.account: str | None = None
+        self.interface_version = 0x34  # set by the handler from the bind
         self.peer = ""
         self.session = Session(Role.SMSC, clock(), limits)
         self._transport: asyncio.Transport | None = None
