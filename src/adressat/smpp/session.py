@@ -376,7 +376,11 @@ class Session:
         if self.state is St.CLOSED:
             return None
         lim = self.limits
-        times: list[float] = [o.deadline for o in self._outstanding.values()]
+        times: list[float] = []
+        if self._outstanding:
+            # every request gets now + response_timeout_s with ``now`` never going back, so
+            # the oldest entry (dicts keep insertion order) has the earliest deadline
+            times.append(next(iter(self._outstanding.values())).deadline)
         if lim.idle_timeout_s:
             times.append(self._last_rx + lim.idle_timeout_s)
         if self.state is St.OPEN and lim.bind_timeout_s:
@@ -390,13 +394,15 @@ class Session:
         if self.state is St.CLOSED:
             return
         lim = self.limits
-        for seq, o in list(self._outstanding.items()):
-            if o.deadline <= now:
-                del self._outstanding[seq]
-                self._events.append(ResponseTimedOut(o.pdu))
-                if o.pdu.command_id == C.UNBIND:
-                    self._close("unbind not answered")
-                    return
+        while self._outstanding:
+            seq, o = next(iter(self._outstanding.items()))
+            if o.deadline > now:
+                break
+            del self._outstanding[seq]
+            self._events.append(ResponseTimedOut(o.pdu))
+            if o.pdu.command_id == C.UNBIND:
+                self._close("unbind not answered")
+                return
         if lim.idle_timeout_s and now >= self._last_rx + lim.idle_timeout_s:
             self._close("idle timeout")
             return

@@ -60,6 +60,7 @@ class SmppConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._waiting: dict[int, asyncio.Future[Pdu]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._tasks: set[asyncio.Future[Pdu]] = set()
         self._window_waiters: list[asyncio.Future[None]] = []
         self._pumping = False
@@ -224,12 +225,17 @@ class SmppConnection(asyncio.Protocol):
 
     # -- time and closing -----------------------------------------------------------------------
     def _arm_timer(self) -> None:
-        if self._timer:
-            self._timer.cancel()
-            self._timer = None
         deadline = self.session.get_timer()
         if deadline is None or self._transport is None:
+            if self._timer:
+                self._timer.cancel()
+                self._timer = None
             return
+        if self._timer is not None:
+            if self._timer_at <= deadline:
+                return  # fires no later than needed; _on_timer looks again then
+            self._timer.cancel()
+        self._timer_at = deadline
         delay = max(0.0, deadline - self.clock())
         self._timer = asyncio.get_event_loop().call_later(delay + 0.001, self._on_timer)
 
