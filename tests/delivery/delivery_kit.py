@@ -110,6 +110,10 @@ class Rig:
         while True:
             m = self.get(message_id)
             if m.state in states:
+                if m.is_final:  # the worker's hooks run right after the commit: let them
+                    grace = loop.time() + 1.0
+                    while loop.time() < grace and all(f.id != m.id for f in self.finals):
+                        await asyncio.sleep(0.002)
                 return m
             if loop.time() > deadline:
                 raise AssertionError(f"{message_id}: still {m.state.value}, wanted {states}")

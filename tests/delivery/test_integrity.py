@@ -16,7 +16,7 @@ from adressat.core.model import Message, State
 from adressat.delivery import Adapter, DeliveryError, Outcome, OutcomeKind
 from adressat.delivery.answers import NetworkAnswer
 from adressat.delivery.faults import InternalFaults, UnknownFault
-from adressat.netsim import Ack, Failure, Faults, NetSms, read_inbox
+from adressat.netsim import Ack, Failure, Faults, NetSms, RoutingInfo, read_inbox
 from adressat.observe import audit
 from adressat.observe.incident import incident_report
 
@@ -183,15 +183,17 @@ def test_identity_mismatch_alarm_attempt_and_trip_in_one_write(tmp_path: Path) -
 
 class ImsiReused(Faults):
     """The network answers for OTHER with the IMSI that earlier answered for DEST (and the
-    register, wrongly, agrees): one IMSI, two numbers."""
+    register, wrongly, agrees in every answer: lookup, identity, owner): one IMSI, two
+    numbers."""
 
     def __init__(self) -> None:
         self.imsi = ""
+        self.active = False
 
     async def on_ack(
         self, result: Ack | Failure, imsi: str, node: str, sms: NetSms
     ) -> Ack | Failure:
-        if isinstance(result, Ack) and result.msisdn == OTHER:
+        if self.active and isinstance(result, Ack) and imsi == self.imsi:
             return Ack(self.imsi, OTHER)
         return result
 
@@ -206,7 +208,17 @@ def test_imsi_conflict_quarantines_current_and_names_both(tmp_path: Path) -> Non
             first = make_msg(DEST, "first", submitted_at=T0 - 2)
             await r.insert(first)
             await r.wait_state(first.id, State.DELIVERED)
+            real_lookup, real_owner = register.lookup, register.msisdn_for_imsi
             register.identity = lambda m: faults.imsi if m == OTHER else real(m)  # type: ignore[method-assign]
+            register.lookup = lambda m: (  # type: ignore[method-assign]
+                RoutingInfo(OTHER, faults.imsi, real_lookup(DEST).node)
+                if m == OTHER
+                else real_lookup(m)
+            )
+            register.msisdn_for_imsi = lambda i: (  # type: ignore[method-assign]
+                OTHER if i == faults.imsi else real_owner(i)
+            )
+            faults.active = True
             second = make_msg(OTHER, "second", submitted_at=T0 - 1)
             await r.insert(second)
             done = await r.wait_state(second.id, State.QUARANTINED)

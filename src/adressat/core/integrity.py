@@ -27,10 +27,12 @@ class AlarmKind(StrEnum):
     DUPLICATE_ANSWER = "duplicate_answer"
     STRAY_ACK = "stray_ack"
     DUPLICATE_DELIVERY_REFUSED = "duplicate_delivery_refused"
+    ROUTING_MISMATCH = "routing_mismatch"  # refused before sending: the lookup answer is wrong
 
 
 #: Alarms that say a message may have reached (or was about to reach) a wrong identity. These
-#: count towards the route's breaker. ``late_answer`` and ``duplicate_answer`` (an answer from
+#: count towards the route's breaker; so does ``routing_mismatch`` (nothing was sent, but the
+#: register is giving wrong answers on this route: fail closed). ``late_answer`` and ``duplicate_answer`` (an answer from
 #: the destination's own identity, after the attempt was over or a second time) are recorded
 #: and discarded but do not by themselves show a wrong recipient.
 BREAKER_KINDS: frozenset[AlarmKind] = frozenset(
@@ -42,6 +44,7 @@ BREAKER_KINDS: frozenset[AlarmKind] = frozenset(
         AlarmKind.UNMATCHED_ANSWER,
         AlarmKind.STRAY_ACK,
         AlarmKind.DUPLICATE_DELIVERY_REFUSED,
+        AlarmKind.ROUTING_MISMATCH,
     }
 )
 

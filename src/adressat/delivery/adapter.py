@@ -35,6 +35,8 @@ class Outcome:
     :class:`~adressat.delivery.errors.DeliveryError` code; ``reason`` a short machine word,
     never message text. ``related``: other message ids involved in an integrity failure
     (for ``IMSI_CONFLICT``, the earlier message the same IMSI acknowledged for another number).
+    ``addressed_imsi``: the IMSI the SMSC looked up and addressed, when it differs from
+    ``imsi`` (an integrity failure: the forensic record and the audit need both).
     """
 
     kind: OutcomeKind
@@ -44,6 +46,7 @@ class Outcome:
     error: int = DeliveryError.OK
     reason: str = ""
     related: tuple[str, ...] = ()
+    addressed_imsi: str | None = None
 
     @classmethod
     def delivered(cls, imsi: str, msisdn: str, node: str | None) -> Outcome:
@@ -60,8 +63,12 @@ class Outcome:
         node: str | None = None,
         reason: str | None = None,
         related: tuple[str, ...] = (),
+        addressed_imsi: str | None = None,
     ) -> Outcome:
-        return cls(kind, imsi, msisdn, node, int(error), reason or error.name.lower(), related)
+        return cls(
+            kind, imsi, msisdn, node, int(error), reason or error.name.lower(), related,
+            addressed_imsi,
+        )
 
 
 @runtime_checkable

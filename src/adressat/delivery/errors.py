@@ -7,7 +7,10 @@ unique, fits the receipt's three digits, and has a description. Ranges:
 * 1..9       answers of the network about the subscriber (temporary unless noted)
 * 10..19     our own routing or content refusals (permanent, nothing was sent)
 * 20..29     validity
-* 30..39     integrity failures (QUARANTINED: never retried, never sent to anyone else)
+* 30..39     integrity failures: 30..33 QUARANTINED (never retried, never sent to anyone
+             else); 34 an integrity refusal BEFORE sending (nothing went out; the message
+             itself is fine, so it is retried after backoff, or HELD once the route's breaker
+             trips: the register is giving wrong answers on this route)
 """
 
 from __future__ import annotations
@@ -47,9 +50,15 @@ class DeliveryError(IntEnum):
         33,
         "integrity: the parts of one long message were acknowledged by different identities",
     )
+    ROUTING_MISMATCH = (
+        34,
+        "integrity: the register's routing answer is not the destination's current identity"
+        " (stale after a SIM swap, or another number's IMSI); nothing sent; temporary",
+    )
 
 
-#: Codes that mean an integrity failure (the message is QUARANTINED).
+#: Codes that mean an integrity failure (the message is QUARANTINED). ``ROUTING_MISMATCH`` is
+#: not one of them: it is a refusal before sending (alarm, breaker, message retried or HELD).
 INTEGRITY_ERRORS: frozenset[DeliveryError] = frozenset(
     {
         DeliveryError.TAG_MISMATCH,

@@ -5,13 +5,24 @@ The last moment before the wire is where the SMSC can still catch a mix-up (DESI
 
 1. recomputes the binding tag from exactly the values it is about to send and refuses on a
    mismatch (QUARANTINE, nothing sent);
-2. asks the register where the destination is (``lookup``), never caching the answer;
+2. asks the register where the destination is (``lookup``), never caching the answer, and
+   cross-checks the answer before anything is sent: the IMSI it names must be the
+   destination's current identity (``register.identity``) and that IMSI must belong to the
+   destination (``register.msisdn_for_imsi``). Otherwise nothing is sent: ``ROUTING_MISMATCH``
+   (TEMPORARY: the message itself is fine; the worker raises the ``routing_mismatch`` alarm,
+   which trips the route's breaker): routing info gone stale after a SIM swap, a number
+   recycled between the lookup and now, or another subscriber's IMSI are PREVENTED;
 3. builds the TP-UD of each part from the content as submitted (GSM 7-bit is carried unpacked
    in SMPP and packed for the air, after the UDH with fill bits), segmenting with a
    concatenation UDH when it does not fit one SMS;
 4. forwards each part by IMSI and checks every acknowledgement: the acknowledging MSISDN must be
-   the destination, its IMSI the destination's CURRENT identity in the register, the same for
-   every part, and an IMSI must never answer for two numbers.
+   the destination, its IMSI the destination's CURRENT identity in the register AND the IMSI
+   the SMSC addressed (a number recycled while the message was on its way: the register
+   already shows the new holder, only the addressed IMSI tells; detected, not preventable),
+   the same for every part, no second handset, and an IMSI must never answer for two numbers.
+
+``guards=False`` (benchmarks only: ``adressat run --integrity-guards off``) skips the binding
+tag, the routing cross-check and the acknowledgement checks, to measure what they cost.
 
 TP-MR and the concatenation reference are derived from the message id (and the part index), so
 a retry after a crash sends identical parts and the handset discards them as duplicates.
@@ -149,6 +160,7 @@ class NetsimAdapter:
         *,
         default_originator: str = "adressat",
         acks_remembered_max: int = 100_000,
+        guards: bool = True,
     ) -> None:
         if not tag_key:
             raise ValueError("tag_key must not be empty")
@@ -156,6 +168,7 @@ class NetsimAdapter:
         self._tag_key = tag_key
         self.default_originator = default_originator
         self.acks_remembered_max = acks_remembered_max
+        self.guards = guards
         # IMSI -> (the number it last acknowledged for, that message's id), bounded:
         # one IMSI, two numbers = alarm naming both messages
         self._acked_by: OrderedDict[str, tuple[str, str]] = OrderedDict()
@@ -167,7 +180,7 @@ class NetsimAdapter:
         content = msg.content
         data_coding = msg.data_coding
         esm_class = msg.esm_class
-        if not verify_tag(
+        if self.guards and not verify_tag(
             self._tag_key, msg.tag, message_id, destination, content, data_coding, esm_class
         ):
             log.error(
@@ -195,6 +208,10 @@ class NetsimAdapter:
             return Outcome.failed(OutcomeKind.TEMPORARY, error, msisdn=destination)
         except RegisterError:
             return Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.SYSTEM_FAILURE)
+        if self.guards:
+            refused = self._check_routing(message_id, destination, info.imsi, info.node)
+            if refused is not None:
+                return refused
 
         originator = msg.source_addr or self.default_originator
         digest = hashlib.sha256(content).hexdigest()
@@ -215,7 +232,12 @@ class NetsimAdapter:
                 return Outcome.failed(
                     kind, error, imsi=info.imsi, msisdn=destination, node=info.node
                 )
-            integrity, related = self._check_ack(result, destination, acked, message_id)
+            if not self.guards:
+                acked = result
+                continue
+            integrity, related = self._check_ack(
+                result, destination, info.imsi, acked, message_id
+            )
             if integrity is not None:
                 log.error(
                     "acknowledging identity rejected",
@@ -233,21 +255,59 @@ class NetsimAdapter:
                     msisdn=result.msisdn,
                     node=info.node,
                     related=related,
+                    addressed_imsi=info.imsi,
                 )
             acked = result
         assert acked is not None  # build_parts never returns no parts
         return Outcome.delivered(acked.imsi, acked.msisdn, info.node)
 
+    def _check_routing(
+        self, message_id: str, destination: str, imsi: str, node: str
+    ) -> Outcome | None:
+        """Before sending: the lookup answer must name the destination's current identity,
+        and that IMSI must belong to the destination. None: send; else the refusal."""
+        register = self.network.register
+        try:
+            current: str | None = register.identity(destination)
+            owner = register.msisdn_for_imsi(imsi)
+        except RegisterError:
+            current, owner = None, None
+        if imsi == current and owner == destination:
+            return None
+        log.error(
+            "routing answer rejected before sending",
+            extra={
+                "message_id": message_id,
+                "error": int(DeliveryError.ROUTING_MISMATCH),
+                "node": node,
+            },
+        )
+        return Outcome.failed(
+            OutcomeKind.TEMPORARY,
+            DeliveryError.ROUTING_MISMATCH,
+            imsi=imsi,
+            msisdn=owner,
+            node=node,
+            reason="routing_mismatch",
+            addressed_imsi=imsi,
+        )
+
     def _check_ack(
-        self, ack: Ack, destination: str, previous: Ack | None, message_id: str
+        self,
+        ack: Ack,
+        destination: str,
+        addressed: str,
+        previous: Ack | None,
+        message_id: str,
     ) -> tuple[DeliveryError | None, tuple[str, ...]]:
-        """I2: the identity that stored the part must be the destination's current one, and
-        only that one. Returns (error or None, other message ids involved)."""
+        """I2: the identity that stored the part must be the destination's current one, the
+        one the SMSC addressed, and only that one. Returns (error or None, other message ids
+        involved)."""
         try:
             current = self.network.register.identity(destination)
         except RegisterError:
             current = None
-        if ack.msisdn != destination or ack.imsi != current:
+        if ack.msisdn != destination or ack.imsi != current or ack.imsi != addressed:
             return DeliveryError.IDENTITY_MISMATCH, ()
         if getattr(ack, "also", ()):  # the node stored it at a second handset too
             return DeliveryError.IDENTITY_MISMATCH, ()

@@ -30,6 +30,10 @@ Integrity (DESIGN.md "Identity checks", "Fail closed"):
   touches HELD); a temporary failure on a held route goes to HELD instead of DEFERRED. The
   cache is only a hint: the move to HELD re-checks the store in the same transaction, so a
   route released a moment ago is sent normally.
+* Routing mismatch (``DeliveryError.ROUTING_MISMATCH``, the adapter refused to send because
+  the register's answer is not the destination's current identity): a TEMPORARY outcome
+  (DEFERRED after backoff, or HELD), written in ONE store operation with its
+  ``routing_mismatch`` alarm and, at the threshold, the route's breaker trip.
 * Answers outside their attempt (``on_network_answer``, registered on netsim's late-ack
   channel): never applied, always an alarm (``delivery.answers``). A stray ack (a stranger's
   identity) trips the route's breaker; if the message is still DEFERRED it is quarantined.
@@ -71,7 +75,13 @@ ALARM_KINDS: dict[int, AlarmKind] = {
     int(DeliveryError.IDENTITY_MISMATCH): AlarmKind.IDENTITY_MISMATCH,
     int(DeliveryError.IMSI_CONFLICT): AlarmKind.IMSI_CONFLICT,
     int(DeliveryError.PARTS_IDENTITY_MISMATCH): AlarmKind.PARTS_IDENTITY_MISMATCH,
+    int(DeliveryError.ROUTING_MISMATCH): AlarmKind.ROUTING_MISMATCH,
 }
+
+#: errors of a TEMPORARY outcome that still raise an alarm (written in the same transaction
+#: as the DEFERRED/HELD transition): a refusal before sending because the register's answer
+#: was wrong (nothing went out; the route's breaker counts it).
+ALARMED_TEMPORARY: frozenset[int] = frozenset({int(DeliveryError.ROUTING_MISMATCH)})
 
 
 def log_alarm(alarm: Alarm) -> None:
@@ -520,9 +530,10 @@ class DeliveryWorker:
             error=int(outcome.error),
         )
 
-        alarm = (
-            self._alarm_for(msg, outcome, ended_at) if plan.new_state is State.QUARANTINED else None
+        alarmed = plan.new_state is State.QUARANTINED or (
+            sent and int(outcome.error) in ALARMED_TEMPORARY
         )
+        alarm = self._alarm_for(msg, outcome, ended_at) if alarmed else None
         stored_alarm: Alarm | None = None
         tripped = False
 
@@ -544,6 +555,8 @@ class DeliveryWorker:
                 stored_alarm, tripped = record_alarm(
                     store, alarm, self.breaker_alarms_threshold, ended_at
                 )
+                if tripped and not new.is_final:  # the trip just held it
+                    new = store.get_message(msg.id) or new
             return new
 
         try:
@@ -642,6 +655,7 @@ class DeliveryWorker:
             detail=(
                 f"error={int(outcome.error)} imsi={outcome.imsi} msisdn={outcome.msisdn}"
                 f" network_node={outcome.node}"
+                + (f" addressed={outcome.addressed_imsi}" if outcome.addressed_imsi else "")
             ),
         )
 

@@ -7,8 +7,13 @@
   HELD messages are not expired while held (fail closed, an operator decides); past their
   validity they are reported as ``held_past_validity``, not as lost.
 * ``misdelivered`` (I2): inbox records stored by a handset whose MSISDN is not the message's
-  destination, or whose IMSI is not the identity the store recorded as delivered; also records
-  carrying an id the store does not know (``misdelivered_unknown_id``).
+  destination, or whose IMSI is not the identity the store recorded as delivered, or (for a
+  message not delivered) not the IMSI the SMSC addressed when an acknowledgement-identity
+  alarm recorded it (``addressed=`` in the alarm's detail: a number recycled while the
+  message was on its way reaches the new holder under the right MSISDN); also records
+  carrying an id the store does not know (``misdelivered_unknown_id``). The register's
+  history is not durable (netsim keeps it in memory), so a same-MSISDN record under another
+  IMSI is only recognised through that alarm: such records are by construction detected.
 * ``duplicate_deliveries`` (I3): records the handset flagged as duplicates
   (``duplicates_discarded``: a resend with the same TP-MR, the user saw it once) plus second
   non-duplicate records of one part, keyed by (message id, TP-MR) because the parts of a long
@@ -33,6 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from adressat.core.integrity import AlarmKind
 from adressat.core.model import FINAL_STATES, Message, State
 from adressat.netsim.inbox import read_inbox
 from adressat.store.base import Store
@@ -40,6 +46,20 @@ from adressat.store.base import Store
 __all__ = ["audit", "iter_messages"]
 
 _CACHE_MAX = 4096
+
+#: alarms raised by the acknowledgement identity check; their detail names the IMSI addressed
+_ACK_IDENTITY_KINDS = frozenset(
+    {AlarmKind.IDENTITY_MISMATCH, AlarmKind.PARTS_IDENTITY_MISMATCH, AlarmKind.IMSI_CONFLICT}
+)
+
+
+def _detail_field(detail: str, key: str) -> str | None:
+    """``key=value`` from an alarm's detail (space-separated ids and codes)."""
+    prefix = key + "="
+    for word in detail.split():
+        if word.startswith(prefix):
+            return word[len(prefix):]
+    return None
 
 
 def _key(*parts: object) -> int:
@@ -115,9 +135,14 @@ def audit(
 
     # 0. what adressat itself noticed: ids named in integrity alarms
     alarmed: set[str] = set()
+    addressed: dict[str, set[str]] = {}  # message id -> IMSIs the SMSC addressed (from alarms)
     for alarm in store.alarms_between(float("-inf"), float("inf")):
         if alarm.trips_breaker:
             alarmed.update(alarm.message_ids)
+        if alarm.kind in _ACK_IDENTITY_KINDS and alarm.message_ids:
+            imsi = _detail_field(alarm.detail, "addressed")
+            if imsi:
+                addressed.setdefault(alarm.message_ids[0], set()).add(imsi)
 
     # 1. the handsets' evidence, streamed
     cache = _MessageCache(store)
@@ -146,7 +171,11 @@ def audit(
                 _sample(undetected_ids, mid, sample_max)
             continue
         destination, delivered_imsi, state = info
-        if rec.msisdn != destination or (delivered_imsi is not None and rec.imsi != delivered_imsi):
+        if (
+            rec.msisdn != destination
+            or (delivered_imsi is not None and rec.imsi != delivered_imsi)
+            or (delivered_imsi is None and mid in addressed and rec.imsi not in addressed[mid])
+        ):
             misdelivered += 1
             _sample(misdelivered_ids, mid, sample_max)
             if state is State.QUARANTINED or mid in alarmed:
