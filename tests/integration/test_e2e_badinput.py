@@ -428,3 +428,25 @@ def test_receipts_waiting_for_window_on_a_lost_connection(server: ServerProcess)
         if p.command_id == C.DELIVER_SM:
             got.add(str(p.tlv("receipted_message_id")))
     assert len(mids - got) == 0
+
+
+SM_HEAD = (b"\x00\x05\x00ACME\x00\x01\x01" + b"46701016000\x00" + b"\x00\x00\x00"
+           + b"\x00\x00" + b"\x00\x00\x00\x00")
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    (SM_HEAD + b"\xff" + b"a" * 255, S.ESME_RINVMSGLEN),  # sm_length over 254
+    (SM_HEAD + b"\x0a" + b"a" * 5, S.ESME_RINVMSGLEN),  # sm_length past the end
+    (SM_HEAD + b"\x00" + struct.pack(">HH", 0x0424, 100) + b"abc", S.ESME_RINVOPTPARSTREAM),
+    (SM_HEAD + b"\x01x" + struct.pack(">HH", 0x020E, 4) + b"\0\0\0\1", S.ESME_RINVPARLEN),
+    (SM_HEAD + b"\x00" + struct.pack(">HH", 0x0424, 3) + b"abc"
+     + struct.pack(">HH", 0x0424, 3) + b"def", S.ESME_ROPTPARNOTALLWD),  # payload twice
+    (SM_HEAD + b"\x01x" + struct.pack(">HH", 0x0424, 0), S.ESME_RINVMSGLEN),  # both
+    (SM_HEAD + b"\x01x" + struct.pack(">HH", 0x1401, 2) + b"zz", S.ESME_ROK),  # unknown TLV
+])
+def test_malformed_submit_fields(bound: RawEsme, body: bytes, status: int) -> None:
+    bound.send_raw(frame(C.SUBMIT_SM, 50, body))
+    r = bound.wait_resp(50)
+    assert r.command_id == C.SUBMIT_SM_RESP
+    assert r.command_status == status
+    assert_alive(bound)

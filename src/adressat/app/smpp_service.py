@@ -20,7 +20,7 @@ from adressat.core.tag import binding_tag
 from adressat.smpp.constants import CommandId as C
 from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.constants import MessageState
-from adressat.smpp.pdus import Pdu
+from adressat.smpp.pdus import Pdu, tlv_tag
 from adressat.smpp.times import SmppTimeError, format_smpp_time, parse_smpp_time
 from adressat.sms.encodings import Alphabet, EncodingError, codec_for_data_coding
 from adressat.sms.segment import ConcatInfo, UdhError, concat_udh, parse_udh
@@ -69,6 +69,10 @@ def check_one_part(content: bytes, data_coding: int) -> None:
         fits = len(content) <= TP_UD_OCTETS_MAX
     if not fits:
         raise SubmitError(S.ESME_RINVMSGLEN)
+
+
+READ_TLVS = ("message_payload", "sar_msg_ref_num", "sar_total_segments", "sar_segment_seqnum",
+             "user_message_reference")
 
 
 class SubmitError(Exception):
@@ -185,6 +189,10 @@ class SmppService:
         now = self.clock()
         content = f.get("short_message", b"")
         assert isinstance(content, bytes)
+        for name in READ_TLVS:  # read as one value each: a second one would be ignored
+            tag = tlv_tag(name)
+            if sum(1 for t, _ in pdu.tlvs if t == tag) > 1:
+                raise SubmitError(S.ESME_ROPTPARNOTALLWD)
         payload = pdu.tlv("message_payload")
         if payload is not None:
             if content:
