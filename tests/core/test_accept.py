@@ -51,6 +51,8 @@ def test_accepted_message_is_routed_tagged_and_normalised() -> None:
         ({"source_addr": "ThisIsTooLongForAlpha"}, Refusal.INVALID_SOURCE),
         ({"source_addr": "12ab", "source_ton": 1}, Refusal.INVALID_SOURCE),
         ({"content": b"\x80abc"}, Refusal.INVALID_CONTENT),
+        ({"content": b"abc\x1b"}, Refusal.INVALID_CONTENT),
+        ({"content": b"\x00a\x00", "data_coding": 8}, Refusal.INVALID_CONTENT),
         ({"content": b"a" * 40_000}, Refusal.MESSAGE_TOO_LONG),
         ({"priority": 4}, Refusal.INVALID_PRIORITY),
         ({"expires_at": NOW - 1}, Refusal.INVALID_EXPIRY),
@@ -63,6 +65,14 @@ def test_refusals(kw: dict[str, object], reason: Refusal) -> None:
         _accept(sub(**kw))
     assert e.value.reason is reason
     assert "hello" not in str(e.value)
+
+
+def test_escaped_escape_and_even_ucs2_are_fine() -> None:
+    assert _accept(sub(content=b"a\x1b\x1b")).content == b"a\x1b\x1b"
+    assert _accept(sub(content=b"\x00a", data_coding=8)).content == b"\x00a"
+    # with a UDH the text is checked where the UDH is parsed
+    assert _accept(sub(content=b"\x05\x00\x03\x01\x02\x01\x00a\x00", data_coding=8,
+                       esm_class=0x40)).esm_class == 0x40
 
 
 def test_binary_content_above_0x7f_is_fine_for_8bit() -> None:

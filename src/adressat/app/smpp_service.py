@@ -34,6 +34,7 @@ from .receipts import ReceiptSender
 log = logging.getLogger("adressat.smpp.service")
 
 ESM_UDHI = 0x40
+ESM_MESSAGE_TYPE = 0x3C
 TP_UD_OCTETS_MAX = 140  # one SMS on the air (3GPP TS 23.040 9.2.3.24)
 TP_UD_SEPTETS_MAX = 160
 QUERY_STATE: dict[State, MessageState] = {
@@ -199,6 +200,10 @@ class SmppService:
                 raise SubmitError(S.ESME_RINVMSGLEN)  # both short_message and message_payload
             content = payload if isinstance(payload, bytes) else str(payload).encode("latin-1")
         esm_class = int(f.get("esm_class", 0))  # type: ignore[arg-type]
+        if esm_class & ESM_MESSAGE_TYPE:
+            # bits 2-5 name a receipt or an acknowledgement: an SMSC sends those, an ESME
+            # submits only default-type messages (SMPP 3.4 5.2.12)
+            raise SubmitError(S.ESME_RINVESMCLASS)
         extra: dict[str, int | str] = {}
         ref, total, seq = (pdu.tlv("sar_msg_ref_num"), pdu.tlv("sar_total_segments"),
                            pdu.tlv("sar_segment_seqnum"))

@@ -19,6 +19,7 @@ from adressat.core.model import ExtraValue, Message, State
 from adressat.core.tag import binding_tag
 
 GSM7_DATA_CODINGS = frozenset({0x00, 0x01})  # SMSC default alphabet (GSM 7-bit here), IA5
+UCS2_DATA_CODING = 0x08
 
 
 class Refusal(StrEnum):
@@ -90,11 +91,17 @@ def _check_source(sub: Submission, limits: AcceptLimits) -> None:
 def _check_content(sub: Submission, limits: AcceptLimits) -> None:
     if len(sub.content) > limits.content_octets_max:
         raise Refused(Refusal.MESSAGE_TOO_LONG, f"{len(sub.content)} octets")
-    if sub.data_coding in GSM7_DATA_CODINGS and not sub.esm_class & 0x40:
+    if sub.esm_class & 0x40:
+        return  # a UDH precedes the text: checked where the UDH is parsed
+    data = sub.content
+    if sub.data_coding in GSM7_DATA_CODINGS:
         # unpacked septets: one per octet, 0x00..0x7F; an escape must be followed by a char
-        data = sub.content
         if data and max(data) > 0x7F:
             raise Refused(Refusal.INVALID_CONTENT, "octet above 0x7F in 7-bit text")
+        if (len(data) - len(data.rstrip(b"\x1b"))) % 2:  # a trailing escape, not escaped
+            raise Refused(Refusal.INVALID_CONTENT, "7-bit text ends in an escape")
+    elif sub.data_coding == UCS2_DATA_CODING and len(data) % 2:
+        raise Refused(Refusal.INVALID_CONTENT, "UCS-2 text of odd length")
 
 
 def accept_message(
