@@ -9,6 +9,7 @@ is committed and ended UNDELIVERABLE in the same transaction, so its sender gets
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -114,7 +115,12 @@ class Ingress:
         return msg
 
     async def commit(self, msgs: list[Message]) -> None:
-        """Commit built messages (one group-commit operation)."""
+        """Commit built messages (one group-commit operation). Raises Overloaded."""
+        await self.commit_future(msgs)
+
+    def commit_future(self, msgs: list[Message]) -> asyncio.Future[None]:
+        """As :meth:`commit`, without a coroutine: the future resolves once the messages are
+        durable (and the worker has been woken). Raises Overloaded at once."""
         now = self.clock()
         unroutable = [m.id for m in msgs if self.route_kind(m.route) == "none"]
 
@@ -125,18 +131,25 @@ class Ingress:
                                  error=int(DeliveryError.UNROUTABLE))
 
         try:
-            if unroutable:
-                await self.committer.run(op)
-            else:  # plain inserts of concurrent submits are merged into one executemany
-                await self.committer.insert_many(msgs)
+            # plain inserts of concurrent submits are merged into one executemany
+            fut = self.committer.enqueue(op, None if unroutable else msgs)
         except CommitQueueFull:
             raise Overloaded(queue_full=False) from None
-        self.accepted += len(msgs)
-        self.queue.value += len(msgs) - len(unroutable)
-        for m in msgs:
-            log.info("accepted", extra={"message_id": m.id, "account": m.account,
-                                        "destination": m.destination, "route": m.route})
-        self.on_committed(msgs)
+
+        def committed(f: asyncio.Future[None]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                return
+            self.accepted += len(msgs)
+            self.queue.value += len(msgs) - len(unroutable)
+            if log.isEnabledFor(logging.INFO):
+                for m in msgs:
+                    log.info("accepted", extra={"message_id": m.id, "account": m.account,
+                                                "destination": m.destination,
+                                                "route": m.route})
+            self.on_committed(msgs)
+
+        fut.add_done_callback(committed)
+        return fut
 
     async def refresh_queue_gauge(self) -> None:
         counts = await self.committer.run(lambda s: s.count_by_state())

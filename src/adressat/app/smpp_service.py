@@ -254,20 +254,39 @@ class SmppService:
             extra=extra,
         )
 
-    async def _submit(self, conn: SmppConnection, pdu: Pdu) -> Pdu:
+    def _submit(self, conn: SmppConnection, pdu: Pdu) -> Pdu | asyncio.Future[Pdu]:
+        """Refusals are answered at once; an accepted message is answered by a future that
+        resolves after its commit (I1). No coroutine or task per submit: this is the path
+        every message takes."""
         account = conn.account
         assert account is not None
         try:
             self._throttle(account)
             sub = self._submission(account, pdu)
-            msg = await self.ingress.accept(sub)
+            self.ingress.check_capacity()
+            msg = self.ingress.build(sub, self.clock())
+            committed = self.ingress.commit_future([msg])
         except SubmitError as e:
             return pdu.response(e.status)
         except Refused as e:
+            self.ingress.refused += 1
             return pdu.response(S[REFUSAL_STATUS_NAMES[e.reason]])
         except Overloaded as e:
             return pdu.response(S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED)
-        return pdu.response(message_id=msg.id)
+        answer: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
+
+        def done(f: asyncio.Future[None]) -> None:
+            if f.cancelled():
+                answer.cancel()
+            elif f.exception() is not None:  # nothing durable: the sender must not retry blind
+                log.error("commit failed", extra={"account": account,
+                                                  "error_type": type(f.exception()).__name__})
+                answer.set_result(pdu.response(S.ESME_RSYSERR))
+            else:
+                answer.set_result(pdu.response(message_id=msg.id))
+
+        committed.add_done_callback(done)
+        return answer
 
     async def _submit_multi(self, conn: SmppConnection, pdu: Pdu) -> Pdu:
         """One message per SME destination, committed together; the response carries the id

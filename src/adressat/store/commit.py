@@ -85,6 +85,13 @@ class GroupCommitter:
         return await self._submit(fn, None)
 
     async def _submit(self, fn: Callable[[Store], T], inserts: Sequence[Message] | None) -> T:
+        return await self.enqueue(fn, inserts)
+
+    def enqueue(
+        self, fn: Callable[[Store], T], inserts: Sequence[Message] | None = None
+    ) -> asyncio.Future[T]:
+        """Queue ``fn(store)`` and return the future of its committed result, without a
+        coroutine (the per-message hot path). Raises CommitQueueFull / CommitterClosed."""
         if self._closed:
             raise CommitterClosed("group committer is stopped")
         loop = asyncio.get_running_loop()
@@ -93,7 +100,7 @@ class GroupCommitter:
             self._queue.put_nowait(_Op(fn, loop, fut, inserts))
         except queue.Full:
             raise CommitQueueFull("commit queue full") from None
-        return await fut
+        return fut
 
     async def insert(self, msg: Message) -> None:
         """Insert one message; resolves once it is durably committed."""
