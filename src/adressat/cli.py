@@ -40,9 +40,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             subscribers=args.subscribers,
             netsim_seed=args.seed,
             netsim_realistic=not args.quiet_network,
+            integrity_guards=args.integrity_guards == "on",
+            **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
         )
     )
     return 0
+
+
+def _delays(text: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of seconds: {text!r}") from None
+    if not delays or any(d <= 0 for d in delays):
+        raise argparse.ArgumentTypeError("retry delays must be > 0")
+    return delays
 
 
 def cmd_account(args: argparse.Namespace) -> int:
@@ -271,6 +283,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet-network",
         action="store_true",
         help="no absent subscribers and no latency in the simulated network",
+    )
+    r.add_argument(
+        "--retry-delays-s",
+        type=_delays,
+        default=None,
+        metavar="S,S,...",
+        help="backoff between delivery attempts, seconds (default 15,30,60,300,900,3600)",
+    )
+    r.add_argument(
+        "--integrity-guards",
+        choices=("on", "off"),
+        default="on",
+        help="FOR MEASUREMENT ONLY: 'off' skips the binding-tag, routing and acknowledgement"
+        " identity checks to measure their cost (logs a critical warning); never in service",
     )
     r.set_defaults(fn=cmd_run)
 

@@ -57,7 +57,8 @@ def _refused_before_sending(tmp_path: Path, name: str, **params: object) -> None
             assert att.error == DeliveryError.ROUTING_MISMATCH
             assert r.finals == []  # not final: the message itself is fine
             report = incident_report(r.store, T0 - 10, T0 + 10)
-            assert report["accounts"]["acme"]["suspect"] == [msg.id]  # named in the alarm
+            acme = report["accounts"]["acme"]
+            assert acme["held"] == [msg.id] and acme["suspect"] == []  # nothing was sent
 
             board.off(name)
             r.store.release_route(ROUTE, T0)
@@ -70,6 +71,8 @@ def _refused_before_sending(tmp_path: Path, name: str, **params: object) -> None
             assert (rec.msisdn, rec.imsi) == (DEST, current)
             figures = audit(r.store, tmp_path, T0 + 10)
             assert figures["misdelivered"] == 0 and figures["lost"] == 0
+            report = incident_report(r.store, T0 - 10, T0 + 10)
+            assert report["accounts"]["acme"]["delivered"] == [msg.id]
 
     run(main())
 

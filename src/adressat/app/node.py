@@ -77,6 +77,12 @@ class Node:
         self.network = Network(s.home, netsim_settings(s), faults=self._network_faults(s))
         self.internal_faults = InternalFaults(seed=s.netsim_seed)
         self._faults_applied: dict[str, FaultSetting] = {}
+        if not s.integrity_guards:
+            log.critical(
+                "INTEGRITY GUARDS OFF: no binding-tag, routing or acknowledgement identity"
+                " checks; messages can reach the wrong subscriber unnoticed. For measurement"
+                " only (bench/e2e.py), never in service."
+            )
         self.router = Router(OWN_OPERATOR, [self.network.settings.msisdn_range], None)
         self.receipts = ReceiptSender(self.committer, resend_s=s.receipt_resend_s)
         self.ingress = Ingress(
@@ -91,7 +97,7 @@ class Node:
         )
         self.worker = DeliveryWorker(
             self.committer,
-            {"netsim": NetsimAdapter(self.network, self.tag_key)},
+            {"netsim": NetsimAdapter(self.network, self.tag_key, guards=s.integrity_guards)},
             self.ingress.route_kind,
             RetryPolicy(s.retry_delays_s, s.retry_jitter_fraction),
             owner=f"node-{s.node_id}-{os.getpid()}",

@@ -55,6 +55,9 @@ class Settings:
     breaker_alarms_threshold: int = 1  # integrity alarms on a route that trip it; 0 = never
     held_routes_refresh_s: float = 1.0  # how soon a `route release` reaches the worker
     fault_poll_interval_s: float = 0.5  # how soon `adressat fault on/off` takes effect
+    # False ONLY to measure what the guards cost (bench/e2e.py): no binding-tag check, no
+    # routing cross-check, no acknowledgement identity check. Never in service.
+    integrity_guards: bool = True
 
     # simulated network
     subscribers: int = 100_000

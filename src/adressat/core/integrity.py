@@ -49,6 +49,12 @@ BREAKER_KINDS: frozenset[AlarmKind] = frozenset(
 )
 
 
+#: Alarms that say a message may have reached a wrong identity (the audit's "detected", the
+#: incident report's "suspect"): every breaker kind except ``routing_mismatch``, which is
+#: raised when nothing was sent (prevented, not a possible misdelivery).
+MISDELIVERY_KINDS: frozenset[AlarmKind] = BREAKER_KINDS - {AlarmKind.ROUTING_MISMATCH}
+
+
 @dataclass(frozen=True, slots=True)
 class Alarm:
     """One integrity alarm. ``id`` is assigned by the store (0 before it is appended)."""
@@ -66,6 +72,11 @@ class Alarm:
     @property
     def trips_breaker(self) -> bool:
         return self.kind in BREAKER_KINDS
+
+    @property
+    def names_misdelivery(self) -> bool:
+        """Whether the messages it names may have reached a wrong identity."""
+        return self.kind in MISDELIVERY_KINDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,11 +16,15 @@
   IMSI is only recognised through that alarm: such records are by construction detected.
 * ``duplicate_deliveries`` (I3): records the handset flagged as duplicates
   (``duplicates_discarded``: a resend with the same TP-MR, the user saw it once) plus second
-  non-duplicate records of one part, keyed by (message id, TP-MR) because the parts of a long
-  message share the id (``duplicates_stored``: the user saw it twice).
+  non-duplicate records of one part at the same identity, keyed by (message id, TP-MR,
+  MSISDN, IMSI) because the parts of a long message share the id (``duplicates_stored``: the
+  user saw it twice). A copy at another identity (a node that delivers to two handsets) is a
+  misdelivery, counted there, not a duplicate.
 * ``misdelivered_detected`` / ``misdelivered_undetected``: the misdelivered records split by
   whether adressat itself noticed: detected when the message is QUARANTINED or named in an
-  integrity alarm (``alarms`` table); undetected otherwise (must be 0).
+  integrity alarm that says it may have reached a wrong identity (``alarms`` table,
+  ``MISDELIVERY_KINDS``: not ``routing_mismatch``, raised when nothing was sent); undetected
+  otherwise (must be 0).
 * ``quarantined`` / ``held``: messages in those states now.
 * ``receipts_pending``: receipt outbox rows not yet sent, over every account (informational).
 * ``ok``: no loss, no misdelivery, nothing stored twice.
@@ -137,7 +141,7 @@ def audit(
     alarmed: set[str] = set()
     addressed: dict[str, set[str]] = {}  # message id -> IMSIs the SMSC addressed (from alarms)
     for alarm in store.alarms_between(float("-inf"), float("inf")):
-        if alarm.trips_breaker:
+        if alarm.names_misdelivery:
             alarmed.update(alarm.message_ids)
         if alarm.kind in _ACK_IDENTITY_KINDS and alarm.message_ids:
             imsi = _detail_field(alarm.detail, "addressed")
@@ -185,7 +189,7 @@ def audit(
         if rec.duplicate:
             discarded += 1
             continue
-        part = _key(mid, rec.message_reference)
+        part = _key(mid, rec.message_reference, rec.msisdn, rec.imsi)
         if part in parts_seen:
             stored_twice += 1
             _sample(duplicate_ids, mid, sample_max)

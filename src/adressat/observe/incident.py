@@ -10,7 +10,8 @@ window (a message submitted earlier but delivered during the incident). Alarms a
 Per message (first rule that applies):
 
 * ``quarantined``: state QUARANTINED (an integrity check stopped it; the sender was told);
-* ``suspect``: named in an integrity alarm (``core.integrity.BREAKER_KINDS``) but not
+* ``suspect``: named in an integrity alarm that says it may have reached a wrong identity
+  (``core.integrity.MISDELIVERY_KINDS``; not ``routing_mismatch``: nothing was sent) but not
   quarantined: e.g. the earlier message of an IMSI conflict, a DELIVERED message whose stray
   acknowledgement shows a stranger's handset has it too;
 * ``held``: state HELD (its route's breaker is open; not sent);
@@ -66,7 +67,7 @@ def incident_report(
     for alarm in store.alarms_between(t1, float("inf")):
         if alarm.at < t2:
             alarms_in_window += 1
-        if alarm.trips_breaker:
+        if alarm.names_misdelivery:
             for mid in alarm.message_ids:
                 named.setdefault(mid, []).append(alarm.id)
     # a message named by an alarm but outside the window's lists: include it (suspect)
