@@ -19,7 +19,7 @@ from typing import Protocol
 from adressat.core.model import Receipt, State
 from adressat.smpp.constants import CommandId as C
 from adressat.smpp.constants import CommandStatus as S
-from adressat.smpp.constants import MessageState
+from adressat.smpp.constants import MessageState, TlvTag
 from adressat.smpp.pdus import Pdu
 from adressat.sms.receipt import DeliveryReceipt, ReceiptStat, build_receipt
 from adressat.store.commit import GroupCommitter
@@ -57,19 +57,25 @@ def receipt_pdu(r: Receipt) -> Pdu:
             err=f"{r.error or 0:03d}",
         )
     )
-    return Pdu.make(
+    # the checked template of Pdu.make, filled in per receipt (one receipt per message)
+    fields = dict(_DELIVER_SM_TEMPLATE.fields)
+    fields["source_addr"] = r.destination
+    fields["dest_addr_ton"] = r.source_ton
+    fields["dest_addr_npi"] = r.source_npi
+    fields["destination_addr"] = r.source_addr
+    fields["short_message"] = text.encode("ascii")
+    return Pdu(
         C.DELIVER_SM,
         0,
-        source_addr_ton=1,
-        source_addr_npi=1,
-        source_addr=r.destination,
-        dest_addr_ton=r.source_ton,
-        dest_addr_npi=r.source_npi,
-        destination_addr=r.source_addr,
-        esm_class=0x04,
-        short_message=text.encode("ascii"),
-        tlvs=[("receipted_message_id", r.message_id), ("message_state", int(mstate))],
+        0,
+        fields,
+        ((TlvTag.RECEIPTED_MESSAGE_ID, r.message_id), (TlvTag.MESSAGE_STATE, int(mstate))),
     )
+
+
+_DELIVER_SM_TEMPLATE = Pdu.make(
+    C.DELIVER_SM, 0, source_addr_ton=1, source_addr_npi=1, esm_class=0x04
+)
 
 
 class ReceiptSender:
