@@ -29,6 +29,9 @@ def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def cmd_run(args: argparse.Namespace) -> int:
     from adressat.app.node import run
 
+    if args.breaker_alarms_threshold < 0:
+        print("--breaker-alarms-threshold must be >= 0", file=sys.stderr)
+        return 2
     if not 1 <= args.subscribers <= 2_700_000:
         print("--subscribers must be 1..2700000", file=sys.stderr)
         return 2
@@ -41,6 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             netsim_seed=args.seed,
             netsim_realistic=not args.quiet_network,
             integrity_guards=args.integrity_guards == "on",
+            breaker_alarms_threshold=args.breaker_alarms_threshold,
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
         )
     )
@@ -290,6 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="S,S,...",
         help="backoff between delivery attempts, seconds (default 15,30,60,300,900,3600)",
+    )
+    r.add_argument(
+        "--breaker-alarms-threshold",
+        type=int,
+        default=1,
+        metavar="N",
+        help="integrity alarms on a route that trip its breaker (default 1: any); 0 never"
+        " trips (tests and benchmarks only)",
     )
     r.add_argument(
         "--integrity-guards",

@@ -194,7 +194,7 @@ def setup_home(home: Path) -> None:
         _cli(home, "account", "add", name, "--password", PASSWORD)
 
 
-def server_for(home: Path) -> ServerProcess:
+def server_for(home: Path, *extra: str) -> ServerProcess:
     return ServerProcess(
         home,
         None,
@@ -203,6 +203,7 @@ def server_for(home: Path) -> ServerProcess:
         str(SUBSCRIBERS),
         "--retry-delays-s",
         "0.5,1,1,2,2",
+        *extra,
     )
 
 
@@ -256,12 +257,13 @@ async def scenario(
     workers: int = 6,
     pause_s: float = 0.06,
     receipts_wait_s: float = 60.0,
+    server_args: tuple[str, ...] = (),
 ) -> Run:
     """Run the whole scenario against a fresh server under ``home``; returns the record."""
     setup_home(home)
     run = Run(home, seed)
     rng = random.Random(seed)
-    server = server_for(home)
+    server = server_for(home, *server_args)
     await asyncio.to_thread(server.start)
     try:
         run.clients = {
@@ -504,6 +506,7 @@ def analyse(run: Run) -> dict[str, Any]:
             1 for r in receipt_of.values() if r.stat is not None and r.stat.value == "DELIVRD"
         ),
         "quarantined": len(quarantined_ids),
+        "alarms": sum(int(r.get("alarms_total", 0)) for r in run.final_routes),
         "wrong_identity_other_number": len(wrong_msisdn),
         "wrong_identity_same_number": max(0, same_msisdn_audit),
         "wrong_identity_detail": wrong_detail[:20],

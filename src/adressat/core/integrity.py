@@ -32,9 +32,10 @@ class AlarmKind(StrEnum):
 
 #: Alarms that say a message may have reached (or was about to reach) a wrong identity. These
 #: count towards the route's breaker; so does ``routing_mismatch`` (nothing was sent, but the
-#: register is giving wrong answers on this route: fail closed). ``late_answer`` and ``duplicate_answer`` (an answer from
-#: the destination's own identity, after the attempt was over or a second time) are recorded
-#: and discarded but do not by themselves show a wrong recipient.
+#: register is giving wrong answers on this route: fail closed). ``late_answer`` and
+#: ``duplicate_answer`` (an answer from the destination's own identity, after the attempt was
+#: over or a second time) are recorded and discarded but do not by themselves show a wrong
+#: recipient.
 BREAKER_KINDS: frozenset[AlarmKind] = frozenset(
     {
         AlarmKind.TAG_MISMATCH,
