@@ -25,7 +25,9 @@ Integrity (DESIGN.md "Identity checks", "Fail closed"):
   once, so it is not rewritten: the alarm names both ids, and the incident report lists the
   earlier one as ``suspect`` (and the audit counts a misdelivery to it as detected).
 * Held routes: the worker caches the set of held routes (refreshed from the store every
-  ``held_refresh_s`` and at once on a trip). A claimed message whose route is held is moved
+  ``held_refresh_s`` and at once on a trip; with a threshold of 1, already when an integrity
+  outcome comes back, before its transaction commits, so the claimed messages that have not
+  started yet are held rather than sent meanwhile). A claimed message whose route is held is moved
   DISPATCHED -> HELD without being sent (not rerouted, not expired early: ``expire_due`` never
   touches HELD); a temporary failure on a held route goes to HELD instead of DEFERRED. The
   cache is only a hint: the move to HELD re-checks the store in the same transaction, so a
@@ -400,10 +402,21 @@ class DeliveryWorker:
             outcome = await self._attempt(self._pairing(msg))
         finally:
             self._in_flight.pop(msg.id, None)
+        if self._trips_at_once(msg, outcome):
+            # Hint before the commit: claimed messages of this route that have not started
+            # yet are held instead of sent while the alarm's transaction is in the group
+            # commit (the store decides; a refresh corrects the cache if it did not trip).
+            self._held = self._held | {msg.route}
         ended_at = self.clock()
         return await self._write(
             msg, outcome, self._plan(msg, outcome, ended_at), started_at, ended_at, sent=True
         )
+
+    def _trips_at_once(self, msg: Message, outcome: Outcome) -> bool:
+        """Whether this outcome's alarm trips the route by itself (threshold 1)."""
+        if self.breaker_alarms_threshold != 1 or not msg.route:
+            return False
+        return outcome.kind is OutcomeKind.QUARANTINE or int(outcome.error) in ALARMED_TEMPORARY
 
     async def _hold_claimed(self, msg: Message, now: float) -> tuple[bool, Message | None]:
         """DISPATCHED -> HELD without sending, if the route is held in the store (checked in
