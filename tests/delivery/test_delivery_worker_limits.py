@@ -40,7 +40,8 @@ def test_concurrency_is_bounded(tmp_path: Path) -> None:
             for m in msgs:
                 await r.wait_state(m.id, State.DELIVERED)
             assert slow[0].peak == 3
-            assert r.worker.delivered == 20 and r.worker.in_flight == 0
+            await r.wait_for(lambda: r.worker.in_flight == 0)  # done callbacks run after
+            assert r.worker.delivered == 20
 
     asyncio.run(main())
 
