@@ -45,6 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             netsim_realistic=not args.quiet_network,
             integrity_guards=args.integrity_guards == "on",
             breaker_alarms_threshold=args.breaker_alarms_threshold,
+            queue_messages_max=args.queue_max,
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
         )
     )
@@ -294,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="S,S,...",
         help="backoff between delivery attempts, seconds (default 15,30,60,300,900,3600)",
+    )
+    r.add_argument(
+        "--queue-max",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="messages not yet final; over it submit_sm gets ESME_RMSGQFUL (default 1000000)",
     )
     r.add_argument(
         "--breaker-alarms-threshold",

@@ -130,17 +130,21 @@ class Ingress:
                 store.transition(mid, State.ROUTED, State.UNDELIVERABLE, now,
                                  error=int(DeliveryError.UNROUTABLE))
 
+        queued = len(msgs) - len(unroutable)
+        if self.queue.value + queued > self.queue.limit:
+            raise Overloaded(queue_full=True)
         try:
             # plain inserts of concurrent submits are merged into one executemany
             fut = self.committer.enqueue(op, None if unroutable else msgs)
         except CommitQueueFull:
             raise Overloaded(queue_full=False) from None
+        self.queue.value += queued  # reserved now, so commits in flight count too
 
         def committed(f: asyncio.Future[None]) -> None:
             if f.cancelled() or f.exception() is not None:
+                self.queue.value -= queued
                 return
             self.accepted += len(msgs)
-            self.queue.value += len(msgs) - len(unroutable)
             if log.isEnabledFor(logging.INFO):
                 for m in msgs:
                     log.info("accepted", extra={"message_id": m.id, "account": m.account,
