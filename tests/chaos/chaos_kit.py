@@ -48,7 +48,7 @@ SUBSCRIBERS = 100_000
 FIRST = 46701000000
 DATA_CODING_8BIT = 4
 #: integrity error codes in a receipt's err: field (QUARANTINED)
-QUARANTINE_ERRS = frozenset({30, 31, 32, 33})
+QUARANTINE_ERRS = frozenset({30, 31, 32, 33, 35})
 FAULT_APPLY_S = 1.2  # the node polls the desired fault state every 0.5 s
 
 

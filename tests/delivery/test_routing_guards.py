@@ -16,7 +16,7 @@ from delivery_kit import DEST, T0, make_msg, rig
 from adressat.core.integrity import AlarmKind
 from adressat.core.model import State
 from adressat.delivery import DeliveryError, Outcome, OutcomeKind
-from adressat.netsim import read_inbox
+from adressat.netsim import Ack, Failure, FailureReason, Faults, NetSms, read_inbox
 from adressat.netsim.faults import FaultSwitchboard
 from adressat.observe import audit
 from adressat.observe.incident import incident_report
@@ -186,6 +186,67 @@ def test_guards_off_sends_what_the_register_says(tmp_path: Path) -> None:
             await r.insert(msg)
             deferred = await r.wait_state(msg.id, State.DEFERRED)
             assert deferred.error == DeliveryError.UNIDENTIFIED_SUBSCRIBER
+            assert r.store.alarms_between(0, float("inf")) == []
+
+    run(main())
+
+
+class AckLostOnce(Faults):
+    """The handset stores the first forward but its acknowledgement never arrives."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+
+    async def on_ack(
+        self, result: Ack | Failure, imsi: str, node: str, sms: NetSms
+    ) -> Ack | Failure:
+        if isinstance(result, Ack) and self.lost == 0:
+            self.lost += 1
+            return Failure.of(FailureReason.TIMEOUT)
+        return result
+
+
+def test_retry_after_lost_ack_never_goes_to_another_identity(tmp_path: Path) -> None:
+    """I3: the first attempt was stored by X but its ack was lost; the number then changes
+    hands. The retry must not reach the new identity: QUARANTINED (35), alarm, nothing sent."""
+
+    async def main() -> None:
+        faults = AckLostOnce()
+        async with rig(tmp_path, faults=faults, breaker_alarms_threshold=0) as r:
+            r.worker.current_imsi = r.network.register.identity  # as app/node.py wires it
+            first = r.network.register.identity(DEST)
+            msg = make_msg(DEST, registered_delivery=1)
+            await r.insert(msg)
+            deferred = await r.wait_state(msg.id, State.DEFERRED)
+            assert deferred.error == DeliveryError.TIMEOUT
+            r.network.register.recycle(DEST)
+            r.clock.advance(1.0)
+            await r.worker.retry_destination(DEST)
+            done = await r.wait_state(msg.id, State.QUARANTINED)
+            assert done.error == DeliveryError.RETRY_IDENTITY_CHANGED
+            [rec] = list(read_inbox(tmp_path))  # only the first copy, at the first holder
+            assert (rec.msisdn, rec.imsi) == (DEST, first)
+            [alarm] = r.store.alarms_between(0, float("inf"))
+            assert alarm.kind is AlarmKind.RETRY_IDENTITY_CHANGED
+            assert f"addressed={first}" in alarm.detail
+            figures = audit(r.store, tmp_path, T0 + 10)
+            assert figures["misdelivered"] == 0 and figures["lost"] == 0
+
+    run(main())
+
+
+def test_retry_after_lost_ack_to_the_same_identity_is_delivered_once(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with rig(tmp_path, faults=AckLostOnce()) as r:
+            r.worker.current_imsi = r.network.register.identity
+            msg = make_msg(DEST)
+            await r.insert(msg)
+            await r.wait_state(msg.id, State.DEFERRED)
+            r.clock.advance(1.0)
+            await r.worker.retry_destination(DEST)
+            await r.wait_state(msg.id, State.DELIVERED)
+            recs = list(read_inbox(tmp_path))
+            assert [x.duplicate for x in recs] == [False, True]  # the handset discarded it
             assert r.store.alarms_between(0, float("inf")) == []
 
     run(main())

@@ -28,6 +28,8 @@ class AlarmKind(StrEnum):
     STRAY_ACK = "stray_ack"
     DUPLICATE_DELIVERY_REFUSED = "duplicate_delivery_refused"
     ROUTING_MISMATCH = "routing_mismatch"  # refused before sending: the lookup answer is wrong
+    # a retry after a timeout would go to another identity than the one that may have it
+    RETRY_IDENTITY_CHANGED = "retry_identity_changed"
 
 
 #: Alarms that say a message may have reached (or was about to reach) a wrong identity. These
@@ -46,14 +48,18 @@ BREAKER_KINDS: frozenset[AlarmKind] = frozenset(
         AlarmKind.STRAY_ACK,
         AlarmKind.DUPLICATE_DELIVERY_REFUSED,
         AlarmKind.ROUTING_MISMATCH,
+        AlarmKind.RETRY_IDENTITY_CHANGED,
     }
 )
 
 
 #: Alarms that say a message may have reached a wrong identity (the audit's "detected", the
-#: incident report's "suspect"): every breaker kind except ``routing_mismatch``, which is
-#: raised when nothing was sent (prevented, not a possible misdelivery).
-MISDELIVERY_KINDS: frozenset[AlarmKind] = BREAKER_KINDS - {AlarmKind.ROUTING_MISMATCH}
+#: incident report's "suspect"): every breaker kind except ``routing_mismatch`` and
+#: ``retry_identity_changed``, raised when nothing was sent (prevented).
+MISDELIVERY_KINDS: frozenset[AlarmKind] = BREAKER_KINDS - {
+    AlarmKind.ROUTING_MISMATCH,
+    AlarmKind.RETRY_IDENTITY_CHANGED,  # nothing sent; the earlier copy went where addressed
+}
 
 
 @dataclass(frozen=True, slots=True)

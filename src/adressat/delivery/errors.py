@@ -7,7 +7,7 @@ unique, fits the receipt's three digits, and has a description. Ranges:
 * 1..9       answers of the network about the subscriber (temporary unless noted)
 * 10..19     our own routing or content refusals (permanent, nothing was sent)
 * 20..29     validity
-* 30..39     integrity failures: 30..33 QUARANTINED (never retried, never sent to anyone
+* 30..39     integrity failures: 30..33 and 35 QUARANTINED (never retried, never sent to anyone
              else); 34 an integrity refusal BEFORE sending (nothing went out; the message
              itself is fine, so it is retried after backoff, or HELD once the route's breaker
              trips: the register is giving wrong answers on this route)
@@ -50,6 +50,11 @@ class DeliveryError(IntEnum):
         33,
         "integrity: the parts of one long message were acknowledged by different identities",
     )
+    RETRY_IDENTITY_CHANGED = (
+        35,
+        "integrity: a retry after an unanswered attempt (timeout: the handset may have stored"
+        " it) would go to another identity than the one addressed before; not sent",
+    )
     ROUTING_MISMATCH = (
         34,
         "integrity: the register's routing answer is not the destination's current identity"
@@ -65,5 +70,6 @@ INTEGRITY_ERRORS: frozenset[DeliveryError] = frozenset(
         DeliveryError.IDENTITY_MISMATCH,
         DeliveryError.IMSI_CONFLICT,
         DeliveryError.PARTS_IDENTITY_MISMATCH,
+        DeliveryError.RETRY_IDENTITY_CHANGED,
     }
 )

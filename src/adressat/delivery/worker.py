@@ -32,6 +32,10 @@ Integrity (DESIGN.md "Identity checks", "Fail closed"):
   touches HELD); a temporary failure on a held route goes to HELD instead of DEFERRED. The
   cache is only a hint: the move to HELD re-checks the store in the same transaction, so a
   route released a moment ago is sent normally.
+* Retry after a timeout (the handset may have stored it): only towards the identity
+  addressed then; if the destination's identity changed meanwhile, nothing is sent:
+  QUARANTINED (``RETRY_IDENTITY_CHANGED``, alarm ``retry_identity_changed``). I3: "a second
+  attempt towards a different identity is an alarm".
 * Routing mismatch (``DeliveryError.ROUTING_MISMATCH``, the adapter refused to send because
   the register's answer is not the destination's current identity): a TEMPORARY outcome
   (DEFERRED after backoff, or HELD), written in ONE store operation with its
@@ -78,6 +82,7 @@ ALARM_KINDS: dict[int, AlarmKind] = {
     int(DeliveryError.IMSI_CONFLICT): AlarmKind.IMSI_CONFLICT,
     int(DeliveryError.PARTS_IDENTITY_MISMATCH): AlarmKind.PARTS_IDENTITY_MISMATCH,
     int(DeliveryError.ROUTING_MISMATCH): AlarmKind.ROUTING_MISMATCH,
+    int(DeliveryError.RETRY_IDENTITY_CHANGED): AlarmKind.RETRY_IDENTITY_CHANGED,
 }
 
 #: errors of a TEMPORARY outcome that still raise an alarm (written in the same transaction
@@ -396,6 +401,10 @@ class DeliveryWorker:
             outcome = Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.EXPIRED)
             plan = _Plan(State.EXPIRED, {"error": int(DeliveryError.EXPIRED)})
             return await self._write(msg, outcome, plan, started_at, started_at, sent=False)
+        refused = await self._retry_identity_check(msg)
+        if refused is not None:
+            plan = self._plan(msg, refused, started_at)
+            return await self._write(msg, refused, plan, started_at, started_at, sent=False)
         self.attempts += 1
         self._in_flight[msg.id] = msg
         try:
@@ -410,6 +419,41 @@ class DeliveryWorker:
         ended_at = self.clock()
         return await self._write(
             msg, outcome, self._plan(msg, outcome, ended_at), started_at, ended_at, sent=True
+        )
+
+    async def _retry_identity_check(self, msg: Message) -> Outcome | None:
+        """I3 for retries: after an attempt that timed out (the handset may have stored it),
+        the retry may only go to the identity addressed then. If the destination's identity
+        has changed since (SIM swap, recycled number), nothing is sent: QUARANTINE
+        (``RETRY_IDENTITY_CHANGED``) with its alarm. Costs a store read per retry (never for
+        a first attempt)."""
+        if msg.attempts <= 1 or msg.error is None or msg.error == 0:
+            return None  # a first attempt, or nothing went wrong before
+        if self.current_imsi is None:
+            return None
+        try:
+            attempts = await self.committer.run(lambda s: s.attempts_for_message(msg.id))
+        except StoreError:
+            return None
+        timeout = int(DeliveryError.TIMEOUT)
+        previous = next(
+            (a.imsi for a in reversed(attempts) if a.imsi and a.error == timeout), None
+        )
+        if previous is None:
+            return None
+        try:
+            current = self.current_imsi(msg.destination)
+        except Exception:  # noqa: BLE001 - the register may be down: let the adapter decide
+            return None
+        if current is None or current == previous:
+            return None
+        return Outcome.failed(
+            OutcomeKind.QUARANTINE,
+            DeliveryError.RETRY_IDENTITY_CHANGED,
+            imsi=current,
+            msisdn=msg.destination,
+            reason="retry_identity_changed",
+            addressed_imsi=previous,
         )
 
     def _trips_at_once(self, msg: Message, outcome: Outcome) -> bool:
