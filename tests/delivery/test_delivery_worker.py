@@ -158,14 +158,30 @@ def test_expiry_never_delivered_late(tmp_path: Path) -> None:
     run(main())
 
 
-def test_retry_past_validity_expires_instead_of_deferring(tmp_path: Path) -> None:
+def test_no_retry_step_fits_stays_deferred_until_validity_then_expires(tmp_path: Path) -> None:
+    """The first backoff step (~15 s) lies past the validity (10 s): the message is not given
+    up early; it waits DEFERRED until its validity ends (an alert could still bring it out),
+    then expires, and is never delivered late."""
+
     async def main() -> None:
-        async with rig(tmp_path) as r:
+        clock = Clock()
+        async with rig(tmp_path, clock=clock, start=False) as r:
             r.network.register.detach(DEST)
-            msg = make_msg(DEST, validity_s=10.0)  # first retry step is ~15 s
-            await r.insert(msg)
-            done = await r.wait_state(msg.id, State.EXPIRED)
+            msg = make_msg(DEST, validity_s=10.0)
+            await r.committer.insert(msg)
+            [claimed] = r.store.claim_due(1, T0, 60.0, "node-1")
+            done = await r.worker.process(claimed)
+            assert done is not None and done.state is State.DEFERRED
             assert done.error == DeliveryError.ABSENT_SUBSCRIBER
+            assert done.next_attempt_at == msg.expires_at
+            clock.advance(9.0)
+            assert r.store.claim_due(1, clock(), 60.0, "node-1") == []  # not due before the end
+            r.network.register.attach(DEST)
+            clock.advance(1.0)
+            assert r.store.claim_due(1, clock(), 60.0, "node-1") == []  # expired: never sent
+            [gone] = r.store.expire_due(clock())
+            assert gone.id == msg.id and gone.state is State.EXPIRED
+            assert list(read_inbox(tmp_path)) == []
 
     run(main())
 

@@ -552,10 +552,13 @@ class DeliveryWorker:
             at = self.retry.next_attempt_at(
                 msg.attempts, now, msg.expires_at, jitter=self.rng.random()
             )
-            if at is None:
+            if at is None and msg.expires_at <= now:
                 retry = _Plan(State.EXPIRED, {"error": int(outcome.error)})
             else:
-                retry = _Plan(State.DEFERRED, {"error": int(outcome.error), "next_attempt_at": at})
+                # no backoff step fits before the validity ends: the message stays DEFERRED
+                # until then (an alert can still bring it out) and expires exactly at the end
+                due = msg.expires_at if at is None else at
+                retry = _Plan(State.DEFERRED, {"error": int(outcome.error), "next_attempt_at": due})
             if msg.route in self._held:  # fail closed: no retry on a held route
                 return _Plan(State.HELD, {"error": int(outcome.error)}, retry)
             return retry
