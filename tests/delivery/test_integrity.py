@@ -358,7 +358,6 @@ class TwoHandsets(Faults):
         return (imsi, self.stranger) if self.stranger else (imsi,)
 
 
-@pytest.mark.skipif(not hasattr(Ack(" ", " "), "also"), reason="netsim without Ack.also")
 def test_double_delivery_detected_quarantined_and_route_held(tmp_path: Path) -> None:
     async def main() -> None:
         faults = TwoHandsets()
