@@ -24,7 +24,7 @@ from adressat.core.retry import RetryPolicy
 from adressat.delivery.faults import InternalFaults
 from adressat.delivery.netsim_adapter import NetsimAdapter
 from adressat.delivery.worker import DeliveryWorker
-from adressat.netsim import Faults, NetsimSettings, Network
+from adressat.netsim import Faults, FaultSwitchboard, NetsimSettings, Network
 from adressat.observe.faults import FAULT_COUNTERS_META, network_switchboard
 from adressat.routing import Router
 from adressat.smpp.session import SessionLimits
@@ -140,14 +140,9 @@ class Node:
         self._stopped = asyncio.Event()
 
     @staticmethod
-    def _network_faults(s: Settings) -> Faults | None:
-        """netsim's seeded fault switchboard, when this netsim has one (all faults off)."""
-        try:
-            from adressat.netsim.faults import FaultSwitchboard  # type: ignore[attr-defined]
-        except ImportError:
-            return None
-        board: Faults = FaultSwitchboard(seed=s.netsim_seed)
-        return board
+    def _network_faults(s: Settings) -> Faults:
+        """netsim's seeded fault switchboard (all faults off until switched on)."""
+        return FaultSwitchboard(seed=s.netsim_seed)
 
     def _current_imsi(self, msisdn: str) -> str | None:
         try:
@@ -305,7 +300,7 @@ def print_banner(node: Node) -> None:
 
 def run(settings: Settings) -> None:
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
 
         uvloop.install()
     except ImportError:

@@ -19,7 +19,7 @@ from adressat.core.passwords import verify_password
 from adressat.core.tag import binding_tag
 from adressat.smpp.constants import CommandId as C
 from adressat.smpp.constants import CommandStatus as S
-from adressat.smpp.constants import MessageState
+from adressat.smpp.constants import EsmClass, MessageState
 from adressat.smpp.pdus import Pdu, tlv_tag
 from adressat.smpp.times import SmppTimeError, format_smpp_time, parse_smpp_time
 from adressat.sms.encodings import Alphabet, EncodingError, codec_for_data_coding
@@ -33,8 +33,8 @@ from .receipts import ReceiptSender
 
 log = logging.getLogger("adressat.smpp.service")
 
-ESM_UDHI = 0x40
-ESM_MESSAGE_TYPE = 0x3C
+ESM_UDHI = EsmClass.GSM_UDHI
+ESM_MESSAGE_TYPE = EsmClass.TYPE_MASK
 TP_UD_OCTETS_MAX = 140  # one SMS on the air (3GPP TS 23.040 9.2.3.24)
 TP_UD_SEPTETS_MAX = 160
 QUERY_STATE: dict[State, MessageState] = {

@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from adressat.core.model import ExtraValue, Message, State
 from adressat.core.tag import binding_tag
+from adressat.smpp.constants import EsmClass, Ton
 
 GSM7_DATA_CODINGS = frozenset({0x00, 0x01})  # SMSC default alphabet (GSM 7-bit here), IA5
 UCS2_DATA_CODING = 0x08
@@ -74,14 +75,13 @@ class AcceptLimits:
     alphanumeric_source_length_max: int = 11  # TS 23.040 alphanumeric originator
 
 
-TON_ALPHANUMERIC = 5
 
 
 def _check_source(sub: Submission, limits: AcceptLimits) -> None:
     addr = sub.source_addr
     if len(addr) > limits.source_addr_length_max:
         raise Refused(Refusal.INVALID_SOURCE, "too long")
-    if sub.source_ton == TON_ALPHANUMERIC:
+    if sub.source_ton == Ton.ALPHANUMERIC:
         if len(addr) > limits.alphanumeric_source_length_max or not addr.isprintable():
             raise Refused(Refusal.INVALID_SOURCE, "alphanumeric originator")
     elif addr and not addr.lstrip("+").isdigit():
@@ -91,7 +91,7 @@ def _check_source(sub: Submission, limits: AcceptLimits) -> None:
 def _check_content(sub: Submission, limits: AcceptLimits) -> None:
     if len(sub.content) > limits.content_octets_max:
         raise Refused(Refusal.MESSAGE_TOO_LONG, f"{len(sub.content)} octets")
-    if sub.esm_class & 0x40:
+    if sub.esm_class & EsmClass.GSM_UDHI:
         return  # a UDH precedes the text: checked where the UDH is parsed
     data = sub.content
     if sub.data_coding in GSM7_DATA_CODINGS:

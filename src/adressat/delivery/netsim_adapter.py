@@ -51,6 +51,7 @@ from adressat.netsim import (
     Unknown,
 )
 from adressat.netsim.forward import TP_UD_BYTES_MAX
+from adressat.smpp.constants import EsmClass
 from adressat.sms import (
     Alphabet,
     Concat,
@@ -68,7 +69,7 @@ __all__ = ["NetsimAdapter", "ContentError", "build_parts", "message_reference", 
 
 log = logging.getLogger(__name__)
 
-ESM_UDHI = 0x40
+ESM_UDHI = EsmClass.GSM_UDHI
 GSM7_SEPTETS_MAX = 160
 
 _FAILURE_ERRORS: dict[FailureReason, DeliveryError] = {

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import phonenumbers
 
+from adressat.smpp.constants import Npi, Ton
+
 __all__ = [
     "InvalidNumber",
     "Ton",
@@ -26,26 +28,6 @@ __all__ = [
     "ALPHANUMERIC_LENGTH_MAX",
     "CACHE_ENTRIES_MAX",
 ]
-
-
-class Ton:
-    """SMPP 3.4 type of number (addr_ton)."""
-
-    UNKNOWN = 0
-    INTERNATIONAL = 1
-    NATIONAL = 2
-    NETWORK_SPECIFIC = 3
-    SUBSCRIBER_NUMBER = 4
-    ALPHANUMERIC = 5
-    ABBREVIATED = 6
-
-
-class Npi:
-    """SMPP 3.4 numbering plan indicator (addr_npi)."""
-
-    UNKNOWN = 0
-    ISDN = 1  # E.164
-    LAND_MOBILE = 6  # E.212 (accepted: some ESMEs send it for mobile numbers)
 
 
 class InvalidNumber(ValueError):

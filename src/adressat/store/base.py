@@ -231,6 +231,28 @@ def plan_transition(
     return evolve(row, values)
 
 
+def apply_each(store: Store, items: Sequence[Transition], now: float) -> list[Message | Exception]:
+    """``Store.apply_transitions`` for every back end: one unit of work, each item in its own
+    savepoint (a refused item is returned, not raised, and leaves no partial effect)."""
+    out: list[Message | Exception] = []
+    with store.batch():
+        for it in items:
+            try:
+                out.append(
+                    store.transition(
+                        it.message_id,
+                        it.expected_state,
+                        it.new_state,
+                        now,
+                        expected_attempts=it.expected_attempts,
+                        **dict(it.changes),
+                    )
+                )
+            except (StoreError, ValueError) as e:
+                out.append(e)
+    return out
+
+
 def check_new_message(msg: Message) -> None:
     if not 0 <= msg.priority <= 3:
         raise ValueError("priority must be 0..3")

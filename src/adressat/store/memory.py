@@ -30,9 +30,9 @@ from adressat.store.base import (
     AccountExists,
     DuplicateMessage,
     NotPending,
-    StoreError,
     Transition,
     UnknownMessage,
+    apply_each,
     check_changes,
     check_new_message,
     plan_transition,
@@ -203,23 +203,7 @@ class MemoryStore:
     def apply_transitions(
         self, items: Sequence[Transition], now: float
     ) -> list[Message | Exception]:
-        out: list[Message | Exception] = []
-        with self._op():
-            for it in items:
-                try:
-                    out.append(
-                        self.transition(
-                            it.message_id,
-                            it.expected_state,
-                            it.new_state,
-                            now,
-                            expected_attempts=it.expected_attempts,
-                            **dict(it.changes),
-                        )
-                    )
-                except (StoreError, ValueError) as e:
-                    out.append(e)
-        return out
+        return apply_each(self, items, now)
 
     def claim_due(self, limit: int, now: float, lease_s: float, owner: str) -> list[Message]:
         with self._op():

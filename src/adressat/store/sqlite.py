@@ -46,6 +46,7 @@ from adressat.store.base import (
     StoreError,
     Transition,
     UnknownMessage,
+    apply_each,
     check_changes,
     check_new_message,
     plan_transition,
@@ -352,23 +353,7 @@ class SqliteStore:
     def apply_transitions(
         self, items: Sequence[Transition], now: float
     ) -> list[Message | Exception]:
-        out: list[Message | Exception] = []
-        with self._tx():
-            for it in items:
-                try:
-                    out.append(
-                        self.transition(
-                            it.message_id,
-                            it.expected_state,
-                            it.new_state,
-                            now,
-                            expected_attempts=it.expected_attempts,
-                            **dict(it.changes),
-                        )
-                    )
-                except (StoreError, ValueError) as e:
-                    out.append(e)
-        return out
+        return apply_each(self, items, now)
 
     def claim_due(self, limit: int, now: float, lease_s: float, owner: str) -> list[Message]:
         if limit <= 0:
