@@ -6,6 +6,11 @@ one SAVEPOINT of the batch's single transaction (one commit, one fsync for the b
 Reads share the connection and its lock, so a reader on another thread waits for a running
 batch to commit (a few ms); it never sees uncommitted data.
 
+Several processes write one file (the SMPP process, the delivery process, the CLI): each write
+transaction first takes an exclusive ``flock`` on ``<db>.wlock``. SQLite's own busy handler
+polls with sleeps of 1, 2, 5, 10 ... ms, which would put those sleeps into submit latency; a
+blocked ``flock`` wakes the moment the other writer commits (and releases the GIL meanwhile).
+
 ``claim_due`` reads, per priority level, at most ``4 * limit + 64`` candidates in due order
 (index ``messages_due``; destinations with a DISPATCHED message are excluded in SQL) and keeps
 the first per destination. It never breaks per-destination ordering; if the head of the queue
@@ -15,7 +20,9 @@ next claims). MemoryStore has no such cap.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -125,6 +132,10 @@ class SqliteStore:
         self._lock = threading.RLock()
         self._depth = 0
         self.commits = 0
+        self._wlock = (
+            -1 if self.path == ":memory:"
+            else os.open(self.path + ".wlock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        )
         c = self._conn
         c.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -140,22 +151,28 @@ class SqliteStore:
         with self._lock:
             c = self._conn
             if self._depth == 0:
-                c.execute("BEGIN IMMEDIATE")
-                self._depth = 1
+                if self._wlock >= 0:
+                    fcntl.flock(self._wlock, fcntl.LOCK_EX)
                 try:
-                    yield c
-                except BaseException:
-                    self._depth = 0
-                    c.execute("ROLLBACK")
-                    raise
-                try:
-                    c.execute("COMMIT")
-                except BaseException:
-                    if c.in_transaction:
+                    c.execute("BEGIN IMMEDIATE")
+                    self._depth = 1
+                    try:
+                        yield c
+                    except BaseException:
+                        self._depth = 0
                         c.execute("ROLLBACK")
-                    raise
+                        raise
+                    try:
+                        c.execute("COMMIT")
+                    except BaseException:
+                        if c.in_transaction:
+                            c.execute("ROLLBACK")
+                        raise
+                    finally:
+                        self._depth = 0
                 finally:
-                    self._depth = 0
+                    if self._wlock >= 0:
+                        fcntl.flock(self._wlock, fcntl.LOCK_UN)
                 self.commits += 1
             else:
                 name = f"sp{self._depth}"
@@ -193,6 +210,9 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._wlock >= 0:
+                os.close(self._wlock)
+                self._wlock = -1
 
     def pragma(self, name: str) -> Any:
         """Read a PRAGMA (for checks and tests)."""
