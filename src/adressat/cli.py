@@ -44,6 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             netsim_seed=args.seed,
             netsim_realistic=not args.quiet_network,
             integrity_guards=args.integrity_guards == "on",
+            delivery_process=args.delivery_process == "on",
             breaker_alarms_threshold=args.breaker_alarms_threshold,
             queue_messages_max=args.queue_max,
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
@@ -317,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="on",
         help="FOR MEASUREMENT ONLY: 'off' skips the binding-tag, routing and acknowledgement"
         " identity checks to measure their cost (logs a critical warning); never in service",
+    )
+    r.add_argument(
+        "--delivery-process",
+        choices=("on", "off"),
+        default="on",
+        help="'on' (default): delivery and the simulated network run in a second process,"
+        " on the second core; 'off': everything in one process (debugging)",
     )
     r.set_defaults(fn=cmd_run)
 

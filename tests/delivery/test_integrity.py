@@ -402,12 +402,16 @@ def test_temporary_failure_on_a_held_route_is_held_not_deferred(tmp_path: Path) 
 
 
 def test_node_applies_desired_faults_to_both_switchboards(tmp_path: Path) -> None:
-    from adressat.app.node import Node
+    from adressat.app.delivery_process import DeliveryNode
     from adressat.app.settings import Settings
     from adressat.core.integrity import FaultSetting
     from adressat.observe.faults import network_switchboard
+    from adressat.store.commit import GroupCommitter
+    from adressat.store.sqlite import SqliteStore
 
-    node = Node(Settings(home=tmp_path, subscribers=100, smpp_port=0))
+    store = SqliteStore(tmp_path / "adressat.db")
+    node = DeliveryNode(Settings(home=tmp_path, subscribers=100, smpp_port=0),
+                        GroupCommitter(store), b"k" * 32, on_final=lambda m: None)
     try:
         board = network_switchboard(node.network)
         assert board is not None
@@ -429,4 +433,4 @@ def test_node_applies_desired_faults_to_both_switchboards(tmp_path: Path) -> Non
         assert not node.internal_faults.is_on("corrupt_pairing") and not board.is_on("ack_late")
     finally:
         node.network.close()
-        node.store.close()
+        store.close()

@@ -45,6 +45,7 @@ class Settings:
     lease_s: float = 60.0
 
     # delivery
+    delivery_process: bool = True  # the delivery half in a process of its own (second core)
     delivery_concurrency_max: int = 500
     delivery_timeout_s: float = 30.0
     scheduler_interval_s: float = 0.05

@@ -1,0 +1,429 @@
+"""The delivery half of a node, and the process it runs in.
+
+A node is two processes on one store (docs/architecture.md, "Processes"):
+
+* the **SMPP process** (``app.node.Node``): sessions, ingress, receipts to the ESMEs;
+* the **delivery process** (this module's ``main``): the delivery worker, the delivery
+  adapters with the simulated network, the fault switchboards.
+
+CPython runs one thread of Python at a time, so one process would put ingress, delivery and
+the simulated radio network on one core; two processes use both cores of the machine. They
+share nothing but the SQLite file (each with its own connection and group committer; the
+store's write lock hands the file over between them) and one socketpair of hints:
+
+* SMPP -> delivery: ``W`` (new messages are committed: claim now, do not wait for the
+  scheduler tick), ``S`` (stop: finish the attempts in flight, then exit);
+* delivery -> SMPP: one JSON line per loop turn, ``{"final": {account: n}}`` (messages reached
+  a final state: their receipts are in the outbox, and the queue gauge goes down).
+
+Hints only: the store is the truth. A lost hint costs at most a scheduler tick or a receipt
+sweep. The delivery process dies with its parent (``PR_SET_PDEATHSIG``), and it takes
+``delivery.lock`` in the data directory before it recovers leases, so a successor never runs
+beside a predecessor that is still going down; crashed attempts come back as DEFERRED through
+``DeliveryWorker.recover`` exactly as after a whole-node crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from adressat.core.integrity import FaultSetting
+from adressat.core.model import Message
+from adressat.core.retry import RetryPolicy
+from adressat.delivery.faults import InternalFaults
+from adressat.delivery.netsim_adapter import NetsimAdapter
+from adressat.delivery.worker import DeliveryWorker
+from adressat.netsim import Faults, FaultSwitchboard, NetsimSettings, Network
+from adressat.observe.faults import FAULT_COUNTERS_META, network_switchboard
+from adressat.store.commit import GroupCommitter
+
+from .settings import Settings
+
+log = logging.getLogger("adressat.delivery_process")
+
+_PR_SET_PDEATHSIG = 1
+_RESTART_DELAY_S = 1.0
+
+
+def netsim_settings(s: Settings) -> NetsimSettings:
+    base = NetsimSettings(seed=s.netsim_seed, subscribers=s.subscribers,
+                          msisdn_first=int(s.first_msisdn))
+    return base if s.netsim_realistic else NetsimSettings.quiet(
+        seed=s.netsim_seed, subscribers=s.subscribers, msisdn_first=int(s.first_msisdn))
+
+
+def own_route_kind(name: str) -> str:
+    """The kind of a route by its name, for the worker: the own network's route is the
+    simulated network; no connector exists yet, so every other route has no way out."""
+    return "netsim" if name == "netsim" else "none"
+
+
+class DeliveryNode:
+    """Delivery worker + simulated network + fault switchboards on one group committer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        committer: GroupCommitter,
+        tag_key: bytes,
+        *,
+        on_final: Callable[[Message], None],
+    ) -> None:
+        self.settings = s = settings
+        self.committer = committer
+        self.network = Network(s.home, netsim_settings(s), faults=self._network_faults(s))
+        self.internal_faults = InternalFaults(seed=s.netsim_seed)
+        self._faults_applied: dict[str, FaultSetting] = {}
+        self.worker = DeliveryWorker(
+            committer,
+            {"netsim": NetsimAdapter(self.network, tag_key, guards=s.integrity_guards)},
+            own_route_kind,
+            RetryPolicy(s.retry_delays_s, s.retry_jitter_fraction),
+            owner=f"node-{s.node_id}-{os.getpid()}",
+            node=s.node_id,
+            rng=random.Random(),
+            concurrency_max=s.delivery_concurrency_max,
+            claim_batch_max=s.claim_batch_max,
+            lease_s=s.lease_s,
+            interval_s=s.scheduler_interval_s,
+            on_final=on_final,
+            delivery_timeout_s=s.delivery_timeout_s,
+            breaker_alarms_threshold=s.breaker_alarms_threshold,
+            held_refresh_s=s.held_routes_refresh_s,
+            faults=self.internal_faults,
+            current_imsi=self._current_imsi,
+        )
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    @staticmethod
+    def _network_faults(s: Settings) -> Faults:
+        """netsim's seeded fault switchboard (all faults off until switched on)."""
+        return FaultSwitchboard(seed=s.netsim_seed)
+
+    def _current_imsi(self, msisdn: str) -> str | None:
+        try:
+            return self.network.register.identity(msisdn)
+        except Exception:  # noqa: BLE001 - unknown or register down: no identity
+            return None
+
+    def wake(self) -> None:
+        self.worker.wake()
+
+    def apply_faults(self, desired: list[FaultSetting]) -> list[str]:
+        """Apply the desired fault state (from the store) to the in-process switchboards;
+        returns the names changed. Unknown names are skipped (the CLI refuses them)."""
+        changed: list[str] = []
+        board = network_switchboard(self.network)
+        for f in desired:
+            if self._faults_applied.get(f.name) == f:
+                continue
+            route = f.route or None
+            params = {k: v for k, v in f.params.items()}
+            try:
+                if f.name in self.internal_faults.names():
+                    if f.on:
+                        self.internal_faults.on(f.name, rate=f.rate, route=route, **params)
+                    else:
+                        self.internal_faults.off(f.name)
+                elif board is not None:
+                    if f.on:
+                        board.on(f.name, rate=f.rate, route=route, **params)
+                    else:
+                        board.off(f.name)
+                else:
+                    continue
+            except (KeyError, ValueError, TypeError) as e:
+                log.error("fault not applied",
+                          extra={"fault": f.name, "error_type": type(e).__name__})
+                self._faults_applied[f.name] = f
+                continue
+            self._faults_applied[f.name] = f
+            changed.append(f.name)
+            log.warning("fault switched", extra={"fault": f.name, "on": f.on, "rate": f.rate,
+                                                 "route": f.route})
+        return changed
+
+    def fault_counters(self) -> dict[str, dict[str, int]]:
+        out = {
+            st.name: {"fired": st.fired, "opportunities": st.opportunities, "on": int(st.on)}
+            for st in self.internal_faults.list()
+        }
+        board = network_switchboard(self.network)
+        if board is not None:
+            for st in board.list():
+                out[st.name] = {
+                    "fired": int(getattr(st, "fired", 0)),
+                    "opportunities": int(getattr(st, "opportunities", 0)),
+                    "on": int(bool(getattr(st, "on", False))),
+                }
+        return out
+
+    async def _fault_loop(self) -> None:
+        last = ""
+        while True:
+            try:
+                desired = await self.committer.run(lambda st: st.list_faults())
+                self.apply_faults(desired)
+                counters = json.dumps(self.fault_counters(), sort_keys=True)
+                if counters != last:
+                    value = counters
+                    await self.committer.run(
+                        lambda st, v=value: st.set_meta(FAULT_COUNTERS_META, v)  # type: ignore[misc]
+                    )
+                    last = counters
+            except Exception:  # noqa: BLE001 - fault control must not stop delivery
+                log.exception("fault poll failed")
+            await asyncio.sleep(self.settings.fault_poll_interval_s)
+
+    async def start(self) -> None:
+        self.network.on_alert(lambda msisdn: None if self.worker.alert(msisdn) else None)
+        # netsim's late/stray acknowledgement channel: answers outside their attempt are
+        # never applied, always alarmed (DeliveryWorker).
+        self.network.on_late_ack(self.worker.on_late_ack)
+        self.apply_faults(await self.committer.run(lambda st: st.list_faults()))
+        self._tasks = [
+            asyncio.create_task(self.worker.run(), name="delivery"),
+            asyncio.create_task(self._fault_loop(), name="faults"),
+            self.network.start(),
+        ]
+
+    async def stop(self) -> None:
+        self.worker.stop()
+        for t in self._tasks:
+            if t.get_name() != "delivery":  # the worker finishes the attempts in flight
+                t.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.settings.delivery_timeout_s + 1)
+        await self.network.aclose()
+
+
+# --- settings across the process boundary --------------------------------------------------
+
+
+def settings_to_json(s: Settings) -> str:
+    return json.dumps({f.name: (str(v) if isinstance(v := getattr(s, f.name), Path) else v)
+                       for f in dataclasses.fields(s)})
+
+
+def settings_from_json(text: str) -> Settings:
+    raw = json.loads(text)
+    kinds = {f.name: f for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    for name, v in raw.items():
+        if name not in kinds:
+            continue
+        if name == "home":
+            v = Path(v)
+        elif isinstance(v, list):
+            v = tuple(v)
+        values[name] = v
+    return Settings(**values)
+
+
+# --- the SMPP process's handle on its delivery process -------------------------------------
+
+
+class DeliveryProcess:
+    """Starts the delivery process, passes hints both ways, starts it again if it dies."""
+
+    def __init__(self, settings: Settings, on_finals: Callable[[dict[str, int]], None]) -> None:
+        self.settings = settings
+        self.on_finals = on_finals
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._writer: asyncio.StreamWriter | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._wake_pending = False
+
+    async def start(self) -> None:
+        await self._spawn()
+        self._supervisor = asyncio.create_task(self._supervise(), name="delivery-process")
+
+    async def _spawn(self) -> asyncio.StreamReader:
+        parent, child = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "adressat.app.delivery_process",
+                 str(child.fileno()), str(os.getpid())],
+                pass_fds=(child.fileno(),),
+                env={**os.environ, "ADRESSAT_DELIVERY_SETTINGS": settings_to_json(self.settings)},
+            )
+        finally:
+            child.close()
+        reader, self._writer = await asyncio.open_connection(sock=parent)
+        log.info("delivery process started", extra={"pid": self.proc.pid})
+        self._reader = reader
+        return reader
+
+    async def _supervise(self) -> None:
+        while True:
+            await self._read_hints(self._reader)
+            if self._stopping:
+                return
+            code = await asyncio.get_running_loop().run_in_executor(None, self._reap)
+            log.critical("delivery process ended; starting it again",
+                         extra={"exit_code": code, "restarts": self.restarts + 1})
+            await asyncio.sleep(_RESTART_DELAY_S)
+            if self._stopping:
+                return
+            self.restarts += 1
+            await self._spawn()
+
+    def _reap(self) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(self.settings.delivery_timeout_s + 5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    async def _read_hints(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                line = await reader.readline()
+            except (ConnectionError, OSError):
+                return
+            if not line:
+                return
+            try:
+                finals = json.loads(line)["final"]
+            except (ValueError, KeyError, TypeError):
+                log.error("bad hint from the delivery process")
+                continue
+            try:
+                self.on_finals({str(k): int(v) for k, v in finals.items()})
+            except Exception:  # noqa: BLE001 - a hint must not stop the SMPP process
+                log.exception("final hint not handled")
+
+    def wake(self) -> None:
+        """New messages are committed: one ``W`` per loop turn, however many batches."""
+        if self._wake_pending or self._writer is None:
+            return
+        self._wake_pending = True
+        asyncio.get_running_loop().call_soon(self._send_wake)
+
+    def _send_wake(self) -> None:
+        self._wake_pending = False
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(b"W")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(b"S")
+            with contextlib.suppress(ConnectionError, OSError):
+                await self._writer.drain()
+        if self.proc is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._reap)
+        if self._writer is not None:
+            self._writer.close()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+
+
+# --- the delivery process itself -----------------------------------------------------------
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGKILL when the parent dies (Linux), and leave at once if it is gone already."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the closed socket below still ends us
+    if os.getppid() != parent_pid:
+        os._exit(0)
+
+
+def _take_delivery_lock(home: Path) -> int:
+    """One delivery process per data directory: wait for a predecessor to be gone."""
+    fd = os.open(home / "delivery.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+async def _serve(settings: Settings, sock: socket.socket) -> None:
+    from adressat.app.node import load_tag_key
+    from adressat.store.sqlite import SqliteStore
+
+    store = SqliteStore(settings.store_path)
+    committer = GroupCommitter(store, batch_max=settings.commit_batch_max).start()
+    reader, writer = await asyncio.open_connection(sock=sock)
+    finals: Counter[str] = Counter()
+    loop = asyncio.get_running_loop()
+
+    def flush() -> None:
+        if finals and not writer.is_closing():
+            writer.write(json.dumps({"final": dict(finals)}).encode() + b"\n")
+        finals.clear()
+
+    def on_final(msg: Message) -> None:
+        if not finals:
+            loop.call_soon(flush)
+        finals[msg.account] += 1
+
+    node = DeliveryNode(settings, committer, load_tag_key(settings.home), on_final=on_final)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await node.start()
+
+    async def hints() -> None:
+        while True:
+            data = await reader.read(4096)
+            if not data or b"S" in data:  # stop asked, or the SMPP process is gone
+                stop.set()
+                return
+            node.wake()
+
+    hint_task = asyncio.create_task(hints())
+    await stop.wait()
+    hint_task.cancel()
+    await node.stop()
+    flush()
+    with contextlib.suppress(ConnectionError, OSError):
+        await writer.drain()
+    writer.close()
+    await committer.aclose()
+    store.close()
+
+
+def main() -> None:
+    fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
+    _die_with_parent(parent_pid)
+    settings = settings_from_json(os.environ["ADRESSAT_DELIVERY_SETTINGS"])
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(name)s[delivery] %(message)s")
+    _take_delivery_lock(settings.home)
+    sock = socket.socket(fileno=fd)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_serve(settings, sock))
+
+
+if __name__ == "__main__":
+    main()
