@@ -366,7 +366,8 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
     from adressat.app.node import load_tag_key
     from adressat.store.sqlite import SqliteStore
 
-    store = SqliteStore(settings.store_path)
+    store = SqliteStore(settings.store_path, autocheckpoint=False)  # the SMPP process's
+    # WalCheckpointer checkpoints for both
     committer = GroupCommitter(store, batch_max=settings.commit_batch_max).start()
     reader, writer = await asyncio.open_connection(sock=sock)
     finals: Counter[str] = Counter()

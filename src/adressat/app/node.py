@@ -21,6 +21,7 @@ from adressat.core.accept import AcceptLimits
 from adressat.core.model import Message
 from adressat.routing import Router
 from adressat.smpp.session import SessionLimits
+from adressat.store.checkpoint import WalCheckpointer
 from adressat.store.commit import GroupCommitter
 from adressat.store.sqlite import SqliteStore
 from adressat.transport.smpp_server import SmppServer
@@ -58,7 +59,8 @@ class Node:
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
         s.home.mkdir(parents=True, exist_ok=True)
-        self.store = SqliteStore(s.store_path)
+        self.store = SqliteStore(s.store_path, autocheckpoint=False)
+        self.checkpointer = WalCheckpointer(s.store_path)
         self.committer = GroupCommitter(self.store, batch_max=s.commit_batch_max)
         self.tag_key = load_tag_key(s.home)
         if not s.integrity_guards:
@@ -138,6 +140,7 @@ class Node:
 
     async def start(self) -> None:
         self.committer.start()
+        self.checkpointer.start()
         await self.ingress.refresh_queue_gauge()
         if self.delivery_process is not None:
             await self.delivery_process.start()
@@ -169,6 +172,7 @@ class Node:
             await self.delivery.stop()
         await asyncio.wait(self._tasks, timeout=1.0)
         await self.committer.aclose()
+        await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.stop)
         self.store.close()
         self._stopped.set()
 

@@ -125,8 +125,16 @@ def _receipt(row: Sequence[Any]) -> Receipt:
     )
 
 
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # a WAL reset truncates the file to this
+
+
 class SqliteStore:
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout_ms: int = 10_000, autocheckpoint: bool = True
+    ) -> None:
+        """``autocheckpoint=False``: this connection never checkpoints the WAL itself (a
+        ``store.checkpoint.WalCheckpointer`` does, off the commit path); the serving
+        processes use it so that no commit pays for copying the WAL into the database."""
         self.path = str(path)
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._lock = threading.RLock()
@@ -143,6 +151,9 @@ class SqliteStore:
             raise StoreError(f"could not enable WAL (journal_mode={mode})")
         c.execute("PRAGMA synchronous = FULL")
         c.execute("PRAGMA foreign_keys = ON")
+        c.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
+        if not autocheckpoint:
+            c.execute("PRAGMA wal_autocheckpoint = 0")
         self.schema_version = migrate_sqlite(c)
 
     # --- units of work -------------------------------------------------------------------------
