@@ -10,6 +10,7 @@ is committed and ended UNDELIVERABLE in the same transaction, so its sender gets
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -23,7 +24,7 @@ from adressat.core.model import Message, State
 from adressat.delivery.errors import DeliveryError
 from adressat.routing import Route, Router, normalise
 from adressat.store.base import Store
-from adressat.store.commit import CommitQueueFull, GroupCommitter
+from adressat.store.commit import CommitQueueFull, GroupCommitter, InsertDone
 
 log = logging.getLogger("adressat.ingress")
 
@@ -121,29 +122,53 @@ class Ingress:
     def commit_future(self, msgs: list[Message]) -> asyncio.Future[None]:
         """As :meth:`commit`, without a coroutine: the future resolves once the messages are
         durable (and the worker has been woken). Raises Overloaded at once."""
-        now = self.clock()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def done(error: BaseException | None) -> None:
+            if fut.done():
+                return
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+
+        self.commit_then(msgs, done)
+        return fut
+
+    def commit_then(self, msgs: list[Message], done: InsertDone) -> None:
+        """Commit built messages and call ``done(None)`` once they are durable (and the
+        worker has been woken), or ``done(error)``: the per-message path, no future. Raises
+        Overloaded at once (nothing queued, ``done`` never called)."""
         unroutable = [m.id for m in msgs if self.route_kind(m.route) == "none"]
-
-        def op(store: Store) -> None:
-            store.insert_messages(msgs)
-            for mid in unroutable:
-                store.transition(mid, State.ROUTED, State.UNDELIVERABLE, now,
-                                 error=int(DeliveryError.UNROUTABLE))
-
         queued = len(msgs) - len(unroutable)
         if self.queue.value + queued > self.queue.limit:
             raise Overloaded(queue_full=True)
+        after = functools.partial(self._committed, msgs, queued, done)
         try:
-            # plain inserts of concurrent submits are merged into one executemany
-            fut = self.committer.enqueue(op, None if unroutable else msgs)
+            if unroutable:
+                now = self.clock()
+
+                def op(store: Store) -> None:
+                    store.insert_messages(msgs)
+                    for mid in unroutable:
+                        store.transition(mid, State.ROUTED, State.UNDELIVERABLE, now,
+                                         error=int(DeliveryError.UNROUTABLE))
+
+                self.committer.enqueue(op).add_done_callback(
+                    lambda f: after(asyncio.CancelledError() if f.cancelled()
+                                    else f.exception()))
+            else:
+                # plain inserts of concurrent submits are merged into one executemany
+                self.committer.insert_then(msgs, after)
         except CommitQueueFull:
             raise Overloaded(queue_full=False) from None
         self.queue.value += queued  # reserved now, so commits in flight count too
 
-        def committed(f: asyncio.Future[None]) -> None:
-            if f.cancelled() or f.exception() is not None:
-                self.queue.value -= queued
-                return
+    def _committed(self, msgs: list[Message], queued: int, done: InsertDone,
+                   error: BaseException | None) -> None:
+        if error is not None:
+            self.queue.value -= queued
+        else:
             self.accepted += len(msgs)
             if log.isEnabledFor(logging.INFO):
                 for m in msgs:
@@ -151,9 +176,7 @@ class Ingress:
                                                 "destination": m.destination,
                                                 "route": m.route})
             self.on_committed(msgs)
-
-        fut.add_done_callback(committed)
-        return fut
+        done(error)
 
     async def refresh_queue_gauge(self) -> None:
         counts = await self.committer.run(lambda s: s.count_by_state())

@@ -8,6 +8,7 @@ the session state machine has already checked that each request is legal in its 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from adressat.sms.encodings import Alphabet, EncodingError, codec_for_data_codin
 from adressat.sms.segment import ConcatInfo, UdhError, concat_udh, parse_udh
 from adressat.store.base import NotPending, Store, UnknownMessage
 from adressat.store.commit import GroupCommitter
-from adressat.transport.smpp_server import SmppConnection
+from adressat.transport.smpp_server import LATER, Later, SmppConnection
 
 from .ingress import REFUSAL_STATUS_NAMES, Ingress, Overloaded
 from .receipts import ReceiptSender
@@ -72,8 +73,16 @@ def check_one_part(content: bytes, data_coding: int) -> None:
         raise SubmitError(S.ESME_RINVMSGLEN)
 
 
+def check_message_type(esm_class: int) -> None:
+    if esm_class & ESM_MESSAGE_TYPE:
+        # bits 2-5 name a receipt or an acknowledgement: an SMSC sends those, an ESME
+        # submits only default-type messages (SMPP 3.4 5.2.12)
+        raise SubmitError(S.ESME_RINVESMCLASS)
+
+
 READ_TLVS = ("message_payload", "sar_msg_ref_num", "sar_total_segments", "sar_segment_seqnum",
              "user_message_reference")
+READ_TLV_TAGS = tuple(tlv_tag(name) for name in READ_TLVS)
 
 
 class SubmitError(Exception):
@@ -126,7 +135,7 @@ class SmppService:
             self.receipts.remove_receiver(conn.account, conn)
 
     # -- dispatch -------------------------------------------------------------------------------
-    def handle(self, conn: SmppConnection, pdu: Pdu) -> Pdu | Awaitable[Pdu]:
+    def handle(self, conn: SmppConnection, pdu: Pdu) -> Pdu | Awaitable[Pdu] | Later:
         cid = pdu.command_id
         if cid in (C.BIND_TRANSMITTER, C.BIND_RECEIVER, C.BIND_TRANSCEIVER):
             return self._bind(conn, pdu)
@@ -190,40 +199,14 @@ class SmppService:
         now = self.clock()
         content = f.get("short_message", b"")
         assert isinstance(content, bytes)
-        for name in READ_TLVS:  # read as one value each: a second one would be ignored
-            tag = tlv_tag(name)
-            if sum(1 for t, _ in pdu.tlvs if t == tag) > 1:
-                raise SubmitError(S.ESME_ROPTPARNOTALLWD)
-        payload = pdu.tlv("message_payload")
-        if payload is not None:
-            if content:
-                raise SubmitError(S.ESME_RINVMSGLEN)  # both short_message and message_payload
-            content = payload if isinstance(payload, bytes) else str(payload).encode("latin-1")
         esm_class = int(f.get("esm_class", 0))  # type: ignore[arg-type]
-        if esm_class & ESM_MESSAGE_TYPE:
-            # bits 2-5 name a receipt or an acknowledgement: an SMSC sends those, an ESME
-            # submits only default-type messages (SMPP 3.4 5.2.12)
-            raise SubmitError(S.ESME_RINVESMCLASS)
         extra: dict[str, int | str] = {}
-        ref, total, seq = (pdu.tlv("sar_msg_ref_num"), pdu.tlv("sar_total_segments"),
-                           pdu.tlv("sar_segment_seqnum"))
-        if ref is not None or total is not None or seq is not None:
-            if ref is None or total is None or seq is None or esm_class & ESM_UDHI:
-                raise SubmitError(S.ESME_RMISSINGOPTPARAM if not esm_class & ESM_UDHI
-                                  else S.ESME_RINVOPTPARAMVAL)
-            try:
-                info = ConcatInfo(int(ref), int(total), int(seq))
-            except ValueError:
-                raise SubmitError(S.ESME_RINVOPTPARAMVAL) from None
-            # what goes on the air: the SAR parameters become a concatenation UDH
-            content = concat_udh(info, ref16=info.reference > 255) + content
-            esm_class |= ESM_UDHI
-            extra["sar"] = f"{info.reference}/{info.total}/{info.seqnum}"
+        if pdu.tlvs:  # most submits carry none
+            content, esm_class = self._read_tlvs(pdu, content, esm_class, extra)
+        else:
+            check_message_type(esm_class)
         if esm_class & ESM_UDHI:
             check_one_part(content, int(f.get("data_coding", 0)))  # type: ignore[arg-type]
-        umr = pdu.tlv("user_message_reference")
-        if isinstance(umr, int):
-            extra["user_message_reference"] = umr
         try:
             schedule = parse_smpp_time(str(f.get("schedule_delivery_time", "")), now)
         except SmppTimeError:
@@ -254,10 +237,44 @@ class SmppService:
             extra=extra,
         )
 
-    def _submit(self, conn: SmppConnection, pdu: Pdu) -> Pdu | asyncio.Future[Pdu]:
-        """Refusals are answered at once; an accepted message is answered by a future that
-        resolves after its commit (I1). No coroutine or task per submit: this is the path
-        every message takes."""
+    @staticmethod
+    def _read_tlvs(pdu: Pdu, content: bytes, esm_class: int,
+                   extra: dict[str, int | str]) -> tuple[bytes, int]:
+        """message_payload, SAR and user_message_reference: the content and esm_class to
+        store; what to pass on goes into ``extra``."""
+        tags = [t for t, _ in pdu.tlvs]
+        for tag in READ_TLV_TAGS:  # read as one value each: a second one would be ignored
+            if tags.count(tag) > 1:
+                raise SubmitError(S.ESME_ROPTPARNOTALLWD)
+        payload = pdu.tlv("message_payload")
+        if payload is not None:
+            if content:
+                raise SubmitError(S.ESME_RINVMSGLEN)  # both short_message and message_payload
+            content = payload if isinstance(payload, bytes) else str(payload).encode("latin-1")
+        check_message_type(esm_class)
+        ref, total, seq = (pdu.tlv("sar_msg_ref_num"), pdu.tlv("sar_total_segments"),
+                           pdu.tlv("sar_segment_seqnum"))
+        if ref is not None or total is not None or seq is not None:
+            if ref is None or total is None or seq is None or esm_class & ESM_UDHI:
+                raise SubmitError(S.ESME_RMISSINGOPTPARAM if not esm_class & ESM_UDHI
+                                  else S.ESME_RINVOPTPARAMVAL)
+            try:
+                info = ConcatInfo(int(ref), int(total), int(seq))
+            except ValueError:
+                raise SubmitError(S.ESME_RINVOPTPARAMVAL) from None
+            # what goes on the air: the SAR parameters become a concatenation UDH
+            content = concat_udh(info, ref16=info.reference > 255) + content
+            esm_class |= ESM_UDHI
+            extra["sar"] = f"{info.reference}/{info.total}/{info.seqnum}"
+        umr = pdu.tlv("user_message_reference")
+        if isinstance(umr, int):
+            extra["user_message_reference"] = umr
+        return content, esm_class
+
+    def _submit(self, conn: SmppConnection, pdu: Pdu) -> Pdu | Later:
+        """Refusals are answered at once; an accepted message is answered by the commit's
+        callback, after its commit (I1). No future, coroutine or task per submit: this is the
+        path every message takes."""
         account = conn.account
         assert account is not None
         try:
@@ -265,7 +282,7 @@ class SmppService:
             sub = self._submission(account, pdu)
             self.ingress.check_capacity()
             msg = self.ingress.build(sub, self.clock())
-            committed = self.ingress.commit_future([msg])
+            self.ingress.commit_then([msg], functools.partial(self._committed, conn, pdu, msg.id))
         except SubmitError as e:
             return pdu.response(e.status)
         except Refused as e:
@@ -273,20 +290,17 @@ class SmppService:
             return pdu.response(S[REFUSAL_STATUS_NAMES[e.reason]])
         except Overloaded as e:
             return pdu.response(S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED)
-        answer: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
+        return LATER
 
-        def done(f: asyncio.Future[None]) -> None:
-            if f.cancelled():
-                answer.cancel()
-            elif f.exception() is not None:  # nothing durable: the sender must not retry blind
-                log.error("commit failed", extra={"account": account,
-                                                  "error_type": type(f.exception()).__name__})
-                answer.set_result(pdu.response(S.ESME_RSYSERR))
-            else:
-                answer.set_result(pdu.response(message_id=msg.id))
-
-        committed.add_done_callback(done)
-        return answer
+    @staticmethod
+    def _committed(conn: SmppConnection, pdu: Pdu, message_id: str,
+                   error: BaseException | None) -> None:
+        if error is None:
+            conn.answer(pdu.response(message_id=message_id))
+        else:  # nothing durable: the sender must not retry blind
+            log.error("commit failed", extra={"account": conn.account,
+                                              "error_type": type(error).__name__})
+            conn.answer(pdu.response(S.ESME_RSYSERR))
 
     async def _submit_multi(self, conn: SmppConnection, pdu: Pdu) -> Pdu:
         """One message per SME destination, committed together; the response carries the id

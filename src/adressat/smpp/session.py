@@ -197,8 +197,15 @@ class Session:
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
+    @property
+    def pending_events(self) -> int:
+        """Events not read yet with :meth:`next_event`."""
+        return len(self._events)
+
     def data_to_send(self) -> bytes:
         """Bytes the session produced itself (answers to bad PDUs, enquire_link)."""
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out

@@ -1,8 +1,9 @@
 """Group commit: one writer thread, many asyncio callers, one transaction (one fsync) per batch.
 
 ``await committer.run(fn)`` queues ``fn(store)``; the writer thread takes everything queued
-(up to ``batch_max``), runs each operation in its own savepoint inside ONE ``store.batch()``,
-commits once, and only then resolves each caller's future (so a caller that hears "done" knows
+(up to ``batch_max`` per lane), writes the plain inserts first as one executemany, runs each
+other operation in its own savepoint, all inside ONE ``store.batch()``, commits once, and only
+then resolves each caller's future or calls its callback (so a caller that hears "done" knows
 its write is durable, I1). An operation that raises fails only its own caller. If the commit
 itself fails, every caller of that batch gets the error. The queue is bounded: when it is full
 ``run`` raises :class:`CommitQueueFull` at once (answer ESME_RTHROTTLED / HTTP 503), never
@@ -12,8 +13,8 @@ blocking the event loop.
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -22,6 +23,10 @@ from adressat.core.model import Message
 from adressat.store.base import Store, StoreError
 
 T = TypeVar("T")
+
+#: Called on the caller's loop once the batch holding the insert is over: None when the
+#: messages are durable, else the error (nothing of them was written).
+InsertDone = Callable[[BaseException | None], None]
 
 
 class CommitQueueFull(StoreError):
@@ -37,15 +42,25 @@ class _Op(Generic[T]):
     fn: Callable[[Store], T]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[T]
-    inserts: Sequence[Message] | None = None  # set for plain inserts, which are coalesced
 
 
-_STOP = object()
+@dataclass(slots=True)
+class _Insert:
+    """A plain insert (the submit path): its messages join one executemany with the other
+    inserts of the batch. Exactly one of ``future`` / ``done`` is set."""
+
+    msgs: Sequence[Message]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None] | None
+    done: InsertDone | None
 
 
-def _resolve_all(items: Sequence[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for fut, ok, value in items:
-        _resolve(fut, ok, value)
+def _resolve_all(items: Sequence[tuple[Any, bool, Any, bool]]) -> None:
+    for target, ok, value, is_callback in items:
+        if is_callback:
+            target(None if ok else value)  # an InsertDone
+        else:
+            _resolve(target, ok, value)
 
 
 def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -58,6 +73,13 @@ def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
 
 
 class GroupCommitter:
+    """Two lanes into one writer thread: plain inserts (:meth:`insert_then`, ``insert``) and
+    any other operation (:meth:`run`, :meth:`enqueue`). Each batch writes the queued inserts
+    first, as ONE executemany (the submit path does not wait behind other writes of the
+    batch; if it fails, each insert is retried alone so only the faulty one fails), then the
+    operations, each in its own savepoint; then one commit. ``batch_max`` bounds each lane's
+    share of one batch; ``queue_max`` bounds what may wait (CommitQueueFull beyond)."""
+
     def __init__(
         self,
         store: Store,
@@ -70,11 +92,17 @@ class GroupCommitter:
             raise ValueError("batch_max must be >= 1")
         self.store = store
         self.batch_max = batch_max
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_max)
+        self.queue_max = queue_max
+        # deque.append / popleft are atomic: the loop appends, the writer takes; the event
+        # is set only when the writer may be asleep (not once per message)
+        self._ops: deque[_Op[Any]] = deque()
+        self._inserts: deque[_Insert] = deque()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._closed = False
+        self._stopping = False
         self.batches = 0  # transactions committed by the writer
-        self.ops = 0  # operations run
+        self.ops = 0  # operations run (each insert call counts as one)
 
     def start(self) -> GroupCommitter:
         self._thread.start()
@@ -82,25 +110,41 @@ class GroupCommitter:
 
     async def run(self, fn: Callable[[Store], T]) -> T:
         """Run ``fn(store)`` in the next batch; return its result once the batch is committed."""
-        return await self._submit(fn, None)
+        return await self.enqueue(fn)
 
-    async def _submit(self, fn: Callable[[Store], T], inserts: Sequence[Message] | None) -> T:
-        return await self.enqueue(fn, inserts)
+    def _check_room(self) -> None:
+        if self._closed:
+            raise CommitterClosed("group committer is stopped")
+        if len(self._ops) + len(self._inserts) >= self.queue_max:
+            raise CommitQueueFull("commit queue full")
+
+    def _wake_writer(self) -> None:
+        if not self._wake.is_set():
+            self._wake.set()
 
     def enqueue(
         self, fn: Callable[[Store], T], inserts: Sequence[Message] | None = None
     ) -> asyncio.Future[T]:
         """Queue ``fn(store)`` and return the future of its committed result, without a
-        coroutine (the per-message hot path). Raises CommitQueueFull / CommitterClosed."""
-        if self._closed:
-            raise CommitterClosed("group committer is stopped")
+        coroutine. Raises CommitQueueFull / CommitterClosed. ``inserts``: ``fn`` only inserts
+        these messages, so they may join the batch's executemany instead."""
+        self._check_room()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        try:
-            self._queue.put_nowait(_Op(fn, loop, fut, inserts))
-        except queue.Full:
-            raise CommitQueueFull("commit queue full") from None
+        if inserts is not None:
+            self._inserts.append(_Insert(inserts, loop, fut, None))  # type: ignore[arg-type]
+        else:
+            self._ops.append(_Op(fn, loop, fut))
+        self._wake_writer()
         return fut
+
+    def insert_then(self, msgs: Sequence[Message], done: InsertDone) -> None:
+        """Insert messages all-or-nothing and call ``done(None)`` on this loop once they are
+        durable, or ``done(error)``. The per-message path: no future, one wake-up of the loop
+        per batch for all the callbacks. Raises CommitQueueFull / CommitterClosed at once."""
+        self._check_room()
+        self._inserts.append(_Insert(msgs, asyncio.get_running_loop(), None, done))
+        self._wake_writer()
 
     async def insert(self, msg: Message) -> None:
         """Insert one message; resolves once it is durably committed."""
@@ -109,15 +153,16 @@ class GroupCommitter:
     async def insert_many(self, msgs: Sequence[Message]) -> None:
         """Insert messages all-or-nothing; resolves once they are durably committed."""
         msgs = list(msgs)
-        await self._submit(lambda s: s.insert_messages(msgs), msgs)
+        await self.enqueue(lambda s: s.insert_messages(msgs), msgs)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Finish what is queued, then stop the thread."""
         if self._closed:
             return
         self._closed = True
+        self._stopping = True
         if self._thread.is_alive():
-            self._queue.put(_STOP)
+            self._wake.set()
             self._thread.join(timeout_s)
 
     async def aclose(self) -> None:
@@ -125,58 +170,52 @@ class GroupCommitter:
 
     # --- writer thread -------------------------------------------------------------------------
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            ops: list[_Op[Any]] = [first]
-            while len(ops) < self.batch_max:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stopping = True
-                    break
-                ops.append(nxt)
-            self._run_batch(ops)
+        inserts, ops, wake = self._inserts, self._ops, self._wake
+        while True:
+            wake.wait()
+            wake.clear()  # before taking: an append after this sets it again
+            while inserts or ops:
+                ins = [inserts.popleft() for _ in range(min(len(inserts), self.batch_max))]
+                batch = [ops.popleft() for _ in range(min(len(ops), self.batch_max))]
+                self._run_batch(ins, batch)
+            if self._stopping:
+                return
 
-    def _run_batch(self, ops: list[_Op[Any]]) -> None:
-        results: list[tuple[bool, Any]] = []
+    def _run_batch(self, ins: list[_Insert], ops: list[_Op[Any]]) -> None:
+        store = self.store
         try:
-            with self.store.batch():
-                i = 0
-                while i < len(ops):
-                    j = i
-                    while j < len(ops) and ops[j].inserts is not None:
-                        j += 1
-                    if j - i > 1 and self._insert_run(ops[i:j]):
-                        results.extend((True, None) for _ in range(j - i))
-                        i = j
-                        continue
-                    for op in ops[i : max(j, i + 1)]:
-                        results.append(self._one(op))
-                    i = max(j, i + 1)
+            with store.batch():
+                ins_results = self._insert_all(ins) if ins else []
+                results = [self._one(op) for op in ops]
         except BaseException as e:  # the commit (or the batch) failed: nobody is durable
-            self._post(ops, [(False, e)] * len(ops))
+            self._post(ins, [(False, e)] * len(ins), ops, [(False, e)] * len(ops))
             if not isinstance(e, Exception):
                 raise
             return
         self.batches += 1
-        self.ops += len(ops)
-        self._post(ops, results)
+        self.ops += len(ins) + len(ops)
+        self._post(ins, ins_results, ops, results)
 
-    def _insert_run(self, ops: Sequence[_Op[Any]]) -> bool:
-        """Consecutive plain inserts as one executemany; False (nothing written) on any error,
-        and the caller retries them one by one so only the faulty one fails."""
-        msgs = [m for op in ops for m in (op.inserts or ())]
+    def _insert_all(self, ins: list[_Insert]) -> list[tuple[bool, Any]]:
+        """All inserts as one executemany; on any error (nothing of it written) each one
+        alone, so only the faulty one fails."""
+        store = self.store
+        msgs = ins[0].msgs if len(ins) == 1 else [m for it in ins for m in it.msgs]
         try:
-            with self.store.savepoint():
-                self.store.insert_messages(msgs)
-        except Exception:  # noqa: BLE001
-            return False
-        return True
+            with store.savepoint():
+                store.insert_messages(msgs)
+            return [(True, None)] * len(ins)
+        except Exception:  # noqa: BLE001 - each one alone below, for its own result
+            pass
+        out: list[tuple[bool, Any]] = []
+        for it in ins:
+            try:
+                with store.savepoint():
+                    store.insert_messages(it.msgs)
+                out.append((True, None))
+            except Exception as e:  # noqa: BLE001 - delivered to its own caller
+                out.append((False, e))
+        return out
 
     def _one(self, op: _Op[Any]) -> tuple[bool, Any]:
         try:
@@ -186,13 +225,18 @@ class GroupCommitter:
             return (False, e)
 
     @staticmethod
-    def _post(ops: Sequence[_Op[Any]], results: Sequence[tuple[bool, Any]]) -> None:
+    def _post(ins: Sequence[_Insert], ins_results: Sequence[tuple[bool, Any]],
+              ops: Sequence[_Op[Any]], results: Sequence[tuple[bool, Any]]) -> None:
         """Hand the results back: one wake-up of each caller's loop per batch, not per op
         (each call_soon_threadsafe writes to the loop's self-pipe)."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]]
-        by_loop = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any, bool]]] = {}
+        for it, (ok, value) in zip(ins, ins_results, strict=True):
+            if it.done is not None:
+                by_loop.setdefault(it.loop, []).append((it.done, ok, value, True))
+            else:
+                by_loop.setdefault(it.loop, []).append((it.future, ok, value, False))
         for op, (ok, value) in zip(ops, results, strict=True):
-            by_loop.setdefault(op.loop, []).append((op.future, ok, value))
+            by_loop.setdefault(op.loop, []).append((op.future, ok, value, False))
         for loop, items in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_resolve_all, items)

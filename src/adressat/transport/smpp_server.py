@@ -13,7 +13,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from adressat.smpp.constants import CommandId as C
 from adressat.smpp.constants import CommandStatus as S
@@ -31,11 +31,23 @@ from adressat.smpp.session import (
 )
 
 log = logging.getLogger("adressat.smpp")
+_BINDS = frozenset({C.BIND_RECEIVER, C.BIND_TRANSMITTER, C.BIND_TRANSCEIVER})
 _conn_ids = itertools.count(1)
 
 
+class Later:
+    """What a handler returns when it will answer by itself, later, with
+    :meth:`SmppConnection.answer` (exactly once): the per-submit path, with no future or
+    task per request."""
+
+    __slots__ = ()
+
+
+LATER = Later()
+
+
 class RequestHandler(Protocol):
-    def handle(self, conn: SmppConnection, pdu: Pdu) -> Pdu | Awaitable[Pdu]: ...
+    def handle(self, conn: SmppConnection, pdu: Pdu) -> Pdu | Awaitable[Pdu] | Later: ...
     def on_bound(self, conn: SmppConnection) -> None: ...
     def on_closed(self, conn: SmppConnection) -> None: ...
 
@@ -62,6 +74,8 @@ class SmppConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._tasks: set[asyncio.Future[Pdu]] = set()
+        self._owed = 0  # requests the handler will answer later (LATER)
+        self._answered: asyncio.Future[None] | None = None  # set when nothing is owed
         self._window_waiters: list[asyncio.Future[None]] = []
         self._pumping = False
         self._wbuf = bytearray()
@@ -144,7 +158,7 @@ class SmppConnection(asyncio.Protocol):
 
     def _on_request(self, pdu: Pdu) -> None:
         if pdu.command_id == C.UNBIND:
-            if self._tasks:
+            if self._tasks or self._owed:
                 # requests still being answered (a submit waiting for its commit) are
                 # answered first: unbind_resp closes the session, and a committed message
                 # whose submit_sm_resp is never sent would be sent again by the ESME
@@ -158,19 +172,37 @@ class SmppConnection(asyncio.Protocol):
         except Exception:  # noqa: BLE001 - our fault: the peer gets RSYSERR, the session goes on
             log.exception("handler failed", extra={"session": self.conn_id})
             result = pdu.response(S.ESME_RSYSERR)
+        if result is LATER:
+            self._owed += 1
+            return
         if isinstance(result, Pdu):
             self.respond(result)
             return
-        task = asyncio.ensure_future(result)
+        task = asyncio.ensure_future(result)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(functools.partial(self._answer_task, pdu=pdu))
 
     async def _unbind_when_answered(self, pdu: Pdu) -> None:
-        pending = set(self._tasks)
-        if pending:
-            await asyncio.wait(pending, timeout=self.limits.response_timeout_s)
-        await asyncio.sleep(0)  # let the done-callbacks send their responses first
+        await self.wait_answered(self.limits.response_timeout_s)
         self.respond(pdu.response())
+
+    async def wait_answered(self, timeout_s: float) -> None:
+        """Until every request taken so far is answered (or ``timeout_s``)."""
+        pending: set[asyncio.Future[Any]] = set(self._tasks)
+        if self._owed:
+            if self._answered is None or self._answered.done():
+                self._answered = asyncio.get_running_loop().create_future()
+            pending.add(self._answered)
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+        await asyncio.sleep(0)  # let the done-callbacks send their responses first
+
+    def answer(self, pdu: Pdu) -> None:
+        """The answer to a request the handler took with LATER."""
+        self._owed -= 1
+        if self._owed <= 0 and self._answered is not None and not self._answered.done():
+            self._answered.set_result(None)
+        self.respond(pdu)
 
     def _answer_task(self, task: asyncio.Future[Pdu], *, pdu: Pdu) -> None:
         self._tasks.discard(task)
@@ -191,9 +223,12 @@ class SmppConnection(asyncio.Protocol):
         if self._close_after_response:
             self._close_soon()
             return
-        if pdu.command_id & 0x7FFFFFFF in (C.BIND_RECEIVER, C.BIND_TRANSMITTER,
-                                            C.BIND_TRANSCEIVER) and self.session.is_bound:
-            self.handler.on_bound(self)
+        if pdu.command_id & 0x7FFFFFFF in _BINDS:
+            if self.session.is_bound:
+                self.handler.on_bound(self)
+        elif not self.session.pending_events:
+            # a response moves no deadline earlier: the timer stays as it is
+            return
         self._pump()
 
     # -- our requests (deliver_sm) ---------------------------------------------------------------
@@ -274,9 +309,9 @@ class SmppConnection(asyncio.Protocol):
             self._transport.pause_reading()
 
     @property
-    def pending_tasks(self) -> list[asyncio.Future[Pdu]]:
+    def answers_owed(self) -> int:
         """Requests being answered (a submit waiting for its commit)."""
-        return list(self._tasks)
+        return len(self._tasks) + self._owed
 
 
 class SmppServer:
@@ -313,10 +348,10 @@ class SmppServer:
             self._server.close()
         for conn in list(self.connections):
             conn.pause_reading()
-        pending = [t for conn in list(self.connections) for t in conn.pending_tasks]
-        if pending:
-            await asyncio.wait(pending, timeout=self.limits.response_timeout_s)
-            await asyncio.sleep(0)  # the done-callbacks send the responses
+        waits = [conn.wait_answered(self.limits.response_timeout_s)
+                 for conn in list(self.connections)]
+        if waits:
+            await asyncio.gather(*waits)
         for conn in list(self.connections):
             conn.close()
         if self._server:
