@@ -43,3 +43,16 @@ def test_id_and_destination_change_tag() -> None:
     assert binding_tag(KEY, BASE[0], "46701000002", *BASE[2:]) != t
     # the separator keeps (id, destination) boundaries unambiguous
     assert binding_tag(KEY, "ab", "1", b"", 0, 0) != binding_tag(KEY, "a", "b1", b"", 0, 0)
+
+
+def test_tag_is_the_documented_hmac() -> None:
+    """Stored tags stay verifiable: the value is exactly the one the module docstring gives
+    (HMAC-SHA256 over id, NUL, destination, NUL, SHA-256(content || dc || esm), 16 octets)."""
+    import hashlib
+    import hmac
+
+    key, mid, dest, content = b"k" * 32, "0" * 32, "46701000001", b"hello \x00 world"
+    digest = hashlib.sha256(content + bytes((0x08, 0x40))).digest()
+    material = mid.encode() + b"\x00" + dest.encode() + b"\x00" + digest
+    want = hmac.new(key, material, hashlib.sha256).digest()[:16]
+    assert binding_tag(key, mid, dest, content, 0x08, 0x40) == want

@@ -22,16 +22,12 @@ def binding_tag(
 ) -> bytes:
     if not key:
         raise ValueError("binding tag key must not be empty")
-    material = b"".join(
-        (
-            message_id.encode("utf-8"),
-            b"\x00",
-            destination.encode("utf-8"),
-            b"\x00",
-            content_digest(content, data_coding, esm_class),
-        )
+    material = b"%s\x00%s\x00%s" % (
+        message_id.encode("utf-8"),
+        destination.encode("utf-8"),
+        content_digest(content, data_coding, esm_class),
     )
-    return hmac.new(key, material, hashlib.sha256).digest()[:TAG_LENGTH]
+    return hmac.digest(key, material, "sha256")[:TAG_LENGTH]  # one C call, same value
 
 
 def verify_tag(

@@ -77,24 +77,22 @@ class Pdu(NamedTuple):
         Unknown field names raise ``SmppEncodeError``. A response with a non-zero status and
         no fields given has an empty body (SMPP 3.4 4.4.2: the body is not returned).
         """
-        try:
-            cid = CommandId(command_id)
-        except ValueError:
-            raise SmppEncodeError("unknown command_id") from None
-        body = [f for f in BODIES[cid] if f.kind not in WIRE_ONLY_KINDS]
-        names = {f.name for f in body}
-        unknown = set(fields) - names
-        if unknown:
+        spec = _MAKE_SPECS.get(command_id)
+        if spec is None:
+            spec = _make_spec(command_id)
+        cid, defaults, names = spec
+        if fields and not names.issuperset(fields):
+            unknown = set(fields) - names
             raise SmppEncodeError(f"{cid.spec_name} has no field(s) {sorted(unknown)}")
         if cid & RESPONSE_BIT and command_status and not fields:
             full: dict[str, FieldValue] = {}
         else:
-            full = {}
-            for f in body:
-                v = fields.get(f.name)
-                full[f.name] = default_value(f) if v is None else v  # type: ignore[assignment]
+            full = defaults.copy()  # schema order; given values replace the defaults
+            for name, v in fields.items():
+                if v is not None:
+                    full[name] = v
         status = _STATUS_ENUM.get(command_status, command_status)
-        return cls(cid, sequence_number, status, full, _normalise_tlvs(tlvs))
+        return cls(cid, sequence_number, status, full, _normalise_tlvs(tlvs) if tlvs else ())
 
     @property
     def is_response(self) -> bool:
@@ -141,6 +139,21 @@ class Pdu(NamedTuple):
 
 
 _CID_NAME = {int(c): c.spec_name for c in CommandId}
+_MAKE_SPECS: dict[int, tuple[CommandId, dict[str, FieldValue], frozenset[str]]] = {}
+
+
+def _make_spec(command_id: int) -> tuple[CommandId, dict[str, FieldValue], frozenset[str]]:
+    """Per command: its enum, the body fields with their defaults in schema order, their
+    names (what ``Pdu.make`` needs, computed once)."""
+    try:
+        cid = CommandId(command_id)
+    except ValueError:
+        raise SmppEncodeError("unknown command_id") from None
+    body = [f for f in BODIES[cid] if f.kind not in WIRE_ONLY_KINDS]
+    defaults: dict[str, FieldValue] = {f.name: default_value(f) for f in body}  # type: ignore[misc]
+    spec = (cid, defaults, frozenset(defaults))
+    _MAKE_SPECS[command_id] = spec
+    return spec
 _STATUS_NAME = {int(s): s.name for s in CommandStatus}
 _STATUS_ENUM: dict[int, int] = {int(s): s for s in CommandStatus}
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -76,10 +77,14 @@ _STATE_IDX = MESSAGE_COLUMNS.index("state")
 _EXTRA_IDX = MESSAGE_COLUMNS.index("extra")
 
 
+_MESSAGE_VALUES = operator.attrgetter(*MESSAGE_COLUMNS)
+
+
 def _to_row(m: Message) -> tuple[Any, ...]:
-    values: list[Any] = [getattr(m, c) for c in MESSAGE_COLUMNS]
+    values: list[Any] = list(_MESSAGE_VALUES(m))
     values[_STATE_IDX] = m.state.value
-    values[_EXTRA_IDX] = json.dumps(m.extra, separators=(",", ":"), sort_keys=True)
+    extra = m.extra
+    values[_EXTRA_IDX] = json.dumps(extra, separators=(",", ":"), sort_keys=True) if extra else "{}"
     return tuple(values)
 
 
