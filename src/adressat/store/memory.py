@@ -400,6 +400,10 @@ class MemoryStore:
             self._d.receipts[receipt_id] = replace(r, sent_at=now)
             return True
 
+    def mark_receipts_sent(self, receipt_ids: Sequence[int], now: float) -> int:
+        with self._op():
+            return sum(self.mark_receipt_sent(i, now) for i in receipt_ids)
+
     # --- audit ---------------------------------------------------------------------------------
     def append_attempt(self, rec: AttemptRecord) -> None:
         with self._op():

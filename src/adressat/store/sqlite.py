@@ -604,6 +604,13 @@ class SqliteStore:
                 == 1
             )
 
+    def mark_receipts_sent(self, receipt_ids: Sequence[int], now: float) -> int:
+        with self._one_statement() as c:
+            return c.executemany(
+                "UPDATE receipts SET sent_at = ? WHERE receipt_id = ? AND sent_at IS NULL",
+                [(now, i) for i in receipt_ids],
+            ).rowcount
+
     # --- audit ---------------------------------------------------------------------------------
     def append_attempt(self, rec: AttemptRecord) -> None:
         with self._one_statement() as c:
