@@ -10,6 +10,7 @@ deliver_sm_resp with ESME_ROK. Unanswered or refused receipts are sent again aft
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -84,7 +85,7 @@ class ReceiptSender:
         committer: GroupCommitter,
         *,
         resend_s: float,
-        batch_max: int = 200,
+        batch_max: int = 500,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.committer = committer
@@ -165,13 +166,23 @@ class ReceiptSender:
         results = await asyncio.gather(*(self._send_one(r) for r in todo))
         done = [r.receipt_id for r, ok in zip(todo, results, strict=True) if ok]
         if done:
+            # marked in one statement, not awaited: the next round's read is queued after
+            # this write (same lane, in order), and until the mark is durable these stay in
+            # ``in_flight`` (not sent again before resend_s)
             t = self.clock()
-            await self.committer.run(lambda s: [s.mark_receipt_sent(i, t) for i in done])
-            for i in done:
-                in_flight.pop(i, None)
-            self.sent += len(done)
+            marked = self.committer.enqueue(lambda s: s.mark_receipts_sent(done, t))
+            marked.add_done_callback(functools.partial(self._marked, done))
         if len(rows) >= self.batch_max:
             self.wake(account)
+
+    def _marked(self, done: list[int], f: asyncio.Future[int]) -> None:
+        if f.cancelled() or f.exception() is not None:
+            log.error("marking receipts sent failed; they are sent again after resend_s",
+                      extra={"receipts": len(done)})
+            return
+        for i in done:
+            self._in_flight.pop(i, None)
+        self.sent += len(done)
 
     async def _send_one(self, r: Receipt) -> bool:
         sessions = self.receivers.get(r.account)
@@ -196,6 +207,7 @@ class ReceiptSender:
             log.info("receipt refused", extra={"message_id": r.message_id,
                                                "status": resp.command_status})
             return False
-        log.info("receipt sent", extra={"message_id": r.message_id, "account": r.account,
-                                        "state": r.state.value})
+        if log.isEnabledFor(logging.INFO):  # not even the extra dict when the level is off
+            log.info("receipt sent", extra={"message_id": r.message_id, "account": r.account,
+                                            "state": r.state.value})
         return True

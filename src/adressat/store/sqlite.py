@@ -118,7 +118,7 @@ def _receipt(row: Sequence[Any]) -> Receipt:
         receipt_id=row[0],
         message_id=row[1],
         account=row[2],
-        state=State(row[3]),
+        state=_STATES[row[3]],
         error=row[4],
         submitted_at=row[5],
         final_at=row[6],

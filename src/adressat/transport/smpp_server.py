@@ -12,6 +12,7 @@ import functools
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
@@ -76,7 +77,7 @@ class SmppConnection(asyncio.Protocol):
         self._tasks: set[asyncio.Future[Pdu]] = set()
         self._owed = 0  # requests the handler will answer later (LATER)
         self._answered: asyncio.Future[None] | None = None  # set when nothing is owed
-        self._window_waiters: list[asyncio.Future[None]] = []
+        self._window_waiters: deque[asyncio.Future[None]] = deque()
         self._pumping = False
         self._wbuf = bytearray()
         self._flush_scheduled = False
@@ -253,10 +254,16 @@ class SmppConnection(asyncio.Protocol):
         return await fut
 
     def _wake_window(self) -> None:
-        waiters, self._window_waiters = self._window_waiters, []
-        for w in waiters:
+        """As many waiters as the window has room for (all of them once closed): one answer
+        wakes one waiter, not every one of them."""
+        waiters = self._window_waiters
+        room = len(waiters) if self.session.is_closed or self._transport is None else (
+            self.session.window_free)
+        while waiters and room > 0:
+            w = waiters.popleft()
             if not w.done():
                 w.set_result(None)
+                room -= 1
 
     # -- time and closing -----------------------------------------------------------------------
     def _arm_timer(self) -> None:
