@@ -7,10 +7,10 @@ import sqlite3
 import time
 from pathlib import Path
 
+from store_helpers import make_msg
+
 from adressat.store.checkpoint import WalCheckpointer
 from adressat.store.sqlite import SqliteStore
-
-from store_helpers import make_msg
 
 SQLITE_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
 
