@@ -9,11 +9,34 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adressat.core.model import Message, State
+from adressat.core.model import AttemptRecord, Message, State
 from adressat.store import MemoryStore, SqliteStore, Store
+from adressat.store.base import FinishedAttempt
 
 DESTS = ["46700000001", "46700000002", "46700000003"]
 STATES = list(State)
+#: outcomes of a claimed attempt (ROUTED: not in the lifecycle, refused)
+OUTCOMES = [
+    State.DELIVERED,
+    State.DEFERRED,
+    State.UNDELIVERABLE,
+    State.QUARANTINED,
+    State.EXPIRED,
+    State.HELD,
+    State.ROUTED,
+]
+
+
+def _finished(m: Message, state: State, t: int) -> FinishedAttempt:
+    changes: dict[str, object] = {"error": 0 if state is State.DELIVERED else 1}
+    if state is State.DELIVERED:
+        changes.update(delivered_imsi="2400100", delivered_msisdn=m.destination)
+    if state is State.DEFERRED:
+        changes["next_attempt_at"] = float(t + 5)
+    record = AttemptRecord(
+        m.id, m.account, m.destination, None, m.route, 1, m.attempts, float(t), float(t), "X"
+    )
+    return FinishedAttempt(m, state, changes, record, float(t))
 
 op = st.one_of(
     st.tuples(
@@ -38,12 +61,20 @@ op = st.one_of(
     st.tuples(st.just("trip"), st.sampled_from(["r0", "r1"])),
     st.tuples(st.just("release"), st.sampled_from(["r0", "r1"]), st.integers(0, 60)),
     st.tuples(st.just("receipts"), st.sampled_from(["acme", "beta"])),
+    st.tuples(
+        st.just("finish"),
+        st.lists(
+            st.tuples(st.integers(0, 12), st.sampled_from(OUTCOMES), st.integers(0, 60)),
+            max_size=5,
+        ),
+    ),
 )
 
 
 def _apply(s: Store, ops: list[tuple[Any, ...]]) -> list[object]:
     out: list[object] = []
     n = 0
+    claimed: list[Message] = []  # every claim so far, stale ones included
     for o in ops:
         try:
             kind = o[0]
@@ -71,7 +102,17 @@ def _apply(s: Store, ops: list[tuple[Any, ...]]) -> list[object]:
                 )
                 out.append(None)
             elif kind == "claim":
-                out.append([m.id for m in s.claim_due(o[1], float(o[2]), 10.0, "n")])
+                got = s.claim_due(o[1], float(o[2]), 10.0, "n")
+                claimed.extend(got)
+                out.append([m.id for m in got])
+            elif kind == "finish":
+                items = [
+                    _finished(claimed[i], state, t) for i, state, t in o[1] if i < len(claimed)
+                ]
+                out.append(
+                    [r if isinstance(r, Message) else type(r).__name__
+                     for r in s.finish_attempts(items)]
+                )
             elif kind == "transition":
                 _, i, a, b, t = o
                 out.append(s.transition(f"{i:04d}", a, b, float(t)))
@@ -94,6 +135,7 @@ def _apply(s: Store, ops: list[tuple[Any, ...]]) -> list[object]:
     out.append(s.count_by_state())
     out.append(s.list_messages())
     out.append(s.route_status())
+    out.append(s.attempts_between(-1.0, 1e9))
     return out
 
 

@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
-from adressat.core.model import Account, AttemptRecord, Message, Receipt, State
+from adressat.core.lifecycle import check_transition
+from adressat.core.model import (
+    FINAL_STATES,
+    MUTABLE_FIELDS,
+    Account,
+    AttemptRecord,
+    Message,
+    Receipt,
+    State,
+    evolve,
+)
 
 
 class StoreError(Exception):
@@ -75,6 +85,23 @@ class Transition:
     expected_attempts: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class FinishedAttempt:
+    """One item of :meth:`Store.finish_attempts`: the outcome of one delivery attempt.
+
+    ``claimed`` is the message exactly as :meth:`Store.claim_due` returned it (DISPATCHED,
+    with its ``attempts`` and ``lease_owner``); the outcome is written only if the stored row
+    is still that claim. ``changes`` are those of :meth:`Store.transition`; ``record`` is the
+    attempt's audit record (for ``claimed``); ``now`` is when the attempt ended (``final_at``
+    of a final state, the time of the delivery and receipt rows)."""
+
+    claimed: Message
+    new_state: State
+    changes: Mapping[str, object]
+    record: AttemptRecord
+    now: float
+
+
 @runtime_checkable
 class Store(Protocol):
     # --- units of work ---------------------------------------------------------------------
@@ -107,6 +134,14 @@ class Store(Protocol):
         self, items: Sequence[Transition], now: float
     ) -> list[Message | Exception]: ...
     def claim_due(self, limit: int, now: float, lease_s: float, owner: str) -> list[Message]: ...
+    # ``finish_attempts``: the outcomes of claimed attempts, one unit of work. Each item is
+    # ``transition(claimed.id, DISPATCHED, new_state, now, expected_attempts=claimed.attempts,
+    # **changes)`` plus ``append_attempt(record)`` in its own savepoint, and the row's lease
+    # owner, account and destination must still be the claim's (else StaleState). A refused
+    # item (StaleState, DuplicateDelivery, UnknownMessage, IllegalTransition, ValueError) is
+    # returned in its place, not raised, and leaves nothing behind, not even its attempt
+    # record; the others are written. Results are in the order of ``items``.
+    def finish_attempts(self, items: Sequence[FinishedAttempt]) -> list[Message | Exception]: ...
     def expire_due(self, now: float, limit: int = 1000) -> list[Message]: ...
     def recover_leases(self, now: float) -> int: ...
     def retry_now(self, destination: str, now: float) -> int: ...
@@ -173,8 +208,6 @@ class Store(Protocol):
 
 
 def check_changes(changes: Mapping[str, object]) -> None:
-    from adressat.core.model import MUTABLE_FIELDS
-
     bad = set(changes) - MUTABLE_FIELDS
     if bad:
         raise ValueError(f"fields not changeable by a transition: {sorted(bad)}")
@@ -207,9 +240,6 @@ def plan_transition(
 
     Raises ValueError (unchangeable field), IllegalTransition, DuplicateDelivery, StaleState.
     """
-    from adressat.core.lifecycle import check_transition
-    from adressat.core.model import FINAL_STATES, evolve
-
     check_changes(changes)
     check_transition(expected_state, new_state)
     if new_state is State.DELIVERED and (already_delivered or row.state is State.DELIVERED):
@@ -231,6 +261,29 @@ def plan_transition(
     if "extra" in values:
         values["extra"] = dict(values["extra"])  # type: ignore[call-overload]
     return evolve(row, values)
+
+
+def plan_finish(row: Message, item: FinishedAttempt, already_delivered: bool) -> Message:
+    """The shared rules of ``Store.finish_attempts`` for one item against the stored ``row``:
+    those of :func:`plan_transition` from DISPATCHED at the claim's attempt, then the claim's
+    lease owner, account and destination. Returns the new row value."""
+    claimed = item.claimed
+    if item.record.message_id != claimed.id or row.id != claimed.id:
+        raise ValueError("attempt record, claim and row must be of one message")
+    new = plan_transition(
+        row,
+        State.DISPATCHED,
+        item.new_state,
+        item.now,
+        claimed.attempts,
+        item.changes,
+        already_delivered,
+    )
+    if row.lease_owner != claimed.lease_owner:
+        raise StaleState(row.id, State.DISPATCHED, row.state, "lease owner")
+    if row.account != claimed.account or row.destination != claimed.destination:
+        raise StaleState(row.id, State.DISPATCHED, row.state, "not the claimed message")
+    return new
 
 
 def apply_each(store: Store, items: Sequence[Transition], now: float) -> list[Message | Exception]:

@@ -29,12 +29,15 @@ from adressat.core.scheduling import claim_order_key, is_due, should_expire
 from adressat.store.base import (
     AccountExists,
     DuplicateMessage,
+    FinishedAttempt,
     NotPending,
+    StoreError,
     Transition,
     UnknownMessage,
     apply_each,
     check_changes,
     check_new_message,
+    plan_finish,
     plan_transition,
 )
 
@@ -204,6 +207,24 @@ class MemoryStore:
         self, items: Sequence[Transition], now: float
     ) -> list[Message | Exception]:
         return apply_each(self, items, now)
+
+    def finish_attempts(self, items: Sequence[FinishedAttempt]) -> list[Message | Exception]:
+        out: list[Message | Exception] = []
+        with self._op():
+            for it in items:
+                # plan_finish validates everything before anything is written: a refused item
+                # leaves nothing behind without the cost of a snapshot
+                try:
+                    row = self._d.messages.get(it.claimed.id)
+                    if row is None:
+                        raise UnknownMessage(it.claimed.id)
+                    new = plan_finish(row, it, row.id in self._d.deliveries)
+                except (StoreError, ValueError) as e:
+                    out.append(e)
+                    continue
+                out.append(self._put(new, it.now))
+                self._d.attempts.append(it.record)
+        return out
 
     def claim_due(self, limit: int, now: float, lease_s: float, owner: str) -> list[Message]:
         with self._op():

@@ -42,13 +42,13 @@ from adressat.core.model import (
     Message,
     Receipt,
     State,
-    evolve,
     receipt_wanted,
 )
 from adressat.store.base import (
     AccountExists,
     DuplicateDelivery,
     DuplicateMessage,
+    FinishedAttempt,
     NotPending,
     StaleState,
     StoreError,
@@ -57,6 +57,7 @@ from adressat.store.base import (
     apply_each,
     check_changes,
     check_new_message,
+    plan_finish,
     plan_transition,
 )
 from adressat.store.migrations import MESSAGE_COLUMNS, migrate_sqlite
@@ -111,6 +112,81 @@ def _column_value(name: str, value: object) -> object:
     if isinstance(value, State):
         return value.value
     return value
+
+
+_DEST_IDX = MESSAGE_COLUMNS.index("destination")
+_ATTEMPTS_IDX = MESSAGE_COLUMNS.index("attempts")
+_LEASE_UNTIL_IDX = MESSAGE_COLUMNS.index("lease_until")
+_LEASE_OWNER_IDX = MESSAGE_COLUMNS.index("lease_owner")
+
+
+def _claimed_from_row(row: Sequence[Any], lease_until: float, owner: str) -> Message:
+    """The message of a queued row as ``claim_due`` leaves it: DISPATCHED, one attempt more,
+    under the lease (one Message built, not two)."""
+    values = list(row)
+    values[_STATE_IDX] = State.DISPATCHED
+    values[_ATTEMPTS_IDX] += 1
+    values[_LEASE_UNTIL_IDX] = lease_until
+    values[_LEASE_OWNER_IDX] = owner
+    extra = values[_EXTRA_IDX]
+    values[_EXTRA_IDX] = {} if extra == "{}" else json.loads(extra)
+    for i in (_CONTENT_IDX, _TAG_IDX):
+        if type(values[i]) is not bytes:
+            values[i] = bytes(values[i])
+    return Message(*values)
+
+
+_INSERT_ATTEMPT = (
+    f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_DELIVERY = "INSERT INTO deliveries (message_id, imsi, msisdn, at) VALUES (?, ?, ?, ?)"
+# The account (and everything else) is copied from the message row itself: I4 by construction.
+_INSERT_RECEIPT = (
+    "INSERT INTO receipts (message_id, account, state, error, submitted_at, final_at,"
+    " source_addr, source_ton, source_npi, destination, created_at, sent_at)"
+    " SELECT id, account, state, error, submitted_at, final_at,"
+    " source_addr, source_ton, source_npi, destination, ?, NULL"
+    " FROM messages WHERE id = ?"
+)
+
+
+def _attempt_row(rec: AttemptRecord) -> tuple[Any, ...]:
+    return (
+        rec.message_id,
+        rec.account,
+        rec.destination,
+        rec.imsi,
+        rec.route,
+        rec.node,
+        rec.attempt,
+        rec.started_at,
+        rec.ended_at,
+        rec.outcome,
+        rec.error,
+    )
+
+
+_FINISH_NAMES: dict[tuple[frozenset[str], bool], tuple[str, ...]] = {}
+
+
+def _finish_names(it: FinishedAttempt) -> tuple[str, ...]:
+    """The columns a finished attempt writes (as ``transition`` from DISPATCHED would), in
+    column order."""
+    final = it.new_state in FINAL_STATES
+    key = (frozenset(it.changes), final)
+    names = _FINISH_NAMES.get(key)
+    if names is None:
+        wanted = {*it.changes, "state", "lease_until", "lease_owner"}
+        if final:
+            wanted.add("final_at")
+        names = tuple(n for n in MESSAGE_COLUMNS if n in wanted)
+        if len(_FINISH_NAMES) < 256:
+            _FINISH_NAMES[key] = names
+    return names
+
+
+class _Refused(Exception):
+    """Inside ``finish_attempts``: the items cannot all be written together."""
 
 
 def _receipt(row: Sequence[Any]) -> Receipt:
@@ -306,21 +382,12 @@ class SqliteStore:
         if new.state is State.DELIVERED:
             try:
                 c.execute(
-                    "INSERT INTO deliveries (message_id, imsi, msisdn, at) VALUES (?, ?, ?, ?)",
-                    (new.id, new.delivered_imsi, new.delivered_msisdn, now),
+                    _INSERT_DELIVERY, (new.id, new.delivered_imsi, new.delivered_msisdn, now)
                 )
             except sqlite3.IntegrityError:
                 raise DuplicateDelivery(new.id) from None
         if new.state in FINAL_STATES and receipt_wanted(new.registered_delivery, new.state):
-            # The account is copied from the message row itself (I4 by construction).
-            c.execute(
-                "INSERT INTO receipts (message_id, account, state, error, submitted_at, final_at,"
-                " source_addr, source_ton, source_npi, destination, created_at, sent_at)"
-                " SELECT id, account, state, error, submitted_at, final_at,"
-                " source_addr, source_ton, source_npi, destination, ?, NULL"
-                " FROM messages WHERE id = ?",
-                (now, new.id),
-            )
+            c.execute(_INSERT_RECEIPT, (now, new.id))
 
     def _write_transition(
         self,
@@ -391,17 +458,104 @@ class SqliteStore:
     ) -> list[Message | Exception]:
         return apply_each(self, items, now)
 
+    def finish_attempts(self, items: Sequence[FinishedAttempt]) -> list[Message | Exception]:
+        """All items in a few statements (:meth:`_finish_together`); if any of them is
+        refused, that is rolled back and every item is written on its own, so each gets its
+        exact result."""
+        if not items:
+            return []
+        with self._tx() as c:
+            try:
+                with self._tx():
+                    return self._finish_together(c, items)
+            except _Refused:
+                pass
+            out: list[Message | Exception] = []
+            for it in items:
+                try:
+                    with self._tx():
+                        out.append(self._finish_one(c, it))
+                except (StoreError, ValueError) as e:
+                    out.append(e)
+            return out
+
+    def _finish_together(
+        self, c: sqlite3.Connection, items: Sequence[FinishedAttempt]
+    ) -> list[Message | Exception]:
+        """The new rows are planned from the claims in hand (no read); every UPDATE is a
+        compare-and-set on the claim (DISPATCHED, same attempt, lease owner, account and
+        destination: a DISPATCHED row changes only through its claim's outcome), so a row
+        that is not what the claim says changes nothing and raises _Refused (as does a second
+        delivery, refused by the deliveries table's key). Receipts copy the row itself."""
+        news: list[Message | Exception] = []
+        updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        deliveries: list[tuple[Any, ...]] = []
+        receipts: list[tuple[float, str]] = []
+        for it in items:
+            m = it.claimed
+            try:
+                new = plan_finish(m, it, False)
+            except (StoreError, ValueError):
+                raise _Refused from None
+            names = _finish_names(it)
+            updates.setdefault(names, []).append(
+                (
+                    *[_column_value(n, getattr(new, n)) for n in names],
+                    m.id,
+                    m.attempts,
+                    m.lease_owner,
+                    m.account,
+                    m.destination,
+                )
+            )
+            state = new.state
+            if state is State.DELIVERED:
+                deliveries.append((new.id, new.delivered_imsi, new.delivered_msisdn, it.now))
+            if state in FINAL_STATES and receipt_wanted(new.registered_delivery, state):
+                receipts.append((it.now, new.id))
+            news.append(new)
+        for names, rows in updates.items():
+            sets = ", ".join(f"{n} = ?" for n in names)
+            cur = c.executemany(
+                f"UPDATE messages SET {sets} WHERE id = ? AND state = 'DISPATCHED'"
+                " AND attempts = ? AND lease_owner IS ? AND account = ? AND destination = ?",
+                rows,
+            )
+            if cur.rowcount != len(rows):
+                raise _Refused
+        try:
+            if deliveries:
+                c.executemany(_INSERT_DELIVERY, deliveries)
+            if receipts:
+                c.executemany(_INSERT_RECEIPT, receipts)
+        except sqlite3.IntegrityError:
+            raise _Refused from None
+        c.executemany(_INSERT_ATTEMPT, [_attempt_row(it.record) for it in items])
+        return news
+
+    def _finish_one(self, c: sqlite3.Connection, it: FinishedAttempt) -> Message:
+        row = self._get(c, it.claimed.id)
+        if row is None:
+            raise UnknownMessage(it.claimed.id)
+        new = plan_finish(row, it, False)  # a second delivery: refused by the deliveries key
+        self._write_transition(c, row, new, it.now, names=set(_finish_names(it)))
+        c.execute(_INSERT_ATTEMPT, _attempt_row(it.record))
+        return new
+
     def claim_due(self, limit: int, now: float, lease_s: float, owner: str) -> list[Message]:
         if limit <= 0:
             return []
         scan_max = limit * 4 + 64
+        lease_until = now + lease_s
         chosen: list[Message] = []
         taken: set[str] = set()
+        olds: list[tuple[str, str]] = []
         with self._tx() as c:
             for priority in (3, 2, 1, 0):
                 if len(chosen) >= limit:
                     break
-                rows = c.execute(
+                # rows are read lazily: reading stops at the limit, not at scan_max
+                cur = c.execute(
                     f"SELECT {_COLS} FROM messages AS m"
                     f" WHERE state IN {_QUEUED} AND priority = ? AND next_attempt_at <= ?"
                     " AND not_before <= ? AND expires_at > ?"
@@ -409,33 +563,25 @@ class SqliteStore:
                     "   WHERE d.destination = m.destination AND d.state = 'DISPATCHED')"
                     " ORDER BY next_attempt_at, submitted_at, id LIMIT ?",
                     (priority, now, now, now, scan_max),
-                ).fetchall()
-                for r in rows:
-                    m = _from_row(r)
-                    if m.destination in taken:
-                        continue
-                    taken.add(m.destination)
-                    chosen.append(m)
-                    if len(chosen) >= limit:
-                        break
-            lease_until = now + lease_s
+                )
+                try:
+                    for r in cur:
+                        dest = r[_DEST_IDX]
+                        if dest in taken:
+                            continue
+                        taken.add(dest)
+                        olds.append((r[0], r[_STATE_IDX]))
+                        chosen.append(_claimed_from_row(r, lease_until, owner))
+                        if len(chosen) >= limit:
+                            break
+                finally:
+                    cur.close()
             c.executemany(
                 "UPDATE messages SET state = 'DISPATCHED', attempts = attempts + 1,"
                 " lease_until = ?, lease_owner = ? WHERE id = ? AND state = ?",
-                [(lease_until, owner, m.id, m.state.value) for m in chosen],
+                [(lease_until, owner, mid, state) for mid, state in olds],
             )
-        return [
-            evolve(
-                m,
-                {
-                    "state": State.DISPATCHED,
-                    "attempts": m.attempts + 1,
-                    "lease_until": lease_until,
-                    "lease_owner": owner,
-                },
-            )
-            for m in chosen
-        ]
+        return chosen
 
     def expire_due(self, now: float, limit: int = 1000) -> list[Message]:
         out: list[Message] = []
@@ -614,22 +760,7 @@ class SqliteStore:
     # --- audit ---------------------------------------------------------------------------------
     def append_attempt(self, rec: AttemptRecord) -> None:
         with self._one_statement() as c:
-            c.execute(
-                f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    rec.message_id,
-                    rec.account,
-                    rec.destination,
-                    rec.imsi,
-                    rec.route,
-                    rec.node,
-                    rec.attempt,
-                    rec.started_at,
-                    rec.ended_at,
-                    rec.outcome,
-                    rec.error,
-                ),
-            )
+            c.execute(_INSERT_ATTEMPT, _attempt_row(rec))
 
     def attempts_between(
         self, t1: float, t2: float, account: str | None = None
