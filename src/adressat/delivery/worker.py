@@ -54,7 +54,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -67,7 +67,13 @@ from adressat.delivery.adapter import Adapter, Outcome, OutcomeKind
 from adressat.delivery.answers import NetworkAnswer, classify_answer
 from adressat.delivery.errors import DeliveryError
 from adressat.delivery.faults import InternalFaults
-from adressat.store.base import DuplicateDelivery, StaleState, Store, StoreError
+from adressat.store.base import (
+    DuplicateDelivery,
+    FinishedAttempt,
+    StaleState,
+    Store,
+    StoreError,
+)
 from adressat.store.commit import GroupCommitter
 
 __all__ = ["DeliveryWorker", "INTERRUPTED"]
@@ -122,6 +128,28 @@ def record_alarm(store: Store, alarm: Alarm, threshold: int, now: float) -> tupl
         store.trip_route(stored.route, trip_reason(stored), now)
         return stored, True
     return stored, False
+
+
+def _hand_out(
+    batch: asyncio.Future[list[Message | Exception]],
+    pending: list[tuple[FinishedAttempt, asyncio.Future[Message]]],
+) -> None:
+    """Give each outcome of a committed (or failed) ``finish_attempts`` its own result."""
+    if batch.cancelled():
+        for _, fut in pending:
+            fut.cancel()
+        return
+    error = batch.exception()
+    results: Sequence[Message | BaseException] = (
+        batch.result() if error is None else [error] * len(pending)
+    )
+    for (_, fut), result in zip(pending, results, strict=True):
+        if fut.done():  # its task was cancelled; the write happened anyway
+            continue
+        if isinstance(result, BaseException):
+            fut.set_exception(result)
+        else:
+            fut.set_result(result)
 
 
 #: Outcome name of the attempt record written for an attempt cut short by a crash/restart.
@@ -197,6 +225,8 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[Message | None]] = set()
+        # outcomes waiting for the next flush (one committer operation per loop turn)
+        self._finishing: list[tuple[FinishedAttempt, asyncio.Future[Message]]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
         # counters (read by metrics and the audit)
         self.attempts = 0
@@ -620,7 +650,12 @@ class DeliveryWorker:
             return new
 
         try:
-            new = await self.committer.run(op)
+            if alarm is None and plan.fallback is None:  # the common case, coalesced
+                new = await self._finish(
+                    FinishedAttempt(msg, plan.new_state, plan.changes, record, ended_at)
+                )
+            else:
+                new = await self.committer.run(op)
         except StaleState as e:
             self.stale += 1
             log.warning(
@@ -693,6 +728,32 @@ class DeliveryWorker:
         if new.is_final:
             self._notify_final(new)
         return new
+
+    def _finish(self, item: FinishedAttempt) -> asyncio.Future[Message]:
+        """Write one outcome together with the others finished in this loop turn: ONE
+        committer operation (``Store.finish_attempts``) for all of them. The future is this
+        item's own result (the new record, or its own StaleState/DuplicateDelivery/...), set
+        only once the batch is committed (I1)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Message] = loop.create_future()
+        self._finishing.append((item, fut))
+        if len(self._finishing) == 1:
+            loop.call_soon(self._flush_finished)
+        return fut
+
+    def _flush_finished(self) -> None:
+        pending, self._finishing = self._finishing, []
+        if not pending:
+            return
+        items = [item for item, _ in pending]
+        try:
+            batch = self.committer.enqueue(lambda s: s.finish_attempts(items))
+        except StoreError as e:  # queue full or stopped: nothing written
+            for _, fut in pending:
+                if not fut.done():
+                    fut.set_exception(e)
+            return
+        batch.add_done_callback(lambda b: _hand_out(b, pending))
 
     # --- integrity ---------------------------------------------------------------------------
 

@@ -1,0 +1,166 @@
+"""The worker writes the outcomes finished in one loop turn as ONE store operation
+(``Store.finish_attempts``), and each message still gets its own result: a stale or doubly
+delivered one is handled alone, exactly as when every outcome was its own operation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+from delivery_kit import SUBSCRIBERS, make_msg, rig
+
+from adressat.core.integrity import AlarmKind
+from adressat.core.model import Message, State
+from adressat.delivery import Adapter, Outcome
+from adressat.store import SqliteStore
+from adressat.store.base import FinishedAttempt
+
+
+def run(coro: object) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+class CountingStore(SqliteStore):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[int] = []
+
+    def finish_attempts(self, items: Sequence[FinishedAttempt]) -> list[Message | Exception]:
+        self.batches.append(len(items))
+        return super().finish_attempts(items)
+
+
+class Meddling:
+    """An adapter that lets ``meddle(msg)`` touch the store while the attempt is in flight,
+    then answers with the real adapter's outcome."""
+
+    def __init__(self, inner: Adapter, meddle: object) -> None:
+        self.inner = inner
+        self.meddle = meddle
+
+    async def deliver(self, msg: Message) -> Outcome:
+        outcome = await self.inner.deliver(msg)
+        self.meddle(msg)  # type: ignore[operator]
+        return outcome
+
+
+def _dests(n: int) -> list[str]:
+    return [str(46701000000 + 1 + i * 7 % SUBSCRIBERS) for i in range(n)]
+
+
+def test_outcomes_of_one_turn_are_one_operation(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = CountingStore(tmp_path / "adressat.db")
+        try:
+            async with rig(
+                tmp_path, store=store, concurrency_max=64, claim_batch_max=64
+            ) as r:
+                msgs = [make_msg(d, registered_delivery=1) for d in _dests(40)]
+                await r.insert(*msgs)
+                for m in msgs:
+                    await r.wait_state(m.id, State.DELIVERED)
+                await r.wait_for(lambda: len(r.finals) == 40)
+                assert sum(store.batches) == 40 and max(store.batches) > 1
+                assert len(store.batches) < 40
+                for m in msgs:
+                    [att] = r.store.attempts_for_message(m.id)
+                    assert att.outcome == "DELIVERED" and att.attempt == 1
+                assert len(r.store.pending_receipts("acme")) == 40
+                assert r.worker.delivered == 40 and r.worker.stale == 0
+        finally:
+            store.close()
+
+    run(main())
+
+
+def test_a_stale_outcome_in_a_batch_is_dropped_alone(tmp_path: Path) -> None:
+    victim: list[str] = []
+
+    async def main() -> None:
+        store = CountingStore(tmp_path / "adressat.db")
+
+        def meddle(msg: Message) -> None:
+            if msg.id == victim[0]:  # someone else moved it meanwhile (lease recovery)
+                store.transition(
+                    msg.id,
+                    State.DISPATCHED,
+                    State.DEFERRED,
+                    msg.lease_until or 0.0,
+                    expected_attempts=msg.attempts,
+                    next_attempt_at=(msg.lease_until or 0.0) + 3600,
+                )
+
+        try:
+            async with rig(
+                tmp_path,
+                store=store,
+                wrap=lambda a: Meddling(a, meddle),  # type: ignore[arg-type,return-value]
+                concurrency_max=64,
+                claim_batch_max=64,
+            ) as r:
+                msgs = [make_msg(d) for d in _dests(12)]
+                victim.append(msgs[5].id)
+                await r.insert(*msgs)
+                for i, m in enumerate(msgs):
+                    if i != 5:
+                        await r.wait_state(m.id, State.DELIVERED)
+                await r.wait_for(lambda: r.worker.stale == 1)
+                v = r.get(msgs[5].id)
+                assert v.state is State.DEFERRED and v.delivered_imsi is None
+                # the attempt happened: its forensic record is kept anyway
+                [att] = r.store.attempts_for_message(v.id)
+                assert att.outcome == "DELIVERED"
+                assert r.worker.delivered == 11
+                assert max(store.batches) > 1
+        finally:
+            store.close()
+
+    run(main())
+
+
+def test_a_second_delivery_in_a_batch_is_refused_alone_with_an_alarm(tmp_path: Path) -> None:
+    victim: list[str] = []
+
+    async def main() -> None:
+        store = CountingStore(tmp_path / "adressat.db")
+
+        def meddle(msg: Message) -> None:
+            if msg.id == victim[0]:  # delivered by someone else meanwhile
+                store.transition(
+                    msg.id,
+                    State.DISPATCHED,
+                    State.DELIVERED,
+                    msg.lease_until or 0.0,
+                    expected_attempts=msg.attempts,
+                    delivered_imsi="999990000000001",
+                    delivered_msisdn=msg.destination,
+                    error=0,
+                )
+
+        try:
+            async with rig(
+                tmp_path,
+                store=store,
+                wrap=lambda a: Meddling(a, meddle),  # type: ignore[arg-type,return-value]
+                concurrency_max=64,
+                claim_batch_max=64,
+            ) as r:
+                msgs = [make_msg(d) for d in _dests(12)]
+                victim.append(msgs[3].id)
+                await r.insert(*msgs)
+                for m in msgs:
+                    await r.wait_state(m.id, State.DELIVERED)
+                await r.wait_for(lambda: r.store.alarm_count() == 1)
+                [alarm] = r.store.alarms_between(0, 10**12)
+                assert alarm.kind is AlarmKind.DUPLICATE_DELIVERY_REFUSED
+                assert alarm.message_ids == (msgs[3].id,)
+                v = r.get(msgs[3].id)
+                assert v.delivered_imsi == "999990000000001"  # the first delivery stands
+                [att] = r.store.attempts_for_message(v.id)  # the attempt is still recorded
+                assert att.outcome == "DELIVERED"
+                assert r.worker.delivered == 11
+        finally:
+            store.close()
+
+    run(main())
