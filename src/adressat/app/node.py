@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from adressat.core.accept import AcceptLimits
-from adressat.core.model import Message
+from adressat.core.model import FINAL_STATES, Message
 from adressat.routing import Router
 from adressat.smpp.session import SessionLimits
 from adressat.store.checkpoint import WalCheckpointer
@@ -61,6 +61,10 @@ class Node:
         s.home.mkdir(parents=True, exist_ok=True)
         self.store = SqliteStore(s.store_path, autocheckpoint=False)
         self.checkpointer = WalCheckpointer(s.store_path)
+        # counting the queue scans an index of every message: on a connection of its own, in
+        # an executor thread, never inside a write transaction (that would hold the write
+        # lock of both processes for the whole scan)
+        self._reader = SqliteStore(s.store_path, autocheckpoint=False)
         self.committer = GroupCommitter(self.store, batch_max=s.commit_batch_max)
         self.tag_key = load_tag_key(s.home)
         if not s.integrity_guards:
@@ -141,7 +145,7 @@ class Node:
     async def start(self) -> None:
         self.committer.start()
         self.checkpointer.start()
-        await self.ingress.refresh_queue_gauge()
+        await self._refresh_gauge()
         if self.delivery_process is not None:
             await self.delivery_process.start()
         elif self.delivery is not None:
@@ -153,11 +157,20 @@ class Node:
         self.smpp_port = await self.server.start(self.settings.smpp_host, self.settings.smpp_port)
         log.info("listening", extra={"smpp_port": self.smpp_port})
 
+    def _count_unfinished(self) -> int:
+        counts = self._reader.count_by_state()
+        return sum(n for state, n in counts.items() if state not in FINAL_STATES)
+
+    async def _refresh_gauge(self) -> None:
+        n = await asyncio.get_running_loop().run_in_executor(None, self._count_unfinished)
+        self.ingress.queue.value = n
+        self.ingress.queue.refreshed_at = time.time()
+
     async def _gauge_loop(self) -> None:
         while True:
             await asyncio.sleep(5.0)
             try:
-                await self.ingress.refresh_queue_gauge()
+                await self._refresh_gauge()
             except Exception:  # noqa: BLE001 - a gauge must not stop the node
                 log.exception("queue gauge refresh failed")
 
@@ -173,6 +186,7 @@ class Node:
         await asyncio.wait(self._tasks, timeout=1.0)
         await self.committer.aclose()
         await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.stop)
+        self._reader.close()
         self.store.close()
         self._stopped.set()
 
