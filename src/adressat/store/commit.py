@@ -98,6 +98,7 @@ class GroupCommitter:
         self._ops: deque[_Op[Any]] = deque()
         self._inserts: deque[_Insert] = deque()
         self._wake = threading.Event()
+        self._wake_scheduled = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._closed = False
         self._stopping = False
@@ -118,7 +119,16 @@ class GroupCommitter:
         if len(self._ops) + len(self._inserts) >= self.queue_max:
             raise CommitQueueFull("commit queue full")
 
-    def _wake_writer(self) -> None:
+    def _wake_writer(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake the writer at the end of this loop iteration, not at the first write of it:
+        everything the loop queues meanwhile (a window of submits read in one go) goes into
+        one batch instead of a few small ones."""
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            loop.call_soon(self._wake_now)
+
+    def _wake_now(self) -> None:
+        self._wake_scheduled = False
         if not self._wake.is_set():
             self._wake.set()
 
@@ -135,7 +145,7 @@ class GroupCommitter:
             self._inserts.append(_Insert(inserts, loop, fut, None))  # type: ignore[arg-type]
         else:
             self._ops.append(_Op(fn, loop, fut))
-        self._wake_writer()
+        self._wake_writer(loop)
         return fut
 
     def insert_then(self, msgs: Sequence[Message], done: InsertDone) -> None:
@@ -143,8 +153,9 @@ class GroupCommitter:
         durable, or ``done(error)``. The per-message path: no future, one wake-up of the loop
         per batch for all the callbacks. Raises CommitQueueFull / CommitterClosed at once."""
         self._check_room()
-        self._inserts.append(_Insert(msgs, asyncio.get_running_loop(), None, done))
-        self._wake_writer()
+        loop = asyncio.get_running_loop()
+        self._inserts.append(_Insert(msgs, loop, None, done))
+        self._wake_writer(loop)
 
     async def insert(self, msg: Message) -> None:
         """Insert one message; resolves once it is durably committed."""
