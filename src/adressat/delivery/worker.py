@@ -1,6 +1,12 @@
 """The delivery worker: claims due messages, hands each to its route's adapter, and writes the
 outcome as ONE store operation (state transition + append-only attempt record).
 
+The outcomes that finish within one turn of the event loop and need no alarm are written
+together: ONE committer operation, ``Store.finish_attempts`` (a few statements for all of
+them, each row a compare-and-set on its claim); each message still gets its own result
+(written, StaleState, DuplicateDelivery ...) and only after the commit. Integrity outcomes
+(alarm, breaker) and the held-route case stay one operation per message.
+
 A thin shell: which transition is legal is ``core.lifecycle``'s business, when to retry is
 ``core.retry``'s, what is due is the store's (``claim_due``: per destination one at a time,
 which keeps per-destination order). Time and randomness are injected (``clock``, ``rng``).
