@@ -25,6 +25,8 @@ def test_feistel_is_a_bijection_sample_and_inverse() -> None:
     xs = [0, 1, MSIN_SPACE - 1] + [rng.randrange(MSIN_SPACE) for _ in range(20000)]
     ys = [perm.forward(x) for x in xs]
     assert all(0 <= y < MSIN_SPACE for y in ys)
+    fresh = FeistelPermutation(42)  # nothing remembered: the inverse is computed
+    assert all(fresh.inverse(y) == x for x, y in zip(xs, ys, strict=True))
     assert all(perm.inverse(y) == x for x, y in zip(xs, ys, strict=True))
     assert len(set(ys)) == len(set(xs))
     # exhaustive injectivity on a dense block (the first 200,000 subscribers)
@@ -34,6 +36,19 @@ def test_feistel_is_a_bijection_sample_and_inverse() -> None:
     assert sum(1 for x in range(1000) if abs(perm.forward(x + 1) - perm.forward(x)) < 1000) < 5
     with pytest.raises(ValueError):
         perm.forward(MSIN_SPACE)
+
+
+def test_feistel_memory_is_bounded_and_answers_as_computing_does() -> None:
+    remembering, computing = FeistelPermutation(7), FeistelPermutation(7)
+    rng = random.Random(2)
+    xs = [rng.randrange(MSIN_SPACE) for _ in range(FeistelPermutation.CACHE_ENTRIES_MAX + 500)]
+    for x in xs + xs[-100:]:  # the last ones again: answered from memory
+        y = remembering.forward(x)
+        assert remembering.inverse(y) == x
+        computing._forward.clear()
+        computing._inverse.clear()
+        assert computing.forward(x) == y
+        assert len(remembering._forward) <= FeistelPermutation.CACHE_ENTRIES_MAX
 
 
 def test_register_identity_round_trip() -> None:

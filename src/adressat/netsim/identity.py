@@ -29,26 +29,53 @@ def mix64(x: int) -> int:
 
 
 class FeistelPermutation:
-    """A keyed bijection of 0..10^10-1."""
+    """A keyed bijection of 0..10^10-1.
 
-    __slots__ = ("_keys",)
+    One delivery computes the same few values several times (the routing answer, the SMSC's
+    cross-check, the serving node's and the handset's lookups, the acknowledgement check), so
+    recent results are remembered both ways. The function is pure (a SIM swap changes its
+    input, the generation, not its output), so remembering them changes nothing it answers.
+    """
+
+    __slots__ = ("_keys", "_forward", "_inverse")
+
+    CACHE_ENTRIES_MAX = 65_536
 
     def __init__(self, seed: int) -> None:
         rng = random.Random(f"netsim-imsi-{seed}")
         self._keys = tuple(rng.getrandbits(64) for _ in range(ROUNDS))
+        self._forward: dict[int, int] = {}
+        self._inverse: dict[int, int] = {}
+
+    def _remember(self, x: int, y: int) -> None:
+        if len(self._forward) >= self.CACHE_ENTRIES_MAX:
+            self._forward.clear()
+            self._inverse.clear()
+        self._forward[x] = y
+        self._inverse[y] = x
 
     def forward(self, x: int) -> int:
+        y = self._forward.get(x)
+        if y is not None:
+            return y
         if not 0 <= x < MSIN_SPACE:
             raise ValueError("outside the permutation domain")
         left, right = divmod(x, HALF)
         for key in self._keys:
             left, right = right, (left + mix64(right ^ key)) % HALF
-        return left * HALF + right
+        y = left * HALF + right
+        self._remember(x, y)
+        return y
 
     def inverse(self, y: int) -> int:
+        x = self._inverse.get(y)
+        if x is not None:
+            return x
         if not 0 <= y < MSIN_SPACE:
             raise ValueError("outside the permutation domain")
         left, right = divmod(y, HALF)
         for key in reversed(self._keys):
             left, right = (right - mix64(left ^ key)) % HALF, left
-        return left * HALF + right
+        x = left * HALF + right
+        self._remember(x, y)
+        return x
