@@ -48,6 +48,17 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def delivery_pid(pid: int) -> int | None:
+    """The SMPP process's child: the delivery process (None with --delivery-process off)."""
+    kids = [int(x) for task in Path(f"/proc/{pid}/task").iterdir()
+            for x in (task / "children").read_text().split()]
+    return kids[0] if kids else None
+
+
+def cpu_all(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_s(p) for name, p in pids.items()} | {"client": time.process_time()}
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -59,10 +70,11 @@ async def phase(port: int, pid: int, n: int, window: int, offset: int, subscribe
                 receipts: bool, rate: float | None = None) -> dict[str, float]:
     client = await LoadClient.connect("127.0.0.1", port, "bench", "bench", timeout_s=20)
     dests = [str(FIRST + (offset + i) % subscribers) for i in range(n)]
-    cpu0 = cpu_s(pid)
+    pids = {"smpp": pid} | ({"delivery": d} if (d := delivery_pid(pid)) else {})
+    cpu0 = cpu_all(pids)
     run = await client.submit_all(dests, registered_delivery=1 if receipts else 0,
                                   window=window, rate_per_s=rate)
-    cpu1 = cpu_s(pid)
+    cpu1 = cpu_all(pids)
     acked = run.acked()
     lat = run.latencies_ms()
     out: dict[str, float] = {
@@ -73,7 +85,11 @@ async def phase(port: int, pid: int, n: int, window: int, offset: int, subscribe
         "resp_p50_ms": round(pct(lat, 0.5), 2),
         "resp_p99_ms": round(pct(lat, 0.99), 2),
         # the SMPP process's CPU per accepted message while submitting (clock ticks: coarse)
-        "server_cpu_us_per_msg": round((cpu1 - cpu0) * 1e6 / max(1, len(acked)), 1),
+        "server_cpu_us_per_msg": round((cpu1["smpp"] - cpu0["smpp"]) * 1e6
+                                       / max(1, len(acked)), 1),
+        # CPU share of a core per process while submitting: which one is the bottleneck
+        "cpu_pct": {k: round((cpu1[k] - cpu0[k]) * 100 / (run.finished_at - run.started_at))
+                    for k in cpu1},
     }
     if receipts:
         ids = run.message_ids()
@@ -125,7 +141,9 @@ def main() -> int:
         try:
             assert server.proc is not None
             res = asyncio.run(main_async(args, server.port, server.proc.pid))
-            rss = peak_rss_mib(server.proc.pid)
+            child = delivery_pid(server.proc.pid)
+            rss_smpp = peak_rss_mib(server.proc.pid)
+            rss_delivery = peak_rss_mib(child) if child else 0.0
         finally:
             server.stop()
     e2e = res["e2e"]
@@ -140,7 +158,10 @@ def main() -> int:
         "paced_rate": args.paced_rate,
         "paced_resp_p50_ms": res["paced"]["resp_p50_ms"],  # type: ignore[index]
         "paced_resp_p99_ms": res["paced"]["resp_p99_ms"],  # type: ignore[index]
-        "server_peak_rss_mib": round(rss, 1),
+        # both processes' peaks added up (they need not peak at the same moment: an upper bound)
+        "server_peak_rss_mib": round(rss_smpp + rss_delivery, 1),
+        "smpp_peak_rss_mib": round(rss_smpp, 1),
+        "delivery_peak_rss_mib": round(rss_delivery, 1),
         "detail": res,
     }
     print(json.dumps(line))
