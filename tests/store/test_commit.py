@@ -14,14 +14,20 @@ from adressat.store import DuplicateMessage, MemoryStore, SqliteStore, Store
 from adressat.store.commit import CommitQueueFull, CommitterClosed, GroupCommitter
 
 
+@pytest.fixture(params=[False, True], ids=["writer-thread", "inline"])
+def inline(request: pytest.FixtureRequest) -> bool:
+    """Both ways of running batches: a writer thread, or on the event loop (store/commit.py)."""
+    return bool(request.param)
+
+
 @pytest.fixture(params=["memory", "sqlite"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     return MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "g.db")
 
 
-def test_many_callers_few_commits(backend: Store) -> None:
+def test_many_callers_few_commits(backend: Store, inline: bool) -> None:
     async def main() -> None:
-        gc = GroupCommitter(backend, batch_max=500).start()
+        gc = GroupCommitter(backend, batch_max=500, inline=inline).start()
         msgs = [make_msg() for _ in range(2000)]
         await asyncio.gather(*(gc.insert(m) for m in msgs))
         gc.stop()
@@ -33,9 +39,9 @@ def test_many_callers_few_commits(backend: Store) -> None:
     asyncio.run(main())
 
 
-def test_failure_of_one_op_does_not_fail_others(backend: Store) -> None:
+def test_failure_of_one_op_does_not_fail_others(backend: Store, inline: bool) -> None:
     async def main() -> None:
-        gc = GroupCommitter(backend).start()
+        gc = GroupCommitter(backend, inline=inline).start()
         existing = make_msg()
         backend.insert_messages([existing])
         good = [make_msg() for _ in range(50)]
@@ -62,11 +68,11 @@ def test_failure_of_one_op_does_not_fail_others(backend: Store) -> None:
     asyncio.run(main())
 
 
-def test_results_only_after_commit(tmp_path: Path) -> None:
+def test_results_only_after_commit(tmp_path: Path, inline: bool) -> None:
     store = SqliteStore(tmp_path / "c.db")
 
     async def main() -> None:
-        gc = GroupCommitter(store).start()
+        gc = GroupCommitter(store, inline=inline).start()
         m = make_msg()
         await gc.insert(m)
         # visible from an independent connection: it was committed before we were told
@@ -81,7 +87,7 @@ def test_results_only_after_commit(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_commit_failure_fails_the_whole_batch() -> None:
+def test_commit_failure_fails_the_whole_batch(inline: bool) -> None:
     class FailingCommit(MemoryStore):
         fail = True
 
@@ -104,7 +110,7 @@ def test_commit_failure_fails_the_whole_batch() -> None:
     store = FailingCommit()
 
     async def main() -> None:
-        gc = GroupCommitter(store).start()
+        gc = GroupCommitter(store, inline=inline).start()
         ms = [make_msg() for _ in range(5)]
         res = await asyncio.gather(*(gc.insert(m) for m in ms), return_exceptions=True)
         assert all(isinstance(r, OSError) for r in res)
@@ -136,3 +142,23 @@ def test_back_pressure_and_close() -> None:
             await gc.insert(make_msg())
 
     asyncio.run(main())
+
+
+def test_inline_runs_batches_on_the_loop_thread_at_the_end_of_the_iteration(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "i.db")
+    threads: list[int] = []
+
+    async def main() -> None:
+        gc = GroupCommitter(store, inline=True).start()
+        assert not gc._thread.is_alive()  # no writer thread
+        futs = [gc.run(lambda s: threads.append(threading.get_ident())) for _ in range(20)]
+        futs += [gc.insert(make_msg()) for _ in range(30)]
+        await asyncio.gather(*futs)
+        assert set(threads) == {threading.get_ident()}
+        assert gc.batches == 1  # everything queued in one iteration: one transaction
+        await gc.aclose()
+
+    asyncio.run(main())
+    store.close()

@@ -368,7 +368,8 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
 
     store = SqliteStore(settings.store_path, autocheckpoint=False)  # the SMPP process's
     # WalCheckpointer checkpoints for both
-    committer = GroupCommitter(store, batch_max=settings.commit_batch_max).start()
+    committer = GroupCommitter(store, batch_max=settings.commit_batch_max,
+                               inline=True).start()
     reader, writer = await asyncio.open_connection(sock=sock)
     finals: Counter[str] = Counter()
     loop = asyncio.get_running_loop()

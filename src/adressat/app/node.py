@@ -65,7 +65,9 @@ class Node:
         # an executor thread, never inside a write transaction (that would hold the write
         # lock of both processes for the whole scan)
         self._reader = SqliteStore(s.store_path, autocheckpoint=False)
-        self.committer = GroupCommitter(self.store, batch_max=s.commit_batch_max)
+        # inline: the batch's SQL on the loop, no writer thread convoying with it for the GIL
+        # while it holds the store's write lock (store/commit.py)
+        self.committer = GroupCommitter(self.store, batch_max=s.commit_batch_max, inline=True)
         self.tag_key = load_tag_key(s.home)
         if not s.integrity_guards:
             log.critical(

@@ -49,7 +49,8 @@ class Settings:
     delivery_concurrency_max: int = 500
     delivery_timeout_s: float = 30.0
     scheduler_interval_s: float = 0.05
-    claim_batch_max: int = 500
+    # a claim holds the store's write lock for its whole batch (submits wait behind it)
+    claim_batch_max: int = 100
     receipt_resend_s: float = 30.0
 
     # integrity (DESIGN.md "Fail closed")
