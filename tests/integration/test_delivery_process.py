@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from e2e_kit import wait_for
 
 from adressat.netsim import read_inbox
 from adressat.sms.receipt import ReceiptStat
@@ -46,15 +46,6 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def wait_until(cond, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return bool(cond())
-
-
 def start(home: Path, *extra: str) -> ServerProcess:
     out = adressat(home, "account", "add", "dp", "--password", "dp")
     assert out.returncode == 0, out.stderr
@@ -63,7 +54,7 @@ def start(home: Path, *extra: str) -> ServerProcess:
 
 def delivery_child(server: ServerProcess) -> int:
     assert server.proc is not None
-    assert wait_until(lambda: len(children(server.proc.pid)) == 1, 20)  # type: ignore[union-attr]
+    assert wait_for(lambda: len(children(server.proc.pid)) == 1, 20)  # type: ignore[union-attr]
     return children(server.proc.pid)[0]
 
 
@@ -120,7 +111,7 @@ def test_delivery_process_dies_with_the_smpp_process(tmp_path: Path) -> None:
     child = delivery_child(server)
     assert alive(child)
     server.kill()
-    assert wait_until(lambda: not alive(child), 10), "delivery process outlived its parent"
+    assert wait_for(lambda: not alive(child), 10), "delivery process outlived its parent"
 
 
 def test_one_process_mode_delivers(tmp_path: Path) -> None:
