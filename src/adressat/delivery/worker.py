@@ -7,6 +7,14 @@ them, each row a compare-and-set on its claim); each message still gets its own 
 (written, StaleState, DuplicateDelivery ...) and only after the commit. Integrity outcomes
 (alarm, breaker) and the held-route case stay one operation per message.
 
+A message's concurrency slot is given back when its attempt is over and its outcome is
+handed to the flush, not when the outcome is durable: the flush queues a ``claim_due`` for
+the free slots right behind it, so ONE transaction writes the outcomes and claims what
+follows (before, a claim and a flush alternated, each a commit and an fsync of its own).
+Nothing is weakened: the task still waits for its durable result, :meth:`DeliveryWorker.stop`
+still waits for every queued outcome, and an outcome lost to a crash leaves its message
+DISPATCHED (recovered as DEFERRED with an INTERRUPTED attempt, resent with the same TP-MR).
+
 A thin shell: which transition is legal is ``core.lifecycle``'s business, when to retry is
 ``core.retry``'s, what is due is the store's (``claim_due``: per destination one at a time,
 which keeps per-destination order). Time and randomness are injected (``clock``, ``rng``).
@@ -231,6 +239,12 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[Message | None]] = set()
+        # concurrency: a slot is taken by a claimed message until its attempt is over (its
+        # outcome handed to the flush, or its task done), and reserved by a claim in flight
+        self._slots: set[str] = set()
+        self._reserved = 0
+        self._claims: set[asyncio.Future[list[Message]]] = set()  # claims queued by a flush
+        self._closed = False  # run() has ended: claimed messages are no longer started
         # outcomes waiting for the next flush (one committer operation per loop turn)
         self._finishing: list[tuple[FinishedAttempt, asyncio.Future[Message]]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
@@ -297,13 +311,11 @@ class DeliveryWorker:
                 if now >= next_expire_at:
                     await self._expire(now)
                     next_expire_at = now + self.expire_interval_s
-                free = self.concurrency_max - len(self._tasks)
+                free = self._free()
                 if free > 0:
                     limit = min(free, self.claim_batch_max)
                     claimed = await self._claim(limit, now)
-                    for msg in claimed:
-                        self._spawn(msg)
-                    if len(claimed) == limit and len(self._tasks) < self.concurrency_max:
+                    if len(claimed) == limit and self._free() > 0:
                         continue  # more may be due: claim again before sleeping
                 if self._stopping:
                     break
@@ -311,9 +323,10 @@ class DeliveryWorker:
                     await asyncio.wait_for(self._wake.wait(), self.interval_s)
                 except TimeoutError:
                     pass
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+            while self._tasks or self._claims:  # a claim answered meanwhile starts its own
+                await asyncio.gather(*self._tasks, *self._claims, return_exceptions=True)
         finally:
+            self._closed = True
             for task in list(self._tasks):
                 task.cancel()
             if self._tasks:
@@ -332,16 +345,65 @@ class DeliveryWorker:
             log.error("held routes not refreshed", extra={"error_type": type(e).__name__})
         return self._held
 
-    async def _claim(self, limit: int, now: float) -> list[Message]:
-        def op(store: Store) -> list[Message]:
-            return store.claim_due(limit, now, self.lease_s, self.owner)
+    def _free(self) -> int:
+        """Concurrency slots neither taken by a claimed message nor reserved by a claim."""
+        return self.concurrency_max - len(self._slots) - self._reserved
 
+    def _enqueue_claim(self, limit: int, now: float) -> asyncio.Future[list[Message]]:
+        """Queue ``claim_due`` for the next committer batch, ``limit`` slots reserved until
+        it is answered; the claimed messages are started then (:meth:`_claimed`). Raises
+        StoreError (queue full, committer stopped)."""
+        lease_s, owner = self.lease_s, self.owner
+        fut = self.committer.enqueue(lambda s: s.claim_due(limit, now, lease_s, owner))
+        self._reserved += limit
+        fut.add_done_callback(lambda f: self._claimed(f, limit))
+        return fut
+
+    def _claimed(self, fut: asyncio.Future[list[Message]], limit: int) -> None:
+        self._reserved -= limit
+        self._claims.discard(fut)
+        if fut.cancelled():
+            return
+        error = fut.exception()
+        if error is not None:  # a failed commit: nothing was claimed; next tick
+            self.store_errors += 1
+            log.error("claim_due failed", extra={"error_type": type(error).__name__})
+            return
+        if self._closed:  # run() was cancelled: they stay DISPATCHED, as after a crash
+            return
+        for msg in fut.result():
+            self._spawn(msg)
+
+    async def _claim(self, limit: int, now: float) -> list[Message]:
         try:
-            return await self.committer.run(op)
-        except StoreError as e:  # queue full or a failed commit: try again next tick
+            fut = self._enqueue_claim(limit, now)
+        except StoreError as e:  # queue full or stopped: try again next tick
             self.store_errors += 1
             log.error("claim_due failed", extra={"error_type": type(e).__name__})
             return []
+        try:
+            return await asyncio.shield(fut)
+        except StoreError:  # counted and logged by _claimed
+            return []
+
+    def _claim_after_flush(self) -> None:
+        """Right after a flush is queued: claim for the slots free now (those of the flushed
+        outcomes among them), in the same committer batch, after the flush (ops run in queue
+        order). So one transaction writes the outcomes and claims what follows, and a
+        destination whose message is written there is already free to claim (``claim_due``
+        skips a destination only while it has a DISPATCHED message)."""
+        if self._stopping or self._closed:
+            return
+        free = self._free()
+        if free <= 0:
+            return
+        try:
+            fut = self._enqueue_claim(min(free, self.claim_batch_max), self.clock())
+        except StoreError as e:
+            self.store_errors += 1
+            log.error("claim_due failed", extra={"error_type": type(e).__name__})
+            return
+        self._claims.add(fut)
 
     async def recover(self) -> int:
         """Put every DISPATCHED message back to DEFERRED, due now (single node: nothing can be
@@ -416,10 +478,13 @@ class DeliveryWorker:
     def _spawn(self, msg: Message) -> None:
         task = asyncio.get_running_loop().create_task(self.process(msg))
         self._tasks.add(task)
+        self._slots.add(msg.id)
 
         def done(t: asyncio.Task[Message | None]) -> None:
             self._tasks.discard(t)
-            self.wake()  # a slot is free, and the destination may have more queued
+            if msg.id in self._slots:  # not given back by a flush (which claims itself)
+                self._slots.discard(msg.id)
+                self.wake()  # a slot is free, and the destination may have more queued
 
         task.add_done_callback(done)
 
@@ -742,6 +807,7 @@ class DeliveryWorker:
         only once the batch is committed (I1)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Message] = loop.create_future()
+        self._slots.discard(item.claimed.id)  # the attempt is over: the flush claims anew
         self._finishing.append((item, fut))
         if len(self._finishing) == 1:
             loop.call_soon(self._flush_finished)
@@ -758,8 +824,10 @@ class DeliveryWorker:
             for _, fut in pending:
                 if not fut.done():
                     fut.set_exception(e)
+            self.wake()  # their slots are free; the run loop claims (or waits a tick)
             return
         batch.add_done_callback(lambda b: _hand_out(b, pending))
+        self._claim_after_flush()
 
     # --- integrity ---------------------------------------------------------------------------
 
