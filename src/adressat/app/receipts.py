@@ -156,7 +156,9 @@ class ReceiptSender:
     async def _send_account(self, account: str) -> None:
         now = self.clock()
         in_flight = self._in_flight
-        rows = await self.committer.run(
+        # a read: no write lock, no transaction; rows whose mark is not durable yet are still
+        # in ``in_flight`` (popped only after the mark's commit), so they are not sent twice
+        rows = await self.committer.read(
             lambda s: s.pending_receipts(account, self.batch_max + len(in_flight))
         )
         todo = [r for r in rows if now - in_flight.get(r.receipt_id, -1e18) >= self.resend_s]
@@ -166,8 +168,7 @@ class ReceiptSender:
         results = await asyncio.gather(*(self._send_one(r) for r in todo))
         done = [r.receipt_id for r, ok in zip(todo, results, strict=True) if ok]
         if done:
-            # marked in one statement, not awaited: the next round's read is queued after
-            # this write (same lane, in order), and until the mark is durable these stay in
+            # marked in one statement, not awaited: until the mark is durable these stay in
             # ``in_flight`` (not sent again before resend_s)
             t = self.clock()
             marked = self.committer.enqueue(lambda s: s.mark_receipts_sent(done, t))

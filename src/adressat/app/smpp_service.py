@@ -155,7 +155,7 @@ class SmppService:
     async def _bind(self, conn: SmppConnection, pdu: Pdu) -> Pdu:
         system_id = str(pdu.fields["system_id"])
         password = str(pdu.fields["password"])
-        account = await self.committer.run(lambda s: s.get_account(system_id))
+        account = await self.committer.read(lambda s: s.get_account(system_id))
         if account is None:
             log.info("bind refused: unknown system_id", extra={"session": conn.conn_id})
             return self._bind_failed(conn, pdu, S.ESME_RINVSYSID)
@@ -356,7 +356,7 @@ class SmppService:
 
     # -- query / cancel / replace ---------------------------------------------------------------
     async def _own_message(self, conn: SmppConnection, message_id: str) -> Message | None:
-        msg = await self.committer.run(lambda s: s.get_message(message_id))
+        msg = await self.committer.read(lambda s: s.get_message(message_id))
         if msg is None or msg.account != conn.account:
             return None  # another account's message does not exist for this one (I4)
         return msg

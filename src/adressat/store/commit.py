@@ -123,6 +123,18 @@ class GroupCommitter:
         """Run ``fn(store)`` in the next batch; return its result once the batch is committed."""
         return await self.enqueue(fn)
 
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        """Run ``fn(store)``, which only reads, and return its result: inline, at once on the
+        loop, outside any transaction (the loop is the only user of the connection between
+        batches; in WAL mode a plain read sees every committed write, its own and the other
+        process's, and takes no write lock, so it neither waits for the other process nor
+        makes it wait); with a writer thread, in the next batch like :meth:`run`."""
+        if self.inline:
+            if self._closed:
+                raise CommitterClosed("group committer is stopped")
+            return fn(self.store)
+        return await self.enqueue(fn)
+
     def _check_room(self) -> None:
         if self._closed:
             raise CommitterClosed("group committer is stopped")
