@@ -27,22 +27,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from adressat.smpp.constants import CommandId as C
+from adressat.smpp.constants import CommandStatus, TlvTag
+
 __all__ = ["LoadClient", "LoadRun"]
 
 _HEADER = struct.Struct(">IIII")
 _TLV = struct.Struct(">HH")
-GENERIC_NACK = 0x80000000
-BIND_TRANSCEIVER = 0x00000009
-SUBMIT_SM = 0x00000004
-SUBMIT_SM_RESP = 0x80000004
-DELIVER_SM = 0x00000005
-DELIVER_SM_RESP = 0x80000005
-UNBIND = 0x00000006
-UNBIND_RESP = 0x80000006
-ENQUIRE_LINK = 0x00000015
-ENQUIRE_LINK_RESP = 0x80000015
-RECEIPTED_MESSAGE_ID = 0x001E
-ESME_RINVCMDID = 0x00000003
+# plain ints from the one constants table (the hot path compares and packs them)
+GENERIC_NACK = int(C.GENERIC_NACK)
+BIND_TRANSCEIVER, SUBMIT_SM, SUBMIT_SM_RESP = map(int, (C.BIND_TRANSCEIVER, C.SUBMIT_SM,
+                                                       C.SUBMIT_SM_RESP))
+DELIVER_SM, DELIVER_SM_RESP = int(C.DELIVER_SM), int(C.DELIVER_SM_RESP)
+UNBIND, UNBIND_RESP = int(C.UNBIND), int(C.UNBIND_RESP)
+ENQUIRE_LINK, ENQUIRE_LINK_RESP = int(C.ENQUIRE_LINK), int(C.ENQUIRE_LINK_RESP)
+RECEIPTED_MESSAGE_ID = int(TlvTag.RECEIPTED_MESSAGE_ID)
+ESME_RINVCMDID = int(CommandStatus.ESME_RINVCMDID)
 PDU_LENGTH_MAX = 65536
 
 
