@@ -5,8 +5,10 @@ delivered one is handled alone, exactly as when every outcome was its own operat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from delivery_kit import SUBSCRIBERS, make_msg, rig
 
@@ -74,93 +76,87 @@ def test_outcomes_of_one_turn_are_one_operation(tmp_path: Path) -> None:
     run(main())
 
 
+@asynccontextmanager
+async def meddled_rig(
+    tmp_path: Path, victim_index: int, move: Callable[[CountingStore, Message], None]
+) -> AsyncIterator[tuple[Any, CountingStore, list[Message]]]:
+    """12 messages through a rig whose adapter lets ``move`` change the victim's row while
+    its attempt is in flight (someone else moved it); yields (rig, store, messages)."""
+    store = CountingStore(tmp_path / "adressat.db")
+    msgs = [make_msg(d) for d in _dests(12)]
+    victim = msgs[victim_index].id
+
+    def meddle(msg: Message) -> None:
+        if msg.id == victim:
+            move(store, msg)
+
+    try:
+        async with rig(
+            tmp_path,
+            store=store,
+            wrap=lambda a: Meddling(a, meddle),  # type: ignore[arg-type,return-value]
+            concurrency_max=64,
+            claim_batch_max=64,
+        ) as r:
+            await r.insert(*msgs)
+            yield r, store, msgs
+    finally:
+        store.close()
+
+
 def test_a_stale_outcome_in_a_batch_is_dropped_alone(tmp_path: Path) -> None:
-    victim: list[str] = []
+    def move(store: CountingStore, msg: Message) -> None:  # lease recovery, say
+        store.transition(
+            msg.id,
+            State.DISPATCHED,
+            State.DEFERRED,
+            msg.lease_until or 0.0,
+            expected_attempts=msg.attempts,
+            next_attempt_at=(msg.lease_until or 0.0) + 3600,
+        )
 
     async def main() -> None:
-        store = CountingStore(tmp_path / "adressat.db")
-
-        def meddle(msg: Message) -> None:
-            if msg.id == victim[0]:  # someone else moved it meanwhile (lease recovery)
-                store.transition(
-                    msg.id,
-                    State.DISPATCHED,
-                    State.DEFERRED,
-                    msg.lease_until or 0.0,
-                    expected_attempts=msg.attempts,
-                    next_attempt_at=(msg.lease_until or 0.0) + 3600,
-                )
-
-        try:
-            async with rig(
-                tmp_path,
-                store=store,
-                wrap=lambda a: Meddling(a, meddle),  # type: ignore[arg-type,return-value]
-                concurrency_max=64,
-                claim_batch_max=64,
-            ) as r:
-                msgs = [make_msg(d) for d in _dests(12)]
-                victim.append(msgs[5].id)
-                await r.insert(*msgs)
-                for i, m in enumerate(msgs):
-                    if i != 5:
-                        await r.wait_state(m.id, State.DELIVERED)
-                await r.wait_for(lambda: r.worker.stale == 1)
-                v = r.get(msgs[5].id)
-                assert v.state is State.DEFERRED and v.delivered_imsi is None
-                # the attempt happened: its forensic record is kept anyway
-                [att] = r.store.attempts_for_message(v.id)
-                assert att.outcome == "DELIVERED"
-                assert r.worker.delivered == 11
-                assert max(store.batches) > 1
-        finally:
-            store.close()
+        async with meddled_rig(tmp_path, 5, move) as (r, store, msgs):
+            for i, m in enumerate(msgs):
+                if i != 5:
+                    await r.wait_state(m.id, State.DELIVERED)
+            await r.wait_for(lambda: r.worker.stale == 1)
+            v = r.get(msgs[5].id)
+            assert v.state is State.DEFERRED and v.delivered_imsi is None
+            # the attempt happened: its forensic record is kept anyway
+            [att] = r.store.attempts_for_message(v.id)
+            assert att.outcome == "DELIVERED"
+            assert r.worker.delivered == 11
+            assert max(store.batches) > 1
 
     run(main())
 
 
 def test_a_second_delivery_in_a_batch_is_refused_alone_with_an_alarm(tmp_path: Path) -> None:
-    victim: list[str] = []
+    def move(store: CountingStore, msg: Message) -> None:  # delivered by someone else
+        store.transition(
+            msg.id,
+            State.DISPATCHED,
+            State.DELIVERED,
+            msg.lease_until or 0.0,
+            expected_attempts=msg.attempts,
+            delivered_imsi="999990000000001",
+            delivered_msisdn=msg.destination,
+            error=0,
+        )
 
     async def main() -> None:
-        store = CountingStore(tmp_path / "adressat.db")
-
-        def meddle(msg: Message) -> None:
-            if msg.id == victim[0]:  # delivered by someone else meanwhile
-                store.transition(
-                    msg.id,
-                    State.DISPATCHED,
-                    State.DELIVERED,
-                    msg.lease_until or 0.0,
-                    expected_attempts=msg.attempts,
-                    delivered_imsi="999990000000001",
-                    delivered_msisdn=msg.destination,
-                    error=0,
-                )
-
-        try:
-            async with rig(
-                tmp_path,
-                store=store,
-                wrap=lambda a: Meddling(a, meddle),  # type: ignore[arg-type,return-value]
-                concurrency_max=64,
-                claim_batch_max=64,
-            ) as r:
-                msgs = [make_msg(d) for d in _dests(12)]
-                victim.append(msgs[3].id)
-                await r.insert(*msgs)
-                for m in msgs:
-                    await r.wait_state(m.id, State.DELIVERED)
-                await r.wait_for(lambda: r.store.alarm_count() == 1)
-                [alarm] = r.store.alarms_between(0, 10**12)
-                assert alarm.kind is AlarmKind.DUPLICATE_DELIVERY_REFUSED
-                assert alarm.message_ids == (msgs[3].id,)
-                v = r.get(msgs[3].id)
-                assert v.delivered_imsi == "999990000000001"  # the first delivery stands
-                [att] = r.store.attempts_for_message(v.id)  # the attempt is still recorded
-                assert att.outcome == "DELIVERED"
-                assert r.worker.delivered == 11
-        finally:
-            store.close()
+        async with meddled_rig(tmp_path, 3, move) as (r, _store, msgs):
+            for m in msgs:
+                await r.wait_state(m.id, State.DELIVERED)
+            await r.wait_for(lambda: r.store.alarm_count() == 1)
+            [alarm] = r.store.alarms_between(0, 10**12)
+            assert alarm.kind is AlarmKind.DUPLICATE_DELIVERY_REFUSED
+            assert alarm.message_ids == (msgs[3].id,)
+            v = r.get(msgs[3].id)
+            assert v.delivered_imsi == "999990000000001"  # the first delivery stands
+            [att] = r.store.attempts_for_message(v.id)  # the attempt is still recorded
+            assert att.outcome == "DELIVERED"
+            assert r.worker.delivered == 11
 
     run(main())

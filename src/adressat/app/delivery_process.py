@@ -247,6 +247,7 @@ class DeliveryProcess:
         self.on_finals = on_finals
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
@@ -256,7 +257,7 @@ class DeliveryProcess:
         await self._spawn()
         self._supervisor = asyncio.create_task(self._supervise(), name="delivery-process")
 
-    async def _spawn(self) -> asyncio.StreamReader:
+    async def _spawn(self) -> None:
         parent, child = socket.socketpair()
         try:
             self.proc = subprocess.Popen(
@@ -267,13 +268,12 @@ class DeliveryProcess:
             )
         finally:
             child.close()
-        reader, self._writer = await asyncio.open_connection(sock=parent)
+        self._reader, self._writer = await asyncio.open_connection(sock=parent)
         log.info("delivery process started", extra={"pid": self.proc.pid})
-        self._reader = reader
-        return reader
 
     async def _supervise(self) -> None:
         while True:
+            assert self._reader is not None
             await self._read_hints(self._reader)
             if self._stopping:
                 return
