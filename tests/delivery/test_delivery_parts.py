@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from adressat.core.model import Message
 from adressat.delivery import DeliveryError, build_parts, message_reference
 from adressat.delivery.netsim_adapter import ContentError
 from adressat.sms import Alphabet, encode_text, pack_septets
@@ -53,9 +54,16 @@ def test_invalid_content_refused() -> None:
     assert build_parts(MID, b"x" * 20, 0x05, 0) == [b"x" * 20]
 
 
-def test_message_reference_deterministic_distinct_per_part() -> None:
-    refs = [message_reference(MID, i) for i in range(5)]
-    assert refs == [message_reference(MID, i) for i in range(5)]
+def test_message_reference_from_the_stored_reference_distinct_per_part() -> None:
+    msg = Message(MID, "acme", "123", "46701000001", b"x", 0.0, 60.0, reference=254)
+    assert [message_reference(msg, i) for i in range(4)] == [254, 255, 0, 1]
+
+
+def test_message_reference_without_a_stored_one_is_derived_from_the_id() -> None:
+    # a message first attempted before schema v4: its resends keep the old derived TP-MR
+    msg = Message(MID, "acme", "123", "46701000001", b"x", 0.0, 60.0)
+    refs = [message_reference(msg, i) for i in range(5)]
+    assert refs == [message_reference(msg, i) for i in range(5)]
     assert len(set(refs)) == 5 and all(0 <= r <= 255 for r in refs)
 
 

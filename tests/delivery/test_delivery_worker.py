@@ -55,7 +55,9 @@ def test_delivered_with_handset_identity_attempt_receipt_and_on_final(
             ]
             air = pack_septets(encode_text(text, Alphabet.GSM7))
             assert inbox[0].content_sha256 == hashlib.sha256(air).hexdigest()
-            assert inbox[0].message_reference == message_reference(msg.id, 0)
+            # the first message to this number: the destination's first TP-MR, kept
+            assert done.reference == 0
+            assert inbox[0].message_reference == message_reference(done, 0) == 0
             assert inbox[0].originator == "ACME"
             # one attempt record, no text
             [att] = r.store.attempts_for_message(msg.id)
@@ -315,9 +317,9 @@ def test_long_gsm7_message_in_parts_to_one_identity(tmp_path: Path) -> None:
             assert {x.imsi for x in inbox} == {imsi} == {done.delivered_imsi}
             assert {x.smsc_message_id for x in inbox} == {msg.id}
             assert [x.message_reference for x in inbox] == [
-                message_reference(msg.id, 0),
-                message_reference(msg.id, 1),
-            ]
+                message_reference(done, 0),
+                message_reference(done, 1),
+            ] == [0, 1]
             assert r.network.stats.forwarded == 2
             [att] = r.store.attempts_for_message(msg.id)
             assert att.outcome == "DELIVERED"

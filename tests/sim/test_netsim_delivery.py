@@ -208,6 +208,35 @@ def test_duplicate_memory_survives_restart(tmp_path: Path) -> None:
     again.close()
 
 
+def test_handset_forgets_a_reference_128_behind_so_a_counter_may_go_round(
+    tmp_path: Path,
+) -> None:
+    # one sender, the same text, 300 different messages to one number with consecutive
+    # TP-MRs (the SMSC's counter goes round after 256): every one is stored, none taken for a
+    # resend; a resend of the newest is still recognised
+    net = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
+    info = net.register.lookup("46701000022")
+
+    async def main() -> None:
+        for i in range(300):
+            await net.forward_sm(info.imsi, info.node, sms(ref=i % 256, msg_id=f"m{i}"))
+        await net.forward_sm(info.imsi, info.node, sms(ref=299 % 256, msg_id="m299"))
+        # 127 back is inside the window: still a resend
+        await net.forward_sm(info.imsi, info.node, sms(ref=(299 - 127) % 256, msg_id="m172"))
+
+    asyncio.run(main())
+    records = net.inbox_of("46701000022")
+    assert [r.duplicate for r in records] == [False] * 300 + [True, True]
+    assert net.stats.duplicates == 2
+    net.close()
+    # the same holds for the memory rebuilt from the inbox after a restart
+    again = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
+    asyncio.run(again.forward_sm(info.imsi, info.node, sms(ref=300 % 256, msg_id="m300")))
+    asyncio.run(again.forward_sm(info.imsi, info.node, sms(ref=299 % 256, msg_id="m299")))
+    assert [r.duplicate for r in again.inbox_of("46701000022")][-2:] == [False, True]
+    again.close()
+
+
 def test_stale_identity_and_wrong_node_refused(tmp_path: Path) -> None:
     net = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
     reg = net.register

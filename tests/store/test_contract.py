@@ -307,6 +307,45 @@ def test_leases_and_recovery(store: Store) -> None:
         store.transition(m.id, S.DISPATCHED, S.DELIVERED, NOW + 32, expected_attempts=c.attempts)
 
 
+def test_tp_mr_one_counter_per_destination_kept_by_resends(store: Store) -> None:
+    dest, other = "46701000042", "46701000043"
+    a, b = make_msg(destination=dest), make_msg(destination=dest, submitted_at=1001.0)
+    c = make_msg(destination=other)
+    store.insert_messages([a, b, c])
+    assert all(store.get_message(m.id).reference is None for m in (a, b, c))  # type: ignore[union-attr]
+    got = {m.id: m for m in store.claim_due(10, NOW, 30, "n1")}
+    assert set(got) == {a.id, c.id}  # one per destination
+    assert got[a.id].reference == 0 and got[c.id].reference == 0
+    assert store.get_message(a.id).reference == 0  # type: ignore[union-attr]
+    # a's first attempt fails; b goes next and takes the next reference of the destination
+    store.transition(a.id, S.DISPATCHED, S.DEFERRED, NOW, expected_attempts=1,
+                     next_attempt_at=NOW + 5, lease_until=None, lease_owner=None)
+    [gb] = store.claim_due(10, NOW, 30, "n1")
+    assert gb.id == b.id and gb.reference == 1
+    store.transition(b.id, S.DISPATCHED, S.DELIVERED, NOW, expected_attempts=1,
+                     delivered_imsi="1", delivered_msisdn=dest, error=0)
+    # a's resend keeps its reference, as does one after lease recovery
+    [ra] = store.claim_due(10, NOW + 5, 30, "n1")
+    assert ra.id == a.id and ra.attempts == 2 and ra.reference == 0
+    assert store.recover_leases(NOW + 40) == 2  # a and c
+    again = {m.id: m for m in store.claim_due(10, NOW + 40, 30, "n2")}
+    assert again[a.id].attempts == 3 and again[a.id].reference == 0
+    assert again[c.id].attempts == 2 and again[c.id].reference == 0
+
+
+def test_tp_mr_goes_round_after_256(store: Store) -> None:
+    dest = "46701000044"
+    refs = []
+    for _ in range(258):
+        m = make_msg(destination=dest)
+        store.insert_messages([m])
+        [got] = store.claim_due(1, NOW, 30, "n1")
+        refs.append(got.reference)
+        store.transition(m.id, S.DISPATCHED, S.DELIVERED, NOW, expected_attempts=1,
+                         delivered_imsi="1", delivered_msisdn=dest, error=0)
+    assert refs == [*range(256), 0, 1]
+
+
 def test_expire_due_leaves_held_and_dispatched(store: Store) -> None:
     a = make_msg(expires_at=NOW)
     b = make_msg(expires_at=NOW, state=S.DEFERRED)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from store_helpers import make_msg
 
 from adressat.core.model import AttemptRecord, State
 from adressat.store import SqliteStore
-from adressat.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from adressat.store.migrations import MESSAGE_COLUMNS, MIGRATIONS, SCHEMA_VERSION
 
 
 def test_pragmas(tmp_path: Path) -> None:
@@ -187,11 +188,51 @@ def test_v2_database_is_upgraded_to_v3(tmp_path: Path) -> None:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
     conn.close()
     s = SqliteStore(path)
-    assert s.schema_version == SCHEMA_VERSION == 3
+    assert s.schema_version == SCHEMA_VERSION == 4
     m = make_msg()
     s.insert_messages([m])
     [got] = s.claim_due(10, m.next_attempt_at + 1, 30.0, "n1")
     assert got.id == m.id and s.claim_due(10, m.next_attempt_at + 1, 30.0, "n1") == []
+    s.close()
+
+
+def test_v3_database_is_upgraded_to_v4_and_a_message_in_flight_keeps_its_derived_reference(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for version, statements in MIGRATIONS[:3]:
+        for _, sql in statements:
+            conn.execute(sql)
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    old_cols = [c for c in MESSAGE_COLUMNS if c != "reference"]
+    in_flight = replace(
+        make_msg(id="f" * 32), state=State.DISPATCHED, attempts=1, lease_until=5.0,
+        lease_owner="old",
+    )
+    fresh = make_msg(id="a" * 32)
+    for m in (in_flight, fresh):
+        values = [getattr(m, c) for c in old_cols]
+        values[old_cols.index("state")] = m.state.value
+        values[old_cols.index("extra")] = "{}"
+        conn.execute(
+            f"INSERT INTO messages ({', '.join(old_cols)})"
+            f" VALUES ({', '.join('?' * len(old_cols))})",
+            values,
+        )
+    conn.close()
+    s = SqliteStore(path)
+    assert s.schema_version == 4
+    assert s.recover_leases(10.0) == 1
+    now = max(in_flight.next_attempt_at, fresh.next_attempt_at) + 11
+    claimed = {m.id: m for m in s.claim_due(10, now, 30.0, "n1")}
+    assert set(claimed) == {in_flight.id, fresh.id}
+    # attempted before v4: no stored reference, the adapter derives the old one from the id
+    assert claimed[in_flight.id].reference is None and claimed[in_flight.id].attempts == 2
+    # first attempted now: its destination's counter starts at 0
+    assert claimed[fresh.id].reference == 0
+    assert s.get_message(fresh.id).reference == 0
     s.close()
 
 

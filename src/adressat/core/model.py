@@ -55,6 +55,10 @@ class Message:
     message_payload) exactly as submitted, including the UDH when ``esm_class`` has UDHI.
     ``extra`` keeps JSON-able values to pass on (SAR TLVs, user_message_reference, ...).
     Times are epoch seconds. ``attempts`` counts delivery attempts started (claims).
+    ``reference`` is the TP-MR of the message's first part on the air interface (0..255),
+    given by the store when the message is first claimed, from a counter per destination, and
+    kept for every resend: a handset takes a resend for what it is, and two different messages
+    to one number never look alike to it (None: not yet attempted).
     """
 
     id: str
@@ -84,6 +88,7 @@ class Message:
     lease_until: float | None = None
     lease_owner: str | None = None
     extra: dict[str, ExtraValue] = field(default_factory=dict, hash=False)
+    reference: int | None = None
 
     @property
     def is_final(self) -> bool:

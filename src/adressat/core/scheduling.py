@@ -29,3 +29,23 @@ def claim_order_key(msg: Message) -> tuple[int, float, float, str]:
 
 def lease_expired(msg: Message, now: float) -> bool:
     return msg.state is State.DISPATCHED and (msg.lease_until is None or msg.lease_until < now)
+
+
+#: TP-MR is one octet (3GPP TS 23.040 9.2.3.6).
+REFERENCES = 256
+
+
+def takes_reference(claimed: Message) -> bool:
+    """A message just claimed for its first attempt gets its TP-MR now; a resend keeps the
+    one it has. A message attempted before references were stored (schema v4) has none and
+    keeps the one derived from its id, so a resend across the upgrade is still recognised."""
+    return claimed.reference is None and claimed.attempts == 1
+
+
+def give_reference(counter: int | None) -> tuple[int, int]:
+    """(the TP-MR a destination's next new message gets, the destination's counter after it),
+    from the stored counter (None: a destination never claimed before starts at 0). The
+    messages to one number thus differ in TP-MR until the counter has gone round, 256
+    messages later; a handset remembers far fewer than that (netsim: 128)."""
+    reference = (counter or 0) % REFERENCES
+    return reference, (reference + 1) % REFERENCES

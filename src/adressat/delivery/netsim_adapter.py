@@ -90,11 +90,19 @@ def _id_hash(message_id: str, label: bytes) -> int:
     return hashlib.blake2b(label + message_id.encode(), digest_size=2).digest()[0]
 
 
-def message_reference(message_id: str, part_index: int) -> int:
-    """TP-MR (0..255) of part ``part_index`` (0-based): a base derived from the id plus the
-    index, so the parts of one message never share a TP-MR (up to 256 parts) and a resend of
-    the same part carries the same TP-MR."""
-    return (_id_hash(message_id, b"tp-mr\x00") + part_index) & 0xFF
+def message_reference(msg: Message, part_index: int) -> int:
+    """TP-MR (0..255) of part ``part_index`` (0-based): the reference the store gave the
+    message at its first claim (a counter per destination) plus the index, so the parts of one
+    message never share a TP-MR (up to 256 parts) and a resend of the same part carries the
+    same TP-MR. Part i of one message and part j of the next can share a TP-MR only with
+    i != j, and then the UDH (part number) tells their content apart.
+
+    A message first attempted before the store kept references (schema v4) has none: its base
+    is then derived from its id as it was then, so its resend is still recognised."""
+    base = msg.reference
+    if base is None:
+        base = _id_hash(msg.id, b"tp-mr\x00")
+    return (base + part_index) & 0xFF
 
 
 def concat_reference(message_id: str) -> int:
@@ -175,7 +183,8 @@ class NetsimAdapter:
         self._acked_by: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     async def deliver(self, msg: Message) -> Outcome:
-        # Exactly these values are checked and then sent; nothing else is read from ``msg``.
+        # Exactly these values are checked and then sent; besides them only the TP-MR
+        # (``message_reference``) is read from ``msg``: it names no recipient.
         message_id = msg.id
         destination = msg.destination
         content = msg.content
@@ -220,7 +229,7 @@ class NetsimAdapter:
         for index, ud in enumerate(parts):
             sms = NetSms(
                 originator,
-                message_reference(message_id, index),
+                message_reference(msg, index),
                 data_coding,
                 ud,
                 message_id,

@@ -16,7 +16,9 @@ class NetSms:
     knows the recipient only by the IMSI it is addressed to.
 
     ``message_reference`` is the TP-MR (0..255): with the originator and the content it lets a
-    handset discard a retransmission of a message it already stored.
+    handset discard a retransmission of a message it already stored. The SMSC gives the
+    messages to one number consecutive references and a resend the same one; a handset
+    remembers an originator's last 128 references (``network.REFERENCE_WINDOW``).
     ``smsc_message_id`` and ``content_digest`` (the SMSC's own digest, opaque here) are carried
     for the evidence record only.
     """

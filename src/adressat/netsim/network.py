@@ -90,9 +90,13 @@ class Network:
         self._late_ack_callbacks: list[LateAckCallback] = []
         self._late_acks: list[tuple[float, int, str, int, Ack]] = []  # heap by due time
         self._late_ack_seq = 0
-        # the handsets' duplicate memory: keys of recently stored messages (bounded FIFO)
-        self._seen: set[int] = set()
-        self._seen_order: deque[int] = deque()
+        # the handsets' duplicate memory. Per (handset, originator): the TP-MRs of the last
+        # REFERENCE_WINDOW references it stored, each with the contents stored under it; a
+        # reference further back than that is forgotten, so a sender's reference counter may
+        # go round. Bounded overall (FIFO of entries).
+        self._recent: dict[int, tuple[int, ...]] = {}  # (slot, TP-MR) -> content keys
+        self._newest: dict[int, int] = {}  # slot -> the newest TP-MR stored there
+        self._recent_order: deque[int] = deque()
         self._reload_duplicate_memory()
         self.inbox = InboxWriter(self.home, fsync=s.inbox_fsync)
         self._task: asyncio.Task[None] | None = None
@@ -170,12 +174,13 @@ class Network:
         if msisdn is None:
             return None
         digest = hashlib.sha256(sms.content).hexdigest()
-        key = _duplicate_key(imsi, sms.originator, sms.message_reference, digest)
-        duplicate = key in self._seen
+        slot = _slot_key(imsi, sms.originator)
+        content = int(digest[:16], 16)
+        duplicate = content in self._recent.get(slot * 256 + sms.message_reference, ())
         if duplicate:
             self.stats.duplicates += 1
         else:
-            self._remember(key)
+            self._remember(slot, sms.message_reference, content)
         self.inbox.append(
             InboxRecord(
                 self.clock(),
@@ -192,11 +197,28 @@ class Network:
         )
         return Ack(imsi, msisdn)
 
-    def _remember(self, key: int) -> None:
-        self._seen.add(key)
-        self._seen_order.append(key)
-        if len(self._seen_order) > self.settings.duplicate_memory_entries_max:
-            self._seen.discard(self._seen_order.popleft())
+    def _remember(self, slot: int, reference: int, content: int) -> None:
+        """A handset stored ``content`` under TP-MR ``reference`` from one originator
+        (``slot``): it takes a later SMS with both for a resend. When the newest reference
+        moves ahead, the references that fall out of the window behind it are forgotten."""
+        recent = self._recent
+        newest = self._newest.get(slot)
+        if newest is None:
+            self._newest[slot] = reference
+            if len(self._newest) > self.settings.duplicate_memory_entries_max:
+                del self._newest[next(iter(self._newest))]
+        else:
+            ahead = (reference - newest) % 256
+            if 0 < ahead < REFERENCE_WINDOW:
+                first_out = newest - REFERENCE_WINDOW + 1
+                for k in range(first_out, first_out + ahead):
+                    recent.pop(slot * 256 + k % 256, None)
+                self._newest[slot] = reference
+        key = slot * 256 + reference
+        recent[key] = (*recent.get(key, ()), content)
+        self._recent_order.append(key)
+        if len(self._recent_order) > self.settings.duplicate_memory_entries_max:
+            recent.pop(self._recent_order.popleft(), None)
 
     def _reload_duplicate_memory(self) -> None:
         path = inbox_path(self.home)
@@ -207,12 +229,9 @@ class Network:
         for record in read_inbox(self.home, start_offset=start):
             if not record.duplicate:
                 self._remember(
-                    _duplicate_key(
-                        record.imsi,
-                        record.originator,
-                        record.message_reference,
-                        record.content_sha256,
-                    )
+                    _slot_key(record.imsi, record.originator),
+                    record.message_reference,
+                    int(record.content_sha256[:16], 16),
                 )
 
     def _draw_latency_s(self) -> float:
@@ -338,6 +357,12 @@ class Network:
         return list(read_inbox(self.home, msisdn=msisdn))
 
 
-def _duplicate_key(imsi: str, originator: str, reference: int, sha256_hex: str) -> int:
-    h = hashlib.blake2b(f"{imsi}\t{originator}\t{reference}\t{sha256_hex}".encode(), digest_size=8)
+#: How many of an originator's TP-MRs a handset keeps, counted back from the newest: an SMSC
+#: resends a message long before it has given 128 more references to the same number, and
+#: its counter (one octet) goes round only after 256.
+REFERENCE_WINDOW = 128
+
+
+def _slot_key(imsi: str, originator: str) -> int:
+    h = hashlib.blake2b(f"{imsi}\t{originator}".encode(), digest_size=8)
     return int.from_bytes(h.digest(), "big")

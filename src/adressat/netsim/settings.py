@@ -45,8 +45,9 @@ class NetsimSettings:
     slow_ack_latency_ms_min: float = 100.0
     slow_ack_latency_ms_max: float = 2000.0
 
-    # handsets remember recent (originator, TP-MR, content) to discard duplicates; the
-    # simulation keeps one bounded memory for all handsets, reloaded from the inbox at start
+    # handsets remember, per originator, the contents stored under their last 128 TP-MRs to
+    # discard resends; the simulation keeps one bounded memory for all handsets (entries),
+    # reloaded from the inbox at start
     duplicate_memory_entries_max: int = 500_000
     inbox_reload_bytes_max: int = 64 * 1024 * 1024
     inbox_fsync: bool = False

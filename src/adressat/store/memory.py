@@ -25,7 +25,13 @@ from adressat.core.model import (
     State,
     receipt_wanted,
 )
-from adressat.core.scheduling import claim_order_key, is_due, should_expire
+from adressat.core.scheduling import (
+    claim_order_key,
+    give_reference,
+    is_due,
+    should_expire,
+    takes_reference,
+)
 from adressat.store.base import (
     AccountExists,
     DuplicateMessage,
@@ -55,6 +61,7 @@ class _Data:
     alarms: list[Alarm] = field(default_factory=list)
     routes: dict[str, RouteStatus] = field(default_factory=dict)
     faults: dict[str, FaultSetting] = field(default_factory=dict)
+    references: dict[str, int] = field(default_factory=dict)  # destination -> next TP-MR
 
     def copy(self) -> _Data:
         return _Data(
@@ -69,6 +76,7 @@ class _Data:
             list(self.alarms),
             dict(self.routes),
             dict(self.faults),
+            dict(self.references),
         )
 
 
@@ -246,6 +254,10 @@ class MemoryStore:
                     lease_until=now + lease_s,
                     lease_owner=owner,
                 )
+                if takes_reference(new):
+                    reference, after = give_reference(self._d.references.get(m.destination))
+                    self._d.references[m.destination] = after
+                    new = replace(new, reference=reference)
                 out.append(self._put(new, now))
             return out
 

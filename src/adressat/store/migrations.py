@@ -41,6 +41,7 @@ MESSAGE_COLUMNS: tuple[str, ...] = (
     "lease_until",
     "lease_owner",
     "extra",
+    "reference",
 )
 
 _V1: list[tuple[Dialect, str]] = [
@@ -239,7 +240,30 @@ _V3: list[tuple[Dialect, str]] = [
     ("any", "CREATE INDEX messages_held ON messages (route) WHERE state = 'HELD'"),
 ]
 
-MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [(1, _V1), (2, _V2), (3, _V3)]
+#: v4: the TP-MR is the store's. It used to be 8 bits of a hash of the message id, so two
+#: different messages with the same text from one sender to one number looked like a resend to
+#: the handset one time in 256 and it dropped the second (acknowledged: DELIVERED, but lost).
+#: Now the first claim of a message gives it the next reference of its destination
+#: (``destination_references``) and every resend carries the same one. Messages claimed before
+#: v4 keep the old derived reference (``reference`` NULL with attempts > 0), so a resend of a
+#: message in flight across the upgrade is still recognised.
+_V4: list[tuple[Dialect, str]] = [
+    ("any", "ALTER TABLE messages ADD COLUMN reference INTEGER"),
+    (
+        "any",
+        """CREATE TABLE destination_references (
+            destination TEXT PRIMARY KEY,
+            next_reference INTEGER NOT NULL
+        )""",
+    ),
+]
+
+MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
+    (1, _V1),
+    (2, _V2),
+    (3, _V3),
+    (4, _V4),
+]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

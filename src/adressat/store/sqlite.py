@@ -44,6 +44,7 @@ from adressat.core.model import (
     State,
     receipt_wanted,
 )
+from adressat.core.scheduling import give_reference, takes_reference
 from adressat.store.base import (
     AccountExists,
     DuplicateDelivery,
@@ -57,6 +58,7 @@ from adressat.store.base import (
     apply_each,
     check_changes,
     check_new_message,
+    iter_chunks,
     plan_finish,
     plan_transition,
 )
@@ -576,12 +578,44 @@ class SqliteStore:
                             break
                 finally:
                     cur.close()
+            if any(takes_reference(m) for m in chosen):
+                chosen = self._give_references(c, chosen)
             c.executemany(
                 "UPDATE messages SET state = 'DISPATCHED', attempts = attempts + 1,"
-                " lease_until = ?, lease_owner = ? WHERE id = ? AND state = ?",
-                [(lease_until, owner, mid, state) for mid, state in olds],
+                " lease_until = ?, lease_owner = ?, reference = ? WHERE id = ? AND state = ?",
+                [
+                    (lease_until, owner, m.reference, mid, state)
+                    for m, (mid, state) in zip(chosen, olds, strict=True)
+                ],
             )
         return chosen
+
+    @staticmethod
+    def _give_references(c: sqlite3.Connection, chosen: list[Message]) -> list[Message]:
+        """Each first-claimed message in ``chosen`` (at most one per destination) takes its
+        destination's next TP-MR; the counters move on in the same transaction."""
+        new = [m for m in chosen if takes_reference(m)]
+        counters: dict[str, int] = {}
+        for part in iter_chunks([m.destination for m in new], 500):
+            counters.update(
+                c.execute(
+                    "SELECT destination, next_reference FROM destination_references"
+                    f" WHERE destination IN ({', '.join('?' * len(part))})",
+                    tuple(part),
+                ).fetchall()
+            )
+        given: dict[str, Message] = {}
+        moves: list[tuple[str, int]] = []
+        for m in new:
+            reference, after = give_reference(counters.get(m.destination))
+            given[m.id] = replace(m, reference=reference)
+            moves.append((m.destination, after))
+        c.executemany(
+            "INSERT INTO destination_references (destination, next_reference) VALUES (?, ?)"
+            " ON CONFLICT (destination) DO UPDATE SET next_reference = excluded.next_reference",
+            moves,
+        )
+        return [given.get(m.id, m) for m in chosen]
 
     def expire_due(self, now: float, limit: int = 1000) -> list[Message]:
         out: list[Message] = []
