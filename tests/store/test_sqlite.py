@@ -178,15 +178,20 @@ def test_expire_due_reads_only_the_expired(tmp_path: Path) -> None:
     s.close()
 
 
-def test_v2_database_is_upgraded_to_v3(tmp_path: Path) -> None:
-    path = tmp_path / "a.db"
+def _database_at(path: Path, version: int) -> sqlite3.Connection:
+    """A database as a program of schema ``version`` left it (autocommit connection)."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    for version, statements in MIGRATIONS[:2]:
+    for v, statements in MIGRATIONS[:version]:
         for _, sql in statements:
             conn.execute(sql)
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-    conn.close()
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (v,))
+    return conn
+
+
+def test_v2_database_is_upgraded_to_v3(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    _database_at(path, 2).close()
     s = SqliteStore(path)
     assert s.schema_version == SCHEMA_VERSION == 4
     m = make_msg()
@@ -200,12 +205,7 @@ def test_v3_database_is_upgraded_to_v4_and_a_message_in_flight_keeps_its_derived
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "a.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    for version, statements in MIGRATIONS[:3]:
-        for _, sql in statements:
-            conn.execute(sql)
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    conn = _database_at(path, 3)
     old_cols = [c for c in MESSAGE_COLUMNS if c != "reference"]
     in_flight = replace(
         make_msg(id="f" * 32), state=State.DISPATCHED, attempts=1, lease_until=5.0,
