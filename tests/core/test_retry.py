@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adressat.core.retry import RetryPolicy
+from adressat.core.scheduling import counter_key, give_reference
 
 P = RetryPolicy()
 jit = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
@@ -43,3 +44,14 @@ def test_invalid() -> None:
         RetryPolicy(delays_s=())
     with pytest.raises(ValueError):
         P.delay_s(1, 1.0)
+
+
+def test_tp_mr_counter_key_and_reference() -> None:
+    assert counter_key("46701000042") == 46701000042
+    # not E.164 digits (never stored, but a claim must not fail on it): a hash above them all
+    odd = counter_key("4670１")
+    assert odd == counter_key("4670１") and odd > 10**15 and odd < 2**63
+    assert counter_key("1" * 16) > 10**15
+    assert give_reference(None) == (0, 1)
+    assert give_reference(41) == (41, 42)
+    assert give_reference(255) == (255, 0)

@@ -237,6 +237,23 @@ def test_handset_forgets_a_reference_128_behind_so_a_counter_may_go_round(
     again.close()
 
 
+def test_handset_follows_a_counter_that_jumped(tmp_path: Path) -> None:
+    # 150 references given to messages that never reached this handset (expired while it was
+    # away): the next one is taken as the counter moving on, the old window is forgotten, and
+    # when the counter comes round to the first reference again it is a new message
+    net = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
+    info = net.register.lookup("46701000023")
+
+    async def main() -> None:
+        for ref in (0, 1, 151, 152, 255, 0, 1):
+            await net.forward_sm(info.imsi, info.node, sms(ref=ref, msg_id=f"m{ref}"))
+        await net.forward_sm(info.imsi, info.node, sms(ref=255, msg_id="m255"))  # a resend
+
+    asyncio.run(main())
+    assert [r.duplicate for r in net.inbox_of("46701000023")] == [False] * 7 + [True]
+    net.close()
+
+
 def test_stale_identity_and_wrong_node_refused(tmp_path: Path) -> None:
     net = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
     reg = net.register

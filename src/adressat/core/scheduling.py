@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from adressat.core.model import QUEUED_STATES, Message, State
 
 
@@ -40,6 +42,16 @@ def takes_reference(claimed: Message) -> bool:
     one it has. A message attempted before references were stored (schema v4) has none and
     keeps the one derived from its id, so a resend across the upgrade is still recognised."""
     return claimed.reference is None and claimed.attempts == 1
+
+
+def counter_key(destination: str) -> int:
+    """The key of a destination's TP-MR counter: the number itself (E.164 digits, at most 15),
+    an integer key being the cheapest to look up; anything else by a 62-bit hash, above every
+    E.164 number."""
+    if destination.isascii() and destination.isdigit() and len(destination) <= 15:
+        return int(destination)
+    digest = hashlib.blake2b(destination.encode(), digest_size=8).digest()
+    return (1 << 62) | (int.from_bytes(digest, "big") >> 2)
 
 
 def give_reference(counter: int | None) -> tuple[int, int]:

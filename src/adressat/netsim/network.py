@@ -208,10 +208,12 @@ class Network:
             if len(self._newest) > self.settings.duplicate_memory_entries_max:
                 del self._newest[next(iter(self._newest))]
         else:
+            # ahead by less than 192: the sender's counter moved on (by more than one when
+            # messages in between never reached this handset); behind by at most 64: a resend
             ahead = (reference - newest) % 256
-            if 0 < ahead < REFERENCE_WINDOW:
+            if 0 < ahead < 192:
                 first_out = newest - REFERENCE_WINDOW + 1
-                for k in range(first_out, first_out + ahead):
+                for k in range(first_out, first_out + min(ahead, REFERENCE_WINDOW)):
                     recent.pop(slot * 256 + k % 256, None)
                 self._newest[slot] = reference
         key = slot * 256 + reference

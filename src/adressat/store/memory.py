@@ -27,6 +27,7 @@ from adressat.core.model import (
 )
 from adressat.core.scheduling import (
     claim_order_key,
+    counter_key,
     give_reference,
     is_due,
     should_expire,
@@ -61,7 +62,7 @@ class _Data:
     alarms: list[Alarm] = field(default_factory=list)
     routes: dict[str, RouteStatus] = field(default_factory=dict)
     faults: dict[str, FaultSetting] = field(default_factory=dict)
-    references: dict[str, int] = field(default_factory=dict)  # destination -> next TP-MR
+    references: dict[int, int] = field(default_factory=dict)  # counter_key -> next TP-MR
 
     def copy(self) -> _Data:
         return _Data(
@@ -255,8 +256,9 @@ class MemoryStore:
                     lease_owner=owner,
                 )
                 if takes_reference(new):
-                    reference, after = give_reference(self._d.references.get(m.destination))
-                    self._d.references[m.destination] = after
+                    key = counter_key(m.destination)
+                    reference, after = give_reference(self._d.references.get(key))
+                    self._d.references[key] = after
                     new = replace(new, reference=reference)
                 out.append(self._put(new, now))
             return out

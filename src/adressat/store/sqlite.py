@@ -44,7 +44,7 @@ from adressat.core.model import (
     State,
     receipt_wanted,
 )
-from adressat.core.scheduling import give_reference, takes_reference
+from adressat.core.scheduling import counter_key, give_reference, takes_reference
 from adressat.store.base import (
     AccountExists,
     DuplicateDelivery,
@@ -595,24 +595,25 @@ class SqliteStore:
         """Each first-claimed message in ``chosen`` (at most one per destination) takes its
         destination's next TP-MR; the counters move on in the same transaction."""
         new = [m for m in chosen if takes_reference(m)]
-        counters: dict[str, int] = {}
-        for part in iter_chunks([m.destination for m in new], 500):
+        keys = [counter_key(m.destination) for m in new]
+        counters: dict[int, int] = {}
+        for part in iter_chunks(keys, 500):
             counters.update(
                 c.execute(
-                    "SELECT destination, next_reference FROM destination_references"
-                    f" WHERE destination IN ({', '.join('?' * len(part))})",
+                    "SELECT number, next_reference FROM destination_references"
+                    f" WHERE number IN ({', '.join('?' * len(part))})",
                     tuple(part),
                 ).fetchall()
             )
         given: dict[str, Message] = {}
-        moves: list[tuple[str, int]] = []
-        for m in new:
-            reference, after = give_reference(counters.get(m.destination))
+        moves: list[tuple[int, int]] = []
+        for m, key in zip(new, keys, strict=True):
+            reference, after = give_reference(counters.get(key))
             given[m.id] = replace(m, reference=reference)
-            moves.append((m.destination, after))
+            moves.append((key, after))
         c.executemany(
-            "INSERT INTO destination_references (destination, next_reference) VALUES (?, ?)"
-            " ON CONFLICT (destination) DO UPDATE SET next_reference = excluded.next_reference",
+            "INSERT INTO destination_references (number, next_reference) VALUES (?, ?)"
+            " ON CONFLICT (number) DO UPDATE SET next_reference = excluded.next_reference",
             moves,
         )
         return [given.get(m.id, m) for m in chosen]
