@@ -9,11 +9,11 @@ import logging
 from pathlib import Path
 
 import pytest
-from delivery_kit import DEST, OTHER, T0, make_msg, rig
+from delivery_kit import DEST, OTHER, T0, Rig, make_msg, rig
 
 from adressat.core.integrity import AlarmKind
 from adressat.core.model import Message, State
-from adressat.delivery import Adapter, DeliveryError, Outcome, OutcomeKind
+from adressat.delivery import Adapter, DeliveryError, NetsimAdapter, Outcome, OutcomeKind
 from adressat.delivery.answers import NetworkAnswer
 from adressat.delivery.faults import InternalFaults, UnknownFault
 from adressat.netsim import Ack, Failure, Faults, NetSms, RoutingInfo, read_inbox
@@ -198,41 +198,63 @@ class ImsiReused(Faults):
         return result
 
 
-def test_imsi_conflict_quarantines_current_and_names_both(tmp_path: Path) -> None:
+def _imsi_conflict(tmp_path: Path, *, restart_between: bool) -> None:
+    """DEST gets ``first``; then the network answers for OTHER with DEST's IMSI. With
+    ``restart_between``, the delivery side starts afresh in between and knows the first
+    delivery only from the store (``recent_deliveries``), as the delivery process does."""
+    faults = ImsiReused()
+    first = make_msg(DEST, "first", submitted_at=T0 - 2)
+
+    async def conflict(r: Rig) -> None:
+        register = r.network.register
+        faults.imsi = register.identity(DEST)
+        real = register.identity
+        real_lookup, real_owner = register.lookup, register.msisdn_for_imsi
+        register.identity = lambda m: faults.imsi if m == OTHER else real(m)  # type: ignore[method-assign]
+        register.lookup = lambda m: (  # type: ignore[method-assign]
+            RoutingInfo(OTHER, faults.imsi, real_lookup(DEST).node)
+            if m == OTHER
+            else real_lookup(m)
+        )
+        register.msisdn_for_imsi = lambda i: (  # type: ignore[method-assign]
+            OTHER if i == faults.imsi else real_owner(i)
+        )
+        faults.active = True
+        second = make_msg(OTHER, "second", submitted_at=T0 - 1)
+        await r.insert(second)
+        done = await r.wait_state(second.id, State.QUARANTINED)
+        assert done.error == DeliveryError.IMSI_CONFLICT
+        assert r.get(first.id).state is State.DELIVERED  # a final state is written once
+        [alarm] = r.store.alarms_between(0, float("inf"))
+        assert alarm.kind is AlarmKind.IMSI_CONFLICT
+        assert alarm.message_ids == (second.id, first.id)
+        report = incident_report(r.store, T0 - 10, T0 + 10)
+        acme = report["accounts"]["acme"]
+        assert acme["suspect"] == [first.id] and acme["quarantined"] == [second.id]
+        assert acme["delivered"] == [] and acme["held"] == []
+
     async def main() -> None:
-        faults = ImsiReused()
         async with rig(tmp_path, faults=faults, breaker_alarms_threshold=0) as r:
-            register = r.network.register
-            faults.imsi = register.identity(DEST)
-            real = register.identity
-            first = make_msg(DEST, "first", submitted_at=T0 - 2)
             await r.insert(first)
             await r.wait_state(first.id, State.DELIVERED)
-            real_lookup, real_owner = register.lookup, register.msisdn_for_imsi
-            register.identity = lambda m: faults.imsi if m == OTHER else real(m)  # type: ignore[method-assign]
-            register.lookup = lambda m: (  # type: ignore[method-assign]
-                RoutingInfo(OTHER, faults.imsi, real_lookup(DEST).node)
-                if m == OTHER
-                else real_lookup(m)
-            )
-            register.msisdn_for_imsi = lambda i: (  # type: ignore[method-assign]
-                OTHER if i == faults.imsi else real_owner(i)
-            )
-            faults.active = True
-            second = make_msg(OTHER, "second", submitted_at=T0 - 1)
-            await r.insert(second)
-            done = await r.wait_state(second.id, State.QUARANTINED)
-            assert done.error == DeliveryError.IMSI_CONFLICT
-            assert r.get(first.id).state is State.DELIVERED  # a final state is written once
-            [alarm] = r.store.alarms_between(0, float("inf"))
-            assert alarm.kind is AlarmKind.IMSI_CONFLICT
-            assert alarm.message_ids == (second.id, first.id)
-            report = incident_report(r.store, T0 - 10, T0 + 10)
-            acme = report["accounts"]["acme"]
-            assert acme["suspect"] == [first.id] and acme["quarantined"] == [second.id]
-            assert acme["delivered"] == [] and acme["held"] == []
+            if not restart_between:
+                await conflict(r)
+                return
+        async with rig(tmp_path, faults=faults, breaker_alarms_threshold=0, start=False) as r:
+            assert isinstance(r.adapter, NetsimAdapter)
+            assert r.adapter.remember_deliveries(r.store.recent_deliveries(100)) == 1
+            r.start()
+            await conflict(r)
 
     run(main())
+
+
+def test_imsi_conflict_quarantines_current_and_names_both(tmp_path: Path) -> None:
+    _imsi_conflict(tmp_path, restart_between=False)
+
+
+def test_imsi_conflict_with_a_delivery_made_before_a_restart(tmp_path: Path) -> None:
+    _imsi_conflict(tmp_path, restart_between=True)
 
 
 def test_answers_outside_their_attempt_are_never_applied(tmp_path: Path) -> None:
@@ -433,4 +455,39 @@ def test_node_applies_desired_faults_to_both_switchboards(tmp_path: Path) -> Non
         assert not node.internal_faults.is_on("corrupt_pairing") and not board.is_on("ack_late")
     finally:
         node.network.close()
+        store.close()
+
+
+def test_node_remembers_the_stores_deliveries_when_it_starts(tmp_path: Path) -> None:
+    from adressat.app.delivery_process import DeliveryNode
+    from adressat.app.settings import Settings
+    from adressat.store.commit import GroupCommitter
+    from adressat.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "adressat.db")
+    msgs = [make_msg(DEST, "a"), make_msg(OTHER, "b"), make_msg(DEST, "c")]
+    store.insert_messages(msgs)
+    for i in range(len(msgs)):
+        [c] = store.claim_due(1, T0 + i, 60, "old-node")
+        store.transition(c.id, State.DISPATCHED, State.DELIVERED, T0 + i,
+                         expected_attempts=c.attempts, delivered_imsi=f"24001000000000{i % 2}",
+                         delivered_msisdn=c.destination, error=0)
+    assert [d[0] for d in store.recent_deliveries(10)] == [m.id for m in msgs]
+
+    async def main() -> None:
+        committer = GroupCommitter(store, inline=True)
+        node = DeliveryNode(Settings(home=tmp_path, subscribers=100, smpp_port=0),
+                            committer, b"k" * 32, on_final=lambda m: None)
+        await node.start()
+        try:
+            # the newest delivery per IMSI wins, as when the guard saw them one by one
+            assert node.adapter.answered_for("240010000000000") == (DEST, msgs[2].id)
+            assert node.adapter.answered_for("240010000000001") == (OTHER, msgs[1].id)
+        finally:
+            await node.stop()
+            await committer.aclose()
+
+    try:
+        run(main())
+    finally:
         store.close()

@@ -346,6 +346,23 @@ def test_tp_mr_goes_round_after_256(store: Store) -> None:
     assert refs == [*range(256), 0, 1]
 
 
+def test_recent_deliveries_oldest_first_with_identity_only(store: Store) -> None:
+    ids = []
+    for i, imsi in enumerate(["i0", None, "i2", "i3"]):
+        m = make_msg()
+        store.insert_messages([m])
+        [c] = store.claim_due(1, NOW, 30, "n1")
+        store.transition(m.id, S.DISPATCHED, S.DELIVERED, NOW + i, expected_attempts=1,
+                         delivered_imsi=imsi, delivered_msisdn=None if imsi is None else "4670",
+                         error=0)
+        ids.append(m.id)
+    assert store.recent_deliveries(10) == [
+        (ids[0], "i0", "4670"), (ids[2], "i2", "4670"), (ids[3], "i3", "4670")
+    ]
+    assert store.recent_deliveries(2) == [(ids[2], "i2", "4670"), (ids[3], "i3", "4670")]
+    assert store.recent_deliveries(0) == []
+
+
 def test_expire_due_leaves_held_and_dispatched(store: Store) -> None:
     a = make_msg(expires_at=NOW)
     b = make_msg(expires_at=NOW, state=S.DEFERRED)

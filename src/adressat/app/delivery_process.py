@@ -90,9 +90,10 @@ class DeliveryNode:
         self.network = Network(s.home, netsim_settings(s), faults=self._network_faults(s))
         self.internal_faults = InternalFaults(seed=s.netsim_seed)
         self._faults_applied: dict[str, FaultSetting] = {}
+        self.adapter = NetsimAdapter(self.network, tag_key, guards=s.integrity_guards)
         self.worker = DeliveryWorker(
             committer,
-            {"netsim": NetsimAdapter(self.network, tag_key, guards=s.integrity_guards)},
+            {"netsim": self.adapter},
             own_route_kind,
             RetryPolicy(s.retry_delays_s, s.retry_jitter_fraction),
             owner=f"node-{s.node_id}-{os.getpid()}",
@@ -197,6 +198,13 @@ class DeliveryNode:
         # never applied, always alarmed (DeliveryWorker).
         self.network.on_late_ack(self.worker.on_late_ack)
         self.apply_faults(await self.committer.run(lambda st: st.list_faults()))
+        # which IMSI answered for which number, as the store knows it: the IMSI-conflict
+        # guard sees a conflict with a delivery made before this process started
+        limit = self.adapter.acks_remembered_max
+        remembered = self.adapter.remember_deliveries(
+            await self.committer.read(lambda st: st.recent_deliveries(limit))
+        )
+        log.info("deliveries remembered", extra={"count": remembered})
         self._tasks = [
             asyncio.create_task(self.worker.run(), name="delivery"),
             asyncio.create_task(self._fault_loop(), name="faults"),

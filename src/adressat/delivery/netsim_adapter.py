@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from adressat.core.model import Message
 from adressat.core.tag import verify_tag
@@ -328,11 +329,30 @@ class NetsimAdapter:
             # One IMSI answered for two numbers: this message is quarantined; the earlier one
             # (already final) is named so the alarm and the incident report show both.
             return DeliveryError.IMSI_CONFLICT, (known[1],)
-        self._acked_by[ack.imsi] = (ack.msisdn, message_id)
-        self._acked_by.move_to_end(ack.imsi)
-        while len(self._acked_by) > self.acks_remembered_max:
-            self._acked_by.popitem(last=False)
+        self._remember_ack(ack.imsi, ack.msisdn, message_id)
         return None, ()
+
+    def _remember_ack(self, imsi: str, msisdn: str, message_id: str) -> None:
+        acked_by = self._acked_by
+        acked_by[imsi] = (msisdn, message_id)
+        acked_by.move_to_end(imsi)
+        while len(acked_by) > self.acks_remembered_max:
+            acked_by.popitem(last=False)
+
+    def answered_for(self, imsi: str) -> tuple[str, str] | None:
+        """(number, message id) the IMSI last acknowledged for, as the guard remembers it."""
+        return self._acked_by.get(imsi)
+
+    def remember_deliveries(self, deliveries: Iterable[tuple[str, str, str]]) -> int:
+        """Take (message id, IMSI, MSISDN) of earlier deliveries, oldest first (the store's
+        ``recent_deliveries``), into the memory of which IMSI answered for which number, so
+        that one IMSI answering for two numbers is seen across a restart too. Returns how
+        many were taken."""
+        n = 0
+        for message_id, imsi, msisdn in deliveries:
+            self._remember_ack(imsi, msisdn, message_id)
+            n += 1
+        return n
 
     def _report_waiting(self, destination: str, reason: AbsentReason) -> None:
         """ReportSM-DeliveryStatus: ask the register to alert us when the subscriber is back."""

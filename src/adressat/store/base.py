@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
@@ -29,6 +29,8 @@ from adressat.core.model import (
     State,
     evolve,
 )
+
+_T = TypeVar("_T")
 
 
 class StoreError(Exception):
@@ -186,6 +188,11 @@ class Store(Protocol):
         self, t1: float, t2: float, account: str | None = None
     ) -> list[AttemptRecord]: ...
     def attempts_for_message(self, message_id: str) -> list[AttemptRecord]: ...
+    # The last ``limit`` deliveries with a handset identity, oldest first, as (message id,
+    # IMSI, MSISDN): what a delivery process remembers of "which IMSI answered for which
+    # number" when it starts, so that one IMSI answering for two numbers is seen across a
+    # restart too.
+    def recent_deliveries(self, limit: int) -> list[tuple[str, str, str]]: ...
 
     # --- integrity (DESIGN.md "Identity checks", "Fail closed") -------------------------------
     # Alarms are append-only. ``append_alarm`` returns the alarm with its id; an alarm that
@@ -213,7 +220,7 @@ def check_changes(changes: Mapping[str, object]) -> None:
         raise ValueError(f"fields not changeable by a transition: {sorted(bad)}")
 
 
-def iter_chunks(seq: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def iter_chunks(seq: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
 

@@ -463,6 +463,15 @@ class MemoryStore:
         with self._lock:
             return [a for a in self._d.attempts if a.message_id == message_id]
 
+    def recent_deliveries(self, limit: int) -> list[tuple[str, str, str]]:
+        with self._lock:
+            rows = [
+                (mid, imsi, msisdn)
+                for mid, (imsi, msisdn, _at) in self._d.deliveries.items()
+                if imsi is not None and msisdn is not None
+            ]
+            return rows[-limit:] if limit > 0 else []
+
     # --- integrity: alarms, route breakers, faults ----------------------------------------------
     def append_alarm(self, alarm: Alarm) -> Alarm:
         with self._op():

@@ -822,6 +822,16 @@ class SqliteStore:
         )
         return [AttemptRecord(*r) for r in rows]
 
+    def recent_deliveries(self, limit: int) -> list[tuple[str, str, str]]:
+        if limit <= 0:
+            return []
+        rows = self._read(
+            "SELECT message_id, imsi, msisdn FROM deliveries"
+            " WHERE imsi IS NOT NULL AND msisdn IS NOT NULL ORDER BY rowid DESC LIMIT ?",
+            (limit,),
+        )
+        return [(r[0], r[1], r[2]) for r in reversed(rows)]
+
     # --- integrity: alarms, route breakers, faults ----------------------------------------------
     def append_alarm(self, alarm: Alarm) -> Alarm:
         with self._tx() as c:
