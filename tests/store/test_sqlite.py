@@ -138,14 +138,15 @@ def test_delivery_side_queries_use_their_indexes(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "a.db")
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "messages_route" not in indexes
-    assert {"messages_destination", "messages_dispatched", "messages_held"} <= indexes
+    assert "messages_destination" not in indexes  # v5: an insert touches no destination index
+    assert {"messages_deferred", "messages_dispatched", "messages_held"} <= indexes
     retry = _plan(
         conn,
         "UPDATE messages SET next_attempt_at = ? WHERE destination = ? AND state = 'DEFERRED'"
         " AND next_attempt_at > ?",
         1.0, "4670", 1.0,
     )
-    assert "messages_destination" in retry, retry
+    assert "messages_deferred" in retry, retry
     release = _plan(
         conn, "UPDATE messages SET state = 'ROUTED' WHERE route = ? AND state = 'HELD'", "r"
     )
@@ -187,11 +188,43 @@ def test_v2_database_is_upgraded_to_v3(tmp_path: Path) -> None:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
     conn.close()
     s = SqliteStore(path)
-    assert s.schema_version == SCHEMA_VERSION == 3
+    assert s.schema_version == SCHEMA_VERSION
     m = make_msg()
     s.insert_messages([m])
     [got] = s.claim_due(10, m.next_attempt_at + 1, 30.0, "n1")
     assert got.id == m.id and s.claim_due(10, m.next_attempt_at + 1, 30.0, "n1") == []
+    s.close()
+
+
+def test_v3_database_is_upgraded_to_v5(tmp_path: Path) -> None:
+    """v5 drops messages_destination (every insert paid for it) for messages_deferred (what
+    retry_now reads); messages written under v3 are still found by destination."""
+    path = tmp_path / "a.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for version, statements in [m for m in MIGRATIONS if m[0] <= 3]:
+        for _, sql in statements:
+            conn.execute(sql)
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    deferred = make_msg(state=State.DEFERRED, next_attempt_at=9000.0)
+    routed = make_msg()
+    for m in (deferred, routed):
+        conn.execute(
+            f"INSERT INTO messages ({', '.join(m.__dataclass_fields__)}) VALUES"
+            f" ({', '.join('?' for _ in m.__dataclass_fields__)})",
+            [v.value if isinstance(v, State) else "{}" if isinstance(v, dict) else v
+             for v in (getattr(m, f) for f in m.__dataclass_fields__)],
+        )
+    conn.close()
+    s = SqliteStore(path)
+    assert s.schema_version == SCHEMA_VERSION >= 5
+    conn = sqlite3.connect(path)
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    conn.close()
+    assert "messages_destination" not in indexes and "messages_deferred" in indexes
+    assert s.retry_now(deferred.destination, 2000.0) == 1
+    assert s.retry_now(routed.destination, 2000.0) == 0
+    assert [m.id for m in s.list_messages(destination=routed.destination)] == [routed.id]
     s.close()
 
 
