@@ -244,6 +244,10 @@ class SqliteStore:
         if self.path != ":memory:" and str(mode).lower() != "wal":
             raise StoreError(f"could not enable WAL (journal_mode={mode})")
         c.execute("PRAGMA synchronous = FULL")
+        # statement journals (the savepoints of a group commit) in memory: on disk each
+        # transaction created, wrote and unlinked a temporary file (they need no durability:
+        # they only undo a savepoint of a transaction still open)
+        c.execute("PRAGMA temp_store = MEMORY")
         c.execute("PRAGMA foreign_keys = ON")
         c.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
         if not autocheckpoint:
