@@ -626,9 +626,7 @@ class DeliveryWorker:
         except (KeyError, LookupError):
             return Outcome.failed(OutcomeKind.PERMANENT, DeliveryError.UNROUTABLE)
         try:
-            # in this task, not a task of its own as wait_for makes (one per message)
-            async with asyncio.timeout(self.delivery_timeout_s):
-                return await adapter.deliver(msg)
+            return await asyncio.wait_for(adapter.deliver(msg), self.delivery_timeout_s)
         except TimeoutError:
             return Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.TIMEOUT)
         except asyncio.CancelledError:
