@@ -28,9 +28,11 @@ class CountingStore(SqliteStore):
         super().__init__(path)
         self.batches: list[int] = []
 
-    def finish_attempts(self, items: Sequence[FinishedAttempt]) -> list[Message | Exception]:
+    def finish_attempts(
+        self, items: Sequence[FinishedAttempt], planned: object | None = None
+    ) -> list[Message | Exception]:
         self.batches.append(len(items))
-        return super().finish_attempts(items)
+        return super().finish_attempts(items, planned)
 
 
 class Meddling:

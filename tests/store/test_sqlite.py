@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from store_helpers import make_msg
 
-from adressat.core.model import AttemptRecord, State
+from adressat.core.model import AttemptRecord, Message, State
 from adressat.store import SqliteStore
 from adressat.store.migrations import MESSAGE_COLUMNS, MIGRATIONS, SCHEMA_VERSION
 
@@ -139,14 +139,15 @@ def test_delivery_side_queries_use_their_indexes(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "a.db")
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "messages_route" not in indexes
-    assert {"messages_destination", "messages_dispatched", "messages_held"} <= indexes
+    assert "messages_destination" not in indexes  # v5: an insert touches no destination index
+    assert {"messages_deferred", "messages_dispatched", "messages_held"} <= indexes
     retry = _plan(
         conn,
         "UPDATE messages SET next_attempt_at = ? WHERE destination = ? AND state = 'DEFERRED'"
         " AND next_attempt_at > ?",
         1.0, "4670", 1.0,
     )
-    assert "messages_destination" in retry, retry
+    assert "messages_deferred" in retry, retry
     release = _plan(
         conn, "UPDATE messages SET state = 'ROUTED' WHERE route = ? AND state = 'HELD'", "r"
     )
@@ -193,7 +194,7 @@ def test_v2_database_is_upgraded_to_v3(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     _database_at(path, 2).close()
     s = SqliteStore(path)
-    assert s.schema_version == SCHEMA_VERSION == 4
+    assert s.schema_version == SCHEMA_VERSION
     m = make_msg()
     s.insert_messages([m])
     [got] = s.claim_due(10, m.next_attempt_at + 1, 30.0, "n1")
@@ -201,29 +202,33 @@ def test_v2_database_is_upgraded_to_v3(tmp_path: Path) -> None:
     s.close()
 
 
+def _insert_v3(conn: sqlite3.Connection, m: Message) -> None:
+    """``m`` as a program of schema v3 wrote it (no ``reference`` column yet)."""
+    cols = [c for c in MESSAGE_COLUMNS if c != "reference"]
+    values = [getattr(m, c) for c in cols]
+    values[cols.index("state")] = m.state.value
+    values[cols.index("extra")] = "{}"
+    conn.execute(
+        f"INSERT INTO messages ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        values,
+    )
+
+
 def test_v3_database_is_upgraded_to_v4_and_a_message_in_flight_keeps_its_derived_reference(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "a.db"
     conn = _database_at(path, 3)
-    old_cols = [c for c in MESSAGE_COLUMNS if c != "reference"]
     in_flight = replace(
         make_msg(id="f" * 32), state=State.DISPATCHED, attempts=1, lease_until=5.0,
         lease_owner="old",
     )
     fresh = make_msg(id="a" * 32)
     for m in (in_flight, fresh):
-        values = [getattr(m, c) for c in old_cols]
-        values[old_cols.index("state")] = m.state.value
-        values[old_cols.index("extra")] = "{}"
-        conn.execute(
-            f"INSERT INTO messages ({', '.join(old_cols)})"
-            f" VALUES ({', '.join('?' * len(old_cols))})",
-            values,
-        )
+        _insert_v3(conn, m)
     conn.close()
     s = SqliteStore(path)
-    assert s.schema_version == 4
+    assert s.schema_version == SCHEMA_VERSION
     assert s.recover_leases(10.0) == 1
     now = max(in_flight.next_attempt_at, fresh.next_attempt_at) + 11
     claimed = {m.id: m for m in s.claim_due(10, now, 30.0, "n1")}
@@ -233,6 +238,28 @@ def test_v3_database_is_upgraded_to_v4_and_a_message_in_flight_keeps_its_derived
     # first attempted now: its destination's counter starts at 0
     assert claimed[fresh.id].reference == 0
     assert s.get_message(fresh.id).reference == 0
+    s.close()
+
+
+def test_v3_database_is_upgraded_to_v5(tmp_path: Path) -> None:
+    """v5 drops messages_destination (every insert paid for it) for messages_deferred (what
+    retry_now reads); messages written under v3 are still found by destination."""
+    path = tmp_path / "a.db"
+    conn = _database_at(path, 3)
+    deferred = make_msg(state=State.DEFERRED, next_attempt_at=9000.0)
+    routed = make_msg()
+    for m in (deferred, routed):
+        _insert_v3(conn, m)
+    conn.close()
+    s = SqliteStore(path)
+    assert s.schema_version == SCHEMA_VERSION >= 5
+    conn = sqlite3.connect(path)
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    conn.close()
+    assert "messages_destination" not in indexes and "messages_deferred" in indexes
+    assert s.retry_now(deferred.destination, 2000.0) == 1
+    assert s.retry_now(routed.destination, 2000.0) == 0
+    assert [m.id for m in s.list_messages(destination=routed.destination)] == [routed.id]
     s.close()
 
 

@@ -818,8 +818,11 @@ class DeliveryWorker:
         if not pending:
             return
         items = [item for item, _ in pending]
+        # planned here, on the loop, so that the batch holds the write lock (which the
+        # other process may be waiting for) only for the SQL
+        planned = self.committer.store.plan_finish_attempts(items)
         try:
-            batch = self.committer.enqueue(lambda s: s.finish_attempts(items))
+            batch = self.committer.enqueue(lambda s: s.finish_attempts(items, planned))
         except StoreError as e:  # queue full or stopped: nothing written
             for _, fut in pending:
                 if not fut.done():

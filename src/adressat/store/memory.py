@@ -217,7 +217,12 @@ class MemoryStore:
     ) -> list[Message | Exception]:
         return apply_each(self, items, now)
 
-    def finish_attempts(self, items: Sequence[FinishedAttempt]) -> list[Message | Exception]:
+    def plan_finish_attempts(self, items: Sequence[FinishedAttempt]) -> None:
+        return None  # nothing to do outside the operation
+
+    def finish_attempts(
+        self, items: Sequence[FinishedAttempt], planned: object | None = None
+    ) -> list[Message | Exception]:
         out: list[Message | Exception] = []
         with self._op():
             for it in items:

@@ -259,11 +259,28 @@ _V4: list[tuple[Dialect, str]] = [
     ),
 ]
 
+#: v5: a cheaper insert. Every submit
+#: inserted an entry into ``messages_destination (destination)`` at a random place of a large
+#: index (destinations are spread): on 100 submits over 60,000 messages, 1.7 ms of SQL and
+#: 0.9 ms of COMMIT (WAL pages) under the write lock, of which that index alone was about
+#: 0.6 + 0.6 ms. Its one hot reader, ``retry_now`` (an alert: "this destination is reachable
+#: again"), asks only for DEFERRED messages: it gets ``messages_deferred``, which an insert
+#: (ROUTED) and a delivery that succeeds at once never touch. Listing messages by destination
+#: (operator tools, not the message path) reads the table instead.
+_V5: list[tuple[Dialect, str]] = [
+    ("any", "DROP INDEX messages_destination"),
+    (
+        "any",
+        "CREATE INDEX messages_deferred ON messages (destination) WHERE state = 'DEFERRED'",
+    ),
+]
+
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (1, _V1),
     (2, _V2),
     (3, _V3),
     (4, _V4),
+    (5, _V5),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

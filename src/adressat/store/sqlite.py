@@ -28,7 +28,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +191,19 @@ class _Refused(Exception):
     """Inside ``finish_attempts``: the items cannot all be written together."""
 
 
+@dataclass(slots=True, frozen=True)
+class _FinishPlan:
+    """``SqliteStore.plan_finish_attempts``: the statement parameters of a batch of outcomes
+    (for ``items``, that very object), made before the transaction."""
+
+    items: Sequence[FinishedAttempt]
+    news: list[Message]
+    updates: dict[tuple[str, ...], list[tuple[Any, ...]]]
+    deliveries: list[tuple[Any, ...]]
+    receipts: list[tuple[float, str]]
+    attempts: list[tuple[Any, ...]]
+
+
 def _receipt(row: Sequence[Any]) -> Receipt:
     return Receipt(
         receipt_id=row[0],
@@ -233,6 +246,10 @@ class SqliteStore:
         if self.path != ":memory:" and str(mode).lower() != "wal":
             raise StoreError(f"could not enable WAL (journal_mode={mode})")
         c.execute("PRAGMA synchronous = FULL")
+        # statement journals (the savepoints of a group commit) in memory: on disk each
+        # transaction created, wrote and unlinked a temporary file (they need no durability:
+        # they only undo a savepoint of a transaction still open)
+        c.execute("PRAGMA temp_store = MEMORY")
         c.execute("PRAGMA foreign_keys = ON")
         c.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
         if not autocheckpoint:
@@ -460,36 +477,13 @@ class SqliteStore:
     ) -> list[Message | Exception]:
         return apply_each(self, items, now)
 
-    def finish_attempts(self, items: Sequence[FinishedAttempt]) -> list[Message | Exception]:
-        """All items in a few statements (:meth:`_finish_together`); if any of them is
-        refused, that is rolled back and every item is written on its own, so each gets its
-        exact result."""
-        if not items:
-            return []
-        with self._tx() as c:
-            try:
-                with self._tx():
-                    return self._finish_together(c, items)
-            except _Refused:
-                pass
-            out: list[Message | Exception] = []
-            for it in items:
-                try:
-                    with self._tx():
-                        out.append(self._finish_one(c, it))
-                except (StoreError, ValueError) as e:
-                    out.append(e)
-            return out
-
-    def _finish_together(
-        self, c: sqlite3.Connection, items: Sequence[FinishedAttempt]
-    ) -> list[Message | Exception]:
-        """The new rows are planned from the claims in hand (no read); every UPDATE is a
-        compare-and-set on the claim (DISPATCHED, same attempt, lease owner, account and
-        destination: a DISPATCHED row changes only through its claim's outcome), so a row
-        that is not what the claim says changes nothing and raises _Refused (as does a second
-        delivery, refused by the deliveries table's key). Receipts copy the row itself."""
-        news: list[Message | Exception] = []
+    def plan_finish_attempts(self, items: Sequence[FinishedAttempt]) -> _FinishPlan | None:
+        """Everything :meth:`finish_attempts` can do without the database: the new rows,
+        planned from the claims in hand, as statement parameters. Pure (no connection, any
+        thread): the delivery worker calls it before its batch takes the write lock, which
+        the other process is waiting for. None when an item is refused at once (each item is
+        then written on its own)."""
+        news: list[Message] = []
         updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         deliveries: list[tuple[Any, ...]] = []
         receipts: list[tuple[float, str]] = []
@@ -498,7 +492,7 @@ class SqliteStore:
             try:
                 new = plan_finish(m, it, False)
             except (StoreError, ValueError):
-                raise _Refused from None
+                return None
             names = _finish_names(it)
             updates.setdefault(names, []).append(
                 (
@@ -516,7 +510,47 @@ class SqliteStore:
             if state in FINAL_STATES and receipt_wanted(new.registered_delivery, state):
                 receipts.append((it.now, new.id))
             news.append(new)
-        for names, rows in updates.items():
+        attempts = [_attempt_row(it.record) for it in items]
+        return _FinishPlan(items, news, updates, deliveries, receipts, attempts)
+
+    def finish_attempts(
+        self, items: Sequence[FinishedAttempt], planned: object | None = None
+    ) -> list[Message | Exception]:
+        """All items in a few statements (:meth:`_finish_together`, with the plan made
+        beforehand by :meth:`plan_finish_attempts` or here); if any of them is refused, that
+        is rolled back and every item is written on its own, so each gets its exact
+        result."""
+        if not items:
+            return []
+        plan = (
+            planned
+            if isinstance(planned, _FinishPlan) and planned.items is items
+            else self.plan_finish_attempts(items)
+        )
+        with self._tx() as c:
+            if plan is not None:
+                try:
+                    with self._tx():
+                        self._finish_together(c, plan)
+                        return list(plan.news)
+                except _Refused:
+                    pass
+            out: list[Message | Exception] = []
+            for it in items:
+                try:
+                    with self._tx():
+                        out.append(self._finish_one(c, it))
+                except (StoreError, ValueError) as e:
+                    out.append(e)
+            return out
+
+    def _finish_together(self, c: sqlite3.Connection, plan: _FinishPlan) -> None:
+        """Every UPDATE is a compare-and-set on the claim (DISPATCHED, same attempt, lease
+        owner, account and destination: a DISPATCHED row changes only through its claim's
+        outcome), so a row that is not what the claim says changes nothing and raises
+        _Refused (as does a second delivery, refused by the deliveries table's key).
+        Receipts copy the row itself."""
+        for names, rows in plan.updates.items():
             sets = ", ".join(f"{n} = ?" for n in names)
             cur = c.executemany(
                 f"UPDATE messages SET {sets} WHERE id = ? AND state = 'DISPATCHED'"
@@ -526,14 +560,13 @@ class SqliteStore:
             if cur.rowcount != len(rows):
                 raise _Refused
         try:
-            if deliveries:
-                c.executemany(_INSERT_DELIVERY, deliveries)
-            if receipts:
-                c.executemany(_INSERT_RECEIPT, receipts)
+            if plan.deliveries:
+                c.executemany(_INSERT_DELIVERY, plan.deliveries)
+            if plan.receipts:
+                c.executemany(_INSERT_RECEIPT, plan.receipts)
         except sqlite3.IntegrityError:
             raise _Refused from None
-        c.executemany(_INSERT_ATTEMPT, [_attempt_row(it.record) for it in items])
-        return news
+        c.executemany(_INSERT_ATTEMPT, plan.attempts)
 
     def _finish_one(self, c: sqlite3.Connection, it: FinishedAttempt) -> Message:
         row = self._get(c, it.claimed.id)
