@@ -37,11 +37,12 @@ def lease_expired(msg: Message, now: float) -> bool:
 REFERENCES = 256
 
 
-def takes_reference(claimed: Message) -> bool:
-    """A message just claimed for its first attempt gets its TP-MR now; a resend keeps the
-    one it has. A message attempted before references were stored (schema v4) has none and
-    keeps the one derived from its id, so a resend across the upgrade is still recognised."""
-    return claimed.reference is None and claimed.attempts == 1
+def takes_reference(reference: int | None, attempts: int) -> bool:
+    """A queued message (its stored ``reference`` and ``attempts`` before this claim) gets
+    its TP-MR at the claim of its first attempt; a resend keeps the one it has. A message
+    attempted before references were stored (schema v4) has none and keeps the one derived
+    from its id, so a resend across the upgrade is still recognised."""
+    return reference is None and attempts == 0
 
 
 def counter_key(destination: str) -> int:

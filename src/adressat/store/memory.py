@@ -260,7 +260,7 @@ class MemoryStore:
                     lease_until=now + lease_s,
                     lease_owner=owner,
                 )
-                if takes_reference(new):
+                if takes_reference(m.reference, m.attempts):
                     key = counter_key(m.destination)
                     reference, after = give_reference(self._d.references.get(key))
                     self._d.references[key] = after

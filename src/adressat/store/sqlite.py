@@ -120,16 +120,20 @@ _DEST_IDX = MESSAGE_COLUMNS.index("destination")
 _ATTEMPTS_IDX = MESSAGE_COLUMNS.index("attempts")
 _LEASE_UNTIL_IDX = MESSAGE_COLUMNS.index("lease_until")
 _LEASE_OWNER_IDX = MESSAGE_COLUMNS.index("lease_owner")
+_REFERENCE_IDX = MESSAGE_COLUMNS.index("reference")
 
 
-def _claimed_from_row(row: Sequence[Any], lease_until: float, owner: str) -> Message:
+def _claimed_from_row(
+    row: Sequence[Any], lease_until: float, owner: str, reference: int | None
+) -> Message:
     """The message of a queued row as ``claim_due`` leaves it: DISPATCHED, one attempt more,
-    under the lease (one Message built, not two)."""
+    under the lease, with its TP-MR (one Message built, not two)."""
     values = list(row)
     values[_STATE_IDX] = State.DISPATCHED
     values[_ATTEMPTS_IDX] += 1
     values[_LEASE_UNTIL_IDX] = lease_until
     values[_LEASE_OWNER_IDX] = owner
+    values[_REFERENCE_IDX] = reference
     extra = values[_EXTRA_IDX]
     values[_EXTRA_IDX] = {} if extra == "{}" else json.loads(extra)
     for i in (_CONTENT_IDX, _TAG_IDX):
@@ -582,12 +586,11 @@ class SqliteStore:
             return []
         scan_max = limit * 4 + 64
         lease_until = now + lease_s
-        chosen: list[Message] = []
+        rows: list[Sequence[Any]] = []
         taken: set[str] = set()
-        olds: list[tuple[str, str]] = []
         with self._tx() as c:
             for priority in (3, 2, 1, 0):
-                if len(chosen) >= limit:
+                if len(rows) >= limit:
                     break
                 # rows are read lazily: reading stops at the limit, not at scan_max
                 cur = c.execute(
@@ -605,30 +608,40 @@ class SqliteStore:
                         if dest in taken:
                             continue
                         taken.add(dest)
-                        olds.append((r[0], r[_STATE_IDX]))
-                        chosen.append(_claimed_from_row(r, lease_until, owner))
-                        if len(chosen) >= limit:
+                        rows.append(r)
+                        if len(rows) >= limit:
                             break
                 finally:
                     cur.close()
-            if any(takes_reference(m) for m in chosen):
-                chosen = self._give_references(c, chosen)
+            references = [r[_REFERENCE_IDX] for r in rows]
+            self._give_references(c, rows, references)
             c.executemany(
                 "UPDATE messages SET state = 'DISPATCHED', attempts = attempts + 1,"
                 " lease_until = ?, lease_owner = ?, reference = ? WHERE id = ? AND state = ?",
                 [
-                    (lease_until, owner, m.reference, mid, state)
-                    for m, (mid, state) in zip(chosen, olds, strict=True)
+                    (lease_until, owner, ref, r[0], r[_STATE_IDX])
+                    for r, ref in zip(rows, references, strict=True)
                 ],
             )
-        return chosen
+        # the messages are built after the commit: the write lock is held for the SQL only
+        return [
+            _claimed_from_row(r, lease_until, owner, ref)
+            for r, ref in zip(rows, references, strict=True)
+        ]
 
     @staticmethod
-    def _give_references(c: sqlite3.Connection, chosen: list[Message]) -> list[Message]:
-        """Each first-claimed message in ``chosen`` (at most one per destination) takes its
-        destination's next TP-MR; the counters move on in the same transaction."""
-        new = [m for m in chosen if takes_reference(m)]
-        keys = [counter_key(m.destination) for m in new]
+    def _give_references(
+        c: sqlite3.Connection, rows: Sequence[Sequence[Any]], references: list[int | None]
+    ) -> None:
+        """Each row claimed for its first attempt (at most one per destination) takes its
+        destination's next TP-MR into ``references``; the counters move on in the same
+        transaction."""
+        new = [
+            i for i, r in enumerate(rows) if takes_reference(r[_REFERENCE_IDX], r[_ATTEMPTS_IDX])
+        ]
+        if not new:
+            return
+        keys = [counter_key(rows[i][_DEST_IDX]) for i in new]
         counters: dict[int, int] = {}
         for part in iter_chunks(keys, 500):
             counters.update(
@@ -638,18 +651,15 @@ class SqliteStore:
                     tuple(part),
                 ).fetchall()
             )
-        given: dict[str, Message] = {}
         moves: list[tuple[int, int]] = []
-        for m, key in zip(new, keys, strict=True):
-            reference, after = give_reference(counters.get(key))
-            given[m.id] = replace(m, reference=reference)
+        for i, key in zip(new, keys, strict=True):
+            references[i], after = give_reference(counters.get(key))
             moves.append((key, after))
         c.executemany(
             "INSERT INTO destination_references (number, next_reference) VALUES (?, ?)"
             " ON CONFLICT (number) DO UPDATE SET next_reference = excluded.next_reference",
             moves,
         )
-        return [given.get(m.id, m) for m in chosen]
 
     def expire_due(self, now: float, limit: int = 1000) -> list[Message]:
         out: list[Message] = []
