@@ -37,13 +37,14 @@ class FeistelPermutation:
     input, the generation, not its output), so remembering them changes nothing it answers.
     """
 
-    __slots__ = ("_keys", "_forward", "_inverse")
+    __slots__ = ("_keys", "_reversed_keys", "_forward", "_inverse")
 
     CACHE_ENTRIES_MAX = 65_536
 
     def __init__(self, seed: int) -> None:
         rng = random.Random(f"netsim-imsi-{seed}")
         self._keys = tuple(rng.getrandbits(64) for _ in range(ROUNDS))
+        self._reversed_keys = self._keys[::-1]
         self._forward: dict[int, int] = {}
         self._inverse: dict[int, int] = {}
 
@@ -58,12 +59,7 @@ class FeistelPermutation:
         y = self._forward.get(x)
         if y is not None:
             return y
-        if not 0 <= x < MSIN_SPACE:
-            raise ValueError("outside the permutation domain")
-        left, right = divmod(x, HALF)
-        for key in self._keys:
-            left, right = right, (left + mix64(right ^ key)) % HALF
-        y = left * HALF + right
+        y = self.permute(x)
         self._remember(x, y)
         return y
 
@@ -71,11 +67,31 @@ class FeistelPermutation:
         x = self._inverse.get(y)
         if x is not None:
             return x
+        x = self.unpermute(y)
+        self._remember(x, y)
+        return x
+
+    def permute(self, x: int) -> int:
+        """``forward`` without the memory (for a caller that remembers the answers itself).
+        mix64 is written out in the loop: this runs once for every number not seen lately."""
+        if not 0 <= x < MSIN_SPACE:
+            raise ValueError("outside the permutation domain")
+        left, right = divmod(x, HALF)
+        for key in self._keys:
+            h = ((right ^ key) + 0x9E3779B97F4A7C15) & MASK64
+            h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+            h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & MASK64
+            left, right = right, (left + (h ^ (h >> 31))) % HALF
+        return left * HALF + right
+
+    def unpermute(self, y: int) -> int:
+        """``inverse`` without the memory."""
         if not 0 <= y < MSIN_SPACE:
             raise ValueError("outside the permutation domain")
         left, right = divmod(y, HALF)
-        for key in reversed(self._keys):
-            left, right = (right - mix64(left ^ key)) % HALF, left
-        x = left * HALF + right
-        self._remember(x, y)
-        return x
+        for key in self._reversed_keys:
+            h = ((left ^ key) + 0x9E3779B97F4A7C15) & MASK64
+            h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+            h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & MASK64
+            left, right = (right - (h ^ (h >> 31))) % HALF, left
+        return left * HALF + right

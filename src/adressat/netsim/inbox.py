@@ -16,7 +16,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["InboxRecord", "InboxWriter", "InboxCorrupt", "read_inbox", "inbox_path"]
+__all__ = [
+    "InboxRecord",
+    "InboxWriter",
+    "InboxCorrupt",
+    "read_inbox",
+    "inbox_path",
+    "record_line",
+]
 
 HEADER = (
     "#adressat-netsim-inbox v1 "
@@ -45,11 +52,18 @@ class InboxRecord:
     duplicate: bool
 
     def to_line(self) -> bytes:
-        return (
-            f"{self.time:.6f}\t{self.msisdn}\t{self.imsi}\t{_esc(self.node)}\t"
-            f"{_esc(self.originator)}\t{self.message_reference}\t{self.data_coding}\t"
-            f"{_esc(self.smsc_message_id)}\t{self.content_sha256}\t{int(self.duplicate)}\n"
-        ).encode()
+        return record_line(
+            self.time,
+            self.msisdn,
+            self.imsi,
+            self.node,
+            self.originator,
+            self.message_reference,
+            self.data_coding,
+            self.smsc_message_id,
+            self.content_sha256,
+            self.duplicate,
+        )
 
     @classmethod
     def from_line(cls, line: str, lineno: int = 0) -> InboxRecord:
@@ -73,6 +87,27 @@ class InboxRecord:
             raise InboxCorrupt(lineno) from None
 
 
+def record_line(
+    time: float,
+    msisdn: str,
+    imsi: str,
+    node: str,
+    originator: str,
+    message_reference: int,
+    data_coding: int,
+    smsc_message_id: str,
+    content_sha256: str,
+    duplicate: bool,
+) -> bytes:
+    """The line of one record (``InboxRecord.to_line``), from its fields: the network's hot
+    path writes records without building an ``InboxRecord`` first."""
+    return (
+        f"{time:.6f}\t{msisdn}\t{imsi}\t{_esc(node)}\t"
+        f"{_esc(originator)}\t{message_reference}\t{data_coding}\t"
+        f"{_esc(smsc_message_id)}\t{content_sha256}\t{int(duplicate)}\n"
+    ).encode()
+
+
 def inbox_path(home: str | Path) -> Path:
     return Path(home) / "netsim" / "inbox.log"
 
@@ -92,15 +127,22 @@ class InboxWriter:
     def append(self, record: InboxRecord) -> None:
         self._write(record.to_line())
 
+    def append_line(self, line: bytes) -> None:
+        """Append one record already formatted by ``record_line``."""
+        self._write(line)
+
     def _write(self, data: bytes) -> None:
-        if self._fd is None:
+        fd = self._fd
+        if fd is None:
             raise RuntimeError("inbox closed")
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        written = os.write(fd, data)
+        if written != len(data):  # a short write (rare for a regular file): the rest
+            view = memoryview(data)[written:]
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
         if self._fsync:
-            os.fsync(self._fd)
+            os.fsync(fd)
 
     def close(self) -> None:
         if self._fd is not None:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from adressat.netsim.faults import NO_FAULTS, Faults
 from adressat.netsim.forward import Ack, Failure, FailureReason, NetSms
-from adressat.netsim.inbox import InboxRecord, InboxWriter, inbox_path, read_inbox
+from adressat.netsim.inbox import InboxRecord, InboxWriter, inbox_path, read_inbox, record_line
 from adressat.netsim.register import AbsentReason, Reachability, Register
 from adressat.netsim.settings import NetsimSettings
 
@@ -116,18 +116,19 @@ class Network:
 
     async def forward_sm(self, imsi: str, node: str, sms: NetSms) -> Ack | Failure:
         """Deliver ``sms`` to the handset with ``imsi`` through serving ``node``."""
-        self.stats.forwarded += 1
-        injected = self.faults.before_forward(imsi, node, sms)
+        stats = self.stats
+        stats.forwarded += 1
+        injected = self._faults.before_forward(imsi, node, sms)
         result: Ack | Failure
         if injected is not None:
             result = injected
         else:
             result = await self._forward(imsi, node, sms)
-        result = await self.faults.on_ack(result, imsi, node, sms)
+        result = await self._faults.on_ack(result, imsi, node, sms)
         if isinstance(result, Ack):
-            self.stats.acked += 1
+            stats.acked += 1
         else:
-            self.stats.failures[result.reason] += 1
+            stats.failures[result.reason] += 1
         return result
 
     async def _forward(self, imsi: str, node: str, sms: NetSms) -> Ack | Failure:
@@ -155,7 +156,7 @@ class Network:
         if latency_s > 0:
             await self._sleep(latency_s)
         acks: list[Ack] = []
-        for target in self.faults.recipients(imsi, node, sms):
+        for target in self._faults.recipients(imsi, node, sms):
             stored = self._handset_store(target, node, sms)
             if stored is not None:
                 if target != imsi:
@@ -181,8 +182,9 @@ class Network:
             self.stats.duplicates += 1
         else:
             self._remember(slot, sms.message_reference, content)
-        self.inbox.append(
-            InboxRecord(
+        # the bytes of InboxRecord(...).to_line(), without building the record
+        self.inbox.append_line(
+            record_line(
                 self.clock(),
                 msisdn,
                 imsi,

@@ -50,6 +50,10 @@ __all__ = [
 ]
 
 _EPISODE_CHAIN_MAX = 64
+# Identities remembered by ``imsi_of`` / ``resolve_imsi`` (one delivery asks for the same one
+# five or six times: routing answer, the SMSC's cross-checks, serving node, handset).
+_IDENTITY_ENTRIES_MAX = 65_536
+_NODE_UNKNOWN = 0xFF  # in Register._seeded_node: not computed yet
 
 
 class RegisterError(Exception):
@@ -153,6 +157,16 @@ class Register:
         self._waiting: dict[int, AbsentReason] = {}  # MWD list with MNRF/MCEF flag
         self._alert_heap: list[tuple[float, int]] = []
         self._events: deque[RegisterEvent] = deque(maxlen=s.register_events_max)
+        # The seeded serving node of each subscriber (its position in ``nodes``), computed on
+        # first use: one byte per subscriber (2.7 MB for the largest network). Safe: it is a
+        # pure function of the seed and the index; moves live in _node_override, which
+        # node_of consults first, and recycling drops the override, back to the seeded node.
+        self._seeded_node: bytearray | None = (
+            bytearray([_NODE_UNKNOWN]) * self._n if len(self._nodes) < _NODE_UNKNOWN else None
+        )
+        # computed identities, remembered both ways (see _remember_imsi: pure, bounded)
+        self._imsi_by_key: dict[int, str] = {}
+        self._key_by_imsi: dict[str, int] = {}
 
     # -- identity (computed) ------------------------------------------------------------
 
@@ -177,22 +191,52 @@ class Register:
 
     def imsi_of(self, index: int, generation: int | None = None) -> str:
         g = self._generation.get(index, 0) if generation is None else generation
-        return f"{self._imsi_prefix}{self._perm.forward(g * INDEX_SPACE + index):010d}"
+        key = g * INDEX_SPACE + index
+        imsi = self._imsi_by_key.get(key)
+        if imsi is None:
+            imsi = f"{self._imsi_prefix}{self._perm.permute(key):010d}"
+            self._remember_imsi(key, imsi)
+        return imsi
 
     def resolve_imsi(self, imsi: str) -> tuple[int, int] | None:
         """(index, generation) an IMSI of this network was issued for, current or not;
         None if it is not one of ours."""
-        if len(imsi) != 15 or not imsi.startswith(self._imsi_prefix) or not imsi.isdigit():
-            return None
-        generation, index = divmod(self._perm.inverse(int(imsi[5:])), INDEX_SPACE)
+        key = self._key_by_imsi.get(imsi)
+        if key is None:
+            if len(imsi) != 15 or not imsi.startswith(self._imsi_prefix) or not imsi.isdigit():
+                return None
+            key = self._perm.unpermute(int(imsi[5:]))
+            if imsi.isascii():  # the canonical text of ``key`` (isdigit admits other digits)
+                self._remember_imsi(key, imsi)
+        generation, index = divmod(key, INDEX_SPACE)
+        # checked on every call, never remembered: a SIM swap or recycling moves the
+        # current generation on
         if index >= self._n or generation > self._generation.get(index, 0):
             return None
         return index, generation
+
+    def _remember_imsi(self, key: int, imsi: str) -> None:
+        """Remember that identity ``key`` (generation * INDEX_SPACE + index) has the IMSI text
+        ``imsi``, both ways. Safe under SIM swaps, recycling and moves: the pair is a pure
+        function of the seed (a 15-digit IMSI with our prefix is exactly the 10-digit MSIN
+        of one key), and which generation is current is looked up on every call, not
+        remembered. Bounded: emptied when full, like the permutation's own memory."""
+        if len(self._imsi_by_key) >= _IDENTITY_ENTRIES_MAX:
+            self._imsi_by_key.clear()
+            self._key_by_imsi.clear()
+        self._imsi_by_key[key] = imsi
+        self._key_by_imsi[imsi] = key
 
     def node_of(self, index: int) -> str:
         node = self._node_override.get(index)
         if node is not None:
             return node
+        table = self._seeded_node
+        if table is not None and 0 <= index < self._n:
+            k = table[index]
+            if k == _NODE_UNKNOWN:
+                k = table[index] = mix64(index ^ self._node_salt) % len(self._nodes)
+            return self._nodes[k]
         return self._nodes[mix64(index ^ self._node_salt) % len(self._nodes)]
 
     def is_subscriber(self, msisdn: str) -> bool:
