@@ -18,6 +18,7 @@ from store_helpers import make_msg
 from adressat.core.model import AttemptRecord, Message, State
 from adressat.store import SqliteStore
 from adressat.store.migrations import MESSAGE_COLUMNS, MIGRATIONS, SCHEMA_VERSION
+from adressat.store.sqlite import _COUNT_UNFINISHED, _HOLD_QUEUED
 
 
 def test_pragmas(tmp_path: Path) -> None:
@@ -152,13 +153,43 @@ def test_delivery_side_queries_use_their_indexes(tmp_path: Path) -> None:
         conn, "UPDATE messages SET state = 'ROUTED' WHERE route = ? AND state = 'HELD'", "r"
     )
     assert "messages_held" in release, release
-    hold = _plan(
+    # v6: no index of every message by state; each reader has a partial index
+    assert "messages_state" not in indexes
+    hold = _plan(conn, _HOLD_QUEUED, "r")
+    assert "messages_expiry" in hold, hold
+    recover = _plan(
         conn,
-        "UPDATE messages SET state = 'HELD' WHERE route = ? AND state IN ('ROUTED', 'DEFERRED')",
-        "r",
+        "UPDATE messages SET state = 'DEFERRED' WHERE state = 'DISPATCHED'"
+        " AND (lease_until IS NULL OR lease_until < ?)",
+        1.0,
     )
-    assert "messages_state" in hold, hold
+    assert "messages_dispatched" in recover, recover
+    unfinished = _plan(conn, _COUNT_UNFINISHED)
+    for index in ("messages_expiry", "messages_dispatched", "messages_held", "messages_accepted"):
+        assert index in unfinished, unfinished
+    assert unfinished.count("SCAN messages") == unfinished.count("SCAN messages USING"), unfinished
     conn.close()
+    s.close()
+
+
+def test_count_unfinished_and_listing_by_state_read_only_their_state(tmp_path: Path) -> None:
+    """The queue gauge and the recovery's listing of the in-flight read the partial index of
+    their states, not the finished messages (there are many more of those)."""
+    s = SqliteStore(tmp_path / "a.db")
+    final = [make_msg(state=State.DELIVERED, final_at=1.0) for _ in range(3000)]
+    live = [
+        make_msg(state=State.ROUTED), make_msg(state=State.DEFERRED),
+        make_msg(state=State.HELD), make_msg(state=State.DISPATCHED, lease_until=9.0),
+    ]
+    s.insert_messages(final + live)
+    assert s.count_unfinished() == 4
+    assert [m.id for m in s.list_messages(state=State.DISPATCHED)] == [live[3].id]
+    conn = sqlite3.connect(tmp_path / "a.db")
+    listing = _plan(
+        conn, "SELECT id FROM messages WHERE state = 'DISPATCHED' ORDER BY submitted_at, id"
+    )
+    conn.close()
+    assert "messages_dispatched" in listing, listing
     s.close()
 
 

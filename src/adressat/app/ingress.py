@@ -179,10 +179,7 @@ class Ingress:
         done(error)
 
     async def refresh_queue_gauge(self) -> None:
-        counts = await self.committer.run(lambda s: s.count_by_state())
-        from adressat.core.model import FINAL_STATES
-
-        self.queue.value = sum(n for st, n in counts.items() if st not in FINAL_STATES)
+        self.queue.value = await self.committer.run(lambda s: s.count_unfinished())
         self.queue.refreshed_at = self.clock()
 
 

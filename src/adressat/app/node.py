@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from adressat.core.accept import AcceptLimits
-from adressat.core.model import FINAL_STATES, Message
+from adressat.core.model import Message
 from adressat.routing import Router
 from adressat.smpp.session import SessionLimits
 from adressat.store.checkpoint import WalCheckpointer
@@ -159,12 +159,10 @@ class Node:
         self.smpp_port = await self.server.start(self.settings.smpp_host, self.settings.smpp_port)
         log.info("listening", extra={"smpp_port": self.smpp_port})
 
-    def _count_unfinished(self) -> int:
-        counts = self._reader.count_by_state()
-        return sum(n for state, n in counts.items() if state not in FINAL_STATES)
-
     async def _refresh_gauge(self) -> None:
-        n = await asyncio.get_running_loop().run_in_executor(None, self._count_unfinished)
+        n = await asyncio.get_running_loop().run_in_executor(
+            None, self._reader.count_unfinished
+        )
         self.ingress.queue.value = n
         self.ingress.queue.refreshed_at = time.time()
 

@@ -173,6 +173,9 @@ class Store(Protocol):
         expires_at: float | None = None,
     ) -> Message: ...
     def count_by_state(self) -> dict[State, int]: ...
+    # Messages not yet final (accepted, queued, in flight, held): the queue gauge. It reads
+    # only what is unfinished, however many finished messages the store keeps.
+    def count_unfinished(self) -> int: ...
     def list_messages(
         self,
         *,

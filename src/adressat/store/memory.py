@@ -384,6 +384,10 @@ class MemoryStore:
             )
             return self._put(new, now)
 
+    def count_unfinished(self) -> int:
+        with self._lock:
+            return sum(1 for m in self._d.messages.values() if m.state not in FINAL_STATES)
+
     def count_by_state(self) -> dict[State, int]:
         with self._lock:
             out = dict.fromkeys(State, 0)

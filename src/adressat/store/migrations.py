@@ -275,12 +275,26 @@ _V5: list[tuple[Dialect, str]] = [
     ),
 ]
 
+#: v6: no index of every message by state. ``messages_state (state, lease_until)`` moved an
+#: entry at every claim and every outcome (state and lease change both) and took one at every
+#: insert, for readers that each have a small partial index of their own: the queue gauge
+#: counts the unfinished through the partial indexes of the queued, in-flight, held and
+#: accepted messages (it had counted the whole index, finished messages too, every 5 s);
+#: lease recovery and listing the in-flight read ``messages_dispatched``; holding a route
+#: reads the queued through ``messages_expiry``. Only the audit counts every state, and it
+#: reads every message anyway.
+_V6: list[tuple[Dialect, str]] = [
+    ("any", "DROP INDEX messages_state"),
+    ("any", "CREATE INDEX messages_accepted ON messages (id) WHERE state = 'ACCEPTED'"),
+]
+
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (1, _V1),
     (2, _V2),
     (3, _V3),
     (4, _V4),
     (5, _V5),
+    (6, _V6),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
