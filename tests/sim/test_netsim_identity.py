@@ -114,6 +114,42 @@ def test_sim_swap_and_recycle_change_identity() -> None:
     )
 
 
+def test_remembered_identities_and_nodes_follow_swaps_recycling_and_moves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The register remembers computed IMSIs and seeded nodes; every answer must still be
+    what a register that never saw the number before gives, after each kind of change."""
+    import adressat.netsim.register as register_module
+
+    monkeypatch.setattr(register_module, "_IDENTITY_ENTRIES_MAX", 64)  # forces clearing
+    settings = NetsimSettings.quiet(subscribers=1000)
+    reg = Register(settings, clock=lambda: 5.0)
+    numbers = [str(46701000000 + i) for i in range(0, 1000, 7)]
+    for msisdn in numbers:  # fill the memory (and clear it, several times)
+        imsi = reg.lookup(msisdn).imsi
+        assert reg.msisdn_for_imsi(imsi) == msisdn and reg.identity(msisdn) == imsi
+        assert len(reg._imsi_by_key) <= 64 and len(reg._key_by_imsi) <= 64
+    msisdn = numbers[-1]  # its identity is remembered now
+    index = reg.index_of(msisdn)
+    old, node = reg.identity(msisdn), reg.node_of(index)
+    new = reg.sim_swap(msisdn)
+    assert reg.lookup(msisdn).imsi == new != old
+    assert reg.msisdn_for_imsi(old) is None and reg.resolve_imsi(old) == (index, 0)
+    assert reg.imsi_of(index, 0) == old
+    reg.move(msisdn, "msc-9")
+    assert reg.lookup(msisdn).node == "msc-9"
+    third = reg.recycle(msisdn)
+    assert reg.lookup(msisdn).node == node  # recycling drops the move: the seeded node again
+    assert reg.msisdn_for_imsi(new) is None and reg.msisdn_for_imsi(third) == msisdn
+    fresh = Register(settings)
+    for m in numbers[:-1]:
+        assert reg.lookup(m) == fresh.lookup(m)
+    # an IMSI with other Unicode digits is not remembered as the text of its identity
+    odd = old[:5] + "".join(chr(0x660 + int(c)) for c in old[5:])
+    assert reg.resolve_imsi(odd) == (index, 0)
+    assert reg.imsi_of(index, 0) == old
+
+
 def test_move_changes_serving_node() -> None:
     reg = Register(NetsimSettings.quiet(subscribers=10))
     reg.move("46701000003", "msc-9")
