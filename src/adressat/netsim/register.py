@@ -206,7 +206,8 @@ class Register:
             if len(imsi) != 15 or not imsi.startswith(self._imsi_prefix) or not imsi.isdigit():
                 return None
             key = self._perm.unpermute(int(imsi[5:]))
-            if imsi.isascii():  # the canonical text of ``key`` (isdigit admits other digits)
+            if type(imsi) is str and imsi.isascii():  # the canonical text of ``key`` (isdigit
+                # admits other digits; a str subclass is not the text imsi_of would give)
                 self._remember_imsi(key, imsi)
         generation, index = divmod(key, INDEX_SPACE)
         # checked on every call, never remembered: a SIM swap or recycling moves the
@@ -250,14 +251,22 @@ class Register:
 
     def identity(self, msisdn: str) -> str:
         """The IMSI currently bound to ``msisdn`` (the SMSC's I2 check); raises ``Unknown``."""
-        return self.imsi_of(self.index_of(msisdn))
+        index = self.index_of(msisdn)
+        imsi = self._imsi_by_key.get(self._generation.get(index, 0) * INDEX_SPACE + index)
+        return self.imsi_of(index) if imsi is None else imsi
 
     def msisdn_for_imsi(self, imsi: str) -> str | None:
         """The number a CURRENT IMSI belongs to; None for foreign, unissued or retired IMSIs."""
-        resolved = self.resolve_imsi(imsi)
-        if resolved is None:
-            return None
-        index, generation = resolved
+        key = self._key_by_imsi.get(imsi)  # resolve_imsi's remembered case, written out
+        if key is None:
+            resolved = self.resolve_imsi(imsi)
+            if resolved is None:
+                return None
+            index, generation = resolved
+        else:
+            generation, index = divmod(key, INDEX_SPACE)
+            if index >= self._n:
+                return None
         if generation != self._generation.get(index, 0):
             return None
         return self.msisdn_of(index)
