@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adressat.core.accept import AcceptLimits, Refusal, Refused, Submission, accept_message
-from adressat.core.model import State
+from adressat.core.model import Message, State
 from adressat.core.tag import verify_tag
 from adressat.routing import normalise
 
@@ -41,6 +41,25 @@ def test_accepted_message_is_routed_tagged_and_normalised() -> None:
     assert verify_tag(KEY, m.tag, m.id, m.destination, m.content, m.data_coding, m.esm_class)
     assert m.expires_at == NOW + AcceptLimits().validity_s_default
     assert m.not_before == NOW == m.next_attempt_at
+
+
+def test_accepted_message_has_every_field_where_the_dataclass_puts_it() -> None:
+    # accept_message builds the record positionally (the hot path): it must equal the one
+    # the dataclass's own keyword __init__ builds
+    s = sub(source_npi=1, data_coding=8, content="hej".encode("utf-16-be"), esm_class=0,
+            registered_delivery=1, priority=2, protocol_id=3, schedule_at=NOW + 60,
+            extra={"user_message_reference": 7})
+    m = _accept(s)
+    assert m == Message(
+        id="0" * 31 + "1", account="acme", source_addr="Acme", destination="46701000001",
+        content=s.content, submitted_at=NOW,
+        expires_at=NOW + 60 + AcceptLimits().validity_s_default,
+        source_ton=5, source_npi=1, data_coding=8, esm_class=0, registered_delivery=1,
+        priority=2, protocol_id=3, not_before=NOW + 60, state=State.ROUTED, route="netsim",
+        attempts=0, next_attempt_at=NOW + 60, tag=m.tag, extra={"user_message_reference": 7},
+    )
+    assert verify_tag(KEY, m.tag, m.id, m.destination, m.content, m.data_coding, m.esm_class)
+    assert m.reference is None and m.final_at is None and m.lease_owner is None
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from adressat.core.model import ExtraValue, Message, State
+from adressat.core.model import ExtraValue, Message, State, message_from_values
 from adressat.core.tag import binding_tag
 from adressat.smpp.constants import EsmClass, Ton
 
@@ -148,25 +148,35 @@ def accept_message(
     tag = binding_tag(
         tag_key, message_id, destination, sub.content, sub.data_coding, sub.esm_class
     )
-    return Message(
-        id=message_id,
-        account=sub.account,
-        source_addr=sub.source_addr,
-        destination=destination,
-        content=sub.content,
-        submitted_at=now,
-        expires_at=expires_at,
-        source_ton=sub.source_ton,
-        source_npi=sub.source_npi,
-        data_coding=sub.data_coding,
-        esm_class=sub.esm_class,
-        registered_delivery=sub.registered_delivery,
-        priority=sub.priority,
-        protocol_id=sub.protocol_id,
-        not_before=not_before,
-        state=State.ROUTED,
-        route=route_for(destination, sub.account),
-        next_attempt_at=not_before,
-        tag=tag,
-        extra=extra,
-    )
+    # all the fields, in field order (``Message``): the hot path of every submit, where the
+    # frozen dataclass's keyword __init__ costs twice as much (tests compare the two)
+    return message_from_values((
+        message_id,  # id
+        sub.account,  # account
+        sub.source_addr,  # source_addr
+        destination,  # destination
+        sub.content,  # content
+        now,  # submitted_at
+        expires_at,  # expires_at
+        sub.source_ton,  # source_ton
+        sub.source_npi,  # source_npi
+        sub.data_coding,  # data_coding
+        sub.esm_class,  # esm_class
+        sub.registered_delivery,  # registered_delivery
+        sub.priority,  # priority
+        sub.protocol_id,  # protocol_id
+        not_before,  # not_before
+        State.ROUTED,  # state
+        route_for(destination, sub.account),  # route
+        0,  # attempts
+        not_before,  # next_attempt_at
+        tag,  # tag
+        None,  # final_at
+        None,  # error
+        None,  # delivered_imsi
+        None,  # delivered_msisdn
+        None,  # lease_until
+        None,  # lease_owner
+        extra,  # extra
+        None,  # reference
+    ))

