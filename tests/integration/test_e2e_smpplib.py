@@ -150,6 +150,17 @@ def test_submit_with_receipt(server: ServerProcess, acme: Esme) -> None:
     assert not any(r.smsc_message_id == mid for r in inbox(server.home) if r.msisdn != dest)
 
 
+def test_receipt_echoes_the_user_message_reference(server: ServerProcess, acme: Esme) -> None:
+    mine = submit_ok(acme, next_msisdn(), registered_delivery=1, user_message_reference=4242)
+    plain = submit_ok(acme, next_msisdn(), registered_delivery=1)
+    r = acme.wait_receipt(mine)
+    check_receipt(r, mine, ReceiptStat.DELIVRD, 2)
+    assert r.user_message_reference == 4242
+    p = acme.wait_receipt(plain)
+    check_receipt(p, plain, ReceiptStat.DELIVRD, 2)
+    assert p.user_message_reference is None  # none given, none sent
+
+
 def test_receipts_only_to_the_submitting_account(server: ServerProcess) -> None:
     a = Esme(server.port, "acme", "pw1")
     b = Esme(server.port, "beta", "pw2", mode="rx")

@@ -218,6 +218,15 @@ def test_receipt_written_with_final_state(store: Store) -> None:
     assert store.pending_receipts("acme") == []
 
 
+def test_receipt_carries_the_user_message_reference(store: Store) -> None:
+    m = make_msg(registered_delivery=1, extra={"user_message_reference": 7})
+    store.insert_messages([m])
+    store.transition(m.id, S.ROUTED, S.DISPATCHED, NOW)
+    store.transition(m.id, S.DISPATCHED, S.UNDELIVERABLE, NOW + 1, error=11)
+    [r] = store.pending_receipts("acme")
+    assert (r.message_id, r.user_message_reference) == (m.id, 7)
+
+
 def test_receipt_rolls_back_with_the_final_state(store: Store) -> None:
     mid = _reach(store, S.DISPATCHED)
     with pytest.raises(RuntimeError):

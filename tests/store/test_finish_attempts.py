@@ -191,6 +191,16 @@ def test_receipts_only_when_wanted_and_to_the_owner(store: Store) -> None:
     )
 
 
+def test_receipts_carry_the_submitters_user_message_reference(store: Store) -> None:
+    with_ref = make_msg(account="acme", extra={"user_message_reference": 4242})
+    without = make_msg(account="acme")
+    a, b = _claim(store, with_ref, without)
+    out = store.finish_attempts([_delivered(a), _delivered(b)])
+    assert all(isinstance(x, Message) for x in out)
+    got = {r.message_id: r.user_message_reference for r in store.pending_receipts("acme")}
+    assert got == {with_ref.id: 4242, without.id: None}
+
+
 def test_refused_items_of_every_kind_each_get_their_own_error(store: Store) -> None:
     a, b, c, d = _claim(store, make_msg(), make_msg(), make_msg(), make_msg())
     ghost = make_msg()  # never inserted

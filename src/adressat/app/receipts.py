@@ -65,13 +65,13 @@ def receipt_pdu(r: Receipt) -> Pdu:
     fields["dest_addr_npi"] = r.source_npi
     fields["destination_addr"] = r.source_addr
     fields["short_message"] = text.encode("ascii")
-    return Pdu(
-        C.DELIVER_SM,
-        0,
-        0,
-        fields,
-        ((TlvTag.RECEIPTED_MESSAGE_ID, r.message_id), (TlvTag.MESSAGE_STATE, int(mstate))),
+    tlvs: tuple[tuple[int, int | str | bytes], ...] = (
+        (TlvTag.RECEIPTED_MESSAGE_ID, r.message_id),
+        (TlvTag.MESSAGE_STATE, int(mstate)),
     )
+    if r.user_message_reference is not None:  # the submitter's own reference, back to it
+        tlvs += ((TlvTag.USER_MESSAGE_REFERENCE, r.user_message_reference),)
+    return Pdu(C.DELIVER_SM, 0, 0, fields, tlvs)
 
 
 _DELIVER_SM_TEMPLATE = Pdu.make(

@@ -181,6 +181,13 @@ class Receipt:
     source_npi: int
     destination: str
     sent_at: float | None = None
+    user_message_reference: int | None = None  # the submitter's own, echoed (SMPP 3.4 5.3.2.17)
+
+
+def receipt_reference(msg: Message) -> int | None:
+    """The ``user_message_reference`` a submitter gave its message, for its receipt."""
+    value = msg.extra.get("user_message_reference")
+    return value if isinstance(value, int) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from adressat.core.model import (
     Message,
     Receipt,
     State,
+    receipt_reference,
     receipt_wanted,
 )
 from adressat.core.scheduling import (
@@ -177,6 +178,7 @@ class MemoryStore:
                 source_ton=new.source_ton,
                 source_npi=new.source_npi,
                 destination=new.destination,
+                user_message_reference=receipt_reference(new),
             )
             self._d.receipt_by_message[new.id] = rid
 

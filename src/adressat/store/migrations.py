@@ -288,6 +288,12 @@ _V6: list[tuple[Dialect, str]] = [
     ("any", "CREATE INDEX messages_accepted ON messages (id) WHERE state = 'ACCEPTED'"),
 ]
 
+#: v7: a receipt carries the submitter's ``user_message_reference`` back (deliver_sm TLV), so
+#: a sender can match it with its own reference as well as with the message id.
+_V7: list[tuple[Dialect, str]] = [
+    ("any", "ALTER TABLE receipts ADD COLUMN user_message_reference INTEGER"),
+]
+
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (1, _V1),
     (2, _V2),
@@ -295,6 +301,7 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (4, _V4),
     (5, _V5),
     (6, _V6),
+    (7, _V7),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

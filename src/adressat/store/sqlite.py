@@ -43,6 +43,7 @@ from adressat.core.model import (
     Receipt,
     State,
     message_from_values,
+    receipt_reference,
     receipt_wanted,
 )
 from adressat.core.scheduling import counter_key, give_reference, takes_reference
@@ -71,7 +72,7 @@ _QUEUED = "('ROUTED', 'DEFERRED')"
 _PENDING = "('ACCEPTED', 'ROUTED', 'DEFERRED', 'HELD')"
 _RECEIPT_COLS = (
     "receipt_id, message_id, account, state, error, submitted_at, final_at, "
-    "source_addr, source_ton, source_npi, destination, sent_at"
+    "source_addr, source_ton, source_npi, destination, sent_at, user_message_reference"
 )
 _ATTEMPT_COLS = (
     "message_id, account, destination, imsi, route, node, attempt, started_at, ended_at, "
@@ -166,9 +167,10 @@ _INSERT_DELIVERY = "INSERT INTO deliveries (message_id, imsi, msisdn, at) VALUES
 # The account (and everything else) is copied from the message row itself: I4 by construction.
 _INSERT_RECEIPT = (
     "INSERT INTO receipts (message_id, account, state, error, submitted_at, final_at,"
-    " source_addr, source_ton, source_npi, destination, created_at, sent_at)"
+    " source_addr, source_ton, source_npi, destination, created_at, sent_at,"
+    " user_message_reference)"
     " SELECT id, account, state, error, submitted_at, final_at,"
-    " source_addr, source_ton, source_npi, destination, ?, NULL"
+    " source_addr, source_ton, source_npi, destination, ?, NULL, ?"
     " FROM messages WHERE id = ?"
 )
 
@@ -221,7 +223,7 @@ class _FinishPlan:
     news: list[Message]
     updates: dict[tuple[str, ...], list[tuple[Any, ...]]]
     deliveries: list[tuple[Any, ...]]
-    receipts: list[tuple[float, str]]
+    receipts: list[tuple[float, int | None, str]]
     attempts: list[tuple[Any, ...]]
 
 
@@ -239,6 +241,7 @@ def _receipt(row: Sequence[Any]) -> Receipt:
         source_npi=row[9],
         destination=row[10],
         sent_at=row[11],
+        user_message_reference=row[12],
     )
 
 
@@ -427,7 +430,7 @@ class SqliteStore:
             except sqlite3.IntegrityError:
                 raise DuplicateDelivery(new.id) from None
         if new.state in FINAL_STATES and receipt_wanted(new.registered_delivery, new.state):
-            c.execute(_INSERT_RECEIPT, (now, new.id))
+            c.execute(_INSERT_RECEIPT, (now, receipt_reference(new), new.id))
 
     def _write_transition(
         self,
@@ -507,7 +510,7 @@ class SqliteStore:
         news: list[Message] = []
         updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         deliveries: list[tuple[Any, ...]] = []
-        receipts: list[tuple[float, str]] = []
+        receipts: list[tuple[float, int | None, str]] = []
         for it in items:
             m = it.claimed
             try:
@@ -529,7 +532,7 @@ class SqliteStore:
             if state is State.DELIVERED:
                 deliveries.append((new.id, new.delivered_imsi, new.delivered_msisdn, it.now))
             if state in FINAL_STATES and receipt_wanted(new.registered_delivery, state):
-                receipts.append((it.now, new.id))
+                receipts.append((it.now, receipt_reference(new), new.id))
             news.append(new)
         attempts = [_attempt_row(it.record) for it in items]
         return _FinishPlan(items, news, updates, deliveries, receipts, attempts)
