@@ -133,7 +133,9 @@ def test_a_stale_outcome_in_a_batch_is_dropped_alone(tmp_path: Path) -> None:
             await r.wait_for(lambda: r.worker.stale == 1)
             v = r.get(msgs[5].id)
             assert v.state is State.DEFERRED and v.delivered_imsi is None
-            # the attempt happened: its forensic record is kept anyway
+            # the attempt happened: its forensic record is kept anyway (written just after
+            # the stale outcome is counted, in a commit of its own)
+            await r.wait_for(lambda: len(r.store.attempts_for_message(v.id)) == 1)
             [att] = r.store.attempts_for_message(v.id)
             assert att.outcome == "DELIVERED"
             assert r.worker.delivered == 11
