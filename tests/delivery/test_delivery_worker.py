@@ -330,7 +330,7 @@ def test_long_gsm7_message_in_parts_to_one_identity(tmp_path: Path) -> None:
 
 def test_timeout_is_temporary(tmp_path: Path) -> None:
     class Hang:
-        async def deliver(self, msg: object) -> Outcome:
+        async def deliver(self, msg: object, addressed: object = None) -> Outcome:
             await asyncio.sleep(3600)
             raise AssertionError
 
@@ -365,8 +365,8 @@ def test_lease_recovery_after_crash_delivers_once(tmp_path: Path) -> None:
             self.inner = inner
             self.sent = 0
 
-        async def deliver(self, msg: object) -> Outcome:
-            await self.inner.deliver(msg)  # type: ignore[attr-defined]
+        async def deliver(self, msg: object, addressed: object = None) -> Outcome:
+            await self.inner.deliver(msg, addressed)  # type: ignore[attr-defined]
             self.sent += 1
             await asyncio.sleep(3600)
             raise AssertionError

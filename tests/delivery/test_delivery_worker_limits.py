@@ -9,6 +9,8 @@ from delivery_kit import DEST, T0, Clock, make_msg, rig
 
 from adressat.core.model import Message, State
 from adressat.delivery import Adapter, Outcome
+from adressat.delivery.adapter import Addressed
+from adressat.delivery.errors import DeliveryError
 
 
 def test_concurrency_is_bounded(tmp_path: Path) -> None:
@@ -18,12 +20,12 @@ def test_concurrency_is_bounded(tmp_path: Path) -> None:
             self.now = 0
             self.peak = 0
 
-        async def deliver(self, msg: Message) -> Outcome:
+        async def deliver(self, msg: Message, addressed: Addressed | None = None) -> Outcome:
             self.now += 1
             self.peak = max(self.peak, self.now)
             try:
                 await asyncio.sleep(0.01)
-                return await self.inner.deliver(msg)
+                return await self.inner.deliver(msg, addressed)
             finally:
                 self.now -= 1
 
@@ -46,20 +48,24 @@ def test_concurrency_is_bounded(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_outcome_for_a_message_moved_meanwhile_is_dropped_but_recorded(tmp_path: Path) -> None:
+def test_a_message_moved_before_its_attempt_addresses_anyone_is_not_sent(
+    tmp_path: Path,
+) -> None:
     async def main() -> None:
         async with rig(tmp_path, start=False) as r:
             msg = make_msg(DEST)
             await r.committer.insert(msg)
             [claimed] = r.store.claim_due(1, T0, 60.0, "node-1")
-            # another party recovered the lease while the attempt was in flight
+            # another party recovered the lease before the attempt addressed the handset:
+            # writing the addressed identity fails, so nothing goes out
             r.store.recover_leases(T0 + 120)
             assert await r.worker.process(claimed) is None
             assert r.get(msg.id).state is State.DEFERRED
             assert r.get(msg.id).delivered_imsi is None
             assert r.worker.stale == 1
             [att] = r.store.attempts_for_message(msg.id)
-            assert att.outcome == "DELIVERED"  # what happened on the wire, for forensics
+            assert att.outcome == "TEMPORARY" and att.error == DeliveryError.SYSTEM_FAILURE
+            assert r.network.inbox_of(DEST) == []  # not on the wire
 
     asyncio.run(main())
 

@@ -14,6 +14,7 @@ from delivery_kit import DEST, OTHER, T0, Rig, make_msg, rig
 from adressat.core.integrity import AlarmKind
 from adressat.core.model import Message, State
 from adressat.delivery import Adapter, DeliveryError, NetsimAdapter, Outcome, OutcomeKind
+from adressat.delivery.adapter import Addressed
 from adressat.delivery.answers import NetworkAnswer
 from adressat.delivery.faults import InternalFaults, UnknownFault
 from adressat.netsim import Ack, Failure, Faults, NetSms, RoutingInfo, read_inbox
@@ -33,9 +34,9 @@ class Slow:
     def __init__(self, inner: Adapter) -> None:
         self.inner = inner
 
-    async def deliver(self, msg: Message) -> Outcome:
+    async def deliver(self, msg: Message, addressed: Addressed | None = None) -> Outcome:
         await asyncio.sleep(0.02)
-        return await self.inner.deliver(msg)
+        return await self.inner.deliver(msg, addressed)
 
 
 class AckFromStranger(Faults):

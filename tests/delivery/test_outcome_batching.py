@@ -15,6 +15,7 @@ from delivery_kit import SUBSCRIBERS, make_msg, rig
 from adressat.core.integrity import AlarmKind
 from adressat.core.model import Message, State
 from adressat.delivery import Adapter, Outcome
+from adressat.delivery.adapter import Addressed
 from adressat.store import SqliteStore
 from adressat.store.base import FinishedAttempt
 
@@ -47,8 +48,8 @@ class Meddling:
         self.arrived = 0
         self.gate = asyncio.Event()
 
-    async def deliver(self, msg: Message) -> Outcome:
-        outcome = await self.inner.deliver(msg)
+    async def deliver(self, msg: Message, addressed: Addressed | None = None) -> Outcome:
+        outcome = await self.inner.deliver(msg, addressed)
         self.meddle(msg)  # type: ignore[operator]
         self.arrived += 1
         if self.arrived >= self.together:

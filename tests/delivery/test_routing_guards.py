@@ -235,6 +235,55 @@ def test_retry_after_lost_ack_never_goes_to_another_identity(tmp_path: Path) -> 
     run(main())
 
 
+class HangAfterStoring(Faults):
+    """The handset stores the message, then the SMSC never hears back: it is killed in the
+    middle of the attempt (the test cancels the worker, as a crash does)."""
+
+    async def on_ack(
+        self, result: Ack | Failure, imsi: str, node: str, sms: NetSms
+    ) -> Ack | Failure:
+        await asyncio.sleep(3600)
+        return result
+
+
+def test_retry_after_a_crash_mid_attempt_never_goes_to_another_identity(
+    tmp_path: Path,
+) -> None:
+    """I3 across a crash: the handset stored the message, the SMSC died before it heard so,
+    and the number changed hands before the restart. The identity the attempt addressed was
+    written before it went out, so the retry does not reach the new holder: QUARANTINED (35),
+    alarm naming the first identity, nothing sent."""
+
+    async def main() -> None:
+        msg = make_msg(DEST, registered_delivery=1)
+        async with rig(tmp_path, faults=HangAfterStoring()) as r:
+            first = r.network.register.identity(DEST)
+            await r.insert(msg)
+            await r.wait_for(lambda: len(list(read_inbox(tmp_path))) == 1)
+            assert r.get(msg.id).addressed_imsi == first
+            assert r.task is not None
+            r.task.cancel()  # the crash: nothing of the attempt is written
+        async with rig(tmp_path, breaker_alarms_threshold=0, start=False) as r:
+            r.worker.current_imsi = r.network.register.identity
+            r.network.register.recycle(DEST)
+            assert r.network.register.identity(DEST) != first
+            assert await r.worker.recover() == 1
+            [interrupted] = r.store.attempts_for_message(msg.id)
+            assert (interrupted.outcome, interrupted.imsi) == ("INTERRUPTED", first)
+            r.start()
+            done = await r.wait_state(msg.id, State.QUARANTINED)
+            assert done.error == DeliveryError.RETRY_IDENTITY_CHANGED
+            [rec] = list(read_inbox(tmp_path))  # only the first copy, at the first holder
+            assert (rec.msisdn, rec.imsi) == (DEST, first)
+            [alarm] = r.store.alarms_between(0, float("inf"))
+            assert alarm.kind is AlarmKind.RETRY_IDENTITY_CHANGED
+            assert f"addressed={first}" in alarm.detail
+            figures = audit(r.store, tmp_path, T0 + 10)
+            assert figures["misdelivered"] == 0 and figures["lost"] == 0
+
+    run(main())
+
+
 def test_retry_after_lost_ack_to_the_same_identity_is_delivered_once(tmp_path: Path) -> None:
     async def main() -> None:
         async with rig(tmp_path, faults=AckLostOnce()) as r:

@@ -179,4 +179,5 @@ def accept_message(
         None,  # lease_owner
         extra,  # extra
         None,  # reference
+        None,  # addressed_imsi
     ))

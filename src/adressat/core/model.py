@@ -60,6 +60,9 @@ class Message:
     given by the store when the message is first claimed, from a counter per destination, and
     kept for every resend: a handset takes a resend for what it is, and two different messages
     to one number never look alike to it (None: not yet attempted).
+    ``addressed_imsi`` is the identity the latest attempt was about to be handed to, made
+    durable before anything went out: after a crash in the middle of an attempt, the retry goes
+    only to that identity (I3), as after a timeout.
     """
 
     id: str
@@ -90,6 +93,7 @@ class Message:
     lease_owner: str | None = None
     extra: dict[str, ExtraValue] = field(default_factory=dict, hash=False)
     reference: int | None = None
+    addressed_imsi: str | None = None
 
     @property
     def is_final(self) -> bool:

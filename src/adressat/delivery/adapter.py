@@ -8,6 +8,7 @@ transition plus one audit record.
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -71,6 +72,12 @@ class Outcome:
         )
 
 
+#: ``await addressed(imsi)``: an adapter calls it once it knows the identity it will hand the
+#: message to, and sends nothing unless it answers True (the identity is durable on the
+#: message by then: after a crash in the middle of the attempt, the retry goes only there).
+Addressed = Callable[[str], Awaitable[bool]]
+
+
 @runtime_checkable
 class Adapter(Protocol):
-    async def deliver(self, msg: Message) -> Outcome: ...
+    async def deliver(self, msg: Message, addressed: Addressed | None = None) -> Outcome: ...

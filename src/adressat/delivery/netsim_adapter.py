@@ -38,7 +38,7 @@ from collections.abc import Iterable
 
 from adressat.core.model import Message
 from adressat.core.tag import verify_tag
-from adressat.delivery.adapter import Outcome, OutcomeKind
+from adressat.delivery.adapter import Addressed, Outcome, OutcomeKind
 from adressat.delivery.errors import DeliveryError
 from adressat.netsim import (
     Absent,
@@ -183,7 +183,7 @@ class NetsimAdapter:
         # one IMSI, two numbers = alarm naming both messages
         self._acked_by: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
-    async def deliver(self, msg: Message) -> Outcome:
+    async def deliver(self, msg: Message, addressed: Addressed | None = None) -> Outcome:
         # Exactly these values are checked and then sent; besides them only the TP-MR
         # (``message_reference``) is read from ``msg``: it names no recipient.
         message_id = msg.id
@@ -224,6 +224,9 @@ class NetsimAdapter:
             if refused is not None:
                 return refused
 
+        if addressed is not None and not await addressed(info.imsi):
+            # not durable, or the message is no longer this attempt's: nothing goes out
+            return Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.SYSTEM_FAILURE)
         originator = msg.source_addr or self.default_originator
         digest = hashlib.sha256(content).hexdigest()
         acked: Ack | None = None

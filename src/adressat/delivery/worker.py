@@ -440,7 +440,9 @@ class DeliveryWorker:
                             message_id=msg.id,
                             account=msg.account,
                             destination=msg.destination,
-                            imsi=None,
+                            # the identity it was about to go to, if it got that far (the
+                            # retry goes only there: _retry_identity_check)
+                            imsi=msg.addressed_imsi,
                             route=msg.route,
                             node=self.node,
                             attempt=msg.attempts,
@@ -523,13 +525,16 @@ class DeliveryWorker:
         )
 
     async def _retry_identity_check(self, msg: Message) -> Outcome | None:
-        """I3 for retries: after an attempt that timed out (the handset may have stored it),
-        the retry may only go to the identity addressed then. If the destination's identity
-        has changed since (SIM swap, recycled number), nothing is sent: QUARANTINE
-        (``RETRY_IDENTITY_CHANGED``) with its alarm. Costs a store read per retry (never for
-        a first attempt)."""
-        if msg.attempts <= 1 or msg.error is None or msg.error == 0:
-            return None  # a first attempt, or nothing went wrong before
+        """I3 for retries: after an attempt that timed out or was interrupted by a crash (the
+        handset may have stored it), the retry may only go to the identity addressed then
+        (for an interrupted one, the identity written before it went out). If the
+        destination's identity has changed since (SIM swap, recycled number), nothing is
+        sent: QUARANTINE (``RETRY_IDENTITY_CHANGED``) with its alarm. Costs a store read per
+        retry (never for a first attempt)."""
+        if msg.attempts <= 1:
+            return None  # a first attempt
+        if (msg.error is None or msg.error == 0) and msg.addressed_imsi is None:
+            return None  # nothing went wrong before, and nothing was addressed
         if self.current_imsi is None:
             return None
         try:
@@ -538,7 +543,12 @@ class DeliveryWorker:
             return None
         timeout = int(DeliveryError.TIMEOUT)
         previous = next(
-            (a.imsi for a in reversed(attempts) if a.imsi and a.error == timeout), None
+            (
+                a.imsi
+                for a in reversed(attempts)
+                if a.imsi and (a.error == timeout or a.outcome == INTERRUPTED)
+            ),
+            None,
         )
         if previous is None:
             return None
@@ -619,6 +629,21 @@ class DeliveryWorker:
             esm_class=other.esm_class,
         )
 
+    async def _mark_addressed(self, msg: Message, imsi: str) -> bool:
+        """The adapter's ``addressed`` hook: the identity this attempt is about to use, made
+        durable on the message (with the others of this loop turn: one commit) before it goes
+        out. False (nothing is sent) when the store fails or the message moved meanwhile."""
+        message_id, attempts = msg.id, msg.attempts
+        try:
+            return await self.committer.run(
+                lambda s: s.mark_addressed(message_id, attempts, imsi)
+            )
+        except StoreError as e:
+            self.store_errors += 1
+            log.error("addressed identity not written",
+                      extra={"message_id": message_id, "error_type": type(e).__name__})
+            return False
+
     async def _attempt(self, msg: Message) -> Outcome:
         try:
             kind = self.route_kind(msg.route)
@@ -626,7 +651,10 @@ class DeliveryWorker:
         except (KeyError, LookupError):
             return Outcome.failed(OutcomeKind.PERMANENT, DeliveryError.UNROUTABLE)
         try:
-            return await asyncio.wait_for(adapter.deliver(msg), self.delivery_timeout_s)
+            return await asyncio.wait_for(
+                adapter.deliver(msg, lambda imsi: self._mark_addressed(msg, imsi)),
+                self.delivery_timeout_s,
+            )
         except TimeoutError:
             return Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.TIMEOUT)
         except asyncio.CancelledError:

@@ -205,6 +205,10 @@ class Store(Protocol):
     # number" when it starts, so that one IMSI answering for two numbers is seen across a
     # restart too.
     def recent_deliveries(self, limit: int) -> list[tuple[str, str, str]]: ...
+    # Before an attempt hands a message to the network: the identity it addresses, on the
+    # message while it is in flight under this claim (``attempts``). False: the message is
+    # not that claim's any more (nothing may be sent).
+    def mark_addressed(self, message_id: str, attempts: int, imsi: str) -> bool: ...
 
     # --- integrity (DESIGN.md "Identity checks", "Fail closed") -------------------------------
     # Alarms are append-only. ``append_alarm`` returns the alarm with its id; an alarm that

@@ -474,6 +474,14 @@ class MemoryStore:
         with self._lock:
             return [a for a in self._d.attempts if a.message_id == message_id]
 
+    def mark_addressed(self, message_id: str, attempts: int, imsi: str) -> bool:
+        with self._op():
+            m = self._d.messages.get(message_id)
+            if m is None or m.state is not State.DISPATCHED or m.attempts != attempts:
+                return False
+            self._d.messages[message_id] = replace(m, addressed_imsi=imsi)
+            return True
+
     def recent_deliveries(self, limit: int) -> list[tuple[str, str, str]]:
         with self._lock:
             rows = [

@@ -42,6 +42,7 @@ MESSAGE_COLUMNS: tuple[str, ...] = (
     "lease_owner",
     "extra",
     "reference",
+    "addressed_imsi",
 )
 
 _V1: list[tuple[Dialect, str]] = [
@@ -294,6 +295,14 @@ _V7: list[tuple[Dialect, str]] = [
     ("any", "ALTER TABLE receipts ADD COLUMN user_message_reference INTEGER"),
 ]
 
+#: v8: the identity an attempt addresses is written before the message goes out. A crash in
+#: the middle of an attempt (the handset may have stored the message) used to leave an
+#: INTERRUPTED attempt with no identity, so the retry went to whoever held the number then:
+#: after a SIM swap or a recycled number, a second identity got it, unseen.
+_V8: list[tuple[Dialect, str]] = [
+    ("any", "ALTER TABLE messages ADD COLUMN addressed_imsi TEXT"),
+]
+
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (1, _V1),
     (2, _V2),
@@ -302,6 +311,7 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (5, _V5),
     (6, _V6),
     (7, _V7),
+    (8, _V8),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -888,6 +888,14 @@ class SqliteStore:
         )
         return [AttemptRecord(*r) for r in rows]
 
+    def mark_addressed(self, message_id: str, attempts: int, imsi: str) -> bool:
+        with self._tx() as c:
+            return c.execute(
+                "UPDATE messages SET addressed_imsi = ?"
+                " WHERE id = ? AND state = 'DISPATCHED' AND attempts = ?",
+                (imsi, message_id, attempts),
+            ).rowcount == 1
+
     def recent_deliveries(self, limit: int) -> list[tuple[str, str, str]]:
         if limit <= 0:
             return []
