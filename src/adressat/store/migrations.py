@@ -303,6 +303,27 @@ _V8: list[tuple[Dialect, str]] = [
     ("any", "ALTER TABLE messages ADD COLUMN addressed_imsi TEXT"),
 ]
 
+#: v11: health episodes (DESIGN.md "Heal or shout"): a failing dependency (the store unable to
+#: write, the delivery loop failing, the delivery process down, delivery stalled) with its
+#: cause, start and end. Written when it opens if the store can write then, else once whole
+#: when it ends; ``ended_at`` is set once. (v9 and v10 are other changes' numbers.)
+_V11: list[tuple[Dialect, str]] = [
+    (
+        "any",
+        """CREATE TABLE episodes (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            process TEXT NOT NULL,
+            cause TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            failures INTEGER NOT NULL
+        )""",
+    ),
+    ("any", "CREATE INDEX episodes_time ON episodes (started_at)"),
+    ("any", "CREATE INDEX episodes_open ON episodes (kind) WHERE ended_at IS NULL"),
+]
+
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (1, _V1),
     (2, _V2),
@@ -312,6 +333,7 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (6, _V6),
     (7, _V7),
     (8, _V8),
+    (11, _V11),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

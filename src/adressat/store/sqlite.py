@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from adressat.core.breaker import counts as counts_for_breaker
+from adressat.core.health import Episode, EpisodeKind
 from adressat.core.integrity import Alarm, AlarmKind, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
 from adressat.core.model import (
@@ -55,6 +56,7 @@ from adressat.store.base import (
     NotPending,
     StaleState,
     StoreError,
+    StoreUnavailable,
     Transition,
     UnknownMessage,
     apply_each,
@@ -160,6 +162,27 @@ _COUNT_UNFINISHED = (
     " + (SELECT COUNT(*) FROM messages INDEXED BY messages_accepted WHERE state = 'ACCEPTED')"
 )
 
+_COUNT_UNFINISHED_BY_STATE = (
+    "SELECT state, COUNT(*) FROM messages INDEXED BY messages_expiry"
+    f"  WHERE state IN {_QUEUED} GROUP BY state"
+    " UNION ALL SELECT 'DISPATCHED', COUNT(*) FROM messages INDEXED BY messages_dispatched"
+    "  WHERE state = 'DISPATCHED'"
+    " UNION ALL SELECT 'HELD', COUNT(*) FROM messages INDEXED BY messages_held"
+    "  WHERE state = 'HELD'"
+    " UNION ALL SELECT 'ACCEPTED', COUNT(*) FROM messages INDEXED BY messages_accepted"
+    "  WHERE state = 'ACCEPTED'"
+)
+_DUE_SCAN_MAX = 1000
+_OLDEST_DUE = (
+    "SELECT MIN(MAX(next_attempt_at, not_before)) FROM (SELECT next_attempt_at, not_before,"
+    "  destination FROM messages"
+    f"  WHERE state IN {_QUEUED} AND priority = ? AND next_attempt_at <= ?"
+    "  AND not_before <= ? AND expires_at > ?"
+    f"  ORDER BY next_attempt_at, submitted_at, id LIMIT {_DUE_SCAN_MAX}) AS q"
+    " WHERE NOT EXISTS (SELECT 1 FROM messages AS d"
+    "  WHERE d.destination = q.destination AND d.state = 'DISPATCHED')"
+)
+
 _INSERT_ATTEMPT = (
     f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
@@ -245,6 +268,48 @@ def _receipt(row: Sequence[Any]) -> Receipt:
     )
 
 
+#: SQLite's primary result codes (``sqlite3.Error.sqlite_errorname`` up to the first "_" after
+#: the prefix) -> the cause a StoreUnavailable names
+_UNAVAILABLE_CAUSES = {
+    "SQLITE_FULL": "disk_full",
+    "SQLITE_IOERR": "io_error",
+    "SQLITE_READONLY": "read_only",
+    "SQLITE_BUSY": "lock_timeout",
+    "SQLITE_LOCKED": "lock_timeout",
+    "SQLITE_CORRUPT": "corrupt",
+    "SQLITE_NOTADB": "corrupt",
+    "SQLITE_CANTOPEN": "cant_open",
+    "SQLITE_PROTOCOL": "lock_timeout",
+}
+
+
+def unavailable(e: sqlite3.Error) -> StoreUnavailable | None:
+    """The StoreUnavailable an SQLite error stands for (the disk, the file, a lock), or None
+    for an error of the data or of the statement (a constraint, a bug)."""
+    if isinstance(e, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return None
+    name = str(getattr(e, "sqlite_errorname", "") or "")
+    primary = "_".join(name.split("_")[:2])
+    cause = _UNAVAILABLE_CAUSES.get(primary)
+    if cause is None:
+        if not isinstance(e, sqlite3.OperationalError):
+            return None
+        cause = "store_error"
+    return StoreUnavailable(cause, name)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """sqlite3 errors of the disk, the file or a lock leave as StoreUnavailable."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        u = unavailable(e)
+        if u is None:
+            raise
+        raise u from e
+
+
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # a WAL reset truncates the file to this
 
 
@@ -283,7 +348,7 @@ class SqliteStore:
     # --- units of work -------------------------------------------------------------------------
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, _translated():
             c = self._conn
             if self._depth == 0:
                 if self._wlock >= 0:
@@ -295,7 +360,11 @@ class SqliteStore:
                         yield c
                     except BaseException:
                         self._depth = 0
-                        c.execute("ROLLBACK")
+                        if c.in_transaction:
+                            try:
+                                c.execute("ROLLBACK")
+                            except sqlite3.Error:
+                                pass  # the transaction is gone with the failure itself
                         raise
                     try:
                         c.execute("COMMIT")
@@ -357,7 +426,7 @@ class SqliteStore:
             return self._conn.execute(f"PRAGMA {name}").fetchone()[0]
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
+        with self._lock, _translated():
             return self._conn.execute(sql, params).fetchall()
 
     # --- accounts ------------------------------------------------------------------------------
@@ -418,7 +487,7 @@ class SqliteStore:
         return None if row is None else _from_row(row)
 
     def get_message(self, message_id: str) -> Message | None:
-        with self._lock:
+        with self._lock, _translated():
             return self._get(self._conn, message_id)
 
     def _final_effects(self, c: sqlite3.Connection, new: Message, now: float) -> None:
@@ -1022,6 +1091,68 @@ class SqliteStore:
             "SELECT name, on_, rate, route, params, updated_at FROM faults ORDER BY name"
         )
         return [FaultSetting(r[0], bool(r[1]), r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+
+    # --- health -------------------------------------------------------------------------------
+    def write_episode(self, episode: Episode) -> Episode:
+        with self._tx() as c:
+            if episode.id == 0:
+                cur = c.execute(
+                    "INSERT INTO episodes (kind, process, cause, started_at, ended_at, failures)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (episode.kind.value, episode.process, episode.cause, episode.started_at,
+                     episode.ended_at, episode.failures),
+                )
+                return replace(episode, id=int(cur.lastrowid or 0))
+            c.execute(
+                "UPDATE episodes SET ended_at = ?, failures = ? WHERE id = ? AND ended_at IS NULL",
+                (episode.ended_at, episode.failures, episode.id),
+            )
+            return episode
+
+    def episodes(
+        self, *, since: float | None = None, open_only: bool = False, limit: int = 100
+    ) -> list[Episode]:
+        where, params = [], []
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
+        if open_only:
+            where.append("ended_at IS NULL")
+        sql = "SELECT id, kind, process, cause, started_at, ended_at, failures FROM episodes"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
+        return [
+            Episode(EpisodeKind(r[1]), r[2], r[3], r[4], r[5], r[6], r[0])
+            for r in self._read(sql, (*params, limit))
+        ]
+
+    # --- figures for metrics and readiness ------------------------------------------------------
+    def count_unfinished_by_state(self) -> dict[State, int]:
+        out = dict.fromkeys(
+            (State.ACCEPTED, State.ROUTED, State.DEFERRED, State.DISPATCHED, State.HELD), 0
+        )
+        for state, n in self._read(_COUNT_UNFINISHED_BY_STATE):
+            out[_STATES[state]] = int(n)
+        return out
+
+    def count_pending_receipts(self) -> int:
+        return int(self._read(
+            "SELECT COUNT(*) FROM receipts INDEXED BY receipts_pending WHERE sent_at IS NULL"
+        )[0][0])
+
+    def count_alarms_by_kind(self) -> dict[str, int]:
+        return {k: int(n) for k, n in self._read("SELECT kind, COUNT(*) FROM alarms GROUP BY kind")}
+
+    def oldest_due_at(self, now: float) -> float | None:
+        best: float | None = None
+        for priority in (3, 2, 1, 0):
+            # the earliest due of this priority, among at most _DUE_SCAN_MAX candidates in
+            # due order (a destination with a message in flight waits for it: not counted)
+            row = self._read(_OLDEST_DUE, (priority, now, now, now))[0]
+            if row[0] is not None and (best is None or row[0] < best):
+                best = float(row[0])
+        return best
 
     # --- meta ----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
