@@ -47,6 +47,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             delivery_process=args.delivery_process == "on",
             breaker_alarms_threshold=args.breaker_alarms_threshold,
             queue_messages_max=args.queue_max,
+            http_host=args.http_host,
+            http_port=args.http_port,
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
         )
     )
@@ -278,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--home", default=argparse.SUPPRESS, help="data directory")
     r.add_argument("--smpp-port", type=int, default=2775)
     r.add_argument("--smpp-host", default="127.0.0.1")
+    r.add_argument("--http-port", type=int, default=8775,
+                   help="health, metrics and status over HTTP (default 8775; 0: any free port)")
+    r.add_argument("--http-host", default="127.0.0.1",
+                   help="the HTTP listener's address (default loopback)")
     r.add_argument(
         "--subscribers",
         type=int,

@@ -38,11 +38,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from adressat.core.health import Episode
 from adressat.core.integrity import FaultSetting
 from adressat.core.model import Message
 from adressat.core.retry import RetryPolicy
@@ -51,6 +53,7 @@ from adressat.delivery.netsim_adapter import NetsimAdapter
 from adressat.delivery.worker import DeliveryWorker
 from adressat.netsim import Faults, FaultSwitchboard, NetsimSettings, Network
 from adressat.observe.faults import FAULT_COUNTERS_META, network_switchboard
+from adressat.observe.metrics import multiprocess_env, observe_batch
 from adressat.store.commit import GroupCommitter
 
 from .settings import Settings
@@ -58,7 +61,6 @@ from .settings import Settings
 log = logging.getLogger("adressat.delivery_process")
 
 _PR_SET_PDEATHSIG = 1
-_RESTART_DELAY_S = 1.0
 
 
 def netsim_settings(s: Settings) -> NetsimSettings:
@@ -84,6 +86,7 @@ class DeliveryNode:
         tag_key: bytes,
         *,
         on_final: Callable[[Message], None],
+        on_episode: Callable[[Episode], None] | None = None,
     ) -> None:
         self.settings = s = settings
         self.committer = committer
@@ -109,8 +112,16 @@ class DeliveryNode:
             held_refresh_s=s.held_routes_refresh_s,
             faults=self.internal_faults,
             current_imsi=self._current_imsi,
+            loop_failures_max=s.delivery_loop_failures_max,
+            backoff_s_max=s.delivery_backoff_s_max,
+            on_episode=on_episode,
         )
         self._tasks: list[asyncio.Task[Any]] = []
+
+    @property
+    def worker_task(self) -> asyncio.Task[Any] | None:
+        """The worker's task once started (its end, other than at a stop, ends the process)."""
+        return self._tasks[0] if self._tasks else None
 
     @staticmethod
     def _network_faults(s: Settings) -> Faults:
@@ -248,22 +259,42 @@ def settings_from_json(text: str) -> Settings:
 
 
 class DeliveryProcess:
-    """Starts the delivery process, passes hints both ways, starts it again if it dies."""
+    """Starts the delivery process, passes hints both ways, starts it again if it dies.
 
-    def __init__(self, settings: Settings, on_finals: Callable[[dict[str, int]], None]) -> None:
+    Heal or shout: a process that ends (or goes silent for ``delivery_heartbeat_timeout_s``:
+    it is killed) is an episode (``on_down(cause)``) until a new one says it is alive
+    (``on_heartbeat``); restarts back off from ``delivery_restart_delay_s_min`` doubling up
+    to ``..._max`` while processes keep dying young."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        on_finals: Callable[[dict[str, int]], None],
+        *,
+        on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
+        on_down: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.on_finals = on_finals
+        self.on_heartbeat = on_heartbeat
+        self.on_down = on_down
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self.heartbeat: dict[str, Any] | None = None
+        self.heartbeat_at: float | None = None  # time.monotonic() of the last one
+        self._started_at = 0.0
+        self._young_deaths = 0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
         self._wake_pending = False
 
     async def start(self) -> None:
         await self._spawn()
         self._supervisor = asyncio.create_task(self._supervise(), name="delivery-process")
+        self._watchdog = asyncio.create_task(self._watch(), name="delivery-watchdog")
 
     async def _spawn(self) -> None:
         parent, child = socket.socketpair()
@@ -272,27 +303,75 @@ class DeliveryProcess:
                 [sys.executable, "-m", "adressat.app.delivery_process",
                  str(child.fileno()), str(os.getpid())],
                 pass_fds=(child.fileno(),),
-                env={**os.environ, "ADRESSAT_DELIVERY_SETTINGS": settings_to_json(self.settings)},
+                env={**os.environ, **multiprocess_env(self.settings.home),
+                     "ADRESSAT_DELIVERY_SETTINGS": settings_to_json(self.settings)},
             )
         finally:
             child.close()
+        self._started_at = time.monotonic()
+        self.heartbeat = None
+        self.heartbeat_at = None
         self._reader, self._writer = await asyncio.open_connection(sock=parent)
         log.info("delivery process started", extra={"pid": self.proc.pid})
 
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    @property
+    def heartbeat_age_s(self) -> float | None:
+        """Seconds since the running process last said it is alive (None: not yet)."""
+        if self.heartbeat_at is None:
+            return None
+        return time.monotonic() - self.heartbeat_at
+
     async def _supervise(self) -> None:
+        s = self.settings
         while True:
             assert self._reader is not None
             await self._read_hints(self._reader)
             if self._stopping:
                 return
             code = await asyncio.get_running_loop().run_in_executor(None, self._reap)
+            cause = f"exit_code={code}" if code is None or code >= 0 else f"signal={-code}"
+            lived_s = time.monotonic() - self._started_at
+            self._young_deaths = self._young_deaths + 1 if lived_s < 60.0 else 0
+            delay = min(s.delivery_restart_delay_s_max,
+                        s.delivery_restart_delay_s_min * 2 ** max(0, self._young_deaths - 1))
             log.critical("delivery process ended; starting it again",
-                         extra={"exit_code": code, "restarts": self.restarts + 1})
-            await asyncio.sleep(_RESTART_DELAY_S)
+                         extra={"exit_code": code, "cause": cause, "restarts": self.restarts + 1,
+                                "delay_s": delay, "lived_s": round(lived_s, 3)})
+            self.heartbeat = None
+            self.heartbeat_at = None
+            if self.on_down is not None:
+                self.on_down(cause)
+            await asyncio.sleep(delay)
             if self._stopping:
                 return
             self.restarts += 1
-            await self._spawn()
+            try:
+                await self._spawn()
+            except OSError as e:  # could not even start it: try again after the delay
+                log.critical("delivery process not started", extra={"error_type": type(e).__name__})
+                self._reader = asyncio.StreamReader()
+                self._reader.feed_eof()
+
+    async def _watch(self) -> None:
+        """A running process that stops saying it is alive is killed (its attempts recover
+        as after a crash) and started anew by the supervisor."""
+        timeout = self.settings.delivery_heartbeat_timeout_s
+        while not self._stopping:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            proc = self.proc
+            if proc is None or proc.poll() is not None:
+                continue
+            silent_s = time.monotonic() - (self.heartbeat_at or self._started_at)
+            if silent_s > timeout:
+                log.critical("delivery process silent; killing it",
+                             extra={"pid": proc.pid, "silent_s": round(silent_s, 3)})
+                with contextlib.suppress(OSError):
+                    proc.kill()
+                self.heartbeat_at = time.monotonic()  # once, not at every check
 
     def _reap(self) -> int | None:
         if self.proc is None:
@@ -307,12 +386,16 @@ class DeliveryProcess:
         while True:
             try:
                 line = await reader.readline()
-            except (ConnectionError, OSError):
+            except (ConnectionError, OSError, ValueError):
                 return
             if not line:
                 return
             try:
-                finals = json.loads(line)["final"]
+                hint = json.loads(line)
+                if "hb" in hint:
+                    self._beat(hint["hb"])
+                    continue
+                finals = hint["final"]
             except (ValueError, KeyError, TypeError):
                 log.error("bad hint from the delivery process")
                 continue
@@ -320,6 +403,15 @@ class DeliveryProcess:
                 self.on_finals({str(k): int(v) for k, v in finals.items()})
             except Exception:  # noqa: BLE001 - a hint must not stop the SMPP process
                 log.exception("final hint not handled")
+
+    def _beat(self, hb: dict[str, Any]) -> None:
+        self.heartbeat = hb
+        self.heartbeat_at = time.monotonic()
+        if self.on_heartbeat is not None:
+            try:
+                self.on_heartbeat(hb)
+            except Exception:  # noqa: BLE001 - a hint must not stop the SMPP process
+                log.exception("heartbeat not handled")
 
     def wake(self) -> None:
         """New messages are committed: one ``W`` per loop turn, however many batches."""
@@ -335,6 +427,8 @@ class DeliveryProcess:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._writer is not None and not self._writer.is_closing():
             self._writer.write(b"S")
             with contextlib.suppress(ConnectionError, OSError):
@@ -370,7 +464,25 @@ def _take_delivery_lock(home: Path) -> int:
     return fd
 
 
-async def _serve(settings: Settings, sock: socket.socket) -> None:
+#: exit code of a delivery process whose worker could not go on (EX_SOFTWARE)
+EXIT_WORKER_FAILED = 70
+
+
+def heartbeat(node: DeliveryNode, now: float) -> dict[str, Any]:
+    """The line the delivery process sends every ``delivery_heartbeat_s``: alive, its loop's
+    open episodes, its figures (the SMPP process's readiness and ``adressat status``)."""
+    w = node.worker
+    return {
+        "at": now,
+        "pid": os.getpid(),
+        "episodes": [e.as_dict() for e in w.health.open_episodes()],
+        "in_flight": w.in_flight,
+        "loop_failures": w.loop_failures,
+        "store_errors": w.store_errors,
+    }
+
+
+async def _serve(settings: Settings, sock: socket.socket) -> int:
     from adressat.app.node import load_tag_key
     from adressat.store.sqlite import SqliteStore
 
@@ -378,13 +490,18 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
     # WalCheckpointer checkpoints for both
     committer = GroupCommitter(store, batch_max=settings.commit_batch_max,
                                inline=True).start()
+    committer.on_batch = observe_batch
     reader, writer = await asyncio.open_connection(sock=sock)
     finals: Counter[str] = Counter()
     loop = asyncio.get_running_loop()
 
+    def send(line: dict[str, Any]) -> None:
+        if not writer.is_closing():
+            writer.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+
     def flush() -> None:
-        if finals and not writer.is_closing():
-            writer.write(json.dumps({"final": dict(finals)}).encode() + b"\n")
+        if finals:
+            send({"final": dict(finals)})
         finals.clear()
 
     def on_final(msg: Message) -> None:
@@ -392,7 +509,14 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
             loop.call_soon(flush)
         finals[msg.account] += 1
 
-    node = DeliveryNode(settings, committer, load_tag_key(settings.home), on_final=on_final)
+    node: DeliveryNode | None = None
+
+    def on_episode(_ep: Episode) -> None:  # said at once, not at the next beat
+        if node is not None:
+            send({"hb": heartbeat(node, time.time())})
+
+    node = DeliveryNode(settings, committer, load_tag_key(settings.home), on_final=on_final,
+                        on_episode=on_episode)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -406,16 +530,36 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
                 return
             node.wake()
 
+    async def beats() -> None:
+        while True:
+            send({"hb": heartbeat(node, time.time())})
+            await asyncio.sleep(settings.delivery_heartbeat_s)
+
     hint_task = asyncio.create_task(hints())
-    await stop.wait()
+    beat_task = asyncio.create_task(beats())
+    stopped = asyncio.create_task(stop.wait())
+    worker = node.worker_task
+    assert worker is not None
+    await asyncio.wait({stopped, worker}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if not stop.is_set():  # the worker ended by itself: it could not go on
+        exc = None if worker.cancelled() else worker.exception()
+        log.critical("delivery worker ended; exiting for a new process",
+                     extra={"error_type": type(exc).__name__ if exc else "none",
+                            "exit_code": EXIT_WORKER_FAILED})
+        code = EXIT_WORKER_FAILED
+    stopped.cancel()
     hint_task.cancel()
+    beat_task.cancel()
     await node.stop()
+    await node.worker.health.drain()
     flush()
     with contextlib.suppress(ConnectionError, OSError):
         await writer.drain()
     writer.close()
     await committer.aclose()
     store.close()
+    return code
 
 
 def main() -> None:
@@ -432,7 +576,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_serve(settings, sock))
+    sys.exit(asyncio.run(_serve(settings, sock)))
 
 
 if __name__ == "__main__":

@@ -67,6 +67,21 @@ class Settings:
     netsim_seed: int = 1
     netsim_realistic: bool = True
 
+    # heal or shout (DESIGN.md): episodes, readiness, the delivery process's supervision
+    delivery_loop_failures_max: int = 20  # turns in a row failing for a non-store reason
+    delivery_backoff_s_max: float = 5.0  # between retries of a failing delivery turn
+    delivery_heartbeat_s: float = 1.0  # the delivery process says it is alive
+    delivery_heartbeat_timeout_s: float = 15.0  # silent that long: killed and started anew
+    delivery_restart_delay_s_min: float = 1.0  # doubling while it keeps dying...
+    delivery_restart_delay_s_max: float = 30.0  # ...up to this
+    store_probe_interval_s: float = 1.0  # a one-row write: can the store write?
+    due_wait_s_max: float = 120.0  # a due message unclaimed longer: delivery is stalled
+    stall_check_interval_s: float = 5.0
+
+    # the HTTP listener: health, metrics, status (loopback unless said otherwise)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8775  # 0: any free port (written to <home>/node.json)
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 

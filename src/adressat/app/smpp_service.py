@@ -18,6 +18,7 @@ from adressat.core.accept import Refused, Submission
 from adressat.core.model import Message, State
 from adressat.core.passwords import verify_password
 from adressat.core.tag import binding_tag
+from adressat.observe.metrics import FINAL, REFUSED, SUBMIT_LATENCY, TurnCounts
 from adressat.smpp.constants import CommandId as C
 from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.constants import EsmClass, MessageState
@@ -25,7 +26,7 @@ from adressat.smpp.pdus import Pdu, tlv_tag
 from adressat.smpp.times import SmppTimeError, format_smpp_time, parse_smpp_time
 from adressat.sms.encodings import Alphabet, EncodingError, codec_for_data_coding
 from adressat.sms.segment import ConcatInfo, UdhError, concat_udh, parse_udh
-from adressat.store.base import NotPending, Store, UnknownMessage
+from adressat.store.base import NotPending, Store, StoreUnavailable, UnknownMessage
 from adressat.store.commit import GroupCommitter
 from adressat.transport.smpp_server import LATER, Later, SmppConnection
 
@@ -122,6 +123,7 @@ class SmppService:
     clock: Callable[[], float] = time.time
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     sessions: set[SmppConnection] = field(default_factory=set)
+    _refused: TurnCounts = field(default_factory=lambda: TurnCounts(REFUSED))
 
     # -- connection events ----------------------------------------------------------------------
     def on_bound(self, conn: SmppConnection) -> None:
@@ -275,6 +277,7 @@ class SmppService:
         """Refusals are answered at once; an accepted message is answered by the commit's
         callback, after its commit (I1). No future, coroutine or task per submit: this is the
         path every message takes."""
+        t0 = time.perf_counter()
         account = conn.account
         assert account is not None
         try:
@@ -282,25 +285,38 @@ class SmppService:
             sub = self._submission(account, pdu)
             self.ingress.check_capacity()
             msg = self.ingress.build(sub, self.clock())
-            self.ingress.commit_then([msg], functools.partial(self._committed, conn, pdu, msg.id))
+            self.ingress.commit_then(
+                [msg], functools.partial(self._committed, conn, pdu, msg.id, t0))
         except SubmitError as e:
-            return pdu.response(e.status)
+            return self._refuse(pdu, e.status, t0)
         except Refused as e:
             self.ingress.refused += 1
-            return pdu.response(S[REFUSAL_STATUS_NAMES[e.reason]])
+            return self._refuse(pdu, S[REFUSAL_STATUS_NAMES[e.reason]], t0)
         except Overloaded as e:
-            return pdu.response(S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED)
+            return self._refuse(pdu, S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED, t0)
         return LATER
 
-    @staticmethod
-    def _committed(conn: SmppConnection, pdu: Pdu, message_id: str,
+    def _refuse(self, pdu: Pdu, status: S, t0: float) -> Pdu:
+        self._refused.add(status.name)
+        SUBMIT_LATENCY.observe(time.perf_counter() - t0)
+        return pdu.response(status)
+
+    def _committed(self, conn: SmppConnection, pdu: Pdu, message_id: str, t0: float,
                    error: BaseException | None) -> None:
         if error is None:
             conn.answer(pdu.response(message_id=message_id))
-        else:  # nothing durable: the sender must not retry blind
-            log.error("commit failed", extra={"account": conn.account,
-                                              "error_type": type(error).__name__})
-            conn.answer(pdu.response(S.ESME_RSYSERR))
+            SUBMIT_LATENCY.observe(time.perf_counter() - t0)
+            return
+        # nothing durable: the sender must not take it for accepted. A store that cannot
+        # write now (disk full, I/O error) is said as a temporary ESME_RMSGQFUL, which
+        # senders retry later; anything else is our fault (ESME_RSYSERR)
+        status = S.ESME_RMSGQFUL if isinstance(error, StoreUnavailable) else S.ESME_RSYSERR
+        log.error("commit failed", extra={"session": conn.conn_id, "account": conn.account,
+                                          "status": status.name,
+                                          "error_type": type(error).__name__})
+        self._refused.add(status.name)
+        conn.answer(pdu.response(status))
+        SUBMIT_LATENCY.observe(time.perf_counter() - t0)
 
     async def _submit_multi(self, conn: SmppConnection, pdu: Pdu) -> Pdu:
         """One message per SME destination, committed together; the response carries the id
@@ -320,9 +336,12 @@ class SmppService:
             self._throttle(account, len(dests))  # throughput counts messages, not PDUs
             self.ingress.check_capacity()
         except SubmitError as e:
+            self._refused.add(e.status.name)
             return pdu.response(e.status)
         except Overloaded as e:
-            return pdu.response(S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED)
+            status = S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED
+            self._refused.add(status.name)
+            return pdu.response(status)
         for d in dests:
             if d.get("dest_flag") != 1:
                 unsuccess.append({"dest_addr_ton": 0, "dest_addr_npi": 0,
@@ -347,11 +366,18 @@ class SmppService:
             # one reason for every destination (all invalid, or a bad validity or schedule
             # shared by all) is said as it is; mixed reasons as ESME_RSUBMITFAIL
             statuses = {int(u["error_status_code"]) for u in unsuccess}
-            return pdu.response(statuses.pop() if len(statuses) == 1 else S.ESME_RSUBMITFAIL)
+            status = S(statuses.pop()) if len(statuses) == 1 else S.ESME_RSUBMITFAIL
+            self._refused.add(status.name)
+            return pdu.response(status)
         try:
             await self.ingress.commit(msgs)
         except Overloaded as e:
-            return pdu.response(S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED)
+            status = S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED
+            self._refused.add(status.name)
+            return pdu.response(status)
+        except StoreUnavailable:  # nothing durable: a temporary refusal, as for submit_sm
+            self._refused.add(S.ESME_RMSGQFUL.name)
+            return pdu.response(S.ESME_RMSGQFUL)
         return pdu.response(message_id=msgs[0].id, unsuccess_smes=tuple(unsuccess))
 
     # -- query / cancel / replace ---------------------------------------------------------------
@@ -386,6 +412,7 @@ class SmppService:
         except (UnknownMessage, NotPending):
             return pdu.response(S.ESME_RCANCELFAIL)
         self.receipts.wake(account)
+        FINAL.labels(account, msg.route, msg.state.value).inc()
         log.info("cancelled", extra={"message_id": mid, "account": account,
                                      "state": msg.state.value})
         return pdu.response()

@@ -83,12 +83,6 @@ class HealthBook:
             return None
         return replace(ep, ended_at=max(now, ep.started_at))
 
-    def written(self, ep: Episode) -> None:
-        """The store gave the open episode ``ep`` its id."""
-        cur = self._open.get(ep.kind)
-        if cur is not None and cur.started_at == ep.started_at:
-            self._open[ep.kind] = replace(cur, id=ep.id)
-
     def is_open(self, kind: EpisodeKind) -> bool:
         return kind in self._open
 

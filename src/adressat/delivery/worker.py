@@ -74,6 +74,7 @@ from typing import Any
 
 from adressat.core.breaker import counts as counts_for_breaker
 from adressat.core.breaker import should_trip, trip_reason
+from adressat.core.health import Backoff, Episode, EpisodeKind
 from adressat.core.integrity import Alarm, AlarmKind
 from adressat.core.model import AttemptRecord, Message, State
 from adressat.core.retry import RetryPolicy
@@ -81,16 +82,19 @@ from adressat.delivery.adapter import Adapter, Outcome, OutcomeKind
 from adressat.delivery.answers import NetworkAnswer, classify_answer
 from adressat.delivery.errors import DeliveryError
 from adressat.delivery.faults import InternalFaults
+from adressat.observe.health import EpisodeRecorder
+from adressat.observe.metrics import ALARMS, ATTEMPTS, DELIVERY_LATENCY, FINAL, HELD, TurnCounts
 from adressat.store.base import (
     DuplicateDelivery,
     FinishedAttempt,
     StaleState,
     Store,
     StoreError,
+    StoreUnavailable,
 )
 from adressat.store.commit import GroupCommitter
 
-__all__ = ["DeliveryWorker", "INTERRUPTED"]
+__all__ = ["DeliveryWorker", "INTERRUPTED", "WorkerFailed"]
 
 log = logging.getLogger(__name__)
 alarm_log = logging.getLogger("adressat.alarm")
@@ -166,6 +170,17 @@ def _hand_out(
             fut.set_result(result)
 
 
+class WorkerFailed(Exception):
+    """The loop cannot go on (it failed ``loop_failures_max`` turns in a row for a reason
+    that is not the store's): :meth:`DeliveryWorker.run` raises it, the delivery process
+    exits non-zero and the SMPP process starts a new one."""
+
+
+def failure_cause(e: BaseException) -> str:
+    """The short name an episode gives a failure: the store's cause, else the error type."""
+    return e.cause if isinstance(e, StoreUnavailable) else type(e).__name__
+
+
 #: Outcome name of the attempt record written for an attempt cut short by a crash/restart.
 INTERRUPTED = "INTERRUPTED"
 _RECOVER_PAGE = 1000
@@ -205,6 +220,9 @@ class DeliveryWorker:
         held_refresh_s: float = 1.0,
         faults: InternalFaults | None = None,
         current_imsi: Callable[[str], str | None] | None = None,
+        loop_failures_max: int = 20,
+        backoff_s_max: float = 5.0,
+        on_episode: Callable[[Episode], None] | None = None,
     ) -> None:
         if concurrency_max < 1 or claim_batch_max < 1:
             raise ValueError("concurrency_max and claim_batch_max must be >= 1")
@@ -234,6 +252,17 @@ class DeliveryWorker:
         self.held_refresh_s = held_refresh_s
         self.faults = faults
         self.current_imsi = current_imsi
+        if loop_failures_max < 1:
+            raise ValueError("loop_failures_max must be >= 1")
+        # heal or shout: a failed turn is an episode (opened at the first failure, closed by
+        # the first turn that works again), retried with backoff; only failures that are not
+        # the store's, ``loop_failures_max`` turns in a row, end the loop (WorkerFailed)
+        self.loop_failures_max = loop_failures_max
+        self.health = EpisodeRecorder("delivery", committer, clock, on_episode)
+        self._backoff = Backoff(delay_s_min=interval_s, delay_s_max=max(interval_s, backoff_s_max))
+        self._turn_failures: list[BaseException] = []
+        self._unexpected_in_row = 0
+        self.next_lease_check_at = 0.0
         self._held: frozenset[str] = frozenset()
         self._in_flight: dict[str, Message] = {}  # claimed, about to go or going out
         self._wake = asyncio.Event()
@@ -258,6 +287,9 @@ class DeliveryWorker:
         self.stale = 0
         self.recovered = 0
         self.store_errors = 0
+        self.loop_failures = 0
+        self._finals = TurnCounts(FINAL)
+        self._attempt_counts = TurnCounts(ATTEMPTS)
         self.held = 0
         self.alarms = 0
         self.trips = 0
@@ -297,28 +329,53 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Recover, then claim and deliver until :meth:`stop`. Cancelling ``run`` cancels the
         attempts in flight without writing them (what a crash does; the leases recover).
-        A worker runs once: after :meth:`stop` make a new one."""
-        await self.recover()
+        A worker runs once: after :meth:`stop` make a new one.
+
+        It never stops by itself for a store failure: a turn whose store steps fail is
+        retried with backoff, the failure is an episode (log, ``health``, ``on_episode``)
+        until a turn works again. Raises WorkerFailed when turns keep failing for another
+        reason (a bug): the process then exits non-zero and is started anew."""
+        await self._recover_until_done()
         next_expire_at = 0.0
         next_held_at = 0.0
         try:
             while not self._stopping:
                 self._wake.clear()
                 now = self.clock()
-                if now >= next_held_at:
-                    await self.refresh_held()
-                    next_held_at = now + self.held_refresh_s
-                if now >= next_expire_at:
-                    await self._expire(now)
-                    next_expire_at = now + self.expire_interval_s
-                free = self._free()
-                if free > 0:
-                    limit = min(free, self.claim_batch_max)
-                    claimed = await self._claim(limit, now)
-                    if len(claimed) == limit and self._free() > 0:
-                        continue  # more may be due: claim again before sleeping
+                more = False
+                try:
+                    if now >= next_held_at:
+                        await self.refresh_held()
+                        next_held_at = now + self.held_refresh_s
+                    if now >= next_expire_at:
+                        await self._expire(now)
+                        next_expire_at = now + self.expire_interval_s
+                    if now >= self.next_lease_check_at:
+                        await self._recover_expired_leases(now)
+                    free = self._free()
+                    if free > 0:
+                        limit = min(free, self.claim_batch_max)
+                        claimed = await self._claim(limit, now)
+                        more = len(claimed) == limit and self._free() > 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - a turn that fails is retried, loudly
+                    self._failed(e, "loop")
+                    if not isinstance(e, StoreError):
+                        self._unexpected_in_row += 1
+                        if self._unexpected_in_row >= self.loop_failures_max:
+                            log.critical("delivery loop cannot go on",
+                                         extra={"error_type": type(e).__name__,
+                                                "failures": self._unexpected_in_row})
+                            raise WorkerFailed(type(e).__name__) from e
+                delay = self._turn_over()
                 if self._stopping:
                     break
+                if delay is not None:  # backoff: the store (or something) is failing
+                    await asyncio.sleep(delay)
+                    continue
+                if more:
+                    continue  # more may be due: claim again before sleeping
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.interval_s)
                 except TimeoutError:
@@ -332,6 +389,42 @@ class DeliveryWorker:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    # --- heal or shout -----------------------------------------------------------------------
+
+    def _failed(self, e: BaseException, step: str) -> None:
+        """A store step (or the turn) failed: counted, and the episode opens (logged,
+        written to the store when it can be)."""
+        self.loop_failures += 1
+        self._turn_failures.append(e)
+        self.health.failed(EpisodeKind.DELIVERY_LOOP_FAILING, failure_cause(e), step=step,
+                           error_type=type(e).__name__)
+
+    def _turn_over(self) -> float | None:
+        """End of a turn: the backoff delay if something failed in it, else None (and the
+        episode, if one was open, is over)."""
+        failures, self._turn_failures = self._turn_failures, []
+        if failures:
+            return self._backoff.failed(self.rng.random())
+        self._backoff.succeeded()
+        self._unexpected_in_row = 0
+        self.health.recovered(EpisodeKind.DELIVERY_LOOP_FAILING)
+        return None
+
+    async def _recover_until_done(self) -> None:
+        """:meth:`recover`, retried with backoff while the store fails."""
+        while True:
+            try:
+                await self.recover()
+            except StoreError as e:
+                self._failed(e, "recover")
+                delay = self._turn_over()
+                await asyncio.sleep(delay or self.interval_s)
+                if self._stopping:
+                    return
+                continue
+            self._turn_over()
+            return
+
     @property
     def held_routes(self) -> frozenset[str]:
         return self._held
@@ -342,7 +435,7 @@ class DeliveryWorker:
             self._held = await self.committer.run(lambda s: s.held_routes())
         except StoreError as e:
             self.store_errors += 1
-            log.error("held routes not refreshed", extra={"error_type": type(e).__name__})
+            self._failed(e, "held_routes")
         return self._held
 
     def _free(self) -> int:
@@ -367,7 +460,7 @@ class DeliveryWorker:
         error = fut.exception()
         if error is not None:  # a failed commit: nothing was claimed; next tick
             self.store_errors += 1
-            log.error("claim_due failed", extra={"error_type": type(error).__name__})
+            self._failed(error, "claim_due")
             return
         if self._closed:  # run() was cancelled: they stay DISPATCHED, as after a crash
             return
@@ -379,11 +472,11 @@ class DeliveryWorker:
             fut = self._enqueue_claim(limit, now)
         except StoreError as e:  # queue full or stopped: try again next tick
             self.store_errors += 1
-            log.error("claim_due failed", extra={"error_type": type(e).__name__})
+            self._failed(e, "claim_due")
             return []
         try:
             return await asyncio.shield(fut)
-        except StoreError:  # counted and logged by _claimed
+        except StoreError:  # counted and reported by _claimed
             return []
 
     def _claim_after_flush(self) -> None:
@@ -401,7 +494,7 @@ class DeliveryWorker:
             fut = self._enqueue_claim(min(free, self.claim_batch_max), self.clock())
         except StoreError as e:
             self.store_errors += 1
-            log.error("claim_due failed", extra={"error_type": type(e).__name__})
+            self._failed(e, "claim_due")
             return
         self._claims.add(fut)
 
@@ -423,6 +516,11 @@ class DeliveryWorker:
 
     def _recover_page(self, store: Store, now: float) -> tuple[int, int]:
         listed = store.list_messages(state=State.DISPATCHED, limit=_RECOVER_PAGE)
+        return len(listed), self._interrupted(store, listed, now)
+
+    def _interrupted(self, store: Store, listed: Sequence[Message], now: float) -> int:
+        """DISPATCHED -> DEFERRED (due now), each with an INTERRUPTED attempt record naming
+        the identity it had addressed; returns how many moved."""
         moved = 0
         for msg in listed:
             try:
@@ -452,6 +550,8 @@ class DeliveryWorker:
                             error=None,
                         )
                     )
+            except StoreUnavailable:
+                raise  # the whole step fails: retried by the loop
             except StoreError as e:
                 log.error(
                     "lease not recovered",
@@ -459,7 +559,28 @@ class DeliveryWorker:
                 )
                 continue
             moved += 1
-        return len(listed), moved
+        return moved
+
+    async def _recover_expired_leases(self, now: float) -> int:
+        """While running: a DISPATCHED message whose lease is over and that no attempt of this
+        worker holds (its outcome could not be written: the store failed) comes back DEFERRED
+        with an INTERRUPTED attempt, as after a crash. Checked every quarter lease."""
+        self.next_lease_check_at = now + self.lease_s / 4
+        listed = await self.committer.read(
+            lambda s: s.list_messages(state=State.DISPATCHED, limit=_RECOVER_PAGE)
+        )
+        expired = [
+            m for m in listed
+            if m.lease_until is not None and m.lease_until < now and m.id not in self._slots
+        ]
+        if not expired:
+            return 0
+        moved = await self.committer.run(lambda s: self._interrupted(s, expired, now))
+        self.recovered += moved
+        if moved:
+            log.warning("recovered attempts whose outcome was not written",
+                        extra={"count": moved})
+        return moved
 
     async def _expire(self, now: float) -> None:
         limit = self.claim_batch_max
@@ -468,7 +589,7 @@ class DeliveryWorker:
                 expired = await self.committer.run(lambda s: s.expire_due(now, limit=limit))
             except StoreError as e:
                 self.store_errors += 1
-                log.error("expire_due failed", extra={"error_type": type(e).__name__})
+                self._failed(e, "expire_due")
                 return
             for msg in expired:
                 self.expired += 1
@@ -514,6 +635,7 @@ class DeliveryWorker:
             outcome = await self._attempt(self._pairing(msg))
         finally:
             self._in_flight.pop(msg.id, None)
+        self._attempt_counts.add(msg.route, outcome.kind.value)
         if self._trips_at_once(msg, outcome):
             # Hint before the commit: claimed messages of this route that have not started
             # yet are held instead of sent while the alarm's transaction is in the group
@@ -604,6 +726,7 @@ class DeliveryWorker:
             self._held = self._held - {msg.route}
             return False, None
         self.held += 1
+        HELD.labels(msg.account, msg.route).inc()
         log.warning(
             "held: route breaker open",
             extra={"message_id": msg.id, "route": msg.route, "state": new.state.value},
@@ -800,12 +923,20 @@ class DeliveryWorker:
                 "outcome not written",
                 extra={"message_id": msg.id, "route": msg.route, "error_type": type(e).__name__},
             )
+            if isinstance(e, StoreUnavailable):
+                # the message stays DISPATCHED; once its lease is over it comes back DEFERRED
+                # with an INTERRUPTED attempt naming the identity it addressed (I3), and the
+                # resend carries the same TP-MR
+                self._failed(e, "outcome")
+                return None
             if sent:
                 await self._append_only(record)
             return None
         if stored_alarm is not None:
             self._after_alarm(stored_alarm, tripped)
         self._count(new.state)
+        if new.state is State.HELD:
+            HELD.labels(new.account, new.route).inc()
         if new.is_final:
             self._log_final(new, outcome.reason)
         else:
@@ -887,6 +1018,7 @@ class DeliveryWorker:
 
     def _after_alarm(self, alarm: Alarm, tripped: bool) -> None:
         self.alarms += 1
+        ALARMS.labels(alarm.kind.value).inc()
         log_alarm(alarm)
         if tripped:
             self.trips += 1
@@ -1004,8 +1136,13 @@ class DeliveryWorker:
             self.undeliverable += 1
         elif state is State.QUARANTINED:
             self.quarantined += 1
+        elif state is State.HELD:
+            self.held += 1
 
     def _notify_final(self, msg: Message) -> None:
+        self._finals.add(msg.account, msg.route, msg.state.value)
+        if msg.final_at is not None:
+            DELIVERY_LATENCY.observe(max(0.0, msg.final_at - msg.submitted_at))
         try:
             self.on_final(msg)
         except Exception as e:  # noqa: BLE001 - a broken hint must not stop delivery
