@@ -100,14 +100,54 @@ def cmd_account(args: argparse.Namespace) -> int:
     return 0
 
 
+def node_get(home: Path, path: str, timeout_s: float = 5.0) -> tuple[int, object] | None:
+    """GET ``path`` from the running node of ``home`` (its address in ``node.json``): (HTTP
+    status, JSON body), or None when no node runs there."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        info = json.loads((home / "node.json").read_text())
+        url = f"http://{info.get('http_host', '127.0.0.1')}:{int(info['http_port'])}{path}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 - our node
+            return int(r.status), json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        try:
+            return int(e.code), json.loads(e.read())
+        except ValueError:
+            return int(e.code), {}
+    except (OSError, ValueError):
+        return None
+
+
+def node_health(home: Path) -> dict[str, object]:
+    """The running node's own word on its health (``/health/ready``)."""
+    got = node_get(home, "/health/ready")
+    if got is None:
+        return {"running": False, "healthy": None, "reasons": []}
+    code, body = got
+    reasons = body.get("reasons", []) if isinstance(body, dict) else []
+    return {"running": True, "healthy": code == 200, "reasons": reasons}
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from adressat.observe.audit import audit
 
     store = _store(args)
     try:
         report = audit(store, Path(args.home), time.time(), grace_s=args.grace_s)
+        episodes = store.episodes(open_only=True)
     finally:
         store.close()
+    # heal or shout: while an episode lasts the node is unhealthy, and the audit says so
+    node = node_health(Path(args.home))
+    node["episodes_open"] = [e.as_dict() for e in episodes]
+    report["node"] = node
+    if node["running"] and not node["healthy"]:
+        report["ok"] = False
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:
@@ -266,6 +306,75 @@ def cmd_incident(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """One screen for a person: is the node running and ready, and if not, why; the store,
+    the delivery process, the queue, receipts, sessions, held routes, episodes."""
+    home = Path(args.home)
+    got = node_get(home, "/status")
+    if got is not None and args.json:
+        print(json.dumps(got[1], sort_keys=True))
+        return 0 if isinstance(got[1], dict) and got[1].get("health", {}).get("ready") else 1
+    store = _store(args)
+    try:
+        episodes = store.episodes(limit=5)
+        held = sorted(store.held_routes())
+        unfinished = store.count_unfinished_by_state()
+    finally:
+        store.close()
+    if got is None:
+        print(f"adressat at {home}: NOT RUNNING (no node answers for this data directory)")
+        print("queue: " + "  ".join(f"{k.value}={v}" for k, v in unfinished.items()))
+        _print_episodes(episodes, held)
+        return 2
+    st = got[1]
+    assert isinstance(st, dict)
+    h, node, store_s, d = st["health"], st["node"], st["store"], st["delivery"]
+    verdict = "READY" if h["ready"] else "NOT READY"
+    print(f"adressat at {home}: {verdict}  (pid {node['pid']}, SMPP port {node['smpp_port']},"
+          f" HTTP port {node['http_port']}, up {time.time() - node['started_at']:.0f} s)")
+    for reason in h["reasons"]:
+        print(f"  ! {reason}")
+    mib = 1024 * 1024
+    print(f"store: {'writable' if store_s['writable'] else 'NOT WRITABLE'}"
+          f"  db {store_s['db_bytes'] / mib:.1f} MiB  WAL {store_s['wal_bytes'] / mib:.1f} MiB"
+          f"  disk free {store_s['disk_free_bytes'] / mib:.0f} MiB")
+    if d["in_process"]:
+        print("delivery: in this process")
+    else:
+        age = d["heartbeat_age_s"]
+        beat = "never" if age is None else f"{age:.1f} s ago"
+        print(f"delivery process: pid {d['pid']}  last heartbeat {beat}  restarts {d['restarts']}")
+    print("queue: " + "  ".join(f"{k}={v}" for k, v in st["queue"].items())
+          + f"  (limit {st['queue_limit']})")
+    oldest = h.get("oldest_due_s")
+    print(f"oldest due message waiting: {'none' if oldest is None else f'{oldest:.0f} s'}"
+          f"   receipts pending: {st['receipts_pending']}")
+    sessions = st["sessions_bound"]
+    print("sessions bound: " + (", ".join(f"{a}={n}" for a, n in sorted(sessions.items()))
+                                or "none"))
+    for e in h["episodes_open"]:
+        print(f"  OPEN {e['kind']} ({e['process']}): {e['cause']}, since"
+              f" {_when(e['started_at'])}, {e['failures']} failures")
+    _print_episodes([e for e in episodes if e.ended_at is not None], st["routes_held"])
+    return 0 if h["ready"] else 1
+
+
+def _when(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _print_episodes(episodes: list, held: list[str]) -> None:  # type: ignore[type-arg]
+    print("routes held: " + (", ".join(held) if held else "none"))
+    if not episodes:
+        print("episodes: none recorded")
+    for e in episodes:
+        end = "open" if e.ended_at is None else f"{e.ended_at - e.started_at:.1f} s"
+        print(f"episode {e.kind.value} ({e.process}): {e.cause}, {_when(e.started_at)}, {end},"
+              f" {e.failures} failures")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="adressat", description=__doc__)
     p.add_argument("--version", action="version", version=f"adressat {__version__}")
@@ -356,6 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long past its validity a message may still be open",
     )
     au.set_defaults(fn=cmd_audit)
+
+    st = sub.add_parser("status", help="is the node ready; if not, why (one screen)")
+    st.add_argument("--home", default=argparse.SUPPRESS, help="data directory")
+    st.add_argument("--json", action="store_true", help="the node's /status as JSON")
+    st.set_defaults(fn=cmd_status)
 
     f = sub.add_parser("fault", help="switch seeded faults in the running node")
     f.add_argument("--home", default=argparse.SUPPRESS, help="data directory")

@@ -208,6 +208,7 @@ class DeliveryNode:
         # netsim's late/stray acknowledgement channel: answers outside their attempt are
         # never applied, always alarmed (DeliveryWorker).
         self.network.on_late_ack(self.worker.on_late_ack)
+        await self.worker.health.close_stale("delivery")
         self.apply_faults(await self.committer.run(lambda st: st.list_faults()))
         # which IMSI answered for which number, as the store knows it: the IMSI-conflict
         # guard sees a conflict with a delivery made before this process started

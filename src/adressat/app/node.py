@@ -325,6 +325,7 @@ class Node:
             mx.reset_multiprocess_dir(self.settings.home)
         self.committer.start()
         self.checkpointer.start()
+        await self.episodes.close_stale()
         await self._refresh_gauge()
         if self.delivery_process is not None:
             await self.delivery_process.start()

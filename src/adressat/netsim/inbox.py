@@ -136,11 +136,18 @@ class InboxWriter:
         if fd is None:
             raise RuntimeError("inbox closed")
         written = os.write(fd, data)
-        if written != len(data):  # a short write (rare for a regular file): the rest
+        if written != len(data):  # a short write (a full disk, say): the rest, or nothing
+            start = os.fstat(fd).st_size - written
             view = memoryview(data)[written:]
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            try:
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+            except OSError:
+                # the record is not stored: the file is cut back to where it began, so no
+                # torn line stays between two whole ones (the handset failed to store it)
+                os.ftruncate(fd, start)
+                raise
         if self._fsync:
             os.fsync(fd)
 

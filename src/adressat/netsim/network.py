@@ -178,11 +178,9 @@ class Network:
         slot = _slot_key(imsi, sms.originator)
         content = int(digest[:16], 16)
         duplicate = content in self._recent.get(slot * 256 + sms.message_reference, ())
-        if duplicate:
-            self.stats.duplicates += 1
-        else:
-            self._remember(slot, sms.message_reference, content)
-        # the bytes of InboxRecord(...).to_line(), without building the record
+        # the bytes of InboxRecord(...).to_line(), without building the record; a handset
+        # whose storage fails (its evidence cannot be written) has not stored it: it neither
+        # remembers it nor acknowledges it (the OSError fails the attempt)
         self.inbox.append_line(
             record_line(
                 self.clock(),
@@ -197,6 +195,10 @@ class Network:
                 duplicate,
             )
         )
+        if duplicate:
+            self.stats.duplicates += 1
+        else:
+            self._remember(slot, sms.message_reference, content)
         return Ack(imsi, msisdn)
 
     def _remember(self, slot: int, reference: int, content: int) -> None:

@@ -57,7 +57,7 @@ class EpisodeRecorder:
         EPISODES.labels(ep.kind.value, ep.process).inc()
         log.error(
             "episode started",
-            extra={"kind": ep.kind.value, "cause": ep.cause, "process": ep.process, **fields},
+            extra={"kind": ep.kind.value, "cause": ep.cause, "proc": ep.process, **fields},
         )
         self._changed(ep)
         return ep
@@ -72,7 +72,7 @@ class EpisodeRecorder:
             extra={
                 "kind": ep.kind.value,
                 "cause": ep.cause,
-                "process": ep.process,
+                "proc": ep.process,
                 "failures": ep.failures,
                 "seconds": round((ep.ended_at or ep.started_at) - ep.started_at, 3),
                 **fields,
@@ -120,6 +120,25 @@ class EpisodeRecorder:
             self._ids[key] = stored.id  # at most one open per kind
         elif self.recent and self.recent[-1].started_at == stored.started_at:
             self.recent[-1] = stored
+
+    async def close_stale(self, process: str | None = None) -> int:
+        """At a start: episodes the store still has open from an earlier run (its process
+        died while they lasted) end now, with a log line; a condition that still holds opens
+        a new one as soon as it is seen again."""
+        assert self.committer is not None
+        now = self.clock()
+        stale = await self.committer.read(lambda s: s.episodes(open_only=True, limit=1000))
+        n = 0
+        for e in stale:
+            if process is not None and e.process != process:
+                continue
+            ended = replace(e, ended_at=max(now, e.started_at))
+            await self.committer.run(lambda s, ep=ended: s.write_episode(ep))
+            log.warning("episode ended with its process", extra={
+                "kind": e.kind.value, "cause": e.cause, "proc": e.process,
+                "episode_id": e.id})
+            n += 1
+        return n
 
     async def drain(self) -> None:
         """Wait for the episode writes under way (at a clean stop)."""
