@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from adressat import __version__
@@ -50,6 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             http_host=args.http_host,
             http_port=args.http_port,
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
+            **_edge_limits(args),
         )
     )
     return 0
@@ -63,6 +65,42 @@ def _delays(text: str) -> tuple[float, ...]:
     if not delays or any(d <= 0 for d in delays):
         raise argparse.ArgumentTypeError("retry delays must be > 0")
     return delays
+
+
+EDGE_LIMITS = ("sessions_max", "account_sessions_max", "account_binds_per_minute_max",
+               "pdu_read_timeout_s")
+
+
+def _edge_limits(args: argparse.Namespace) -> dict[str, object]:
+    """The limits at the SMPP edge given on the command line (the rest: Settings' defaults)."""
+    return {k: v for k in EDGE_LIMITS if (v := getattr(args, k, None)) is not None}
+
+
+def _default(name: str) -> object:
+    return Settings.__dataclass_fields__[name].default
+
+
+def _count(least: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if n < least:
+            raise argparse.ArgumentTypeError(f"must be >= {least}")
+        return n
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        s = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not seconds: {text!r}") from None
+    if not 0 <= s < float("inf"):
+        raise argparse.ArgumentTypeError("must be >= 0 and finite")
+    return s
 
 
 def cmd_account(args: argparse.Namespace) -> int:
@@ -441,6 +479,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="'on' (default): delivery and the simulated network run in a second process,"
         " on the second core; 'off': everything in one process (debugging)",
     )
+    edge = r.add_argument_group("limits at the SMPP edge (defaults: app/settings.py)")
+    edge.add_argument("--sessions-max", type=_count(1), metavar="N",
+                      help="connections open at once; one more is closed at once"
+                      f" ({_default('sessions_max')})")
+    edge.add_argument("--account-sessions-max", type=_count(0), metavar="N",
+                      help="bound sessions of one account at once; a bind over it gets"
+                      f" ESME_RBINDFAIL and a close ({_default('account_sessions_max')};"
+                      " 0: no limit)")
+    edge.add_argument("--account-binds-per-minute-max", type=_count(0), metavar="N",
+                      help="accepted binds of one account in any 60 s; one more gets"
+                      " ESME_RBINDFAIL and a close"
+                      f" ({_default('account_binds_per_minute_max')}; 0: no limit)")
+    edge.add_argument("--pdu-read-timeout-s", type=_seconds, metavar="S",
+                      help="from a PDU's first octet to its last, or the session is closed"
+                      f" ({_default('pdu_read_timeout_s')}; 0: never)")
     r.set_defaults(fn=cmd_run)
 
     a = sub.add_parser("account", help="ESME accounts")

@@ -123,6 +123,8 @@ class Node:
             self.committer,
             system_id=s.system_id,
             throughput_per_s_default=s.throughput_per_s_default,
+            account_sessions_max=s.account_sessions_max,
+            account_binds_per_minute_max=s.account_binds_per_minute_max,
         )
         self.server = SmppServer(
             self.service,
@@ -135,6 +137,7 @@ class Node:
                 idle_timeout_s=s.idle_timeout_s,
                 bind_timeout_s=s.bind_timeout_s,
                 bad_pdus_max=s.bad_pdus_max,
+                pdu_read_timeout_s=s.pdu_read_timeout_s,
             ),
             sessions_max=s.sessions_max,
         )

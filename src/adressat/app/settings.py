@@ -32,7 +32,10 @@ class Settings:
     idle_timeout_s: float = 120.0
     bind_timeout_s: float = 30.0
     bad_pdus_max: int = 10  # per session, then the session is closed
-    sessions_max: int = 1000
+    sessions_max: int = 1000  # connections open at once; one more is closed at once
+    account_sessions_max: int = 10  # bound sessions of one account at once; 0: no limit
+    account_binds_per_minute_max: int = 120  # accepted binds of one account in 60 s; 0: none
+    pdu_read_timeout_s: float = 10.0  # first octet of a PDU to its last; 0: never
     throughput_per_s_default: int = 0  # 0: no per-account limit unless the account has one
 
     # store and queue

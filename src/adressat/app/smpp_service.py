@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -112,6 +113,27 @@ class TokenBucket:
         return False
 
 
+BIND_WINDOW_S = 60.0  # account_binds_per_minute_max counts the binds of the last minute
+
+
+@dataclass
+class BindWindow:
+    """The accepted binds of one account in the last ``window_s`` (a sliding log, at most
+    ``binds_max`` entries): exact, where a token bucket would let a burst through."""
+
+    binds_max: int
+    window_s: float = BIND_WINDOW_S
+    times: deque[float] = field(default_factory=deque)
+
+    def full(self, now: float) -> bool:
+        while self.times and self.times[0] <= now - self.window_s:
+            self.times.popleft()
+        return len(self.times) >= self.binds_max
+
+    def take(self, now: float) -> None:
+        self.times.append(now)
+
+
 @dataclass
 class SmppService:
     ingress: Ingress
@@ -120,10 +142,18 @@ class SmppService:
     system_id: str = "adressat"
     throughput_per_s_default: int = 0
     bind_attempts_max: int = 3  # failed binds on one connection, then it is closed
+    # per account, node-wide defaults (no per-account column yet); 0: no limit
+    account_sessions_max: int = 10  # bound sessions at once (TX, RX and TRX alike)
+    account_binds_per_minute_max: int = 120  # accepted binds in any 60 s
     clock: Callable[[], float] = time.time
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     sessions: set[SmppConnection] = field(default_factory=set)
     _refused: TurnCounts = field(default_factory=lambda: TurnCounts(REFUSED))
+    # sessions of each account that are bound or whose bind was admitted (the slot is taken
+    # before the bind_resp leaves, so two binds racing for the last one cannot both get it)
+    account_sessions: dict[str, set[SmppConnection]] = field(default_factory=dict)
+    bind_windows: dict[str, BindWindow] = field(default_factory=dict)
+    binds_refused: int = 0  # over account_sessions_max or account_binds_per_minute_max
 
     # -- connection events ----------------------------------------------------------------------
     def on_bound(self, conn: SmppConnection) -> None:
@@ -135,6 +165,11 @@ class SmppService:
         self.sessions.discard(conn)
         if conn.account:
             self.receipts.remove_receiver(conn.account, conn)
+            held = self.account_sessions.get(conn.account)
+            if held is not None:
+                held.discard(conn)
+                if not held:
+                    del self.account_sessions[conn.account]
 
     # -- dispatch -------------------------------------------------------------------------------
     def handle(self, conn: SmppConnection, pdu: Pdu) -> Pdu | Awaitable[Pdu] | Later:
@@ -161,6 +196,10 @@ class SmppService:
         if account is None:
             log.info("bind refused: unknown system_id", extra={"session": conn.conn_id})
             return self._bind_failed(conn, pdu, S.ESME_RINVSYSID)
+        if self._bind_rate_full(system_id, self.clock()):
+            # before the password check: a reconnect storm costs no scrypt per bind
+            return self._bind_over_limit(conn, pdu, system_id, "binds per minute",
+                                         self.account_binds_per_minute_max)
         ok = await asyncio.get_running_loop().run_in_executor(
             None, verify_password, password, account.password_hash
         )
@@ -168,6 +207,9 @@ class SmppService:
             log.info("bind refused: password", extra={"session": conn.conn_id,
                                                        "account": system_id})
             return self._bind_failed(conn, pdu, S.ESME_RINVPASWD)
+        refusal = self._admit_bind(conn, system_id, self.clock())
+        if refusal is not None:
+            return self._bind_over_limit(conn, pdu, system_id, *refusal)
         conn.account = system_id
         conn.interface_version = int(pdu.fields.get("interface_version", 0x34))  # type: ignore[arg-type]
         rate = account.throughput_per_s or self.throughput_per_s_default
@@ -178,6 +220,45 @@ class SmppService:
         log.info("bound", extra={"session": conn.conn_id, "account": system_id,
                                  "mode": C(pdu.command_id).name})
         return pdu.response(system_id=self.system_id)
+
+    def _bind_rate_full(self, account: str, now: float) -> bool:
+        window = self.bind_windows.get(account)
+        return window is not None and window.full(now)
+
+    def _admit_bind(self, conn: SmppConnection, account: str,
+                    now: float) -> tuple[str, int] | None:
+        """Check and take, in one step on the loop (no await between them), a session slot
+        and a place in the bind window of ``account``; (limit name, value) if over one."""
+        held = self.account_sessions.get(account, set())
+        if self.account_sessions_max and len(held) >= self.account_sessions_max:
+            return "sessions", self.account_sessions_max
+        window = None
+        if self.account_binds_per_minute_max:
+            window = self.bind_windows.setdefault(
+                account, BindWindow(self.account_binds_per_minute_max))
+            if window.full(now):
+                return "binds per minute", self.account_binds_per_minute_max
+        if conn.is_gone:
+            return None  # closed while its password was checked: on_closed has run already
+        if window is not None:
+            window.take(now)
+        self.account_sessions.setdefault(account, held).add(conn)
+        return None
+
+    def _bind_over_limit(self, conn: SmppConnection, pdu: Pdu, account: str, limit: str,
+                         value: int) -> Pdu:
+        """ESME_RBINDFAIL, then close: the credentials are right, the account is at a
+        limit; the ESME's own reconnect delay is the back-off."""
+        self.binds_refused += 1
+        log.warning(
+            "bind refused: account %s at its limit of %d %s; closing session %d",
+            account, value, limit, conn.conn_id,
+            extra={"session": conn.conn_id, "peer": conn.peer, "account": account,
+                   "limit_name": limit, "limit": value,
+                   "sessions": len(self.account_sessions.get(account, ()))},
+        )
+        conn.close_after_response()
+        return pdu.response(S.ESME_RBINDFAIL)
 
     def _bind_failed(self, conn: SmppConnection, pdu: Pdu, status: S) -> Pdu:
         """No unlimited password guessing on one connection: after ``bind_attempts_max``
