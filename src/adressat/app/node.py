@@ -234,6 +234,11 @@ class Node:
                     self.health.oldest_due_s or 0.0),
             mx.counter("adressat_delivery_process_restarts",
                       "Times the delivery process was started again", dp.restarts if dp else 0),
+            mx.counter("adressat_connections_refused",
+                       "Connections closed at once: over sessions_max", self.server.refused),
+            mx.counter("adressat_binds_refused",
+                       "Binds refused: over an account's sessions or binds per minute",
+                       self.service.binds_refused),
         ]
         self._scraped = (now, families)
         return families
