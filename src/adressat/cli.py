@@ -52,6 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             http_port=args.http_port,
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
             **_edge_limits(args),
+            **{k: v for k in HEALTH_SETTINGS if (v := getattr(args, k, None)) is not None},
         )
     )
     return 0
@@ -69,6 +70,17 @@ def _delays(text: str) -> tuple[float, ...]:
 
 EDGE_LIMITS = ("sessions_max", "account_sessions_max", "account_binds_per_minute_max",
                "pdu_read_timeout_s")
+
+
+HEALTH_SETTINGS = ("delivery_heartbeat_timeout_s", "due_wait_s_max", "stall_check_interval_s",
+                   "store_probe_interval_s")
+
+
+def _positive_seconds(text: str) -> float:
+    s = _seconds(text)
+    if s <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return s
 
 
 def _edge_limits(args: argparse.Namespace) -> dict[str, object]:
@@ -494,6 +506,18 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--pdu-read-timeout-s", type=_seconds, metavar="S",
                       help="from a PDU's first octet to its last, or the session is closed"
                       f" ({_default('pdu_read_timeout_s')}; 0: never)")
+    health = r.add_argument_group("heal or shout (defaults: app/settings.py)")
+    health.add_argument("--delivery-heartbeat-timeout-s", type=_positive_seconds, metavar="S",
+                        help="a delivery process silent this long is killed and started anew"
+                        f" ({_default('delivery_heartbeat_timeout_s')})")
+    health.add_argument("--due-wait-s-max", type=_positive_seconds, metavar="S",
+                        help="a due message unclaimed this long: delivery is stalled, not"
+                        f" ready ({_default('due_wait_s_max')})")
+    health.add_argument("--stall-check-interval-s", type=_positive_seconds, metavar="S",
+                        help=f"how often that is checked ({_default('stall_check_interval_s')})")
+    health.add_argument("--store-probe-interval-s", type=_positive_seconds, metavar="S",
+                        help="how often a one-row write asks whether the store can write"
+                        f" ({_default('store_probe_interval_s')})")
     r.set_defaults(fn=cmd_run)
 
     a = sub.add_parser("account", help="ESME accounts")
