@@ -13,7 +13,7 @@ the free slots right behind it, so ONE transaction writes the outcomes and claim
 follows (before, a claim and a flush alternated, each a commit and an fsync of its own).
 Nothing is weakened: the task still waits for its durable result, :meth:`DeliveryWorker.stop`
 still waits for every queued outcome, and an outcome lost to a crash leaves its message
-DISPATCHED (recovered as DEFERRED with an INTERRUPTED attempt, resent with the same TP-MR).
+DISPATCHED (recovered as DEFERRED with an INTERRUPTED attempt, resent with the same TP-SCTS).
 
 A thin shell: which transition is legal is ``core.lifecycle``'s business, when to retry is
 ``core.retry``'s, what is due is the store's (``claim_due``: per destination one at a time,
@@ -22,7 +22,7 @@ which keeps per-destination order). Time and randomness are injected (``clock``,
 Crash safety: a claim is a lease (DISPATCHED, ``lease_until``). This is the single-node SQLite
 deployment, so when :meth:`DeliveryWorker.run` starts no attempt can be in flight: every
 DISPATCHED message is put back to DEFERRED (due now) with an ``INTERRUPTED`` attempt record,
-and ``recover_leases`` catches anything left. The resend carries the same TP-MR, so a handset
+and ``recover_leases`` catches anything left. The resend carries the same TP-SCTS, so a handset
 that had stored it discards the copy.
 
 Logs are structured (``extra``: message_id, route, state, error), never message text (I6).
@@ -1051,7 +1051,7 @@ class DeliveryWorker:
             lambda s: record_alarm(s, alarm, self.breaker_alarms_threshold, now)
         )
 
-    def on_late_ack(self, smsc_message_id: str, message_reference: int, ack: object) -> None:
+    def on_late_ack(self, smsc_message_id: str, part_index: int, ack: object) -> None:
         """``Network.on_late_ack`` callback: ``ack`` has ``imsi``, ``msisdn`` (and maybe
         ``also``: further handsets that stored it, each a stray answer of its own). Only
         schedules work on the running loop."""
@@ -1059,7 +1059,7 @@ class DeliveryWorker:
         for a in answers:
             answer = NetworkAnswer(
                 smsc_message_id,
-                message_reference,
+                part_index,
                 str(getattr(a, "imsi", "")),
                 str(getattr(a, "msisdn", "")),
             )
@@ -1087,7 +1087,7 @@ class DeliveryWorker:
             msg = store.get_message(msg_id)
             kind = classify_answer(msg, answer, current)
             detail = (
-                f"tp_mr={answer.message_reference} imsi={answer.imsi} msisdn={answer.msisdn}"
+                f"part={answer.part_index} imsi={answer.imsi} msisdn={answer.msisdn}"
                 + ("" if msg is None else f" state={msg.state.value}")
             )
             if kind is AlarmKind.STRAY_ACK and msg is not None and msg.state is State.DEFERRED:

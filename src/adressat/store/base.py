@@ -148,6 +148,11 @@ class Store(Protocol):
     def apply_transitions(
         self, items: Sequence[Transition], now: float
     ) -> list[Message | Exception]: ...
+    # ``claim_due``: due messages, DISPATCHED under a lease, at most one per destination and
+    # none to a destination already in flight. A message claimed for its first attempt takes
+    # its destination's next TP-SCTS (``core.scheduling.give_scts``: distinct for every
+    # message to that destination, TS 23.040 §6.2) in the same transaction; a resend keeps
+    # the stamp it has.
     def claim_due(self, limit: int, now: float, lease_s: float, owner: str) -> list[Message]: ...
     # ``finish_attempts``: the outcomes of claimed attempts, one unit of work. Each item is
     # ``transition(claimed.id, DISPATCHED, new_state, now, expected_attempts=claimed.attempts,
@@ -172,6 +177,9 @@ class Store(Protocol):
     def hold_route(self, route: str, now: float) -> int: ...
     def release_route(self, route: str, now: float) -> int: ...
     def cancel(self, message_id: str, account: str, now: float) -> Message: ...
+    # ``replace``: a message already stamped (attempted before) takes its destination's next
+    # TP-SCTS with its new content: a handset that stored the old content must not take the
+    # new one for a resend of it.
     def replace(
         self,
         message_id: str,

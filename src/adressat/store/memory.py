@@ -30,10 +30,10 @@ from adressat.core.model import (
 from adressat.core.scheduling import (
     claim_order_key,
     counter_key,
-    give_reference,
+    give_scts,
     is_due,
     should_expire,
-    takes_reference,
+    takes_scts,
 )
 from adressat.store.base import (
     AccountExists,
@@ -64,7 +64,7 @@ class _Data:
     alarms: list[Alarm] = field(default_factory=list)
     routes: dict[str, RouteStatus] = field(default_factory=dict)
     faults: dict[str, FaultSetting] = field(default_factory=dict)
-    references: dict[int, int] = field(default_factory=dict)  # counter_key -> next TP-MR
+    timestamps: dict[int, int] = field(default_factory=dict)  # counter_key -> last TP-SCTS
     episodes: list[Episode] = field(default_factory=list)
 
     def copy(self) -> _Data:
@@ -80,7 +80,7 @@ class _Data:
             list(self.alarms),
             dict(self.routes),
             dict(self.faults),
-            dict(self.references),
+            dict(self.timestamps),
             list(self.episodes),
         )
 
@@ -265,13 +265,17 @@ class MemoryStore:
                     lease_until=now + lease_s,
                     lease_owner=owner,
                 )
-                if takes_reference(m.reference, m.attempts):
-                    key = counter_key(m.destination)
-                    reference, after = give_reference(self._d.references.get(key))
-                    self._d.references[key] = after
-                    new = replace(new, reference=reference)
+                if takes_scts(m.scts, m.attempts):
+                    new = replace(new, scts=self._next_scts(m.destination, now))
                 out.append(self._put(new, now))
             return out
+
+    def _next_scts(self, destination: str, now: float) -> int:
+        """The next TP-SCTS of one destination; its counter moves on."""
+        key = counter_key(destination)
+        scts = give_scts(self._d.timestamps.get(key), now)
+        self._d.timestamps[key] = scts
+        return scts
 
     def expire_due(self, now: float, limit: int = 1000) -> list[Message]:
         with self._op():
@@ -387,6 +391,8 @@ class MemoryStore:
                 ),
                 expires_at=m.expires_at if expires_at is None else expires_at,
             )
+            if m.scts is not None:  # already stamped: the new content is a new SMS-DELIVER
+                new = replace(new, scts=self._next_scts(m.destination, now))
             return self._put(new, now)
 
     def count_unfinished(self) -> int:

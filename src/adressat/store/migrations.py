@@ -43,6 +43,7 @@ MESSAGE_COLUMNS: tuple[str, ...] = (
     "extra",
     "reference",
     "addressed_imsi",
+    "scts",
 )
 
 _V1: list[tuple[Dialect, str]] = [
@@ -303,6 +304,26 @@ _V8: list[tuple[Dialect, str]] = [
     ("any", "ALTER TABLE messages ADD COLUMN addressed_imsi TEXT"),
 ]
 
+#: v9: SMS-DELIVER carries a TP-SCTS, not a TP-MR (TP-MR belongs to SMS-SUBMIT), and TS 23.040
+#: §6.2 makes the SC identify each SMS-DELIVER to an MS by it: distinct for every message to
+#: that MS, bumped when two arrive within one second. The first claim of a message gives it
+#: ``max(now, last + 1)`` seconds from its destination's ``destination_timestamps`` row
+#: (keyed by the number as an integer, as the TP-MR counter was), in the claim's transaction,
+#: and every resend carries the same stamp. The TP-MR counter goes; ``messages.reference``
+#: stays for the messages first attempted before v9 (``scts`` NULL with attempts > 0): their
+#: resends keep the identity the handsets knew them by then.
+_V9: list[tuple[Dialect, str]] = [
+    ("any", "ALTER TABLE messages ADD COLUMN scts INTEGER"),
+    (
+        "any",
+        """CREATE TABLE destination_timestamps (
+            number INTEGER PRIMARY KEY,
+            last_scts INTEGER NOT NULL
+        )""",
+    ),
+    ("any", "DROP TABLE destination_references"),
+]
+
 #: v11: health episodes (DESIGN.md "Heal or shout"): a failing dependency (the store unable to
 #: write, the delivery loop failing, the delivery process down, delivery stalled) with its
 #: cause, start and end. Written when it opens if the store can write then, else once whole
@@ -333,6 +354,7 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (6, _V6),
     (7, _V7),
     (8, _V8),
+    (9, _V9),
     (11, _V11),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

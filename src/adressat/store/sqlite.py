@@ -47,7 +47,7 @@ from adressat.core.model import (
     receipt_reference,
     receipt_wanted,
 )
-from adressat.core.scheduling import counter_key, give_reference, takes_reference
+from adressat.core.scheduling import counter_key, give_scts, takes_scts
 from adressat.store.base import (
     AccountExists,
     DuplicateDelivery,
@@ -124,26 +124,45 @@ _DEST_IDX = MESSAGE_COLUMNS.index("destination")
 _ATTEMPTS_IDX = MESSAGE_COLUMNS.index("attempts")
 _LEASE_UNTIL_IDX = MESSAGE_COLUMNS.index("lease_until")
 _LEASE_OWNER_IDX = MESSAGE_COLUMNS.index("lease_owner")
-_REFERENCE_IDX = MESSAGE_COLUMNS.index("reference")
+_SCTS_IDX = MESSAGE_COLUMNS.index("scts")
 
 
 def _claimed_from_row(
-    row: Sequence[Any], lease_until: float, owner: str, reference: int | None
+    row: Sequence[Any], lease_until: float, owner: str, scts: int | None
 ) -> Message:
     """The message of a queued row as ``claim_due`` leaves it: DISPATCHED, one attempt more,
-    under the lease, with its TP-MR (one Message built, not two)."""
+    under the lease, with its TP-SCTS (one Message built, not two)."""
     values = list(row)
     values[_STATE_IDX] = State.DISPATCHED
     values[_ATTEMPTS_IDX] += 1
     values[_LEASE_UNTIL_IDX] = lease_until
     values[_LEASE_OWNER_IDX] = owner
-    values[_REFERENCE_IDX] = reference
+    values[_SCTS_IDX] = scts
     extra = values[_EXTRA_IDX]
     values[_EXTRA_IDX] = {} if extra == "{}" else json.loads(extra)
     for i in (_CONTENT_IDX, _TAG_IDX):
         if type(values[i]) is not bytes:
             values[i] = bytes(values[i])
     return message_from_values(values)
+
+
+def _move_timestamps(c: sqlite3.Connection, moves: Sequence[tuple[int, int]]) -> None:
+    c.executemany(
+        "INSERT INTO destination_timestamps (number, last_scts) VALUES (?, ?)"
+        " ON CONFLICT (number) DO UPDATE SET last_scts = excluded.last_scts",
+        moves,
+    )
+
+
+def _next_scts(c: sqlite3.Connection, destination: str, now: float) -> int:
+    """The next TP-SCTS of one destination, its counter moved on (in ``c``'s transaction)."""
+    key = counter_key(destination)
+    row = c.execute(
+        "SELECT last_scts FROM destination_timestamps WHERE number = ?", (key,)
+    ).fetchone()
+    scts = give_scts(None if row is None else row[0], now)
+    _move_timestamps(c, ((key, scts),))
+    return scts
 
 
 # the queued messages of a route, found through the partial index of the queued (schema v6:
@@ -702,53 +721,50 @@ class SqliteStore:
                             break
                 finally:
                     cur.close()
-            references = [r[_REFERENCE_IDX] for r in rows]
-            self._give_references(c, rows, references)
+            stamps = [r[_SCTS_IDX] for r in rows]
+            self._give_timestamps(c, rows, stamps, now)
             c.executemany(
                 "UPDATE messages SET state = 'DISPATCHED', attempts = attempts + 1,"
-                " lease_until = ?, lease_owner = ?, reference = ? WHERE id = ? AND state = ?",
+                " lease_until = ?, lease_owner = ?, scts = ? WHERE id = ? AND state = ?",
                 [
-                    (lease_until, owner, ref, r[0], r[_STATE_IDX])
-                    for r, ref in zip(rows, references, strict=True)
+                    (lease_until, owner, scts, r[0], r[_STATE_IDX])
+                    for r, scts in zip(rows, stamps, strict=True)
                 ],
             )
         # the messages are built after the commit: the write lock is held for the SQL only
         return [
-            _claimed_from_row(r, lease_until, owner, ref)
-            for r, ref in zip(rows, references, strict=True)
+            _claimed_from_row(r, lease_until, owner, scts)
+            for r, scts in zip(rows, stamps, strict=True)
         ]
 
     @staticmethod
-    def _give_references(
-        c: sqlite3.Connection, rows: Sequence[Sequence[Any]], references: list[int | None]
+    def _give_timestamps(
+        c: sqlite3.Connection,
+        rows: Sequence[Sequence[Any]],
+        stamps: list[int | None],
+        now: float,
     ) -> None:
         """Each row claimed for its first attempt (at most one per destination) takes its
-        destination's next TP-MR into ``references``; the counters move on in the same
+        destination's next TP-SCTS into ``stamps``; the counters move on in the same
         transaction."""
-        new = [
-            i for i, r in enumerate(rows) if takes_reference(r[_REFERENCE_IDX], r[_ATTEMPTS_IDX])
-        ]
+        new = [i for i, r in enumerate(rows) if takes_scts(r[_SCTS_IDX], r[_ATTEMPTS_IDX])]
         if not new:
             return
         keys = [counter_key(rows[i][_DEST_IDX]) for i in new]
-        counters: dict[int, int] = {}
+        last: dict[int, int] = {}
         for part in iter_chunks(keys, 500):
-            counters.update(
+            last.update(
                 c.execute(
-                    "SELECT number, next_reference FROM destination_references"
+                    "SELECT number, last_scts FROM destination_timestamps"
                     f" WHERE number IN ({', '.join('?' * len(part))})",
                     tuple(part),
                 ).fetchall()
             )
         moves: list[tuple[int, int]] = []
         for i, key in zip(new, keys, strict=True):
-            references[i], after = give_reference(counters.get(key))
-            moves.append((key, after))
-        c.executemany(
-            "INSERT INTO destination_references (number, next_reference) VALUES (?, ?)"
-            " ON CONFLICT (number) DO UPDATE SET next_reference = excluded.next_reference",
-            moves,
-        )
+            stamps[i] = scts = give_scts(last.get(key), now)
+            moves.append((key, scts))
+        _move_timestamps(c, moves)
 
     def expire_due(self, now: float, limit: int = 1000) -> list[Message]:
         out: list[Message] = []
@@ -854,6 +870,8 @@ class SqliteStore:
                 ),
                 expires_at=m.expires_at if expires_at is None else expires_at,
             )
+            if m.scts is not None:  # already stamped: the new content is a new SMS-DELIVER
+                new = replace(new, scts=_next_scts(c, m.destination, now))
             self._write_transition(c, m, new, now)
             return new
 
