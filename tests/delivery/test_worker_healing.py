@@ -119,3 +119,32 @@ def test_an_orphaned_attempt_comes_back_when_its_lease_is_over(tmp_path: Path) -
             assert outcomes[0] == INTERRUPTED and outcomes[-1] == "DELIVERED"
 
     asyncio.run(go())
+
+
+class FailingFinish(SqliteStore):
+    """Outcomes are refused ``fail_finishes`` times (the disk filled just then)."""
+
+    fail_finishes = 0
+
+    def finish_attempts(self, items: Any, planned: object | None = None) -> Any:
+        if self.fail_finishes > 0:
+            self.fail_finishes -= 1
+            raise StoreUnavailable("disk_full")
+        return super().finish_attempts(items, planned)
+
+
+def test_an_outcome_the_store_refused_is_written_again_without_a_resend(tmp_path: Path) -> None:
+    store = FailingFinish(tmp_path / "adressat.db")
+    store.fail_finishes = 1
+
+    async def go() -> None:
+        async with rig(tmp_path, store=store) as r:
+            msg = make_msg()
+            await r.insert(msg)
+            m = await r.wait_state(msg.id, State.DELIVERED, timeout_s=5.0)
+            assert m.attempts == 1  # written again, not sent again
+            assert [a.outcome for a in r.store.attempts_for_message(msg.id)] == ["DELIVERED"]
+            assert r.network.stats.duplicates == 0
+
+    asyncio.run(go())
+    store.close()

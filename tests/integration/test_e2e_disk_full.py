@@ -174,7 +174,18 @@ def _run(server: ServerProcess, home: Path, fs: Path) -> None:
         return {"ids": ids, "missing": missing, "delivery_pid": (delivery_pid, after_pid)}
 
     out = asyncio.run(asyncio.wait_for(scenario(), 150.0))
-    assert not out["missing"], f"{len(out['missing'])} acked messages without a receipt"
+    if out["missing"]:
+        st = SqliteStore(home / "adressat.db")
+        try:
+            states = {}
+            for mid in sorted(out["missing"]):  # type: ignore[call-overload]
+                m = st.get_message(mid)
+                states[mid] = None if m is None else (
+                    m.state.value, m.attempts, m.error, round(m.next_attempt_at - time.time()),
+                    [(a.outcome, a.error) for a in st.attempts_for_message(mid)])
+        finally:
+            st.close()
+        raise AssertionError(f"{len(states)} acked messages without a receipt: {states}")
     before_pid, after_pid = out["delivery_pid"]  # type: ignore[misc]
     assert before_pid == after_pid, "healed by a restart of the delivery process"
     records = [r for r in read_inbox(home) if not r.duplicate]

@@ -261,6 +261,9 @@ class DeliveryWorker:
         self.health = EpisodeRecorder("delivery", committer, clock, on_episode)
         self._backoff = Backoff(delay_s_min=interval_s, delay_s_max=max(interval_s, backoff_s_max))
         self._turn_failures: list[BaseException] = []
+        # outcomes the store failed to take, written again once it works (at most one per
+        # concurrency slot; beyond that, lease recovery brings the message back)
+        self._unwritten: list[tuple[Message, Outcome, _Plan, float, float, bool]] = []
         self._unexpected_in_row = 0
         self.next_lease_check_at = 0.0
         self._held: frozenset[str] = frozenset()
@@ -408,7 +411,19 @@ class DeliveryWorker:
         self._backoff.succeeded()
         self._unexpected_in_row = 0
         self.health.recovered(EpisodeKind.DELIVERY_LOOP_FAILING)
+        if self._unwritten:
+            self._write_again()
         return None
+
+    def _write_again(self) -> None:
+        """The outcomes that could not be written (the store failed), written now."""
+        pending, self._unwritten = self._unwritten, []
+        log.warning("writing outcomes again", extra={"count": len(pending)})
+        for msg, outcome, plan, started_at, ended_at, sent in pending:
+            task = asyncio.get_running_loop().create_task(
+                self._write(msg, outcome, plan, started_at, ended_at, sent=sent))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
 
     async def _recover_until_done(self) -> None:
         """:meth:`recover`, retried with backoff while the store fails."""
@@ -924,9 +939,12 @@ class DeliveryWorker:
                 extra={"message_id": msg.id, "route": msg.route, "error_type": type(e).__name__},
             )
             if isinstance(e, StoreUnavailable):
-                # the message stays DISPATCHED; once its lease is over it comes back DEFERRED
-                # with an INTERRUPTED attempt naming the identity it addressed (I3), and the
-                # resend carries the same TP-MR
+                # the message stays DISPATCHED: its outcome is written again by the first turn
+                # that works (so a delivered message is not sent again and the one queued
+                # behind it to the same number need not wait for the lease); if this process
+                # ends first, lease recovery brings it back as after a crash
+                if len(self._unwritten) < self.concurrency_max:
+                    self._unwritten.append((msg, outcome, plan, started_at, ended_at, sent))
                 self._failed(e, "outcome")
                 return None
             if sent:

@@ -28,6 +28,9 @@ log = logging.getLogger("adressat.health")
 
 #: ended episodes a process remembers for ``adressat status`` (the store keeps all of them)
 RECENT_EPISODES_MAX = 20
+#: the store is writable again after this many writes in a row over at least this long
+STORE_RECOVERY_WRITES = 3
+STORE_RECOVERY_S = 1.0
 
 
 class EpisodeRecorder:
@@ -170,18 +173,32 @@ class NodeHealth:
         self.heartbeat_age_s: Callable[[], float | None] = lambda: None
         self.oldest_due_s: float | None = None
         self.store_failures = 0
+        self._writable_since: float | None = None
+        self._writes_ok = 0
 
     # --- inputs ----------------------------------------------------------------------------
     def store_result(self, error: BaseException | None) -> None:
         """After every committed (or failed) batch of this process, and the probe's."""
         from adressat.store.base import StoreUnavailable
 
+        kind = EpisodeKind.STORE_UNWRITABLE
         if error is None:
-            if self.recorder.is_open(EpisodeKind.STORE_UNWRITABLE):
-                self.recorder.recovered(EpisodeKind.STORE_UNWRITABLE)
+            if not self.recorder.is_open(kind):
+                return
+            # over only when writes have worked for a while: on a full disk one write may
+            # still find room (a WAL that starts again from its beginning) and the next not
+            now = self.recorder.clock()
+            if self._writable_since is None:
+                self._writable_since, self._writes_ok = now, 0
+            self._writes_ok += 1
+            if (self._writes_ok >= STORE_RECOVERY_WRITES
+                    and now - self._writable_since >= STORE_RECOVERY_S):
+                self._writable_since = None
+                self.recorder.recovered(kind)
         elif isinstance(error, StoreUnavailable):
             self.store_failures += 1
-            self.recorder.failed(EpisodeKind.STORE_UNWRITABLE, error.cause)
+            self._writable_since = None
+            self.recorder.failed(kind, error.cause)
 
     def heartbeat(self, hb: dict[str, Any]) -> None:
         self.delivery_episodes = list(hb.get("episodes") or ())[:16]
