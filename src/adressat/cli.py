@@ -47,6 +47,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             delivery_process=args.delivery_process == "on",
             breaker_alarms_threshold=args.breaker_alarms_threshold,
             queue_messages_max=args.queue_max,
+            log_format=args.log_format,
+            log_level=args.log_level,
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
         )
     )
@@ -325,6 +327,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="on",
         help="'on' (default): delivery and the simulated network run in a second process,"
         " on the second core; 'off': everything in one process (debugging)",
+    )
+    r.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text for a terminal (default) or as JSON, one object a line",
+    )
+    r.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="default info: sessions, alarms, faults, failures, process starts and stops;"
+        " debug adds a line per message event (accepted, deferred, final, receipt sent)",
     )
     r.set_defaults(fn=cmd_run)
 

@@ -51,6 +51,7 @@ from adressat.delivery.netsim_adapter import NetsimAdapter
 from adressat.delivery.worker import DeliveryWorker
 from adressat.netsim import Faults, FaultSwitchboard, NetsimSettings, Network
 from adressat.observe.faults import FAULT_COUNTERS_META, network_switchboard
+from adressat.observe.logs import setup_logging
 from adressat.store.commit import GroupCommitter
 
 from .settings import Settings
@@ -422,8 +423,7 @@ def main() -> None:
     fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
     _die_with_parent(parent_pid)
     settings = settings_from_json(os.environ["ADRESSAT_DELIVERY_SETTINGS"])
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(name)s[delivery] %(message)s")
+    setup_logging(settings.log_format, settings.log_level, "delivery")
     _take_delivery_lock(settings.home)
     sock = socket.socket(fileno=fd)
     try:

@@ -19,6 +19,7 @@ from typing import Any
 
 from adressat.core.accept import AcceptLimits
 from adressat.core.model import Message
+from adressat.observe.logs import setup_logging
 from adressat.routing import Router
 from adressat.smpp.session import SessionLimits
 from adressat.store.checkpoint import WalCheckpointer
@@ -226,8 +227,8 @@ def run(settings: Settings) -> None:
         uvloop.install()
     except ImportError:
         pass
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    setup_logging(settings.log_format, settings.log_level, "smpp")
     t0 = time.time()
     node = Node(settings)
     log.info("node built", extra={"seconds": time.time() - t0})
-    asyncio.run(node.serve_forever())
+    asyncio.run(node.serve_forever(banner=settings.log_format == "text"))

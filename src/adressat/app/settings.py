@@ -67,6 +67,11 @@ class Settings:
     netsim_seed: int = 1
     netsim_realistic: bool = True
 
+    # logs (observe/logs.py): "text" for a terminal or "json" lines; "debug" adds a line per
+    # message event (accepted, deferred, final, receipt sent)
+    log_format: str = "text"
+    log_level: str = "info"
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
