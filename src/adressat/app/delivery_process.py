@@ -152,7 +152,7 @@ class DeliveryNode:
                     continue
             except (KeyError, ValueError, TypeError) as e:
                 log.error("fault not applied",
-                          extra={"fault": f.name, "error_type": type(e).__name__})
+                          extra={"fault": f.name, "route": f.route, "error_type": type(e).__name__})
                 self._faults_applied[f.name] = f
                 continue
             self._faults_applied[f.name] = f
@@ -190,7 +190,7 @@ class DeliveryNode:
                     )
                     last = counters
             except Exception:  # noqa: BLE001 - fault control must not stop delivery
-                log.exception("fault poll failed")
+                log.exception("fault poll failed", extra={"node": self.settings.node_id})
             await asyncio.sleep(self.settings.fault_poll_interval_s)
 
     async def start(self) -> None:
@@ -278,7 +278,8 @@ class DeliveryProcess:
         finally:
             child.close()
         self._reader, self._writer = await asyncio.open_connection(sock=parent)
-        log.info("delivery process started", extra={"pid": self.proc.pid})
+        log.info("delivery process started", extra={"delivery_pid": self.proc.pid,
+                                                    "restarts": self.restarts})
 
     async def _supervise(self) -> None:
         while True:
@@ -288,7 +289,8 @@ class DeliveryProcess:
                 return
             code = await asyncio.get_running_loop().run_in_executor(None, self._reap)
             log.critical("delivery process ended; starting it again",
-                         extra={"exit_code": code, "restarts": self.restarts + 1})
+                         extra={"exit_code": code, "restarts": self.restarts + 1,
+                                "delivery_pid": self.proc.pid if self.proc else None})
             await asyncio.sleep(_RESTART_DELAY_S)
             if self._stopping:
                 return
@@ -315,12 +317,12 @@ class DeliveryProcess:
             try:
                 finals = json.loads(line)["final"]
             except (ValueError, KeyError, TypeError):
-                log.error("bad hint from the delivery process")
+                log.error("bad hint from the delivery process", extra={"octets": len(line)})
                 continue
             try:
                 self.on_finals({str(k): int(v) for k, v in finals.items()})
             except Exception:  # noqa: BLE001 - a hint must not stop the SMPP process
-                log.exception("final hint not handled")
+                log.exception("final hint not handled", extra={"accounts": len(finals)})
 
     def wake(self) -> None:
         """New messages are committed: one ``W`` per loop turn, however many batches."""
@@ -398,6 +400,7 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await node.start()
+    log.info("delivery process serving", extra={"node": settings.node_id})
 
     async def hints() -> None:
         while True:
@@ -417,6 +420,7 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
     writer.close()
     await committer.aclose()
     store.close()
+    log.info("delivery process stopped", extra={"node": settings.node_id})
 
 
 def main() -> None:

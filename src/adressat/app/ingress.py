@@ -110,7 +110,7 @@ class Ingress:
             msg = self.build(sub, now)
         except Refused as e:
             self.refused += 1
-            log.info("refused", extra={"account": sub.account, "reason": e.reason.value})
+            log.debug("refused", extra={"account": sub.account, "reason": e.reason.value})
             raise
         await self.commit([msg])
         return msg
@@ -170,9 +170,9 @@ class Ingress:
             self.queue.value -= queued
         else:
             self.accepted += len(msgs)
-            if log.isEnabledFor(logging.INFO):
+            if log.isEnabledFor(logging.DEBUG):
                 for m in msgs:
-                    log.info("accepted", extra={"message_id": m.id, "account": m.account,
+                    log.debug("accepted", extra={"message_id": m.id, "account": m.account,
                                                 "destination": m.destination,
                                                 "route": m.route})
             self.on_committed(msgs)

@@ -72,9 +72,10 @@ class Node:
         self.tag_key = load_tag_key(s.home)
         if not s.integrity_guards:
             log.critical(
-                "INTEGRITY GUARDS OFF: no binding-tag, routing or acknowledgement identity"
-                " checks; messages can reach the wrong subscriber unnoticed. For measurement"
-                " only (bench/e2e.py), never in service."
+                "integrity guards off",
+                extra={"detail": "no binding-tag, routing or acknowledgement identity checks;"
+                       " messages can reach the wrong subscriber unnoticed. For measurement"
+                       " only (bench/e2e.py), never in service."},
             )
         self.first_msisdn, last = netsim_settings(s).msisdn_range
         self.router = Router(OWN_OPERATOR, [(self.first_msisdn, last)], None)
@@ -158,7 +159,8 @@ class Node:
             asyncio.create_task(self._gauge_loop(), name="queue-gauge"),
         ]
         self.smpp_port = await self.server.start(self.settings.smpp_host, self.settings.smpp_port)
-        log.info("listening", extra={"smpp_port": self.smpp_port})
+        log.info("listening", extra={"smpp_host": self.settings.smpp_host,
+                                     "smpp_port": self.smpp_port, "node": self.settings.node_id})
 
     async def _refresh_gauge(self) -> None:
         n = await asyncio.get_running_loop().run_in_executor(
@@ -173,7 +175,7 @@ class Node:
             try:
                 await self._refresh_gauge()
             except Exception:  # noqa: BLE001 - a gauge must not stop the node
-                log.exception("queue gauge refresh failed")
+                log.exception("queue gauge refresh failed", extra={"store": str(self._reader.path)})
 
     async def stop(self) -> None:
         await self.server.stop()
@@ -200,7 +202,9 @@ class Node:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        log.info("stopping", extra={"node": self.settings.node_id})
         await self.stop()
+        log.info("stopped", extra={"node": self.settings.node_id})
 
 
 def print_banner(node: Node) -> None:
@@ -230,5 +234,6 @@ def run(settings: Settings) -> None:
     setup_logging(settings.log_format, settings.log_level, "smpp")
     t0 = time.time()
     node = Node(settings)
-    log.info("node built", extra={"seconds": time.time() - t0})
+    log.info("node built", extra={"node": settings.node_id, "home": str(settings.home),
+                                  "seconds": round(time.time() - t0, 3)})
     asyncio.run(node.serve_forever(banner=settings.log_format == "text"))

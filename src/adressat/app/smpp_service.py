@@ -111,6 +111,14 @@ class TokenBucket:
         return False
 
 
+def _refused(conn: SmppConnection, pdu: Pdu, status: S) -> Pdu:
+    """The answer to a submit refused before its commit (a line per refusal at debug)."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("submit refused", extra={"session": conn.conn_id, "account": conn.account,
+                                           "seq": pdu.sequence_number, "status": status})
+    return pdu.response(status)
+
+
 @dataclass
 class SmppService:
     ingress: Ingress
@@ -157,14 +165,16 @@ class SmppService:
         password = str(pdu.fields["password"])
         account = await self.committer.read(lambda s: s.get_account(system_id))
         if account is None:
-            log.info("bind refused: unknown system_id", extra={"session": conn.conn_id})
+            log.info("bind refused: unknown system_id", extra={"session": conn.conn_id,
+                                                                "account": system_id,
+                                                                "peer": conn.peer})
             return self._bind_failed(conn, pdu, S.ESME_RINVSYSID)
         ok = await asyncio.get_running_loop().run_in_executor(
             None, verify_password, password, account.password_hash
         )
         if not ok:
             log.info("bind refused: password", extra={"session": conn.conn_id,
-                                                       "account": system_id})
+                                                       "account": system_id, "peer": conn.peer})
             return self._bind_failed(conn, pdu, S.ESME_RINVPASWD)
         conn.account = system_id
         conn.interface_version = int(pdu.fields.get("interface_version", 0x34))  # type: ignore[arg-type]
@@ -183,7 +193,8 @@ class SmppService:
         conn.failed_binds += 1
         if conn.failed_binds >= self.bind_attempts_max:
             log.warning("bind attempts exhausted; closing",
-                        extra={"session": conn.conn_id, "peer": conn.peer})
+                        extra={"session": conn.conn_id, "peer": conn.peer,
+                               "attempts": conn.failed_binds})
             conn.close_after_response()
         return pdu.response(status)
 
@@ -284,12 +295,12 @@ class SmppService:
             msg = self.ingress.build(sub, self.clock())
             self.ingress.commit_then([msg], functools.partial(self._committed, conn, pdu, msg.id))
         except SubmitError as e:
-            return pdu.response(e.status)
+            return _refused(conn, pdu, e.status)
         except Refused as e:
             self.ingress.refused += 1
-            return pdu.response(S[REFUSAL_STATUS_NAMES[e.reason]])
+            return _refused(conn, pdu, S[REFUSAL_STATUS_NAMES[e.reason]])
         except Overloaded as e:
-            return pdu.response(S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED)
+            return _refused(conn, pdu, S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED)
         return LATER
 
     @staticmethod
@@ -298,7 +309,8 @@ class SmppService:
         if error is None:
             conn.answer(pdu.response(message_id=message_id))
         else:  # nothing durable: the sender must not retry blind
-            log.error("commit failed", extra={"account": conn.account,
+            log.error("commit failed", extra={"session": conn.conn_id, "account": conn.account,
+                                              "seq": pdu.sequence_number,
                                               "error_type": type(error).__name__})
             conn.answer(pdu.response(S.ESME_RSYSERR))
 
@@ -386,7 +398,8 @@ class SmppService:
         except (UnknownMessage, NotPending):
             return pdu.response(S.ESME_RCANCELFAIL)
         self.receipts.wake(account)
-        log.info("cancelled", extra={"message_id": mid, "account": account,
+        log.debug("cancelled", extra={"message_id": mid, "account": account,
+                                      "session": conn.conn_id,
                                      "state": msg.state.value})
         return pdu.response()
 

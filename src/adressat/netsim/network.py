@@ -310,7 +310,8 @@ class Network:
                 try:
                     callback(message_id, reference, ack)
                 except Exception as exc:
-                    log.error("netsim late-ack callback failed: %s", type(exc).__name__)
+                    log.error("netsim late-ack callback failed",
+                              extra={"error_type": type(exc).__name__})
 
     def process_due(self, now: float | None = None) -> list[str]:
         """Fire the alerts that are due at ``now`` (default: the clock); returns the numbers.
@@ -324,7 +325,8 @@ class Network:
                 try:
                     callback(msisdn)
                 except Exception as exc:  # one broken subscriber must not stop the others
-                    log.error("netsim alert callback failed: %s", type(exc).__name__)
+                    log.error("netsim alert callback failed",
+                              extra={"error_type": type(exc).__name__})
         return due
 
     async def run(self) -> None:
@@ -333,7 +335,8 @@ class Network:
             try:
                 self.process_due()
             except Exception as exc:
-                log.error("netsim alert processing failed: %s", type(exc).__name__)
+                log.error("netsim alert processing failed",
+                          extra={"error_type": type(exc).__name__})
             await asyncio.sleep(self.settings.alert_poll_interval_s)
 
     def start(self) -> asyncio.Task[None]:

@@ -47,6 +47,7 @@ from typing import Any, TextIO
 
 __all__ = [
     "FORMATS",
+    "known",
     "LEVELS",
     "JsonFormatter",
     "TextFormatter",
@@ -80,6 +81,17 @@ _FIXED = ("time", "level", "logger", "process", "pid", "event")
 _LITERAL = re.compile(r"""[rRbBuU]{0,2}(?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")""")
 _FRAME_LINE = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
 _BARE = re.compile(r"[A-Za-z0-9_.:/@+\-<>\[\],]*")
+
+
+def known(kind: type[enum.IntEnum], value: int | None) -> enum.IntEnum | int | None:
+    """``kind(value)`` if it is one of its members (a log line then says its name), else the
+    value: ``known(CommandStatus, 0x45)`` is ``ESME_RSUBMITFAIL``."""
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        return value
 
 
 def _iso_utc(created: float, msecs: float) -> str:

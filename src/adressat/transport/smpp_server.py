@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
+from adressat.observe.logs import known
 from adressat.smpp.constants import CommandId as C
 from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.pdus import Pdu
@@ -112,7 +113,8 @@ class SmppConnection(asyncio.Protocol):
         self._wake_window()
         if not self.closed.done():
             self.closed.set_result(None)
-        log.info("closed", extra={"session": self.conn_id, "account": self.account})
+        log.info("closed", extra={"session": self.conn_id, "account": self.account,
+                                  "peer": self.peer})
         self.handler.on_closed(self)
 
     # -- events -------------------------------------------------------------------------------
@@ -147,11 +149,12 @@ class SmppConnection(asyncio.Protocol):
                 log.warning(
                     "protocol violation",
                     extra={"session": self.conn_id, "account": self.account,
-                           "status": ev.command_status, "reason": ev.reason,
-                           "command_id": ev.command_id, "seq": ev.sequence_number},
+                           "status": known(S, ev.command_status), "reason": ev.reason,
+                           "command_id": known(C, ev.command_id), "seq": ev.sequence_number},
                 )
             elif isinstance(ev, Closed):
-                log.info("session closed", extra={"session": self.conn_id, "reason": ev.reason})
+                log.info("session closed", extra={"session": self.conn_id, "account": self.account,
+                                                  "reason": ev.reason})
                 self._close_soon()
             out = self.session.data_to_send()
             if out and self._transport:
@@ -171,7 +174,9 @@ class SmppConnection(asyncio.Protocol):
         try:
             result = self.handler.handle(self, pdu)
         except Exception:  # noqa: BLE001 - our fault: the peer gets RSYSERR, the session goes on
-            log.exception("handler failed", extra={"session": self.conn_id})
+            log.exception("handler failed", extra={
+                "session": self.conn_id, "account": self.account,
+                "command_id": known(C, pdu.command_id), "seq": pdu.sequence_number})
             result = pdu.response(S.ESME_RSYSERR)
         if result is LATER:
             self._owed += 1
@@ -211,7 +216,9 @@ class SmppConnection(asyncio.Protocol):
             return
         exc = task.exception()
         if exc is not None:
-            log.error("handler failed", exc_info=exc, extra={"session": self.conn_id})
+            log.error("handler failed", exc_info=exc, extra={
+                "session": self.conn_id, "account": self.account,
+                "command_id": known(C, pdu.command_id), "seq": pdu.sequence_number})
             self.respond(pdu.response(S.ESME_RSYSERR))
         else:
             self.respond(task.result())
@@ -337,7 +344,9 @@ class SmppServer:
         self.connections.add(conn)
         conn.closed.add_done_callback(lambda _f: self.connections.discard(conn))
         if len(self.connections) > self.sessions_max:
-            log.warning("too many sessions; closing the new one")
+            log.warning("too many sessions; closing the new one", extra={
+                "session": conn.conn_id, "sessions": len(self.connections),
+                "sessions_max": self.sessions_max})
             asyncio.get_event_loop().call_soon(conn.close)
         return conn
 
