@@ -50,6 +50,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             queue_messages_max=args.queue_max,
             http_host=args.http_host,
             http_port=args.http_port,
+            log_format=args.log_format,
+            log_level=args.log_level,
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
             **_edge_limits(args),
             **{k: v for k in HEALTH_SETTINGS if (v := getattr(args, k, None)) is not None},
@@ -518,6 +520,19 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--store-probe-interval-s", type=_positive_seconds, metavar="S",
                         help="how often a one-row write asks whether the store can write"
                         f" ({_default('store_probe_interval_s')})")
+    r.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text for a terminal (default) or as JSON, one object a line",
+    )
+    r.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="default info: sessions, alarms, faults, failures, process starts and stops;"
+        " debug adds a line per message event (accepted, deferred, final, receipt sent)",
+    )
     r.set_defaults(fn=cmd_run)
 
     a = sub.add_parser("account", help="ESME accounts")

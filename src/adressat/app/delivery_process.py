@@ -53,6 +53,7 @@ from adressat.delivery.netsim_adapter import NetsimAdapter
 from adressat.delivery.worker import DeliveryWorker
 from adressat.netsim import Faults, FaultSwitchboard, NetsimSettings, Network
 from adressat.observe.faults import FAULT_COUNTERS_META, network_switchboard
+from adressat.observe.logs import setup_logging
 from adressat.observe.metrics import multiprocess_env, observe_batch
 from adressat.store.commit import GroupCommitter
 
@@ -162,7 +163,7 @@ class DeliveryNode:
                     continue
             except (KeyError, ValueError, TypeError) as e:
                 log.error("fault not applied",
-                          extra={"fault": f.name, "error_type": type(e).__name__})
+                          extra={"fault": f.name, "route": f.route, "error_type": type(e).__name__})
                 self._faults_applied[f.name] = f
                 continue
             self._faults_applied[f.name] = f
@@ -200,7 +201,7 @@ class DeliveryNode:
                     )
                     last = counters
             except Exception:  # noqa: BLE001 - fault control must not stop delivery
-                log.exception("fault poll failed")
+                log.exception("fault poll failed", extra={"node": self.settings.node_id})
             await asyncio.sleep(self.settings.fault_poll_interval_s)
 
     async def start(self) -> None:
@@ -313,7 +314,8 @@ class DeliveryProcess:
         self.heartbeat = None
         self.heartbeat_at = None
         self._reader, self._writer = await asyncio.open_connection(sock=parent)
-        log.info("delivery process started", extra={"pid": self.proc.pid})
+        log.info("delivery process started", extra={"delivery_pid": self.proc.pid,
+                                                    "restarts": self.restarts})
 
     @property
     def pid(self) -> int | None:
@@ -341,7 +343,8 @@ class DeliveryProcess:
                         s.delivery_restart_delay_s_min * 2 ** max(0, self._young_deaths - 1))
             log.critical("delivery process ended; starting it again",
                          extra={"exit_code": code, "cause": cause, "restarts": self.restarts + 1,
-                                "delay_s": delay, "lived_s": round(lived_s, 3)})
+                                "delay_s": delay, "lived_s": round(lived_s, 3),
+                                "delivery_pid": self.proc.pid if self.proc else None})
             self.heartbeat = None
             self.heartbeat_at = None
             if self.on_down is not None:
@@ -398,12 +401,12 @@ class DeliveryProcess:
                     continue
                 finals = hint["final"]
             except (ValueError, KeyError, TypeError):
-                log.error("bad hint from the delivery process")
+                log.error("bad hint from the delivery process", extra={"octets": len(line)})
                 continue
             try:
                 self.on_finals({str(k): int(v) for k, v in finals.items()})
             except Exception:  # noqa: BLE001 - a hint must not stop the SMPP process
-                log.exception("final hint not handled")
+                log.exception("final hint not handled", extra={"accounts": len(finals)})
 
     def _beat(self, hb: dict[str, Any]) -> None:
         self.heartbeat = hb
@@ -522,6 +525,7 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await node.start()
+    log.info("delivery process serving", extra={"node": settings.node_id})
 
     async def hints() -> None:
         while True:
@@ -560,6 +564,7 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
     writer.close()
     await committer.aclose()
     store.close()
+    log.info("delivery process stopped", extra={"node": settings.node_id})
     return code
 
 
@@ -567,8 +572,7 @@ def main() -> None:
     fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
     _die_with_parent(parent_pid)
     settings = settings_from_json(os.environ["ADRESSAT_DELIVERY_SETTINGS"])
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(name)s[delivery] %(message)s")
+    setup_logging(settings.log_format, settings.log_level, "delivery")
     _take_delivery_lock(settings.home)
     sock = socket.socket(fileno=fd)
     try:

@@ -115,7 +115,7 @@ class Ingress:
             msg = self.build(sub, now)
         except Refused as e:
             self.refused += 1
-            log.info("refused", extra={"account": sub.account, "reason": e.reason.value})
+            log.debug("refused", extra={"account": sub.account, "reason": e.reason.value})
             raise
         await self.commit([msg])
         return msg
@@ -179,9 +179,9 @@ class Ingress:
                 self._accepted.add(m.account)
                 if m.route and self.route_kind(m.route) == "none":
                     FINAL.labels(m.account, m.route, State.UNDELIVERABLE.value).inc()
-            if log.isEnabledFor(logging.INFO):
+            if log.isEnabledFor(logging.DEBUG):
                 for m in msgs:
-                    log.info("accepted", extra={"message_id": m.id, "account": m.account,
+                    log.debug("accepted", extra={"message_id": m.id, "account": m.account,
                                                 "destination": m.destination,
                                                 "route": m.route})
             self.on_committed(msgs)

@@ -23,6 +23,7 @@ from adressat.core.accept import AcceptLimits
 from adressat.core.model import Message
 from adressat.observe import metrics as mx
 from adressat.observe.health import EpisodeRecorder, NodeHealth
+from adressat.observe.logs import setup_logging
 from adressat.routing import Router
 from adressat.smpp.session import SessionLimits
 from adressat.store.checkpoint import WalCheckpointer
@@ -84,9 +85,10 @@ class Node:
         self.tag_key = load_tag_key(s.home)
         if not s.integrity_guards:
             log.critical(
-                "INTEGRITY GUARDS OFF: no binding-tag, routing or acknowledgement identity"
-                " checks; messages can reach the wrong subscriber unnoticed. For measurement"
-                " only (bench/e2e.py), never in service."
+                "integrity guards off",
+                extra={"detail": "no binding-tag, routing or acknowledgement identity checks;"
+                       " messages can reach the wrong subscriber unnoticed. For measurement"
+                       " only (bench/e2e.py), never in service."},
             )
         self.first_msisdn, last = netsim_settings(s).msisdn_range
         self.router = Router(OWN_OPERATOR, [(self.first_msisdn, last)], None)
@@ -351,7 +353,9 @@ class Node:
         self.smpp_port = await self.server.start(self.settings.smpp_host, self.settings.smpp_port)
         self.http_port = await self.http.start(self.settings.http_host, self.settings.http_port)
         self._write_node_file()
-        log.info("listening", extra={"smpp_port": self.smpp_port, "http_port": self.http_port})
+        log.info("listening", extra={"smpp_host": self.settings.smpp_host,
+                                     "smpp_port": self.smpp_port, "http_port": self.http_port,
+                                     "node": self.settings.node_id})
 
     async def _refresh_gauge(self) -> None:
         n = await asyncio.get_running_loop().run_in_executor(
@@ -366,7 +370,7 @@ class Node:
             try:
                 await self._refresh_gauge()
             except Exception:  # noqa: BLE001 - a gauge must not stop the node
-                log.exception("queue gauge refresh failed")
+                log.exception("queue gauge refresh failed", extra={"store": str(self._reader.path)})
 
     async def stop(self) -> None:
         (self.settings.home / "node.json").unlink(missing_ok=True)
@@ -396,7 +400,9 @@ class Node:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        log.info("stopping", extra={"node": self.settings.node_id})
         await self.stop()
+        log.info("stopped", extra={"node": self.settings.node_id})
 
 
 def print_banner(node: Node) -> None:
@@ -425,8 +431,9 @@ def run(settings: Settings) -> None:
         uvloop.install()
     except ImportError:
         pass
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    setup_logging(settings.log_format, settings.log_level, "smpp")
     t0 = time.time()
     node = Node(settings)
-    log.info("node built", extra={"seconds": time.time() - t0})
-    asyncio.run(node.serve_forever())
+    log.info("node built", extra={"node": settings.node_id, "home": str(settings.home),
+                                  "seconds": round(time.time() - t0, 3)})
+    asyncio.run(node.serve_forever(banner=settings.log_format == "text"))

@@ -85,6 +85,11 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 8775  # 0: any free port (written to <home>/node.json)
 
+    # logs (observe/logs.py): "text" for a terminal or "json" lines; "debug" adds a line per
+    # message event (accepted, deferred, final, receipt sent)
+    log_format: str = "text"
+    log_level: str = "info"
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 

@@ -134,6 +134,14 @@ class BindWindow:
         self.times.append(now)
 
 
+def _refused(conn: SmppConnection, pdu: Pdu, status: S) -> Pdu:
+    """The answer to a submit refused before its commit (a line per refusal at debug)."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("submit refused", extra={"session": conn.conn_id, "account": conn.account,
+                                           "seq": pdu.sequence_number, "status": status})
+    return pdu.response(status)
+
+
 @dataclass
 class SmppService:
     ingress: Ingress
@@ -194,7 +202,9 @@ class SmppService:
         password = str(pdu.fields["password"])
         account = await self.committer.read(lambda s: s.get_account(system_id))
         if account is None:
-            log.info("bind refused: unknown system_id", extra={"session": conn.conn_id})
+            log.info("bind refused: unknown system_id", extra={"session": conn.conn_id,
+                                                                "account": system_id,
+                                                                "peer": conn.peer})
             return self._bind_failed(conn, pdu, S.ESME_RINVSYSID)
         if self._bind_rate_full(system_id, self.clock()):
             # before the password check: a reconnect storm costs no scrypt per bind
@@ -205,7 +215,7 @@ class SmppService:
         )
         if not ok:
             log.info("bind refused: password", extra={"session": conn.conn_id,
-                                                       "account": system_id})
+                                                       "account": system_id, "peer": conn.peer})
             return self._bind_failed(conn, pdu, S.ESME_RINVPASWD)
         refusal = self._admit_bind(conn, system_id, self.clock())
         if refusal is not None:
@@ -251,8 +261,7 @@ class SmppService:
         limit; the ESME's own reconnect delay is the back-off."""
         self.binds_refused += 1
         log.warning(
-            "bind refused: account %s at its limit of %d %s; closing session %d",
-            account, value, limit, conn.conn_id,
+            "bind refused: account at its limit; closing the session",
             extra={"session": conn.conn_id, "peer": conn.peer, "account": account,
                    "limit_name": limit, "limit": value,
                    "sessions": len(self.account_sessions.get(account, ()))},
@@ -266,7 +275,8 @@ class SmppService:
         conn.failed_binds += 1
         if conn.failed_binds >= self.bind_attempts_max:
             log.warning("bind attempts exhausted; closing",
-                        extra={"session": conn.conn_id, "peer": conn.peer})
+                        extra={"session": conn.conn_id, "peer": conn.peer,
+                               "attempts": conn.failed_binds})
             conn.close_after_response()
         return pdu.response(status)
 
@@ -369,18 +379,19 @@ class SmppService:
             self.ingress.commit_then(
                 [msg], functools.partial(self._committed, conn, pdu, msg.id, t0))
         except SubmitError as e:
-            return self._refuse(pdu, e.status, t0)
+            return self._refuse(conn, pdu, e.status, t0)
         except Refused as e:
             self.ingress.refused += 1
-            return self._refuse(pdu, S[REFUSAL_STATUS_NAMES[e.reason]], t0)
+            return self._refuse(conn, pdu, S[REFUSAL_STATUS_NAMES[e.reason]], t0)
         except Overloaded as e:
-            return self._refuse(pdu, S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED, t0)
+            status = S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED
+            return self._refuse(conn, pdu, status, t0)
         return LATER
 
-    def _refuse(self, pdu: Pdu, status: S, t0: float) -> Pdu:
+    def _refuse(self, conn: SmppConnection, pdu: Pdu, status: S, t0: float) -> Pdu:
         self._refused.add(status.name)
         SUBMIT_LATENCY.observe(time.perf_counter() - t0)
-        return pdu.response(status)
+        return _refused(conn, pdu, status)
 
     def _committed(self, conn: SmppConnection, pdu: Pdu, message_id: str, t0: float,
                    error: BaseException | None) -> None:
@@ -393,7 +404,7 @@ class SmppService:
         # senders retry later; anything else is our fault (ESME_RSYSERR)
         status = S.ESME_RMSGQFUL if isinstance(error, StoreUnavailable) else S.ESME_RSYSERR
         log.error("commit failed", extra={"session": conn.conn_id, "account": conn.account,
-                                          "status": status.name,
+                                          "status": status.name, "seq": pdu.sequence_number,
                                           "error_type": type(error).__name__})
         self._refused.add(status.name)
         conn.answer(pdu.response(status))
@@ -494,7 +505,8 @@ class SmppService:
             return pdu.response(S.ESME_RCANCELFAIL)
         self.receipts.wake(account)
         FINAL.labels(account, msg.route, msg.state.value).inc()
-        log.info("cancelled", extra={"message_id": mid, "account": account,
+        log.debug("cancelled", extra={"message_id": mid, "account": account,
+                                      "session": conn.conn_id,
                                      "state": msg.state.value})
         return pdu.response()
 

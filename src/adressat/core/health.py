@@ -113,7 +113,7 @@ class Backoff:
     def failed(self, rand: float) -> float:
         """One more failure: the delay before the next try."""
         self.failures += 1
-        delay = min(self.delay_s_max, self.delay_s_min * 2 ** min(self.failures - 1, 30))
+        delay = min(self.delay_s_max, self.delay_s_min * 2.0 ** min(self.failures - 1, 30))
         return delay * (1 - self.jitter_fraction * rand)
 
     def succeeded(self) -> None:

@@ -209,7 +209,8 @@ class NetsimAdapter:
         ):
             log.error(
                 "binding tag mismatch",
-                extra={"message_id": message_id, "error": int(DeliveryError.TAG_MISMATCH)},
+                extra={"message_id": message_id, "account": msg.account, "route": msg.route,
+                       "error": int(DeliveryError.TAG_MISMATCH)},
             )
             return Outcome.failed(OutcomeKind.QUARANTINE, DeliveryError.TAG_MISMATCH)
         try:
@@ -284,7 +285,7 @@ class NetsimAdapter:
                         "message_id": message_id,
                         "part": index,
                         "error": int(integrity),
-                        "node": info.node,
+                        "serving_node": info.node, "account": msg.account, "route": msg.route,
                     },
                 )
                 return Outcome.failed(
@@ -318,7 +319,7 @@ class NetsimAdapter:
             extra={
                 "message_id": message_id,
                 "error": int(DeliveryError.ROUTING_MISMATCH),
-                "node": node,
+                "serving_node": node,
             },
         )
         return Outcome.failed(

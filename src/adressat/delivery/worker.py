@@ -118,8 +118,7 @@ ALARMED_TEMPORARY: frozenset[int] = frozenset({int(DeliveryError.ROUTING_MISMATC
 def log_alarm(alarm: Alarm) -> None:
     """The structured log line of an alarm: ids, route, node, adapter; never text."""
     alarm_log.error(
-        "integrity alarm %s",
-        alarm.kind.value,
+        "integrity alarm",
         extra={
             "alarm_id": alarm.id,
             "kind": alarm.kind.value,
@@ -323,7 +322,7 @@ class DeliveryWorker:
     async def retry_destination(self, msisdn: str) -> int:
         now = self.clock()
         n = await self.committer.run(lambda s: s.retry_now(msisdn, now))
-        log.info("alert", extra={"destination": msisdn, "retried": n})
+        log.debug("alert", extra={"destination": msisdn, "retried": n})
         self.wake()
         return n
 
@@ -570,7 +569,8 @@ class DeliveryWorker:
             except StoreError as e:
                 log.error(
                     "lease not recovered",
-                    extra={"message_id": msg.id, "error_type": type(e).__name__},
+                    extra={"message_id": msg.id, "route": msg.route,
+                           "error_type": type(e).__name__},
                 )
                 continue
             moved += 1
@@ -608,7 +608,7 @@ class DeliveryWorker:
                 return
             for msg in expired:
                 self.expired += 1
-                self._log_final(msg, "expired")
+                self._log_final(msg, "expired", None)
                 self._notify_final(msg)
             if len(expired) < limit:
                 return
@@ -742,9 +742,10 @@ class DeliveryWorker:
             return False, None
         self.held += 1
         HELD.labels(msg.account, msg.route).inc()
-        log.warning(
+        log.debug(
             "held: route breaker open",
-            extra={"message_id": msg.id, "route": msg.route, "state": new.state.value},
+            extra={"message_id": msg.id, "account": msg.account, "route": msg.route,
+                   "state": new.state.value},
         )
         return True, new
 
@@ -800,7 +801,8 @@ class DeliveryWorker:
         except Exception as e:  # an adapter bug must not kill the worker; retry later
             log.error(
                 "adapter failed",
-                extra={"message_id": msg.id, "route": msg.route, "error_type": type(e).__name__},
+                extra={"message_id": msg.id, "account": msg.account, "route": msg.route,
+                       "error_type": type(e).__name__},
             )
             return Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.SYSTEM_FAILURE)
 
@@ -899,6 +901,7 @@ class DeliveryWorker:
                 "outcome dropped: message moved by someone else",
                 extra={
                     "message_id": msg.id,
+                    "account": msg.account, "serving_node": outcome.node,
                     "route": msg.route,
                     "state": e.actual.value,
                     "outcome": outcome.kind.value,
@@ -912,7 +915,8 @@ class DeliveryWorker:
             self.store_errors += 1
             log.error(
                 "second delivery refused by the store",
-                extra={"message_id": msg.id, "route": msg.route, "error_type": type(e).__name__},
+                extra={"message_id": msg.id, "account": msg.account, "route": msg.route,
+                       "serving_node": outcome.node, "error_type": type(e).__name__},
             )
             dup = Alarm(
                 at=ended_at,
@@ -936,7 +940,8 @@ class DeliveryWorker:
             self.store_errors += 1
             log.error(
                 "outcome not written",
-                extra={"message_id": msg.id, "route": msg.route, "error_type": type(e).__name__},
+                extra={"message_id": msg.id, "account": msg.account, "route": msg.route,
+                       "error_type": type(e).__name__},
             )
             if isinstance(e, StoreUnavailable):
                 # the message stays DISPATCHED: its outcome is written again by the first turn
@@ -956,12 +961,13 @@ class DeliveryWorker:
         if new.state is State.HELD:
             HELD.labels(new.account, new.route).inc()
         if new.is_final:
-            self._log_final(new, outcome.reason)
+            self._log_final(new, outcome.reason, outcome.node)
         else:
-            log.info(
+            log.debug(
                 "deferred",
                 extra={
                     "message_id": new.id,
+                    "account": new.account, "serving_node": outcome.node, "reason": outcome.reason,
                     "route": new.route,
                     "state": new.state.value,
                     "error": new.error,
@@ -972,7 +978,8 @@ class DeliveryWorker:
             try:
                 self.on_integrity(new, outcome)
             except Exception as e:  # noqa: BLE001 - a broken alarm hook must not stop delivery
-                log.error("on_integrity failed", extra={"error_type": type(e).__name__})
+                log.error("on_integrity failed",
+                          extra={"message_id": new.id, "error_type": type(e).__name__})
         if new.is_final:
             self._notify_final(new)
         return new
@@ -1141,7 +1148,9 @@ class DeliveryWorker:
         try:
             await self.committer.run(lambda s: s.append_attempt(record))
         except StoreError as e:
-            log.error("attempt record not written", extra={"error_type": type(e).__name__})
+            log.error("attempt record not written", extra={
+                "message_id": record.message_id, "route": record.route,
+                "error_type": type(e).__name__})
 
     def _count(self, state: State) -> None:
         if state is State.DELIVERED:
@@ -1169,13 +1178,16 @@ class DeliveryWorker:
             )
 
     @staticmethod
-    def _log_final(msg: Message, reason: str) -> None:
-        level = logging.ERROR if msg.state is State.QUARANTINED else logging.INFO
+    def _log_final(msg: Message, reason: str, serving_node: str | None) -> None:
+        level = logging.ERROR if msg.state is State.QUARANTINED else logging.DEBUG
+        if not log.isEnabledFor(level):  # every message passes here: not even the dict
+            return
         log.log(
             level,
             "final",
             extra={
                 "message_id": msg.id,
+                "account": msg.account, "serving_node": serving_node,
                 "route": msg.route,
                 "state": msg.state.value,
                 "error": msg.error,

@@ -362,7 +362,8 @@ class Network:
                 try:
                     callback(message_id, part_index, ack)
                 except Exception as exc:
-                    log.error("netsim late-ack callback failed: %s", type(exc).__name__)
+                    log.error("netsim late-ack callback failed",
+                              extra={"error_type": type(exc).__name__})
 
     def process_due(self, now: float | None = None) -> list[str]:
         """Fire the alerts that are due at ``now`` (default: the clock); returns the numbers.
@@ -376,7 +377,8 @@ class Network:
                 try:
                     callback(msisdn)
                 except Exception as exc:  # one broken subscriber must not stop the others
-                    log.error("netsim alert callback failed: %s", type(exc).__name__)
+                    log.error("netsim alert callback failed",
+                              extra={"error_type": type(exc).__name__})
         return due
 
     async def run(self) -> None:
@@ -385,7 +387,8 @@ class Network:
             try:
                 self.process_due()
             except Exception as exc:
-                log.error("netsim alert processing failed: %s", type(exc).__name__)
+                log.error("netsim alert processing failed",
+                          extra={"error_type": type(exc).__name__})
             await asyncio.sleep(self.settings.alert_poll_interval_s)
 
     def start(self) -> asyncio.Task[None]:

@@ -51,36 +51,29 @@ class EpisodeRecorder:
         self._pending: dict[EpisodeKind, asyncio.Task[Any]] = {}
         self._ids: dict[tuple[EpisodeKind, float], int] = {}
 
-    def failed(self, kind: EpisodeKind, cause: str, **fields: object) -> Episode | None:
+    def failed(self, kind: EpisodeKind, cause: str, *, step: str = "",
+               error_type: str = "") -> Episode | None:
         """A failure of ``kind``: the episode it opened, or None if one was open already."""
         ep = self.book.failed(kind, cause, self.clock())
         if ep is None:
             return None
         self.opened_total += 1
         EPISODES.labels(ep.kind.value, ep.process).inc()
-        log.error(
-            "episode started",
-            extra={"kind": ep.kind.value, "cause": ep.cause, "proc": ep.process, **fields},
-        )
+        log.error("episode started", extra={"kind": ep.kind.value, "cause": ep.cause,
+                                            "proc": ep.process, "step": step,
+                                            "error_type": error_type})
         self._changed(ep)
         return ep
 
-    def recovered(self, kind: EpisodeKind, **fields: object) -> Episode | None:
+    def recovered(self, kind: EpisodeKind, *, pid: int | None = None) -> Episode | None:
         ep = self.book.recovered(kind, self.clock())
         if ep is None:
             return None
         self.recent.append(ep)
-        log.warning(
-            "episode ended",
-            extra={
-                "kind": ep.kind.value,
-                "cause": ep.cause,
-                "proc": ep.process,
-                "failures": ep.failures,
-                "seconds": round((ep.ended_at or ep.started_at) - ep.started_at, 3),
-                **fields,
-            },
-        )
+        log.warning("episode ended", extra={
+            "kind": ep.kind.value, "cause": ep.cause, "proc": ep.process,
+            "failures": ep.failures, "pid": pid,
+            "seconds": round((ep.ended_at or ep.started_at) - ep.started_at, 3)})
         self._changed(ep)
         return ep
 

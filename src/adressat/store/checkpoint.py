@@ -51,7 +51,9 @@ class WalCheckpointer:
                     self.checkpoint(conn)
                 except sqlite3.Error as e:
                     self.failures += 1
-                    log.error("wal checkpoint failed", extra={"error_type": type(e).__name__})
+                    log.error("wal checkpoint failed", extra={
+                        "store": str(self.path), "error_type": type(e).__name__,
+                        "error_code": getattr(e, "sqlite_errorname", None)})
             try:
                 self.checkpoint(conn)  # leave a short WAL behind
             except sqlite3.Error:

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
+from adressat.observe.logs import known
 from adressat.smpp.constants import CommandId as C
 from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.pdus import Pdu
@@ -136,7 +137,8 @@ class SmppConnection(asyncio.Protocol):
         self._wake_window()
         if not self.closed.done():
             self.closed.set_result(None)
-        log.info("closed", extra={"session": self.conn_id, "account": self.account})
+        log.info("closed", extra={"session": self.conn_id, "account": self.account,
+                                  "peer": self.peer})
         self.handler.on_closed(self)
 
     # -- events -------------------------------------------------------------------------------
@@ -171,22 +173,20 @@ class SmppConnection(asyncio.Protocol):
                 log.warning(
                     "protocol violation",
                     extra={"session": self.conn_id, "account": self.account,
-                           "status": ev.command_status, "reason": ev.reason,
-                           "command_id": ev.command_id, "seq": ev.sequence_number},
+                           "status": known(S, ev.command_status), "reason": ev.reason,
+                           "command_id": known(C, ev.command_id), "seq": ev.sequence_number},
                 )
             elif isinstance(ev, PduReadTimedOut):
                 log.warning(
-                    "PDU not complete in %.1f s (%d of %s octets); closing session %d",
-                    self.limits.pdu_read_timeout_s, ev.received_octets,
-                    ev.announced_octets if ev.announced_octets is not None else "?",
-                    self.conn_id,
+                    "PDU read deadline passed; closing the session",
                     extra={"session": self.conn_id, "account": self.account,
                            "peer": self.peer, "received_octets": ev.received_octets,
                            "announced_octets": ev.announced_octets,
                            "limit_s": self.limits.pdu_read_timeout_s},
                 )
             elif isinstance(ev, Closed):
-                log.info("session closed", extra={"session": self.conn_id, "reason": ev.reason})
+                log.info("session closed", extra={"session": self.conn_id, "account": self.account,
+                                                  "reason": ev.reason})
                 self._close_soon()
             out = self.session.data_to_send()
             if out and self._transport:
@@ -206,7 +206,9 @@ class SmppConnection(asyncio.Protocol):
         try:
             result = self.handler.handle(self, pdu)
         except Exception:  # noqa: BLE001 - our fault: the peer gets RSYSERR, the session goes on
-            log.exception("handler failed", extra={"session": self.conn_id})
+            log.exception("handler failed", extra={
+                "session": self.conn_id, "account": self.account,
+                "command_id": known(C, pdu.command_id), "seq": pdu.sequence_number})
             result = pdu.response(S.ESME_RSYSERR)
         if result is LATER:
             self._owed += 1
@@ -246,7 +248,9 @@ class SmppConnection(asyncio.Protocol):
             return
         exc = task.exception()
         if exc is not None:
-            log.error("handler failed", exc_info=exc, extra={"session": self.conn_id})
+            log.error("handler failed", exc_info=exc, extra={
+                "session": self.conn_id, "account": self.account,
+                "command_id": known(C, pdu.command_id), "seq": pdu.sequence_number})
             self.respond(pdu.response(S.ESME_RSYSERR))
         else:
             self.respond(task.result())
@@ -389,8 +393,7 @@ class SmppServer:
         if n >= self.sessions_max:
             self.refused += 1
             log.warning(
-                "session refused: %d sessions open, limit %d; closing %s",
-                n, self.sessions_max, conn.peer,
+                "session refused: over sessions_max; closing it",
                 extra={"session": conn.conn_id, "peer": conn.peer, "sessions": n,
                        "limit": self.sessions_max, "refused": self.refused},
             )
