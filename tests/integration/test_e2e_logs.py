@@ -310,10 +310,19 @@ def bad_input(port: int, texts: Texts) -> None:
             assert raw.read(max(0.01, deadline - time.monotonic())) is not None
 
 
+def http_outputs(server: ServerProcess) -> list[tuple[str, str]]:
+    """What the running node's HTTP listener lets out (``/metrics``, ``/status``,
+    ``/health/ready``), scraped while it runs, searched like the log."""
+    out = []
+    for path in ("/metrics", "/status", "/health/ready"):
+        code, body = server.http_get(path)
+        assert code in (200, 503), (path, code)
+        out.append((path, body.decode("utf-8", errors="replace")))
+    return out
+
+
 def other_outputs(server: ServerProcess) -> list[tuple[str, str]]:
-    """Everything else the node lets out as text, searched like the log. The hook for the
-    metrics: once the HTTP listener serves ``/metrics``, its scrape goes here as
-    ``("metrics", body)`` (and any HTTP error body the same way)."""
+    """Everything else the node lets out as text, searched like the log."""
     inbox = server.home / "netsim" / "inbox.log"  # the handsets' record: digests, not text
     return [file_output(inbox)] if inbox.exists() else []
 
@@ -361,6 +370,8 @@ def test_no_message_text_in_the_log_through_every_fault(tmp_path: Path) -> None:
         assert wait_for(settled, 40.0, 0.2), audit(home)
         assert not [label for label, n in fired.items() if n == 0], fired  # every fault acted
         assert len(seqs) == 4 * (len(FAULTS) + 1) and len(seqs_beta) == 4
+        scraped = http_outputs(srv)
+        assert "adressat_messages_accepted_total" in scraped[0][1]
     finally:
         srv.stop()
 
@@ -372,7 +383,7 @@ def test_no_message_text_in_the_log_through_every_fault(tmp_path: Path) -> None:
         "bind refused: password", "cancelled", "alert",
     }, sorted(events)
     assert sum(r["event"] == "final" for r in recs) >= 4 * len(FAULTS)
-    outputs = [file_output(srv.log_path), *other_outputs(srv)]
+    outputs = [file_output(srv.log_path), *other_outputs(srv), *scraped]
     assert len(texts.by_label) > 70
     leaks = find_leaks(texts.by_label, outputs)
     assert leaks == [], "\n".join(str(leak) for leak in leaks)
