@@ -1,6 +1,12 @@
 """The delivery worker: claims due messages, hands each to its route's adapter, and writes the
 outcome as ONE store operation (state transition + append-only attempt record).
 
+Its rooms: this module is the scheduling loop (self-healing: a failing turn is retried with
+backoff and said as an episode) and one attempt; ``delivery.outcomes`` decides which store
+write an outcome becomes and batches the writes of a loop turn; ``delivery.alarms`` makes,
+records and logs integrity alarms (and trips breakers); ``delivery.recovery`` brings back
+attempts cut short.
+
 The outcomes that finish within one turn of the event loop and need no alarm are written
 together: ONE committer operation, ``Store.finish_attempts`` (a few statements for all of
 them, each row a compare-and-set on its claim); each message still gets its own result
@@ -69,19 +75,26 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from adressat.core.breaker import counts as counts_for_breaker
-from adressat.core.breaker import should_trip, trip_reason
 from adressat.core.health import Backoff, Episode, EpisodeKind
 from adressat.core.integrity import Alarm, AlarmKind
 from adressat.core.model import AttemptRecord, Message, State
 from adressat.core.retry import RetryPolicy
 from adressat.delivery.adapter import Adapter, Outcome, OutcomeKind
+from adressat.delivery.alarms import (
+    ALARM_KINDS,
+    ALARMED_TEMPORARY,
+    alarm_for,
+    log_alarm,
+    record_alarm,
+)
 from adressat.delivery.answers import NetworkAnswer, classify_answer
 from adressat.delivery.errors import DeliveryError
 from adressat.delivery.faults import InternalFaults
+from adressat.delivery.outcomes import OutcomeBatch, Plan, plan_outcome
+from adressat.delivery.recovery import INTERRUPTED, interrupted
 from adressat.observe.health import EpisodeRecorder
 from adressat.observe.metrics import ALARMS, ATTEMPTS, DELIVERY_LATENCY, FINAL, HELD, TurnCounts
 from adressat.store.base import (
@@ -94,80 +107,11 @@ from adressat.store.base import (
 )
 from adressat.store.commit import GroupCommitter
 
-__all__ = ["DeliveryWorker", "INTERRUPTED", "WorkerFailed"]
+__all__ = ["DeliveryWorker", "INTERRUPTED", "WorkerFailed", "ALARM_KINDS", "log_alarm",
+           "record_alarm"]  # the last three live in delivery.alarms
 
 log = logging.getLogger(__name__)
 alarm_log = logging.getLogger("adressat.alarm")
-
-#: integrity error code -> alarm kind
-ALARM_KINDS: dict[int, AlarmKind] = {
-    int(DeliveryError.TAG_MISMATCH): AlarmKind.TAG_MISMATCH,
-    int(DeliveryError.IDENTITY_MISMATCH): AlarmKind.IDENTITY_MISMATCH,
-    int(DeliveryError.IMSI_CONFLICT): AlarmKind.IMSI_CONFLICT,
-    int(DeliveryError.PARTS_IDENTITY_MISMATCH): AlarmKind.PARTS_IDENTITY_MISMATCH,
-    int(DeliveryError.ROUTING_MISMATCH): AlarmKind.ROUTING_MISMATCH,
-    int(DeliveryError.RETRY_IDENTITY_CHANGED): AlarmKind.RETRY_IDENTITY_CHANGED,
-}
-
-#: errors of a TEMPORARY outcome that still raise an alarm (written in the same transaction
-#: as the DEFERRED/HELD transition): a refusal before sending because the register's answer
-#: was wrong (nothing went out; the route's breaker counts it).
-ALARMED_TEMPORARY: frozenset[int] = frozenset({int(DeliveryError.ROUTING_MISMATCH)})
-
-
-def log_alarm(alarm: Alarm) -> None:
-    """The structured log line of an alarm: ids, route, node, adapter; never text."""
-    alarm_log.error(
-        "integrity alarm",
-        extra={
-            "alarm_id": alarm.id,
-            "kind": alarm.kind.value,
-            "message_ids": list(alarm.message_ids),
-            "account": alarm.account,
-            "route": alarm.route,
-            "node": alarm.node,
-            "adapter": alarm.adapter,
-            "detail": alarm.detail,
-        },
-    )
-
-
-def record_alarm(store: Store, alarm: Alarm, threshold: int, now: float) -> tuple[Alarm, bool]:
-    """Append ``alarm`` and trip its route's breaker if the threshold is reached; inside the
-    caller's transaction. Returns (the stored alarm, whether the route was tripped now)."""
-    stored = store.append_alarm(alarm)
-    if not counts_for_breaker(stored):
-        return stored, False
-    status = next((r for r in store.route_status() if r.name == stored.route), None)
-    alarms = status.alarms if status is not None else 0
-    held = status.held if status is not None else False
-    if should_trip(alarms, threshold, held):
-        store.trip_route(stored.route, trip_reason(stored), now)
-        return stored, True
-    return stored, False
-
-
-def _hand_out(
-    batch: asyncio.Future[list[Message | Exception]],
-    pending: list[tuple[FinishedAttempt, asyncio.Future[Message]]],
-) -> None:
-    """Give each outcome of a committed (or failed) ``finish_attempts`` its own result."""
-    if batch.cancelled():
-        for _, fut in pending:
-            fut.cancel()
-        return
-    error = batch.exception()
-    results: Sequence[Message | BaseException] = (
-        batch.result() if error is None else [error] * len(pending)
-    )
-    for (_, fut), result in zip(pending, results, strict=True):
-        if fut.done():  # its task was cancelled; the write happened anyway
-            continue
-        if isinstance(result, BaseException):
-            fut.set_exception(result)
-        else:
-            fut.set_result(result)
-
 
 class WorkerFailed(Exception):
     """The loop cannot go on (it failed ``loop_failures_max`` turns in a row for a reason
@@ -180,19 +124,8 @@ def failure_cause(e: BaseException) -> str:
     return e.cause if isinstance(e, StoreUnavailable) else type(e).__name__
 
 
-#: Outcome name of the attempt record written for an attempt cut short by a crash/restart.
-INTERRUPTED = "INTERRUPTED"
 _RECOVER_PAGE = 1000
 _EXPIRE_PAGES_MAX = 10  # per tick, so expiry never starves delivery
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """The store write decided for one outcome."""
-
-    new_state: State
-    changes: dict[str, object]
-    fallback: _Plan | None = None  # for HELD: the plan if the route was released meanwhile
 
 
 class DeliveryWorker:
@@ -262,7 +195,7 @@ class DeliveryWorker:
         self._turn_failures: list[BaseException] = []
         # outcomes the store failed to take, written again once it works (at most one per
         # concurrency slot; beyond that, lease recovery brings the message back)
-        self._unwritten: list[tuple[Message, Outcome, _Plan, float, float, bool]] = []
+        self._unwritten: list[tuple[Message, Outcome, Plan, float, float, bool]] = []
         self._unexpected_in_row = 0
         self.next_lease_check_at = 0.0
         self._held: frozenset[str] = frozenset()
@@ -277,7 +210,8 @@ class DeliveryWorker:
         self._claims: set[asyncio.Future[list[Message]]] = set()  # claims queued by a flush
         self._closed = False  # run() has ended: claimed messages are no longer started
         # outcomes waiting for the next flush (one committer operation per loop turn)
-        self._finishing: list[tuple[FinishedAttempt, asyncio.Future[Message]]] = []
+        self._outcomes = OutcomeBatch(committer, after_flush=self._claim_after_flush,
+                                      on_refused=self.wake)
         self._side_tasks: set[asyncio.Task[Any]] = set()
         # counters (read by metrics and the audit)
         self.attempts = 0
@@ -533,48 +467,7 @@ class DeliveryWorker:
         return len(listed), self._interrupted(store, listed, now)
 
     def _interrupted(self, store: Store, listed: Sequence[Message], now: float) -> int:
-        """DISPATCHED -> DEFERRED (due now), each with an INTERRUPTED attempt record naming
-        the identity it had addressed; returns how many moved."""
-        moved = 0
-        for msg in listed:
-            try:
-                with store.savepoint():
-                    store.transition(
-                        msg.id,
-                        State.DISPATCHED,
-                        State.DEFERRED,
-                        now,
-                        expected_attempts=msg.attempts,
-                        next_attempt_at=now,
-                    )
-                    store.append_attempt(
-                        AttemptRecord(
-                            message_id=msg.id,
-                            account=msg.account,
-                            destination=msg.destination,
-                            # the identity it was about to go to, if it got that far (the
-                            # retry goes only there: _retry_identity_check)
-                            imsi=msg.addressed_imsi,
-                            route=msg.route,
-                            node=self.node,
-                            attempt=msg.attempts,
-                            started_at=now,
-                            ended_at=now,
-                            outcome=INTERRUPTED,
-                            error=None,
-                        )
-                    )
-            except StoreUnavailable:
-                raise  # the whole step fails: retried by the loop
-            except StoreError as e:
-                log.error(
-                    "lease not recovered",
-                    extra={"message_id": msg.id, "route": msg.route,
-                           "error_type": type(e).__name__},
-                )
-                continue
-            moved += 1
-        return moved
+        return interrupted(store, listed, now, self.node)
 
     async def _recover_expired_leases(self, now: float) -> int:
         """While running: a DISPATCHED message whose lease is over and that no attempt of this
@@ -638,7 +531,7 @@ class DeliveryWorker:
                 return held
         if started_at >= msg.expires_at:  # an expired message is never delivered late
             outcome = Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.EXPIRED)
-            plan = _Plan(State.EXPIRED, {"error": int(DeliveryError.EXPIRED)})
+            plan = Plan(State.EXPIRED, {"error": int(DeliveryError.EXPIRED)})
             return await self._write(msg, outcome, plan, started_at, started_at, sent=False)
         refused = await self._retry_identity_check(msg)
         if refused is not None:
@@ -806,40 +699,15 @@ class DeliveryWorker:
             )
             return Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.SYSTEM_FAILURE)
 
-    def _plan(self, msg: Message, outcome: Outcome, now: float) -> _Plan:
-        kind = outcome.kind
-        if kind is OutcomeKind.DELIVERED:
-            return _Plan(
-                State.DELIVERED,
-                {
-                    "error": int(DeliveryError.OK),
-                    "delivered_imsi": outcome.imsi,
-                    "delivered_msisdn": outcome.msisdn,
-                },
-            )
-        if kind is OutcomeKind.TEMPORARY:
-            at = self.retry.next_attempt_at(
-                msg.attempts, now, msg.expires_at, jitter=self.rng.random()
-            )
-            if at is None and msg.expires_at <= now:
-                retry = _Plan(State.EXPIRED, {"error": int(outcome.error)})
-            else:
-                # no backoff step fits before the validity ends: the message stays DEFERRED
-                # until then (an alert can still bring it out) and expires exactly at the end
-                due = msg.expires_at if at is None else at
-                retry = _Plan(State.DEFERRED, {"error": int(outcome.error), "next_attempt_at": due})
-            if msg.route in self._held:  # fail closed: no retry on a held route
-                return _Plan(State.HELD, {"error": int(outcome.error)}, retry)
-            return retry
-        if kind is OutcomeKind.PERMANENT:
-            return _Plan(State.UNDELIVERABLE, {"error": int(outcome.error)})
-        return _Plan(State.QUARANTINED, {"error": int(outcome.error)})
+    def _plan(self, msg: Message, outcome: Outcome, now: float) -> Plan:
+        return plan_outcome(msg, outcome, now, retry=self.retry, jitter=self.rng.random(),
+                            held=self._held)
 
     async def _write(
         self,
         msg: Message,
         outcome: Outcome,
-        plan: _Plan,
+        plan: Plan,
         started_at: float,
         ended_at: float,
         *,
@@ -985,36 +853,10 @@ class DeliveryWorker:
         return new
 
     def _finish(self, item: FinishedAttempt) -> asyncio.Future[Message]:
-        """Write one outcome together with the others finished in this loop turn: ONE
-        committer operation (``Store.finish_attempts``) for all of them. The future is this
-        item's own result (the new record, or its own StaleState/DuplicateDelivery/...), set
-        only once the batch is committed (I1)."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Message] = loop.create_future()
+        """Write one outcome together with the others finished in this loop turn (ONE
+        committer operation); its future is set once the batch is committed (I1)."""
         self._slots.discard(item.claimed.id)  # the attempt is over: the flush claims anew
-        self._finishing.append((item, fut))
-        if len(self._finishing) == 1:
-            loop.call_soon(self._flush_finished)
-        return fut
-
-    def _flush_finished(self) -> None:
-        pending, self._finishing = self._finishing, []
-        if not pending:
-            return
-        items = [item for item, _ in pending]
-        # planned here, on the loop, so that the batch holds the write lock (which the
-        # other process may be waiting for) only for the SQL
-        planned = self.committer.store.plan_finish_attempts(items)
-        try:
-            batch = self.committer.enqueue(lambda s: s.finish_attempts(items, planned))
-        except StoreError as e:  # queue full or stopped: nothing written
-            for _, fut in pending:
-                if not fut.done():
-                    fut.set_exception(e)
-            self.wake()  # their slots are free; the run loop claims (or waits a tick)
-            return
-        batch.add_done_callback(lambda b: _hand_out(b, pending))
-        self._claim_after_flush()
+        return self._outcomes.add(item)
 
     # --- integrity ---------------------------------------------------------------------------
 
@@ -1025,21 +867,7 @@ class DeliveryWorker:
             return ""
 
     def _alarm_for(self, msg: Message, outcome: Outcome, now: float) -> Alarm:
-        kind = ALARM_KINDS.get(int(outcome.error), AlarmKind.IDENTITY_MISMATCH)
-        return Alarm(
-            at=now,
-            kind=kind,
-            message_ids=(msg.id, *outcome.related),
-            account=msg.account,
-            route=msg.route,
-            node=self.node,
-            adapter=self._adapter_name(msg.route),
-            detail=(
-                f"error={int(outcome.error)} imsi={outcome.imsi} msisdn={outcome.msisdn}"
-                f" network_node={outcome.node}"
-                + (f" addressed={outcome.addressed_imsi}" if outcome.addressed_imsi else "")
-            ),
-        )
+        return alarm_for(msg, outcome, now, self.node, self._adapter_name(msg.route))
 
     def _after_alarm(self, alarm: Alarm, tripped: bool) -> None:
         self.alarms += 1
