@@ -47,6 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             delivery_process=args.delivery_process == "on",
             breaker_alarms_threshold=args.breaker_alarms_threshold,
             queue_messages_max=args.queue_max,
+            wal_checkpoint_bytes=args.wal_checkpoint_bytes,
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
         )
     )
@@ -61,6 +62,16 @@ def _delays(text: str) -> tuple[float, ...]:
     if not delays or any(d <= 0 for d in delays):
         raise argparse.ArgumentTypeError("retry delays must be > 0")
     return delays
+
+
+def _wal_bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {text!r}") from None
+    if value < 65536:
+        raise argparse.ArgumentTypeError("--wal-checkpoint-bytes must be >= 65536")
+    return value
 
 
 def cmd_account(args: argparse.Namespace) -> int:
@@ -303,6 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1_000_000,
         metavar="N",
         help="messages not yet final; over it submit_sm gets ESME_RMSGQFUL (default 1000000)",
+    )
+    r.add_argument(
+        "--wal-checkpoint-bytes",
+        type=_wal_bytes,
+        default=16 * 1024 * 1024,
+        metavar="N",
+        help="past this WAL size, a checkpoint under the write lock restarts the WAL"
+        " (default 16 MiB)",
     )
     r.add_argument(
         "--breaker-alarms-threshold",

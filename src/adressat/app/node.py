@@ -60,7 +60,8 @@ class Node:
         self.settings = s = settings
         s.home.mkdir(parents=True, exist_ok=True)
         self.store = SqliteStore(s.store_path, autocheckpoint=False)
-        self.checkpointer = WalCheckpointer(s.store_path)
+        self.checkpointer = WalCheckpointer(s.store_path,
+                                            wal_checkpoint_bytes=s.wal_checkpoint_bytes)
         # counting the queue scans an index of every message: on a connection of its own, in
         # an executor thread, never inside a write transaction (that would hold the write
         # lock of both processes for the whole scan)
@@ -146,7 +147,7 @@ class Node:
 
     async def start(self) -> None:
         self.committer.start()
-        self.checkpointer.start()
+        self.checkpointer.start(asyncio.get_running_loop())  # the locked part on the loop
         await self._refresh_gauge()
         if self.delivery_process is not None:
             await self.delivery_process.start()

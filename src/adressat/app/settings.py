@@ -44,6 +44,9 @@ class Settings:
     retry_jitter_fraction: float = 0.1
     lease_s: float = 60.0
 
+    # disk (docs/architecture.md, "Disk: WAL and retention")
+    wal_checkpoint_bytes: int = 16 * 1024 * 1024  # past it, a checkpoint that restarts the WAL
+
     # delivery
     delivery_process: bool = True  # the delivery half in a process of its own (second core)
     delivery_concurrency_max: int = 500
