@@ -13,7 +13,7 @@ from pathlib import Path
 
 from store_helpers import make_msg
 
-from adressat.store.checkpoint import WalCheckpointer, WalIndex, read_wal_index
+from adressat.store.checkpoint import WalCheckpointer, WalIndex, read_wal_index, shm_descriptor
 from adressat.store.sqlite import SqliteStore
 
 SQLITE_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
@@ -84,11 +84,9 @@ def test_checkpointer_thread_keeps_the_wal_short(tmp_path: Path) -> None:
 
 # --- a WAL that stays bounded (docs/architecture.md, "Disk: WAL and retention") -------------------
 def _shm_index(db: Path) -> WalIndex:
-    fd = os.open(str(db) + "-shm", os.O_RDONLY)
-    try:
-        idx = read_wal_index(fd)
-    finally:
-        os.close(fd)
+    # never a descriptor of its own that is closed again: that would release the locks
+    # of this process's SQLite connections on the file
+    idx = read_wal_index(shm_descriptor(str(db) + "-shm"))
     assert idx is not None
     return idx
 

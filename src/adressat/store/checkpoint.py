@@ -30,7 +30,10 @@ How full the WAL is comes from the wal-index header at the start of the ``-shm``
 (https://www.sqlite.org/walformat.html: ``mxFrame`` at offset 16, the page size at 14,
 ``nBackfill`` at 96, two copies of the header to compare): one ``pread``, no lock and no
 checkpoint, so it is looked at every ``poll_s``. If it cannot be read, the frame count of the
-last PASSIVE pass is used instead.
+last PASSIVE pass is used instead. The descriptor is opened once per process and never
+closed: closing a descriptor of a file releases every POSIX lock the process holds on it, and
+SQLite's connections hold theirs on the ``-shm`` (read marks; the one that tells another
+process it is not alone) for as long as they are open.
 """
 
 from __future__ import annotations
@@ -70,6 +73,23 @@ class WalIndex:
     def wal_bytes(self) -> int:
         return _WAL_HEADER_BYTES + self.frames * (self.page_size + _FRAME_HEADER_BYTES) \
             if self.frames else 0
+
+
+_SHM_FDS: dict[tuple[int, int], int] = {}  # (device, inode) of a -shm file -> descriptor
+_SHM_FDS_LOCK = threading.Lock()
+
+
+def shm_descriptor(path: str) -> int:
+    """A read-only descriptor of a ``-shm`` file, one per file and process, never closed
+    (see the module docstring). Raises OSError if there is no such file."""
+    st = os.stat(path)
+    with _SHM_FDS_LOCK:
+        fd = _SHM_FDS.get((st.st_dev, st.st_ino))
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            opened = os.fstat(fd)  # the file it is (replaced meanwhile: that one's, kept)
+            fd = _SHM_FDS.setdefault((opened.st_dev, opened.st_ino), fd)
+        return fd
 
 
 def read_wal_index(fd: int) -> WalIndex | None:
@@ -146,7 +166,6 @@ class WalCheckpointer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="adressat-wal-checkpoint",
                                         daemon=True)
-        self._shm_fd = -1
         self._wal_over_logged = False
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> WalCheckpointer:
@@ -157,12 +176,11 @@ class WalCheckpointer:
 
     # --- the figures ---------------------------------------------------------------------------
     def wal_index(self) -> WalIndex | None:
-        if self._shm_fd < 0:
-            try:
-                self._shm_fd = os.open(self.path + "-shm", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                return None
-        return read_wal_index(self._shm_fd)
+        try:
+            fd = shm_descriptor(self.path + "-shm")
+        except OSError:
+            return None
+        return read_wal_index(fd)
 
     def wal_bytes(self) -> int:
         idx = self.wal_index()
@@ -307,9 +325,6 @@ class WalCheckpointer:
                 self.failures += 1
         finally:
             conn.close()
-            if self._shm_fd >= 0:
-                os.close(self._shm_fd)
-                self._shm_fd = -1
 
     def _shout_if_far_over(self, wal: int) -> None:
         """Heal or shout: a WAL that stays over its limit (a reader that does not leave)."""
