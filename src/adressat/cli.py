@@ -47,6 +47,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             delivery_process=args.delivery_process == "on",
             breaker_alarms_threshold=args.breaker_alarms_threshold,
             queue_messages_max=args.queue_max,
+            content_retention_s=args.content_retention,
+            record_retention_s=args.record_retention,
             wal_checkpoint_bytes=args.wal_checkpoint_bytes,
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
         )
@@ -62,6 +64,24 @@ def _delays(text: str) -> tuple[float, ...]:
     if not delays or any(d <= 0 for d in delays):
         raise argparse.ArgumentTypeError("retry delays must be > 0")
     return delays
+
+
+_DURATION_UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(text: str) -> float:
+    """Seconds, or a number with s, m, h or d: ``90``, ``3s``, ``7d``."""
+    t = text.strip().lower()
+    unit = _DURATION_UNITS_S.get(t[-1:])
+    try:
+        value = float(t[:-1] if unit is not None else t) * (unit or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a duration (e.g. 90, 3s, 12h, 7d): {text!r}"
+        ) from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError("a duration must be >= 0")
+    return value
 
 
 def _wal_bytes(text: str) -> int:
@@ -266,6 +286,8 @@ def cmd_incident(args: argparse.Namespace) -> int:
     print(
         f"incident window {args.from_} .. {args.to}; alarms in window: {report['alarms_in_window']}"
     )
+    if report["retained_from"] is not None and args.from_ < report["retained_from"]:
+        print(f"records finished before {report['retained_from']} are past retention (deleted)")
     for name, acc in report["accounts"].items():
         counts = " ".join(f"{c}={acc['counts'][c]}" for c in (*CATEGORIES, "other"))
         print(f"account {name}: {counts}")
@@ -314,6 +336,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=1_000_000,
         metavar="N",
         help="messages not yet final; over it submit_sm gets ESME_RMSGQFUL (default 1000000)",
+    )
+    r.add_argument(
+        "--content-retention",
+        type=_duration,
+        default=7 * 86400.0,
+        metavar="DURATION",
+        help="message text is purged this long after its final state (seconds, or 30m, 12h,"
+        " 7d; default 7d; 0 = at once)",
+    )
+    r.add_argument(
+        "--record-retention",
+        type=_duration,
+        default=90 * 86400.0,
+        metavar="DURATION",
+        help="then messages, attempts, receipts and alarms are deleted (default 90d)",
     )
     r.add_argument(
         "--wal-checkpoint-bytes",

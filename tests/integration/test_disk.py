@@ -1,16 +1,24 @@
 """Bounded disk against the running server (docs/architecture.md, "Disk: WAL and retention"):
-the WAL stays under its limit under sustained load."""
+the WAL stays under its limit under sustained load, text and then records go at their
+retention (and nothing that is not final)."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
+from e2e_kit import wait_for
 
+from adressat.smpp.times import format_relative
+from adressat.testing.esme import EsmeClient
 from adressat.testing.load import LoadClient
-from adressat.testing.server import ServerProcess, adressat
+from adressat.testing.server import ServerProcess, adressat, audit
 
 pytestmark = pytest.mark.slow
 
@@ -79,3 +87,75 @@ def test_the_wal_stays_bounded_under_sustained_load(tmp_path: Path) -> None:
     assert accepted == 2000 and missing == 0
     assert len(wal.sizes) > 40
     assert max(wal.sizes) <= limit + 2 * MIB, max(wal.sizes)
+
+
+@contextmanager
+def _db(home: Path) -> Iterator[sqlite3.Connection]:
+    """The running node's store, read only (what an operator with a SQLite shell would see)."""
+    with closing(sqlite3.connect(f"file:{home / 'adressat.db'}?mode=ro", uri=True)) as conn:
+        yield conn
+
+
+def _rows(home: Path, ids: list[str]) -> dict[str, int]:
+    marks = ", ".join("?" * len(ids))
+    with _db(home) as c:
+        return {
+            table: c.execute(f"SELECT COUNT(*) FROM {table} WHERE {col} IN ({marks})",
+                             ids).fetchone()[0]
+            for table, col in (("messages", "id"), ("attempts", "message_id"),
+                               ("receipts", "message_id"), ("deliveries", "message_id"))
+        }
+
+
+def _texts(home: Path, ids: list[str]) -> list[bytes]:
+    marks = ", ".join("?" * len(ids))
+    with _db(home) as c:
+        return [bytes(r[0]) for r in c.execute(
+            f"SELECT content FROM messages WHERE id IN ({marks})", ids)]
+
+
+def test_text_goes_at_the_final_state_and_records_after_their_retention(tmp_path: Path) -> None:
+    """``--content-retention 0 --record-retention 3s``: the text of delivered messages is
+    gone within a retention pass of their final state, their rows (message, attempts,
+    receipt, delivery) a little after 3 s and not before; a message not final keeps all."""
+    home = tmp_path / "h"
+    _account(home)
+    with ServerProcess(home, None, "--quiet-network", "--subscribers", "10000",
+                       "--content-retention", "0", "--record-retention", "3s") as server:
+
+        async def submit(items: list[dict[str, object]]) -> list[str]:
+            c = EsmeClient("127.0.0.1", server.port, "disk", "disk", window=20)
+            await c.connect(timeout_s=10)
+            recs = await c.submit_many(items)
+            ids = [r.message_id for r in recs if r.message_id]
+            wanted = [i for i, it in zip(ids, items, strict=True)
+                      if "schedule_delivery_time" not in it]
+            missing = await c.wait_receipts(wanted, timeout_s=30)
+            await c.close()
+            assert len(ids) == len(items) and not missing
+            return ids
+
+        later = format_relative(3600)  # scheduled in an hour: not final meanwhile
+        [*done, waiting] = asyncio.run(submit(
+            [{"dest": str(FIRST + 100 + i), "content": b"secret %d" % i,
+              "registered_delivery": 1} for i in range(20)]
+            + [{"dest": str(FIRST + 99), "content": b"not yet", "registered_delivery": 1,
+                "schedule_delivery_time": later}]
+        ))
+        final_at = time.time()  # the receipts are in: every one of them is final
+        assert wait_for(lambda: set(_texts(home, done)) == {b""}, 5.0)
+        assert time.time() - final_at < 2.5
+        assert _rows(home, done) == dict.fromkeys(("messages", "attempts", "receipts",
+                                                   "deliveries"), 20)  # kept for 3 s
+        time.sleep(1.0)
+        # a later message, so that the first ones' newest receipt is not the newest one
+        asyncio.run(submit([{"dest": str(FIRST + 200), "registered_delivery": 1}]))
+        assert wait_for(lambda: not any(_rows(home, done).values()), 10.0)
+        assert time.time() - final_at >= 3.0
+        assert _texts(home, [waiting]) == [b"not yet"]
+        assert _rows(home, [waiting])["messages"] == 1
+    report = audit(home)
+    assert report["ok"] and report["misdelivered"] == 0 and report["lost"] == 0
+    assert report["inbox_beyond_retention"] >= 20  # what the handsets got, judged no more
+    assert report["states"]["ROUTED"] == 1  # type: ignore[index]
+

@@ -29,6 +29,7 @@ from adressat.transport.smpp_server import SmppServer
 from .delivery_process import DeliveryNode, DeliveryProcess, netsim_settings
 from .ingress import Ingress
 from .receipts import ReceiptSender
+from .retention import Retention
 from .settings import Settings
 from .smpp_service import SmppService
 
@@ -79,6 +80,10 @@ class Node:
         self.first_msisdn, last = netsim_settings(s).msisdn_range
         self.router = Router(OWN_OPERATOR, [(self.first_msisdn, last)], None)
         self.receipts = ReceiptSender(self.committer, resend_s=s.receipt_resend_s)
+        self.retention = Retention(self.committer, content_retention_s=s.content_retention_s,
+                                   record_retention_s=s.record_retention_s,
+                                   interval_s=s.retention_interval_s,
+                                   batch_max=s.retention_batch_max)
         self.ingress = Ingress(
             self.committer,
             self.router,
@@ -156,6 +161,7 @@ class Node:
         self._tasks = [
             asyncio.create_task(self.receipts.run(), name="receipts"),
             asyncio.create_task(self._gauge_loop(), name="queue-gauge"),
+            asyncio.create_task(self.retention.run(), name="retention"),
         ]
         self.smpp_port = await self.server.start(self.settings.smpp_host, self.settings.smpp_port)
         log.info("listening", extra={"smpp_port": self.smpp_port})
@@ -178,6 +184,7 @@ class Node:
     async def stop(self) -> None:
         await self.server.stop()
         self.receipts.stop()
+        self.retention.stop()
         for t in self._tasks:
             t.cancel()
         if self.delivery_process is not None:
