@@ -19,10 +19,11 @@ def _settings(args: argparse.Namespace, **more: object) -> Settings:
 
 
 def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from adressat.app.home import prepare_home
     from adressat.store.sqlite import SqliteStore
 
     s = _settings(args)
-    s.home.mkdir(parents=True, exist_ok=True)
+    prepare_home(s.home)
     return SqliteStore(s.store_path)
 
 
@@ -450,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from adressat.app.home import private_umask
+
+    private_umask()  # the data directory is its owner's only (app/home.py)
     args = build_parser().parse_args(argv)
     return int(args.fn(args))
 

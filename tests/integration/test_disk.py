@@ -1,11 +1,14 @@
 """Bounded disk against the running server (docs/architecture.md, "Disk: WAL and retention"):
 the WAL stays under its limit under sustained load, text and then records go at their
-retention (and nothing that is not final)."""
+retention (and nothing that is not final), and every file and directory the node and the CLI
+create in the data directory is its owner's only."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -159,3 +162,34 @@ def test_text_goes_at_the_final_state_and_records_after_their_retention(tmp_path
     assert report["inbox_beyond_retention"] >= 20  # what the handsets got, judged no more
     assert report["states"]["ROUTED"] == 1  # type: ignore[index]
 
+
+def test_every_file_and_directory_in_the_data_directory_is_the_owners_only(
+    tmp_path: Path,
+) -> None:
+    """From a home an older version left 0755 with an 0644 database, after traffic with
+    receipts and the CLI's commands: every file 0600 or stricter, every directory 0700."""
+    home = tmp_path / "h"
+    home.mkdir()
+    home.chmod(0o755)
+    old = os.umask(0o022)  # what a login shell has: the node must not depend on it
+    try:
+        _account(home)
+        (home / "adressat.db").chmod(0o644)
+        with ServerProcess(home, None, "--quiet-network", "--subscribers", "10000") as server:
+            accepted, missing = _load(server.port, 50, 200.0)
+            assert accepted == 50 and missing == 0
+            for args in (("audit", "--json"), ("fault", "list"), ("route", "list"),
+                         ("account", "list")):
+                assert adressat(home, *args).returncode == 0, args
+    finally:
+        os.umask(old)
+    seen = []
+    for path in [home, *sorted(home.rglob("*"))]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        seen.append(path.relative_to(home).as_posix())
+        if path.is_dir():
+            assert mode == 0o700, (path, oct(mode))
+        else:
+            assert mode & 0o077 == 0, (path, oct(mode))
+    assert {"adressat.db", "adressat.db.wlock", "tag.key", "delivery.lock", "netsim",
+            "netsim/inbox.log"} <= set(seen), seen

@@ -53,6 +53,7 @@ from adressat.netsim import Faults, FaultSwitchboard, NetsimSettings, Network
 from adressat.observe.faults import FAULT_COUNTERS_META, network_switchboard
 from adressat.store.commit import GroupCommitter
 
+from .home import private_umask
 from .settings import Settings
 
 log = logging.getLogger("adressat.delivery_process")
@@ -421,6 +422,7 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
 def main() -> None:
     fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
     _die_with_parent(parent_pid)
+    private_umask()  # what it creates (netsim/, delivery.lock) is its owner's only
     settings = settings_from_json(os.environ["ADRESSAT_DELIVERY_SETTINGS"])
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(name)s[delivery] %(message)s")

@@ -27,6 +27,7 @@ from adressat.store.sqlite import SqliteStore
 from adressat.transport.smpp_server import SmppServer
 
 from .delivery_process import DeliveryNode, DeliveryProcess, netsim_settings
+from .home import prepare_home, private_umask
 from .ingress import Ingress
 from .receipts import ReceiptSender
 from .retention import Retention
@@ -59,7 +60,7 @@ def load_tag_key(home: Path) -> bytes:
 class Node:
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
-        s.home.mkdir(parents=True, exist_ok=True)
+        prepare_home(s.home)  # 0700, tightened if an older version left it open
         self.store = SqliteStore(s.store_path, autocheckpoint=False)
         self.checkpointer = WalCheckpointer(s.store_path,
                                             wal_checkpoint_bytes=s.wal_checkpoint_bytes)
@@ -235,6 +236,7 @@ def run(settings: Settings) -> None:
     except ImportError:
         pass
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    private_umask()
     t0 = time.time()
     node = Node(settings)
     log.info("node built", extra={"seconds": time.time() - t0})

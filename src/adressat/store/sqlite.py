@@ -273,6 +273,19 @@ def _receipt(row: Sequence[Any]) -> Receipt:
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # a WAL reset truncates the file to this
 
 
+def _owner_only(path: str) -> None:
+    """The database file 0600 whatever the umask, before its -wal and -shm exist (SQLite gives
+    them the database file's mode; app/home.py). By chmod, never by opening the file: closing
+    any descriptor of it would release every POSIX lock this process holds on it, those of
+    SQLite's connections included (another process could then take itself for the last
+    connection and delete the WAL under them)."""
+    try:
+        st = os.stat(path)
+        if st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.chmod(path, st.st_mode & 0o700)
+    except OSError:
+        pass  # not ours to change: the directory (0700) still keeps it private
+
 
 class SqliteStore:
     def __init__(
@@ -283,6 +296,8 @@ class SqliteStore:
         processes use it so that no commit pays for copying the WAL into the database."""
         self.path = str(path)
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if self.path != ":memory:":
+            _owner_only(self.path)
         self._lock = threading.RLock()
         self._depth = 0
         self.commits = 0
