@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from adressat import __version__
@@ -48,10 +49,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             delivery_process=args.delivery_process == "on",
             breaker_alarms_threshold=args.breaker_alarms_threshold,
             queue_messages_max=args.queue_max,
+            http_host=args.http_host,
+            http_port=args.http_port,
+            log_format=args.log_format,
+            log_level=args.log_level,
             content_retention_s=args.content_retention,
             record_retention_s=args.record_retention,
             wal_checkpoint_bytes=args.wal_checkpoint_bytes,
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
+            **_edge_limits(args),
+            **{k: v for k in HEALTH_SETTINGS if (v := getattr(args, k, None)) is not None},
         )
     )
     return 0
@@ -65,6 +72,53 @@ def _delays(text: str) -> tuple[float, ...]:
     if not delays or any(d <= 0 for d in delays):
         raise argparse.ArgumentTypeError("retry delays must be > 0")
     return delays
+
+
+EDGE_LIMITS = ("sessions_max", "account_sessions_max", "account_binds_per_minute_max",
+               "pdu_read_timeout_s")
+
+
+HEALTH_SETTINGS = ("delivery_heartbeat_timeout_s", "due_wait_s_max", "stall_check_interval_s",
+                   "store_probe_interval_s")
+
+
+def _positive_seconds(text: str) -> float:
+    s = _seconds(text)
+    if s <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return s
+
+
+def _edge_limits(args: argparse.Namespace) -> dict[str, object]:
+    """The limits at the SMPP edge given on the command line (the rest: Settings' defaults)."""
+    return {k: v for k in EDGE_LIMITS if (v := getattr(args, k, None)) is not None}
+
+
+def _default(name: str) -> object:
+    return Settings.__dataclass_fields__[name].default
+
+
+def _count(least: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if n < least:
+            raise argparse.ArgumentTypeError(f"must be >= {least}")
+        return n
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        s = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not seconds: {text!r}") from None
+    if not 0 <= s < float("inf"):
+        raise argparse.ArgumentTypeError("must be >= 0 and finite")
+    return s
 
 
 _DURATION_UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -130,14 +184,54 @@ def cmd_account(args: argparse.Namespace) -> int:
     return 0
 
 
+def node_get(home: Path, path: str, timeout_s: float = 5.0) -> tuple[int, object] | None:
+    """GET ``path`` from the running node of ``home`` (its address in ``node.json``): (HTTP
+    status, JSON body), or None when no node runs there."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        info = json.loads((home / "node.json").read_text())
+        url = f"http://{info.get('http_host', '127.0.0.1')}:{int(info['http_port'])}{path}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 - our node
+            return int(r.status), json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        try:
+            return int(e.code), json.loads(e.read())
+        except ValueError:
+            return int(e.code), {}
+    except (OSError, ValueError):
+        return None
+
+
+def node_health(home: Path) -> dict[str, object]:
+    """The running node's own word on its health (``/health/ready``)."""
+    got = node_get(home, "/health/ready")
+    if got is None:
+        return {"running": False, "healthy": None, "reasons": []}
+    code, body = got
+    reasons = body.get("reasons", []) if isinstance(body, dict) else []
+    return {"running": True, "healthy": code == 200, "reasons": reasons}
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from adressat.observe.audit import audit
 
     store = _store(args)
     try:
         report = audit(store, Path(args.home), time.time(), grace_s=args.grace_s)
+        episodes = store.episodes(open_only=True)
     finally:
         store.close()
+    # heal or shout: while an episode lasts the node is unhealthy, and the audit says so
+    node = node_health(Path(args.home))
+    node["episodes_open"] = [e.as_dict() for e in episodes]
+    report["node"] = node
+    if node["running"] and not node["healthy"]:
+        report["ok"] = False
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:
@@ -298,6 +392,75 @@ def cmd_incident(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """One screen for a person: is the node running and ready, and if not, why; the store,
+    the delivery process, the queue, receipts, sessions, held routes, episodes."""
+    home = Path(args.home)
+    got = node_get(home, "/status")
+    if got is not None and args.json:
+        print(json.dumps(got[1], sort_keys=True))
+        return 0 if isinstance(got[1], dict) and got[1].get("health", {}).get("ready") else 1
+    store = _store(args)
+    try:
+        episodes = store.episodes(limit=5)
+        held = sorted(store.held_routes())
+        unfinished = store.count_unfinished_by_state()
+    finally:
+        store.close()
+    if got is None:
+        print(f"adressat at {home}: NOT RUNNING (no node answers for this data directory)")
+        print("queue: " + "  ".join(f"{k.value}={v}" for k, v in unfinished.items()))
+        _print_episodes(episodes, held)
+        return 2
+    st = got[1]
+    assert isinstance(st, dict)
+    h, node, store_s, d = st["health"], st["node"], st["store"], st["delivery"]
+    verdict = "READY" if h["ready"] else "NOT READY"
+    print(f"adressat at {home}: {verdict}  (pid {node['pid']}, SMPP port {node['smpp_port']},"
+          f" HTTP port {node['http_port']}, up {time.time() - node['started_at']:.0f} s)")
+    for reason in h["reasons"]:
+        print(f"  ! {reason}")
+    mib = 1024 * 1024
+    print(f"store: {'writable' if store_s['writable'] else 'NOT WRITABLE'}"
+          f"  db {store_s['db_bytes'] / mib:.1f} MiB  WAL {store_s['wal_bytes'] / mib:.1f} MiB"
+          f"  disk free {store_s['disk_free_bytes'] / mib:.0f} MiB")
+    if d["in_process"]:
+        print("delivery: in this process")
+    else:
+        age = d["heartbeat_age_s"]
+        beat = "never" if age is None else f"{age:.1f} s ago"
+        print(f"delivery process: pid {d['pid']}  last heartbeat {beat}  restarts {d['restarts']}")
+    print("queue: " + "  ".join(f"{k}={v}" for k, v in st["queue"].items())
+          + f"  (limit {st['queue_limit']})")
+    oldest = h.get("oldest_due_s")
+    print(f"oldest due message waiting: {'none' if oldest is None else f'{oldest:.0f} s'}"
+          f"   receipts pending: {st['receipts_pending']}")
+    sessions = st["sessions_bound"]
+    print("sessions bound: " + (", ".join(f"{a}={n}" for a, n in sorted(sessions.items()))
+                                or "none"))
+    for e in h["episodes_open"]:
+        print(f"  OPEN {e['kind']} ({e['process']}): {e['cause']}, since"
+              f" {_when(e['started_at'])}, {e['failures']} failures")
+    _print_episodes([e for e in episodes if e.ended_at is not None], st["routes_held"])
+    return 0 if h["ready"] else 1
+
+
+def _when(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _print_episodes(episodes: list, held: list[str]) -> None:  # type: ignore[type-arg]
+    print("routes held: " + (", ".join(held) if held else "none"))
+    if not episodes:
+        print("episodes: none recorded")
+    for e in episodes:
+        end = "open" if e.ended_at is None else f"{e.ended_at - e.started_at:.1f} s"
+        print(f"episode {e.kind.value} ({e.process}): {e.cause}, {_when(e.started_at)}, {end},"
+              f" {e.failures} failures")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="adressat", description=__doc__)
     p.add_argument("--version", action="version", version=f"adressat {__version__}")
@@ -312,6 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--home", default=argparse.SUPPRESS, help="data directory")
     r.add_argument("--smpp-port", type=int, default=2775)
     r.add_argument("--smpp-host", default="127.0.0.1")
+    r.add_argument("--http-port", type=int, default=8775,
+                   help="health, metrics and status over HTTP (default 8775; 0: any free port)")
+    r.add_argument("--http-host", default="127.0.0.1",
+                   help="the HTTP listener's address (default loopback)")
     r.add_argument(
         "--subscribers",
         type=int,
@@ -383,6 +550,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="'on' (default): delivery and the simulated network run in a second process,"
         " on the second core; 'off': everything in one process (debugging)",
     )
+    edge = r.add_argument_group("limits at the SMPP edge (defaults: app/settings.py)")
+    edge.add_argument("--sessions-max", type=_count(1), metavar="N",
+                      help="connections open at once; one more is closed at once"
+                      f" ({_default('sessions_max')})")
+    edge.add_argument("--account-sessions-max", type=_count(0), metavar="N",
+                      help="bound sessions of one account at once; a bind over it gets"
+                      f" ESME_RBINDFAIL and a close ({_default('account_sessions_max')};"
+                      " 0: no limit)")
+    edge.add_argument("--account-binds-per-minute-max", type=_count(0), metavar="N",
+                      help="accepted binds of one account in any 60 s; one more gets"
+                      " ESME_RBINDFAIL and a close"
+                      f" ({_default('account_binds_per_minute_max')}; 0: no limit)")
+    edge.add_argument("--pdu-read-timeout-s", type=_seconds, metavar="S",
+                      help="from a PDU's first octet to its last, or the session is closed"
+                      f" ({_default('pdu_read_timeout_s')}; 0: never)")
+    health = r.add_argument_group("heal or shout (defaults: app/settings.py)")
+    health.add_argument("--delivery-heartbeat-timeout-s", type=_positive_seconds, metavar="S",
+                        help="a delivery process silent this long is killed and started anew"
+                        f" ({_default('delivery_heartbeat_timeout_s')})")
+    health.add_argument("--due-wait-s-max", type=_positive_seconds, metavar="S",
+                        help="a due message unclaimed this long: delivery is stalled, not"
+                        f" ready ({_default('due_wait_s_max')})")
+    health.add_argument("--stall-check-interval-s", type=_positive_seconds, metavar="S",
+                        help=f"how often that is checked ({_default('stall_check_interval_s')})")
+    health.add_argument("--store-probe-interval-s", type=_positive_seconds, metavar="S",
+                        help="how often a one-row write asks whether the store can write"
+                        f" ({_default('store_probe_interval_s')})")
+    r.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text for a terminal (default) or as JSON, one object a line",
+    )
+    r.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="default info: sessions, alarms, faults, failures, process starts and stops;"
+        " debug adds a line per message event (accepted, deferred, final, receipt sent)",
+    )
     r.set_defaults(fn=cmd_run)
 
     a = sub.add_parser("account", help="ESME accounts")
@@ -407,6 +614,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long past its validity a message may still be open",
     )
     au.set_defaults(fn=cmd_audit)
+
+    st = sub.add_parser("status", help="is the node ready; if not, why (one screen)")
+    st.add_argument("--home", default=argparse.SUPPRESS, help="data directory")
+    st.add_argument("--json", action="store_true", help="the node's /status as JSON")
+    st.set_defaults(fn=cmd_status)
 
     f = sub.add_parser("fault", help="switch seeded faults in the running node")
     f.add_argument("--home", default=argparse.SUPPRESS, help="data directory")

@@ -380,7 +380,7 @@ def analyse(run: Run) -> dict[str, Any]:
 
     stored = [r for r in inbox if not r.duplicate]
     per_part = Counter(
-        (r.smsc_message_id, r.message_reference, r.msisdn, r.imsi) for r in stored
+        (r.smsc_message_id, r.deliver_key, r.msisdn, r.imsi) for r in stored
     )
     duplicates_stored = sum(n - 1 for n in per_part.values())
     duplicates_discarded = len(inbox) - len(stored)

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adressat.core.retry import RetryPolicy
-from adressat.core.scheduling import counter_key, give_reference
+from adressat.core.scheduling import counter_key, give_scts, takes_scts
 
 P = RetryPolicy()
 jit = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
@@ -46,12 +46,19 @@ def test_invalid() -> None:
         P.delay_s(1, 1.0)
 
 
-def test_tp_mr_counter_key_and_reference() -> None:
+def test_tp_scts_counter_key_and_stamp() -> None:
     assert counter_key("46701000042") == 46701000042
     # not E.164 digits (never stored, but a claim must not fail on it): a hash above them all
     odd = counter_key("4670１")
     assert odd == counter_key("4670１") and odd > 10**15 and odd < 2**63
     assert counter_key("1" * 16) > 10**15
-    assert give_reference(None) == (0, 1)
-    assert give_reference(41) == (41, 42)
-    assert give_reference(255) == (255, 0)
+    # TS 23.040 6.2: the second the message reached the SC, bumped past the last one given
+    assert give_scts(None, 1000.9) == 1000
+    assert give_scts(999, 1000.2) == 1000
+    assert give_scts(1000, 1000.7) == 1001  # two within one second: distinct
+    assert give_scts(1001, 1000.99) == 1002  # the bump is kept, and carried on
+    assert give_scts(5000, 1000.0) == 5001  # the clock stepped back: still distinct
+    # the first attempt takes one, a resend keeps its own, a message attempted before v9
+    # (no stamp, attempts > 0) keeps its legacy identity
+    assert takes_scts(None, 0) and not takes_scts(1000, 0)
+    assert not takes_scts(1000, 3) and not takes_scts(None, 1)

@@ -12,6 +12,7 @@ from delivery_kit import DEST, OTHER, T0, make_msg, rig
 from adressat.core.model import State
 from adressat.netsim.inbox import InboxRecord, InboxWriter
 from adressat.observe import audit, iter_messages
+from adressat.sms import encode_scts
 from adressat.store import MemoryStore, SqliteStore
 
 
@@ -53,6 +54,9 @@ def test_audit_clean_run_all_zero(tmp_path: Path) -> None:
     assert report["ok"] is True
 
 
+STAMP = encode_scts(int(T0))
+
+
 def test_audit_forged_record_is_misdelivered(tmp_path: Path) -> None:
     ids = _clean_run(tmp_path)
     store = SqliteStore(tmp_path / "adressat.db")
@@ -62,7 +66,9 @@ def test_audit_forged_record_is_misdelivered(tmp_path: Path) -> None:
         w = InboxWriter(tmp_path)
         # a stranger's handset stored DEST's message
         w.append(
-            InboxRecord(T0, OTHER, "240019999999999", "msc-1", "ACME", 7, 0, ids[0], "00", False)
+            InboxRecord(
+                T0, OTHER, "240019999999999", "msc-1", "ACME", STAMP, 0, 0, ids[0], "00", False
+            )
         )
         w.close()
         report = audit(store, tmp_path, T0 + 10)
@@ -72,11 +78,15 @@ def test_audit_forged_record_is_misdelivered(tmp_path: Path) -> None:
         # an id the store never issued
         w = InboxWriter(tmp_path)
         w.append(
-            InboxRecord(T0, DEST, "240010000000001", "msc-1", "X", 1, 0, "f" * 32, "00", False)
+            InboxRecord(
+                T0, DEST, "240010000000001", "msc-1", "X", STAMP, 0, 0, "f" * 32, "00", False
+            )
         )
         # the right number but not the identity recorded as delivered
         w.append(
-            InboxRecord(T0, DEST, "240010000000002", "msc-1", "ACME", 9, 0, ids[0], "00", False)
+            InboxRecord(
+                T0, DEST, "240010000000002", "msc-1", "ACME", STAMP, 0, 0, ids[0], "00", False
+            )
         )
         # the same part stored twice (non-duplicate): one recipient saw it twice
         ref = next(x for x in _inbox(tmp_path) if x.smsc_message_id == ids[1])

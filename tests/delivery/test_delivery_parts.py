@@ -1,11 +1,12 @@
-"""build_parts (TP-UD for the air), TP-MR derivation and the error code table."""
+"""build_parts (TP-UD for the air), the legacy TP-MR of messages attempted before schema v9
+and the error code table."""
 
 from __future__ import annotations
 
 import pytest
 
 from adressat.core.model import Message
-from adressat.delivery import DeliveryError, build_parts, message_reference
+from adressat.delivery import DeliveryError, build_parts, legacy_reference
 from adressat.delivery.netsim_adapter import ContentError
 from adressat.sms import Alphabet, encode_text, pack_septets
 
@@ -54,17 +55,23 @@ def test_invalid_content_refused() -> None:
     assert build_parts(MID, b"x" * 20, 0x05, 0) == [b"x" * 20]
 
 
-def test_message_reference_from_the_stored_reference_distinct_per_part() -> None:
+def test_a_stamped_message_has_no_legacy_reference() -> None:
+    msg = Message(MID, "acme", "123", "46701000001", b"x", 0.0, 60.0, reference=254, scts=7)
+    assert [legacy_reference(msg, i) for i in range(3)] == [None] * 3
+
+
+def test_legacy_reference_from_the_stored_reference_distinct_per_part() -> None:
+    # first attempted under schema v4..v8: its resends keep the TP-MR it was known by
     msg = Message(MID, "acme", "123", "46701000001", b"x", 0.0, 60.0, reference=254)
-    assert [message_reference(msg, i) for i in range(4)] == [254, 255, 0, 1]
+    assert [legacy_reference(msg, i) for i in range(4)] == [254, 255, 0, 1]
 
 
-def test_message_reference_without_a_stored_one_is_derived_from_the_id() -> None:
+def test_legacy_reference_without_a_stored_one_is_derived_from_the_id() -> None:
     # a message first attempted before schema v4: its resends keep the old derived TP-MR
     msg = Message(MID, "acme", "123", "46701000001", b"x", 0.0, 60.0)
-    refs = [message_reference(msg, i) for i in range(5)]
-    assert refs == [message_reference(msg, i) for i in range(5)]
-    assert len(set(refs)) == 5 and all(0 <= r <= 255 for r in refs)
+    refs = [legacy_reference(msg, i) for i in range(5)]
+    assert refs == [legacy_reference(msg, i) for i in range(5)]
+    assert len(set(refs)) == 5 and all(r is not None and 0 <= r <= 255 for r in refs)
 
 
 def test_error_table() -> None:

@@ -12,11 +12,12 @@ from delivery_kit import DEST, OTHER, T0, UNKNOWN_NUMBER, Clock, make_msg, rig
 
 from adressat.core.model import State
 from adressat.delivery import DeliveryError, Outcome
-from adressat.delivery.netsim_adapter import concat_reference, message_reference
+from adressat.delivery.netsim_adapter import concat_reference
 from adressat.netsim import Ack, Failure, Faults, NetSms, read_inbox
 from adressat.sms import (
     Alphabet,
     Concat,
+    encode_scts,
     encode_text,
     fill_bits_for_udh,
     gsm7_septet_length,
@@ -55,9 +56,12 @@ def test_delivered_with_handset_identity_attempt_receipt_and_on_final(
             ]
             air = pack_septets(encode_text(text, Alphabet.GSM7))
             assert inbox[0].content_sha256 == hashlib.sha256(air).hexdigest()
-            # the first message to this number: the destination's first TP-MR, kept
-            assert done.reference == 0
-            assert inbox[0].message_reference == message_reference(done, 0) == 0
+            # the first message to this number: stamped at its first claim, the second it was
+            # claimed in, and the handset got that TP-SCTS (no TP-MR: SMS-DELIVER has none)
+            assert done.scts is not None and done.reference is None
+            assert T0 <= done.scts <= r.clock()
+            assert (inbox[0].scts, inbox[0].part) == (encode_scts(done.scts), 0)
+            assert inbox[0].message_reference is None
             assert inbox[0].originator == "ACME"
             # one attempt record, no text
             [att] = r.store.attempts_for_message(msg.id)
@@ -316,10 +320,13 @@ def test_long_gsm7_message_in_parts_to_one_identity(tmp_path: Path) -> None:
             imsi = r.network.register.identity(DEST)
             assert {x.imsi for x in inbox} == {imsi} == {done.delivered_imsi}
             assert {x.smsc_message_id for x in inbox} == {msg.id}
-            assert [x.message_reference for x in inbox] == [
-                message_reference(done, 0),
-                message_reference(done, 1),
-            ] == [0, 1]
+            # both parts carry the message's TP-SCTS; the handset tells them apart by the
+            # part number of their concatenation element
+            assert done.scts is not None
+            assert [(x.scts, x.part) for x in inbox] == [
+                (encode_scts(done.scts), 1),
+                (encode_scts(done.scts), 2),
+            ]
             assert r.network.stats.forwarded == 2
             [att] = r.store.attempts_for_message(msg.id)
             assert att.outcome == "DELIVERED"
@@ -395,7 +402,7 @@ def test_lease_recovery_after_crash_delivers_once(tmp_path: Path) -> None:
             assert r2.network.stats.duplicates == 1
             inbox = r2.network.inbox_of(DEST)
             assert [x.duplicate for x in inbox] == [False, True]
-            assert len({x.message_reference for x in inbox}) == 1
+            assert len({x.deliver_key for x in inbox}) == 1  # the same TP-SCTS
             assert [a.outcome for a in r2.store.attempts_for_message(msg.id)] == [
                 "INTERRUPTED",
                 "DELIVERED",

@@ -267,7 +267,9 @@ def test_long_message_payload(server: ServerProcess, acme: Esme, dcs: int) -> No
     recs = inbox(server.home, dest)
     assert len(recs) >= 2  # the network got it in parts
     assert {r.smsc_message_id for r in recs} == {mid}
-    assert len({r.message_reference for r in recs}) == len(recs)
+    # the parts share the message's TP-SCTS and differ in their concatenation element
+    assert len({r.scts for r in recs}) == 1 and len({r.deliver_key for r in recs}) == len(recs)
+    assert sorted(r.part for r in recs) == list(range(1, len(recs) + 1))
 
 
 # -- data_sm and submit_multi ------------------------------------------------------------------

@@ -240,7 +240,7 @@ def test_kill9_restarts_lose_nothing_and_deliver_once(tmp_path: Path) -> None:
     print("kill9 summary:", summary)
     assert report["lost"] == 0, report
     assert report["misdelivered"] == 0, report
-    # duplicate_deliveries counts handset-discarded resends (same TP-MR: the user saw the
+    # duplicate_deliveries counts handset-discarded resends (same TP-SCTS: the user saw the
     # message once) plus second stored copies; only the latter break "exactly once"
     assert report["duplicate_deliveries"] == report["duplicates_discarded"], report
     assert report["duplicates_stored"] == 0, report

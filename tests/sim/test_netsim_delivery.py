@@ -1,5 +1,5 @@
 """netsim MT-ForwardSM: round trip with the handset's identity, absent -> alert, memory full,
-duplicates stored once, stale IMSI/node refused."""
+duplicates (same TP-OA and TP-SCTS) stored once, stale IMSI/node refused."""
 
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ from adressat.netsim import (
     Reachability,
     read_inbox,
 )
+from adressat.netsim.inbox import HEADER_V1, inbox_path, legacy_record_line
+from adressat.sms import encode_scts
+from adressat.sms.segment import ConcatInfo, concat_udh
+
+T = 1_700_000_000
 
 
 class Clock:
@@ -32,7 +37,8 @@ class Clock:
 def sms(
     ref: int = 1, text: bytes = b"code 1234", originator: str = "MyBank", msg_id: str = "m1"
 ) -> NetSms:
-    return NetSms(originator, ref, 0, text, msg_id, "d")
+    """An SMS-DELIVER stamped ``ref`` seconds after ``T`` (TP-SCTS)."""
+    return NetSms(originator, encode_scts(T + ref), 0, text, msg_id, "d")
 
 
 def test_lookup_forward_round_trip(tmp_path: Path) -> None:
@@ -44,13 +50,15 @@ def test_lookup_forward_round_trip(tmp_path: Path) -> None:
     records = net.inbox_of("46701000123")
     assert len(records) == 1
     r = records[0]
-    assert (r.imsi, r.originator, r.message_reference, r.smsc_message_id, r.duplicate) == (
+    assert (r.imsi, r.originator, r.scts, r.part, r.smsc_message_id, r.duplicate) == (
         info.imsi,
         "MyBank",
-        1,
+        encode_scts(T + 1),
+        0,
         "abc",
         False,
     )
+    assert r.message_reference is None
     assert r.node == info.node
     import hashlib
 
@@ -208,50 +216,142 @@ def test_duplicate_memory_survives_restart(tmp_path: Path) -> None:
     again.close()
 
 
-def test_handset_forgets_a_reference_128_behind_so_a_counter_may_go_round(
-    tmp_path: Path,
-) -> None:
-    # one sender, the same text, 300 different messages to one number with consecutive
-    # TP-MRs (the SMSC's counter goes round after 256): every one is stored, none taken for a
-    # resend; a resend of the newest is still recognised
+def test_identical_text_with_distinct_stamps_is_two_messages(tmp_path: Path) -> None:
+    """The bug class of the old TP-MR hash: the same text from one sender to one number,
+    twice within one second, is two messages; the SC stamps them a second apart (TS 23.040
+    6.2) and the handset keeps both. A resend (same TP-OA, same TP-SCTS) is recognised,
+    whatever its SMSC-side dialogue."""
     net = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
     info = net.register.lookup("46701000022")
 
     async def main() -> None:
-        for i in range(300):
-            await net.forward_sm(info.imsi, info.node, sms(ref=i % 256, msg_id=f"m{i}"))
-        await net.forward_sm(info.imsi, info.node, sms(ref=299 % 256, msg_id="m299"))
-        # 127 back is inside the window: still a resend
-        await net.forward_sm(info.imsi, info.node, sms(ref=(299 - 127) % 256, msg_id="m172"))
+        for ref, msg_id in ((0, "a"), (1, "b"), (0, "a"), (1, "b")):
+            await net.forward_sm(info.imsi, info.node, sms(ref=ref, msg_id=msg_id))
 
     asyncio.run(main())
     records = net.inbox_of("46701000022")
-    assert [r.duplicate for r in records] == [False] * 300 + [True, True]
-    assert net.stats.duplicates == 2
+    assert [(r.smsc_message_id, r.duplicate) for r in records] == [
+        ("a", False), ("b", False), ("a", True), ("b", True)
+    ]
+    assert len({r.content_sha256 for r in records}) == 1
     net.close()
-    # the same holds for the memory rebuilt from the inbox after a restart
-    again = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
-    asyncio.run(again.forward_sm(info.imsi, info.node, sms(ref=300 % 256, msg_id="m300")))
-    asyncio.run(again.forward_sm(info.imsi, info.node, sms(ref=299 % 256, msg_id="m299")))
-    assert [r.duplicate for r in again.inbox_of("46701000022")][-2:] == [False, True]
+
+
+def test_the_stamp_alone_tells_a_resend_not_the_content(tmp_path: Path) -> None:
+    # as on a real handset: one TP-OA, one TP-SCTS = the same SMS-DELIVER, even with another
+    # text (which is why the SC must never give two messages to one MS the same stamp)
+    net = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
+    info = net.register.lookup("46701000024")
+
+    async def main() -> None:
+        await net.forward_sm(info.imsi, info.node, sms(ref=5, text=b"one", msg_id="x"))
+        await net.forward_sm(info.imsi, info.node, sms(ref=5, text=b"two", msg_id="y"))
+
+    asyncio.run(main())
+    assert [r.duplicate for r in net.inbox_of("46701000024")] == [False, True]
+    net.close()
+
+
+def test_parts_of_one_message_share_its_stamp_and_differ_in_part_number(tmp_path: Path) -> None:
+    net = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
+    info = net.register.lookup("46701000025")
+    stamp = encode_scts(T + 9)
+
+    def part(seq: int) -> NetSms:
+        udh = concat_udh(ConcatInfo(0x42, 3, seq))
+        return NetSms("MyBank", stamp, 4, udh + b"part", "long", "d", True, seq - 1)
+
+    async def main() -> None:
+        for seq in (1, 2, 3, 2):  # part 2 sent again: a resend
+            await net.forward_sm(info.imsi, info.node, part(seq))
+
+    asyncio.run(main())
+    records = net.inbox_of("46701000025")
+    assert [(r.part, r.duplicate) for r in records] == [
+        (1, False), (2, False), (3, False), (2, True)
+    ]
+    assert {r.scts for r in records} == {stamp}
+    net.close()
+
+
+def test_handset_remembers_its_last_deliveries_and_no_more(tmp_path: Path) -> None:
+    settings = NetsimSettings.quiet(subscribers=100, handset_delivers_remembered_max=4)
+    net = Network(tmp_path, settings, clock=Clock())
+    info = net.register.lookup("46701000026")
+
+    async def send(net: Network, *refs: int) -> None:
+        for ref in refs:
+            await net.forward_sm(info.imsi, info.node, sms(ref=ref, msg_id=f"m{ref}"))
+
+    asyncio.run(send(net, 0, 1, 2, 3, 4, 5))
+    assert net.remembered(info.imsi) == 4
+    asyncio.run(send(net, 5, 2))  # among the last 4: resends
+    asyncio.run(send(net, 1))  # forgotten: stored again
+    assert [r.duplicate for r in net.inbox_of("46701000026")] == [False] * 6 + [True, True, False]
+    net.close()
+    # the memory rebuilt from the inbox after a restart is the same: 3, 4, 5 and 1
+    again = Network(tmp_path, settings, clock=Clock())
+    assert again.remembered(info.imsi) == 4
+    asyncio.run(send(again, 1, 5, 2))
+    assert [r.duplicate for r in again.inbox_of("46701000026")][-3:] == [True, True, False]
     again.close()
 
 
-def test_handset_follows_a_counter_that_jumped(tmp_path: Path) -> None:
-    # 150 references given to messages that never reached this handset (expired while it was
-    # away): the next one is taken as the counter moving on, the old window is forgotten, and
-    # when the counter comes round to the first reference again it is a new message
-    net = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
-    info = net.register.lookup("46701000023")
+def test_all_handsets_together_remember_a_bounded_number(tmp_path: Path) -> None:
+    settings = NetsimSettings.quiet(
+        subscribers=100, handset_delivers_remembered_max=2, duplicate_memory_entries_max=4
+    )
+    net = Network(tmp_path, settings, clock=Clock())
+    a, b, c = (net.register.lookup(f"4670100003{i}") for i in range(3))
 
     async def main() -> None:
-        for ref in (0, 1, 151, 152, 255, 0, 1):
-            await net.forward_sm(info.imsi, info.node, sms(ref=ref, msg_id=f"m{ref}"))
-        await net.forward_sm(info.imsi, info.node, sms(ref=255, msg_id="m255"))  # a resend
+        for info, ref in ((a, 1), (a, 2), (b, 1), (b, 2), (c, 1)):
+            await net.forward_sm(info.imsi, info.node, sms(ref=ref))
 
     asyncio.run(main())
-    assert [r.duplicate for r in net.inbox_of("46701000023")] == [False] * 7 + [True]
+    # the handset used longest ago (a) forgot first
+    assert [net.remembered(x.imsi) for x in (a, b, c)] == [0, 2, 1]
     net.close()
+
+
+def test_a_resend_of_a_message_first_sent_before_schema_v9(tmp_path: Path) -> None:
+    """Before v9 netsim knew an SMS-DELIVER by (originator, TP-MR, content). A message in
+    flight across the upgrade is resent with that ``legacy_reference``: the handset, its
+    memory rebuilt from the v1 lines, still recognises it; a message stamped since is known
+    by its TP-SCTS."""
+    msisdn = "46701000027"
+    net = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
+    info = net.register.lookup(msisdn)
+    net.close()
+    import hashlib
+
+    digest = hashlib.sha256(b"code 1234").hexdigest()
+    inbox_path(tmp_path).write_bytes(
+        HEADER_V1.encode()
+        + legacy_record_line(
+            T - 5.0, msisdn, info.imsi, info.node, "MyBank", 42, 0, "old", digest, False
+        )
+    )
+    again = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
+    legacy = NetSms("MyBank", encode_scts(T), 0, b"code 1234", "old", "d", legacy_reference=42)
+    other = NetSms("MyBank", encode_scts(T), 0, b"code 1234", "x", "d", legacy_reference=43)
+
+    async def main() -> None:
+        for message in (legacy, other, sms(ref=0, msg_id="new")):
+            await again.forward_sm(info.imsi, info.node, message)
+
+    asyncio.run(main())
+    records = again.inbox_of(msisdn)
+    assert [(r.smsc_message_id, r.duplicate) for r in records] == [
+        ("old", False), ("old", True), ("x", False), ("new", False)
+    ]
+    # resends of messages known by a TP-MR are written as v1 lines, so a restart knows them
+    assert [r.message_reference for r in records] == [42, 42, 43, None]
+    again.close()
+    third = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
+    asyncio.run(third.forward_sm(info.imsi, info.node, other))
+    assert third.inbox_of(msisdn)[-1].duplicate
+    third.close()
 
 
 def test_stale_identity_and_wrong_node_refused(tmp_path: Path) -> None:
@@ -307,12 +407,19 @@ def test_latency_is_seeded_and_slept(tmp_path: Path) -> None:
 
 
 def test_netsms_validates() -> None:
+    stamp = encode_scts(T)
     with pytest.raises(ValueError):
-        NetSms("A", 256, 0, b"", "m")
+        NetSms("A", stamp[:6], 0, b"", "m")  # TP-SCTS has 7 octets
     with pytest.raises(ValueError):
-        NetSms("A", 0, 0, b"x" * 141, "m")
+        NetSms("A", 5, 0, b"", "m")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        NetSms("", 0, 0, b"", "m")
+        NetSms("A", stamp, 0, b"x" * 141, "m")
+    with pytest.raises(ValueError):
+        NetSms("", stamp, 0, b"", "m")
+    with pytest.raises(ValueError):
+        NetSms("A", stamp, 0, b"", "m", legacy_reference=256)
+    with pytest.raises(ValueError):
+        NetSms("A", stamp, 0, b"", "m", part_index=255)
 
 
 def test_a_failing_alert_callback_does_not_stop_the_others(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from adressat.netsim import (
     RegisterUnavailable,
     read_inbox,
 )
+from adressat.sms import encode_scts
 
 A = "46701000123"
 B = "46701000456"
@@ -40,7 +41,8 @@ class Clock:
 
 
 def sms(ref: int = 1, msg_id: str = "m1", text: bytes = b"code 1234") -> NetSms:
-    return NetSms("MyBank", ref, 0, text, msg_id, "d")
+    """SMS-DELIVER number ``ref``: its own TP-SCTS, sent as part ``ref`` of its dialogue."""
+    return NetSms("MyBank", encode_scts(int(T0) + ref), 0, text, msg_id, "d", part_index=ref)
 
 
 def make(
@@ -449,7 +451,7 @@ def test_ack_lost_then_retry_is_a_counted_duplicate(tmp_path: Path) -> None:
 def test_ack_late_arrives_on_the_late_ack_channel(tmp_path: Path) -> None:
     net, board, clock = make(tmp_path)
     late: list[tuple[str, int, Ack]] = []
-    net.on_late_ack(lambda mid, mr, ack: late.append((mid, mr, ack)))
+    net.on_late_ack(lambda mid, part, ack: late.append((mid, part, ack)))
     board.on("ack_late", delay_s=2.0)
     info = net.register.lookup(A)
     result = asyncio.run(net.forward_sm(info.imsi, info.node, sms(9, "late-1")))
@@ -470,7 +472,7 @@ def test_ack_late_arrives_on_the_late_ack_channel(tmp_path: Path) -> None:
 def test_ack_duplicated(tmp_path: Path) -> None:
     net, board, _ = make(tmp_path)
     late: list[tuple[str, int, Ack]] = []
-    net.on_late_ack(lambda mid, mr, ack: late.append((mid, mr, ack)))
+    net.on_late_ack(lambda mid, part, ack: late.append((mid, part, ack)))
     board.on("ack_duplicated", delay_s=0.5)
     info = net.register.lookup(A)
     result = asyncio.run(net.forward_sm(info.imsi, info.node, sms(4, "dup-1")))
@@ -504,11 +506,11 @@ def test_late_ack_callback_unregister_and_errors(tmp_path: Path) -> None:
     net, _, _ = make(tmp_path)
     got: list[str] = []
 
-    def broken(mid: str, mr: int, ack: Ack) -> None:
+    def broken(mid: str, part: int, ack: Ack) -> None:
         raise RuntimeError("boom")
 
     net.on_late_ack(broken)
-    stop = net.on_late_ack(lambda mid, mr, ack: got.append(mid))
+    stop = net.on_late_ack(lambda mid, part, ack: got.append(mid))
     net.report_late_ack("x", 1, Ack("i", "m"))
     net.process_due()
     stop()

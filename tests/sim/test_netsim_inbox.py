@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from adressat.netsim import InboxCorrupt, InboxRecord, inbox_path, read_inbox
-from adressat.netsim.inbox import InboxWriter
+from adressat.netsim.inbox import HEADER_V1, InboxWriter, legacy_record_line
+from adressat.sms import encode_scts
 
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
     from adressat.netsim import Network, NetsimSettings, NetSms, Ack
+    from adressat.sms import encode_scts
 
     async def main():
         net = Network(sys.argv[1], NetsimSettings.quiet(subscribers=1000))
@@ -26,7 +28,7 @@ CHILD = textwrap.dedent(
         while True:
             msisdn = str(46701000000 + k % 1000)
             info = net.register.lookup(msisdn)
-            sms = NetSms("Shop", k % 256, 0, b"n%d" % k, "id-%d" % k)
+            sms = NetSms("Shop", encode_scts(1_700_000_000 + k), 0, b"n%d" % k, "id-%d" % k)
             result = await net.forward_sm(info.imsi, info.node, sms)
             if isinstance(result, Ack):
                 sys.stdout.write("%s %s %s\\n" % ("id-%d" % k, result.msisdn, result.imsi))
@@ -73,7 +75,8 @@ def _record(i: int, **kw: object) -> InboxRecord:
         imsi=f"24001{i:010d}",
         node="msc-1",
         originator="Shop",
-        message_reference=i % 256,
+        scts=encode_scts(1_700_000_000 + i),
+        part=i % 3,
         data_coding=0,
         smsc_message_id=f"m{i}",
         content_sha256="ab" * 32,
@@ -133,3 +136,49 @@ def test_start_offset_reads_from_a_line_boundary(tmp_path: Path) -> None:
     tail = list(read_inbox(tmp_path, start_offset=size - 150))
     assert tail and tail[-1].smsc_message_id == "m9"
     assert all(r.smsc_message_id.startswith("m") for r in tail)
+
+
+def test_records_name_the_tp_scts_in_its_seven_octets(tmp_path: Path) -> None:
+    w = InboxWriter(tmp_path)
+    w.append(_record(4))
+    w.close()
+    header, line = inbox_path(tmp_path).read_text().splitlines()
+    assert header.startswith("#adressat-netsim-inbox v2 ") and " scts part " in header
+    fields = line.split("\t")
+    assert len(fields) == 11
+    # 2023-11-14 22:13:24 GMT (1_700_000_004): TS 23.040 9.2.3.11, semi-octets, GMT
+    assert fields[5:7] == ["32114122314200", "1"]
+    [r] = read_inbox(tmp_path)
+    assert (r.scts, r.part, r.message_reference) == (bytes.fromhex("32114122314200"), 1, None)
+    assert r.deliver_key == "32114122314200/1"
+
+
+def test_v1_lines_from_before_schema_v9_still_parse(tmp_path: Path) -> None:
+    """A file begun under v1 (TP-MR in place of TP-SCTS and part) keeps its lines; the lines
+    appended after the upgrade are v2, and both read back."""
+    path = inbox_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    old = legacy_record_line(
+        999.5, "46701000001", "240010000000001", "msc-1", "Shop", 77, 0, "old", "cd" * 32, False
+    )
+    assert old.count(b"\t") == 9
+    path.write_bytes(HEADER_V1.encode() + old)
+    w = InboxWriter(tmp_path)
+    w.append(_record(1))
+    w.append(_legacy(2))  # a resend of a message first sent then: a v1 line again
+    w.close()
+    records = list(read_inbox(tmp_path))
+    assert [r.smsc_message_id for r in records] == ["old", "m1", "m2"]
+    first = records[0]
+    assert (first.scts, first.part, first.message_reference) == (None, 0, 77)
+    assert (first.originator, first.imsi, first.content_sha256) == (
+        "Shop", "240010000000001", "cd" * 32
+    )
+    assert first.deliver_key == "mr77"
+    assert records[1].scts == encode_scts(1_700_000_001)
+    assert records[2].message_reference == 2 and records[2].scts is None
+    assert path.read_text().count("#adressat-netsim-inbox") == 1  # the old header stays
+
+
+def _legacy(i: int) -> InboxRecord:
+    return _record(i, scts=None, part=0, message_reference=i)

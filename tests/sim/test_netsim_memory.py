@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 from adressat.netsim import SUBSCRIBERS_MAX, Ack, NetsimSettings, NetSms, Network
+from adressat.sms import encode_scts
 
 MIB = 1024 * 1024
 
@@ -51,9 +52,8 @@ def test_full_size_network_memory(tmp_path: Path) -> None:
                 info = reg.lookup(msisdn)
             except Exception:
                 continue
-            result = await net.forward_sm(
-                info.imsi, info.node, NetSms("A", k % 256, 0, b"x%d" % k, str(k))
-            )
+            sms = NetSms("A", encode_scts(1_700_000_000 + k), 0, b"x%d" % k, str(k))
+            result = await net.forward_sm(info.imsi, info.node, sms)
             ok += isinstance(result, Ack)
         return ok
 

@@ -316,43 +316,86 @@ def test_leases_and_recovery(store: Store) -> None:
         store.transition(m.id, S.DISPATCHED, S.DELIVERED, NOW + 32, expected_attempts=c.attempts)
 
 
-def test_tp_mr_one_counter_per_destination_kept_by_resends(store: Store) -> None:
+def _deliver(store: Store, msg_id: str, dest: str, now: float) -> None:
+    store.transition(msg_id, S.DISPATCHED, S.DELIVERED, now, expected_attempts=1,
+                     delivered_imsi="1", delivered_msisdn=dest, error=0)
+
+
+def test_tp_scts_given_at_the_first_claim_per_destination_kept_by_resends(store: Store) -> None:
+    """TS 23.040 6.2: every message to one MS gets a stamp of its own, and a resend of a
+    message is identified by the same one."""
     dest, other = "46701000042", "46701000043"
     a, b = make_msg(destination=dest), make_msg(destination=dest, submitted_at=1001.0)
     c = make_msg(destination=other)
     store.insert_messages([a, b, c])
-    assert all(store.get_message(m.id).reference is None for m in (a, b, c))  # type: ignore[union-attr]
-    got = {m.id: m for m in store.claim_due(10, NOW, 30, "n1")}
+    assert all(store.get_message(m.id).scts is None for m in (a, b, c))  # type: ignore[union-attr]
+    got = {m.id: m for m in store.claim_due(10, NOW + 0.25, 30, "n1")}
     assert set(got) == {a.id, c.id}  # one per destination
-    assert got[a.id].reference == 0 and got[c.id].reference == 0
-    assert store.get_message(a.id).reference == 0  # type: ignore[union-attr]
-    # a's first attempt fails; b goes next and takes the next reference of the destination
+    # the second of the claim; destinations are independent
+    assert got[a.id].scts == got[c.id].scts == 2000
+    assert store.get_message(a.id).scts == 2000  # type: ignore[union-attr]
+    assert got[a.id].reference is None  # SMS-DELIVER has no TP-MR
+    # a's first attempt fails; b goes next, within the same second: bumped, not shared
     store.transition(a.id, S.DISPATCHED, S.DEFERRED, NOW, expected_attempts=1,
                      next_attempt_at=NOW + 5, lease_until=None, lease_owner=None)
-    [gb] = store.claim_due(10, NOW, 30, "n1")
-    assert gb.id == b.id and gb.reference == 1
-    store.transition(b.id, S.DISPATCHED, S.DELIVERED, NOW, expected_attempts=1,
-                     delivered_imsi="1", delivered_msisdn=dest, error=0)
-    # a's resend keeps its reference, as does one after lease recovery
+    [gb] = store.claim_due(10, NOW + 0.75, 30, "n1")
+    assert gb.id == b.id and gb.scts == 2001
+    _deliver(store, b.id, dest, NOW + 1)
+    # a's resend keeps its stamp, as does one after lease recovery
     [ra] = store.claim_due(10, NOW + 5, 30, "n1")
-    assert ra.id == a.id and ra.attempts == 2 and ra.reference == 0
+    assert ra.id == a.id and ra.attempts == 2 and ra.scts == 2000
     assert store.recover_leases(NOW + 40) == 2  # a and c
     again = {m.id: m for m in store.claim_due(10, NOW + 40, 30, "n2")}
-    assert again[a.id].attempts == 3 and again[a.id].reference == 0
-    assert again[c.id].attempts == 2 and again[c.id].reference == 0
+    assert again[a.id].attempts == 3 and again[a.id].scts == 2000
+    assert again[c.id].attempts == 2 and again[c.id].scts == 2000
+    assert store.get_message(c.id).scts == 2000  # type: ignore[union-attr]
 
 
-def test_tp_mr_goes_round_after_256(store: Store) -> None:
+def test_tp_scts_bumped_within_one_second_and_back_to_the_clock(store: Store) -> None:
     dest = "46701000044"
-    refs = []
-    for _ in range(258):
+    stamps = []
+    for t in (0.0, 0.1, 0.2, 0.9, 1.0, 1.5, 100.0, 100.5, 50.0):
         m = make_msg(destination=dest)
         store.insert_messages([m])
-        [got] = store.claim_due(1, NOW, 30, "n1")
-        refs.append(got.reference)
-        store.transition(m.id, S.DISPATCHED, S.DELIVERED, NOW, expected_attempts=1,
-                         delivered_imsi="1", delivered_msisdn=dest, error=0)
-    assert refs == [*range(256), 0, 1]
+        [got] = store.claim_due(1, NOW + t, 30, "n1")
+        assert got.id == m.id
+        stamps.append(got.scts)
+        _deliver(store, m.id, dest, NOW + t)
+    # distinct, each as close to its second as distinctness allows (TS 23.040 6.2 b); a
+    # clock that steps back still gets one after the last
+    assert stamps == [2000, 2001, 2002, 2003, 2004, 2005, 2100, 2101, 2102]
+
+
+def test_tp_scts_of_many_destinations_in_one_claim(store: Store) -> None:
+    msgs = [make_msg(destination=f"4670200{i:04d}") for i in range(600)]  # > one IN (...)
+    store.insert_messages(msgs)
+    got = store.claim_due(700, NOW, 30, "n1")
+    assert len(got) == 600 and {m.scts for m in got} == {2000}
+    # each destination's counter moved on: the next message to any of them is bumped
+    nxt = make_msg(destination=msgs[7].destination)
+    store.insert_messages([nxt])
+    _deliver(store, msgs[7].id, msgs[7].destination, NOW)
+    [n] = store.claim_due(10, NOW, 30, "n1")
+    assert n.id == nxt.id and n.scts == 2001
+
+
+def test_replace_gives_a_stamped_message_a_new_stamp(store: Store) -> None:
+    """New content under the old stamp would be taken for a resend by a handset that had
+    stored the old one (an attempt whose answer was lost)."""
+    dest = "46701000045"
+    a, fresh = make_msg(destination=dest), make_msg(destination="46701000046")
+    store.insert_messages([a, fresh])
+    assert {m.id for m in store.claim_due(10, NOW, 30, "n1")} == {a.id, fresh.id}
+    store.transition(a.id, S.DISPATCHED, S.DEFERRED, NOW, expected_attempts=1,
+                     next_attempt_at=NOW + 5, lease_until=None, lease_owner=None)
+    r = store.replace(a.id, "acme", NOW + 0.5, content=b"new", tag=b"\x02" * 16)
+    assert r.scts == 2001
+    [ra] = store.claim_due(10, NOW + 5, 30, "n1")
+    assert ra.id == a.id and ra.scts == 2001 and ra.content == b"new"
+    # never attempted: nothing to change, its first claim stamps it
+    b = make_msg(destination=dest)
+    store.insert_messages([b])
+    assert store.replace(b.id, "acme", NOW + 6, content=b"x", tag=b"\x03" * 16).scts is None
 
 
 def test_recent_deliveries_oldest_first_with_identity_only(store: Store) -> None:

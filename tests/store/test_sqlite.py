@@ -16,6 +16,7 @@ import pytest
 from store_helpers import make_msg
 
 from adressat.core.model import AttemptRecord, Message, State
+from adressat.delivery.netsim_adapter import legacy_reference
 from adressat.store import SqliteStore
 from adressat.store.migrations import MESSAGE_COLUMNS, MIGRATIONS, SCHEMA_VERSION
 from adressat.store.sqlite import _COUNT_UNFINISHED, _HOLD_QUEUED
@@ -235,7 +236,7 @@ def test_v2_database_is_upgraded_to_v3(tmp_path: Path) -> None:
 
 def _insert_v3(conn: sqlite3.Connection, m: Message) -> None:
     """``m`` as a program of schema v3 wrote it (no ``reference`` column yet)."""
-    cols = [c for c in MESSAGE_COLUMNS if c not in ("reference", "addressed_imsi")]
+    cols = [c for c in MESSAGE_COLUMNS if c not in ("reference", "addressed_imsi", "scts")]
     values = [getattr(m, c) for c in cols]
     values[cols.index("state")] = m.state.value
     values[cols.index("extra")] = "{}"
@@ -264,11 +265,72 @@ def test_v3_database_is_upgraded_to_v4_and_a_message_in_flight_keeps_its_derived
     now = max(in_flight.next_attempt_at, fresh.next_attempt_at) + 11
     claimed = {m.id: m for m in s.claim_due(10, now, 30.0, "n1")}
     assert set(claimed) == {in_flight.id, fresh.id}
-    # attempted before v4: no stored reference, the adapter derives the old one from the id
-    assert claimed[in_flight.id].reference is None and claimed[in_flight.id].attempts == 2
-    # first attempted now: its destination's counter starts at 0
-    assert claimed[fresh.id].reference == 0
-    assert s.get_message(fresh.id).reference == 0
+    # attempted before v4: no stored reference nor stamp, the adapter derives the old
+    # reference from the id
+    got = claimed[in_flight.id]
+    assert (got.reference, got.scts, got.attempts) == (None, None, 2)
+    assert legacy_reference(got, 0) is not None
+    # first attempted now: stamped (schema v9), no TP-MR
+    assert (claimed[fresh.id].reference, claimed[fresh.id].scts) == (None, int(now))
+    assert s.get_message(fresh.id).scts == int(now)  # type: ignore[union-attr]
+    s.close()
+
+
+def _insert_v8(conn: sqlite3.Connection, m: Message) -> None:
+    """``m`` as a program of schema v4..v8 wrote it (a ``reference``, no ``scts`` yet)."""
+    cols = [c for c in MESSAGE_COLUMNS if c != "scts"]
+    values = [getattr(m, c) for c in cols]
+    values[cols.index("state")] = m.state.value
+    values[cols.index("extra")] = "{}"
+    conn.execute(
+        f"INSERT INTO messages ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        values,
+    )
+
+
+def test_v8_database_is_upgraded_to_v9_and_a_message_in_flight_keeps_its_tp_mr(
+    tmp_path: Path,
+) -> None:
+    """A message first attempted under v4..v8 has a TP-MR and no TP-SCTS: the handsets knew
+    it by that reference, so its resends keep it (``legacy_reference``) and it is never
+    stamped; a message first claimed after the upgrade is stamped and has no TP-MR."""
+    path = tmp_path / "a.db"
+    conn = _database_at(path, 8)
+    dest = "46701000042"
+    in_flight = replace(
+        make_msg(id="f" * 32, destination=dest), state=State.DISPATCHED, attempts=1,
+        lease_until=5.0, lease_owner="old", reference=17, addressed_imsi="240010000000042",
+    )
+    deferred = replace(
+        make_msg(id="d" * 32), state=State.DEFERRED, attempts=2, reference=250,
+        next_attempt_at=900.0,
+    )
+    fresh = make_msg(id="a" * 32, destination=dest, submitted_at=1001.0)
+    for m in (in_flight, deferred, fresh):
+        _insert_v8(conn, m)
+    conn.execute("INSERT INTO destination_references VALUES (?, ?)", (int(dest), 18))
+    conn.close()
+    s = SqliteStore(path)
+    assert s.schema_version == SCHEMA_VERSION >= 9
+    conn = sqlite3.connect(path)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    conn.close()
+    assert "destination_timestamps" in tables and "destination_references" not in tables
+    assert s.recover_leases(10.0) == 1
+    now = 2000.5
+    claimed = {m.id: m for m in s.claim_due(10, now, 30.0, "n1")}
+    assert set(claimed) == {in_flight.id, deferred.id}  # fresh waits: one per destination
+    for old, ref in ((in_flight, 17), (deferred, 250)):
+        got = claimed[old.id]
+        assert (got.reference, got.scts) == (ref, None)
+        assert [legacy_reference(got, i) for i in range(2)] == [ref, (ref + 1) % 256]
+        stored = s.get_message(old.id)
+        assert stored is not None and (stored.reference, stored.scts) == (ref, None)
+    assert claimed[in_flight.id].addressed_imsi == "240010000000042"
+    s.transition(in_flight.id, State.DISPATCHED, State.DELIVERED, now, expected_attempts=2,
+                 delivered_imsi="240010000000042", delivered_msisdn=dest, error=0)
+    [f] = s.claim_due(10, now, 30.0, "n1")
+    assert (f.id, f.reference, f.scts) == (fresh.id, None, 2000)
     s.close()
 
 

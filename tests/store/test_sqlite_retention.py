@@ -1,12 +1,13 @@
 """Retention in the SQLite back end (schema v10): the append-only triggers let only rows older
 than the retention horizon go, the upgrade of a v8 database with rows, versions applied
-across a gap, the partial indexes the passes read, and free pages reused (the file stops
-growing at a steady rate once retention is reached)."""
+across a gap (a database that has 11 before 10), the partial indexes the passes read, and
+free pages reused (the file stops growing at a steady rate once retention is reached)."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,13 @@ from adressat.core.integrity import Alarm, AlarmKind
 from adressat.core.model import AttemptRecord, Message, State
 from adressat.store import sqlite as sqlite_module
 from adressat.store.base import FinishedAttempt
-from adressat.store.migrations import MIGRATIONS, SCHEMA_VERSION, Dialect, migrate_sqlite
+from adressat.store.migrations import (
+    MESSAGE_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Dialect,
+    migrate_sqlite,
+)
 from adressat.store.sqlite import SqliteStore
 
 S = State
@@ -118,29 +125,54 @@ def _database_at(path: Path, version: int) -> sqlite3.Connection:
     return conn
 
 
-def test_a_v8_database_with_rows_is_upgraded_to_v10(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _v8_message(conn: sqlite3.Connection, m: Message) -> None:
+    """``m`` as a program of schema v8 wrote it (no column added after v8)."""
+    cols = [c for c in MESSAGE_COLUMNS if c != "scts"]
+    values = [getattr(m, c) for c in cols]
+    values[cols.index("state")] = m.state.value
+    values[cols.index("extra")] = "{}"
+    conn.execute(
+        f"INSERT INTO messages ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        values,
+    )
+
+
+def _v8_delivered(conn: sqlite3.Connection, at: float) -> Message:
+    """A message delivered at ``at`` with what a v8 program wrote with it: its attempt
+    record, delivery row and (sent) receipt."""
+    m = replace(make_msg(submitted_at=at - 1), state=S.DELIVERED, final_at=at, attempts=1,
+                delivered_imsi="240010000000001", delivered_msisdn="x", error=0)
+    _v8_message(conn, m)
+    conn.execute(
+        "INSERT INTO attempts (message_id, account, destination, imsi, route, node, attempt,"
+        " started_at, ended_at, outcome, error) VALUES (?, 'acme', ?, 'i', 'netsim', 1, 1, ?,"
+        " ?, 'DELIVERED', 0)", (m.id, m.destination, at - 0.5, at))
+    conn.execute("INSERT INTO deliveries (message_id, imsi, msisdn, at) VALUES (?, 'i', 'x', ?)",
+                 (m.id, at))
+    conn.execute(
+        "INSERT INTO receipts (message_id, account, state, error, submitted_at, final_at,"
+        " source_addr, source_ton, source_npi, destination, created_at, sent_at)"
+        " VALUES (?, 'acme', 'DELIVERED', 0, ?, ?, 'ACME', 5, 0, ?, ?, ?)",
+        (m.id, at - 1, at, m.destination, at, at + 1))
+    return m
+
+
+def test_a_v8_database_with_rows_is_upgraded(tmp_path: Path) -> None:
     path = tmp_path / "v8.db"
-    _database_at(path, 8).close()
-    # rows as a v8 program left them (its SQL for these is today's): finished messages with
-    # their text, attempts, deliveries, receipts; one not final; alarms
-    with monkeypatch.context() as m:
-        m.setattr(sqlite_module, "migrate_sqlite", lambda conn: 8)
-        v8 = SqliteStore(path)
-        [old] = _finish(v8, T0, 1)
-        [recent] = _finish(v8, T0 + 100, 1)
-        pending = make_msg(submitted_at=1.0)
-        v8.insert_messages([pending])
-        v8.append_alarm(_alarm(T0))
-        v8.append_alarm(_alarm(T0 + 100))
-        v8.close()
-    conn = sqlite3.connect(path)
+    conn = _database_at(path, 8)
+    old = _v8_delivered(conn, T0)
+    recent = _v8_delivered(conn, T0 + 100)
+    pending = make_msg(submitted_at=1.0)
+    _v8_message(conn, pending)
+    for at in (T0, T0 + 100):
+        conn.execute(
+            "INSERT INTO alarms (at, kind, message_ids, account, route, node, adapter, detail)"
+            " VALUES (?, 'late_answer', '[]', 'acme', 'netsim', 1, 'netsim', '')", (at,))
     assert "messages_final" in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
 
     s = SqliteStore(path)
-    assert s.schema_version == SCHEMA_VERSION == 10
+    assert s.schema_version == SCHEMA_VERSION >= 10
     conn = sqlite3.connect(path)
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
@@ -148,13 +180,15 @@ def test_a_v8_database_with_rows_is_upgraded_to_v10(
     assert "messages_final" not in names
     assert {"messages_final_content", "messages_final_purged", "messages_no_delete",
             "deliveries_no_delete", "retention_horizon_insert"} <= names
-    assert versions == [1, 2, 3, 4, 5, 6, 7, 8, 10]
+    assert versions == [v for v, _ in MIGRATIONS]
     s.close()
     _check_triggers(path, old, recent)
     s = SqliteStore(path)
     assert s.purge_content(T0 + 200) == 2  # the rows of v8 are found by the new indexes
+    assert s.get_message(old.id).content == b""  # type: ignore[union-attr]
     got = s.delete_records(T0 + 50)
-    assert (got.messages, got.attempts, got.deliveries, got.alarms) == (1, 1, 1, 1)
+    assert (got.messages, got.attempts, got.deliveries, got.receipts, got.alarms) == (
+        1, 1, 1, 1, 1)
     assert s.get_message(old.id) is None and s.get_message(recent.id) is not None
     assert s.get_message(pending.id) == pending
     s.close()
@@ -162,22 +196,27 @@ def test_a_v8_database_with_rows_is_upgraded_to_v10(
 
 def test_versions_are_applied_across_a_gap_and_an_unknown_one_is_refused(tmp_path: Path) -> None:
     """Numbers are taken by changes made side by side: a database that already has 11 (and
-    not 10) gets 10; one with a version the program does not know is refused."""
-    v11: list[tuple[Dialect, str]] = [("any", "CREATE TABLE later (x INTEGER)")]
-    with_11 = [*MIGRATIONS, (11, v11)]
+    not 10: it ran a program without this change) gets 10; one with a version the program
+    does not know is refused."""
     path = tmp_path / "gap.db"
-    conn = _database_at(path, 8)
-    for _, sql in v11:
-        conn.execute(sql)
-    conn.execute("INSERT INTO schema_version (version) VALUES (11)")
-    assert migrate_sqlite(conn, with_11) == 11
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for v, statements in MIGRATIONS:
+        if v == 10:
+            continue
+        for _, sql in statements:
+            conn.execute(sql)
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (v,))
+    assert migrate_sqlite(conn) == SCHEMA_VERSION
     versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
-    assert versions == [1, 2, 3, 4, 5, 6, 7, 8, 10, 11]
+    assert versions == [v for v, _ in MIGRATIONS] and 10 in versions
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert "messages_final_purged" in names
-    assert migrate_sqlite(conn, with_11) == 11  # once each
+    assert migrate_sqlite(conn) == SCHEMA_VERSION  # once each
+    later: list[tuple[Dialect, str]] = [("any", "CREATE TABLE later (x INTEGER)")]
+    assert migrate_sqlite(conn, [*MIGRATIONS, (99, later)]) == 99
     with pytest.raises(RuntimeError, match="does not know"):
-        migrate_sqlite(conn)  # this program's list has no 11
+        migrate_sqlite(conn)  # this program's list has no 99
     conn.close()
 
 

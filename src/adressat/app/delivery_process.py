@@ -38,11 +38,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from adressat.core.health import Episode
 from adressat.core.integrity import FaultSetting
 from adressat.core.model import Message
 from adressat.core.retry import RetryPolicy
@@ -51,6 +53,8 @@ from adressat.delivery.netsim_adapter import NetsimAdapter
 from adressat.delivery.worker import DeliveryWorker
 from adressat.netsim import Faults, FaultSwitchboard, NetsimSettings, Network
 from adressat.observe.faults import FAULT_COUNTERS_META, network_switchboard
+from adressat.observe.logs import setup_logging
+from adressat.observe.metrics import multiprocess_env, observe_batch
 from adressat.store.commit import GroupCommitter
 
 from .home import private_umask
@@ -59,7 +63,6 @@ from .settings import Settings
 log = logging.getLogger("adressat.delivery_process")
 
 _PR_SET_PDEATHSIG = 1
-_RESTART_DELAY_S = 1.0
 
 
 def netsim_settings(s: Settings) -> NetsimSettings:
@@ -85,6 +88,7 @@ class DeliveryNode:
         tag_key: bytes,
         *,
         on_final: Callable[[Message], None],
+        on_episode: Callable[[Episode], None] | None = None,
     ) -> None:
         self.settings = s = settings
         self.committer = committer
@@ -110,8 +114,16 @@ class DeliveryNode:
             held_refresh_s=s.held_routes_refresh_s,
             faults=self.internal_faults,
             current_imsi=self._current_imsi,
+            loop_failures_max=s.delivery_loop_failures_max,
+            backoff_s_max=s.delivery_backoff_s_max,
+            on_episode=on_episode,
         )
         self._tasks: list[asyncio.Task[Any]] = []
+
+    @property
+    def worker_task(self) -> asyncio.Task[Any] | None:
+        """The worker's task once started (its end, other than at a stop, ends the process)."""
+        return self._tasks[0] if self._tasks else None
 
     @staticmethod
     def _network_faults(s: Settings) -> Faults:
@@ -152,7 +164,7 @@ class DeliveryNode:
                     continue
             except (KeyError, ValueError, TypeError) as e:
                 log.error("fault not applied",
-                          extra={"fault": f.name, "error_type": type(e).__name__})
+                          extra={"fault": f.name, "route": f.route, "error_type": type(e).__name__})
                 self._faults_applied[f.name] = f
                 continue
             self._faults_applied[f.name] = f
@@ -190,7 +202,7 @@ class DeliveryNode:
                     )
                     last = counters
             except Exception:  # noqa: BLE001 - fault control must not stop delivery
-                log.exception("fault poll failed")
+                log.exception("fault poll failed", extra={"node": self.settings.node_id})
             await asyncio.sleep(self.settings.fault_poll_interval_s)
 
     async def start(self) -> None:
@@ -198,6 +210,7 @@ class DeliveryNode:
         # netsim's late/stray acknowledgement channel: answers outside their attempt are
         # never applied, always alarmed (DeliveryWorker).
         self.network.on_late_ack(self.worker.on_late_ack)
+        await self.worker.health.close_stale("delivery")
         self.apply_faults(await self.committer.run(lambda st: st.list_faults()))
         # which IMSI answered for which number, as the store knows it: the IMSI-conflict
         # guard sees a conflict with a delivery made before this process started
@@ -249,22 +262,42 @@ def settings_from_json(text: str) -> Settings:
 
 
 class DeliveryProcess:
-    """Starts the delivery process, passes hints both ways, starts it again if it dies."""
+    """Starts the delivery process, passes hints both ways, starts it again if it dies.
 
-    def __init__(self, settings: Settings, on_finals: Callable[[dict[str, int]], None]) -> None:
+    Heal or shout: a process that ends (or goes silent for ``delivery_heartbeat_timeout_s``:
+    it is killed) is an episode (``on_down(cause)``) until a new one says it is alive
+    (``on_heartbeat``); restarts back off from ``delivery_restart_delay_s_min`` doubling up
+    to ``..._max`` while processes keep dying young."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        on_finals: Callable[[dict[str, int]], None],
+        *,
+        on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
+        on_down: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.on_finals = on_finals
+        self.on_heartbeat = on_heartbeat
+        self.on_down = on_down
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self.heartbeat: dict[str, Any] | None = None
+        self.heartbeat_at: float | None = None  # time.monotonic() of the last one
+        self._started_at = 0.0
+        self._young_deaths = 0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
         self._wake_pending = False
 
     async def start(self) -> None:
         await self._spawn()
         self._supervisor = asyncio.create_task(self._supervise(), name="delivery-process")
+        self._watchdog = asyncio.create_task(self._watch(), name="delivery-watchdog")
 
     async def _spawn(self) -> None:
         parent, child = socket.socketpair()
@@ -273,27 +306,77 @@ class DeliveryProcess:
                 [sys.executable, "-m", "adressat.app.delivery_process",
                  str(child.fileno()), str(os.getpid())],
                 pass_fds=(child.fileno(),),
-                env={**os.environ, "ADRESSAT_DELIVERY_SETTINGS": settings_to_json(self.settings)},
+                env={**os.environ, **multiprocess_env(self.settings.home),
+                     "ADRESSAT_DELIVERY_SETTINGS": settings_to_json(self.settings)},
             )
         finally:
             child.close()
+        self._started_at = time.monotonic()
+        self.heartbeat = None
+        self.heartbeat_at = None
         self._reader, self._writer = await asyncio.open_connection(sock=parent)
-        log.info("delivery process started", extra={"pid": self.proc.pid})
+        log.info("delivery process started", extra={"delivery_pid": self.proc.pid,
+                                                    "restarts": self.restarts})
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    @property
+    def heartbeat_age_s(self) -> float | None:
+        """Seconds since the running process last said it is alive (None: not yet)."""
+        if self.heartbeat_at is None:
+            return None
+        return time.monotonic() - self.heartbeat_at
 
     async def _supervise(self) -> None:
+        s = self.settings
         while True:
             assert self._reader is not None
             await self._read_hints(self._reader)
             if self._stopping:
                 return
             code = await asyncio.get_running_loop().run_in_executor(None, self._reap)
+            cause = f"exit_code={code}" if code is None or code >= 0 else f"signal={-code}"
+            lived_s = time.monotonic() - self._started_at
+            self._young_deaths = self._young_deaths + 1 if lived_s < 60.0 else 0
+            delay = min(s.delivery_restart_delay_s_max,
+                        s.delivery_restart_delay_s_min * 2 ** max(0, self._young_deaths - 1))
             log.critical("delivery process ended; starting it again",
-                         extra={"exit_code": code, "restarts": self.restarts + 1})
-            await asyncio.sleep(_RESTART_DELAY_S)
+                         extra={"exit_code": code, "cause": cause, "restarts": self.restarts + 1,
+                                "delay_s": delay, "lived_s": round(lived_s, 3),
+                                "delivery_pid": self.proc.pid if self.proc else None})
+            self.heartbeat = None
+            self.heartbeat_at = None
+            if self.on_down is not None:
+                self.on_down(cause)
+            await asyncio.sleep(delay)
             if self._stopping:
                 return
             self.restarts += 1
-            await self._spawn()
+            try:
+                await self._spawn()
+            except OSError as e:  # could not even start it: try again after the delay
+                log.critical("delivery process not started", extra={"error_type": type(e).__name__})
+                self._reader = asyncio.StreamReader()
+                self._reader.feed_eof()
+
+    async def _watch(self) -> None:
+        """A running process that stops saying it is alive is killed (its attempts recover
+        as after a crash) and started anew by the supervisor."""
+        timeout = self.settings.delivery_heartbeat_timeout_s
+        while not self._stopping:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            proc = self.proc
+            if proc is None or proc.poll() is not None:
+                continue
+            silent_s = time.monotonic() - (self.heartbeat_at or self._started_at)
+            if silent_s > timeout:
+                log.critical("delivery process silent; killing it",
+                             extra={"pid": proc.pid, "silent_s": round(silent_s, 3)})
+                with contextlib.suppress(OSError):
+                    proc.kill()
+                self.heartbeat_at = time.monotonic()  # once, not at every check
 
     def _reap(self) -> int | None:
         if self.proc is None:
@@ -308,19 +391,32 @@ class DeliveryProcess:
         while True:
             try:
                 line = await reader.readline()
-            except (ConnectionError, OSError):
+            except (ConnectionError, OSError, ValueError):
                 return
             if not line:
                 return
             try:
-                finals = json.loads(line)["final"]
+                hint = json.loads(line)
+                if "hb" in hint:
+                    self._beat(hint["hb"])
+                    continue
+                finals = hint["final"]
             except (ValueError, KeyError, TypeError):
-                log.error("bad hint from the delivery process")
+                log.error("bad hint from the delivery process", extra={"octets": len(line)})
                 continue
             try:
                 self.on_finals({str(k): int(v) for k, v in finals.items()})
             except Exception:  # noqa: BLE001 - a hint must not stop the SMPP process
-                log.exception("final hint not handled")
+                log.exception("final hint not handled", extra={"accounts": len(finals)})
+
+    def _beat(self, hb: dict[str, Any]) -> None:
+        self.heartbeat = hb
+        self.heartbeat_at = time.monotonic()
+        if self.on_heartbeat is not None:
+            try:
+                self.on_heartbeat(hb)
+            except Exception:  # noqa: BLE001 - a hint must not stop the SMPP process
+                log.exception("heartbeat not handled")
 
     def wake(self) -> None:
         """New messages are committed: one ``W`` per loop turn, however many batches."""
@@ -336,6 +432,8 @@ class DeliveryProcess:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._writer is not None and not self._writer.is_closing():
             self._writer.write(b"S")
             with contextlib.suppress(ConnectionError, OSError):
@@ -371,7 +469,25 @@ def _take_delivery_lock(home: Path) -> int:
     return fd
 
 
-async def _serve(settings: Settings, sock: socket.socket) -> None:
+#: exit code of a delivery process whose worker could not go on (EX_SOFTWARE)
+EXIT_WORKER_FAILED = 70
+
+
+def heartbeat(node: DeliveryNode, now: float) -> dict[str, Any]:
+    """The line the delivery process sends every ``delivery_heartbeat_s``: alive, its loop's
+    open episodes, its figures (the SMPP process's readiness and ``adressat status``)."""
+    w = node.worker
+    return {
+        "at": now,
+        "pid": os.getpid(),
+        "episodes": [e.as_dict() for e in w.health.open_episodes()],
+        "in_flight": w.in_flight,
+        "loop_failures": w.loop_failures,
+        "store_errors": w.store_errors,
+    }
+
+
+async def _serve(settings: Settings, sock: socket.socket) -> int:
     from adressat.app.node import load_tag_key
     from adressat.store.sqlite import SqliteStore
 
@@ -379,13 +495,18 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
     # WalCheckpointer checkpoints for both
     committer = GroupCommitter(store, batch_max=settings.commit_batch_max,
                                inline=True).start()
+    committer.on_batch = observe_batch
     reader, writer = await asyncio.open_connection(sock=sock)
     finals: Counter[str] = Counter()
     loop = asyncio.get_running_loop()
 
+    def send(line: dict[str, Any]) -> None:
+        if not writer.is_closing():
+            writer.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+
     def flush() -> None:
-        if finals and not writer.is_closing():
-            writer.write(json.dumps({"final": dict(finals)}).encode() + b"\n")
+        if finals:
+            send({"final": dict(finals)})
         finals.clear()
 
     def on_final(msg: Message) -> None:
@@ -393,11 +514,19 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
             loop.call_soon(flush)
         finals[msg.account] += 1
 
-    node = DeliveryNode(settings, committer, load_tag_key(settings.home), on_final=on_final)
+    node: DeliveryNode | None = None
+
+    def on_episode(_ep: Episode) -> None:  # said at once, not at the next beat
+        if node is not None:
+            send({"hb": heartbeat(node, time.time())})
+
+    node = DeliveryNode(settings, committer, load_tag_key(settings.home), on_final=on_final,
+                        on_episode=on_episode)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await node.start()
+    log.info("delivery process serving", extra={"node": settings.node_id})
 
     async def hints() -> None:
         while True:
@@ -407,16 +536,37 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
                 return
             node.wake()
 
+    async def beats() -> None:
+        while True:
+            send({"hb": heartbeat(node, time.time())})
+            await asyncio.sleep(settings.delivery_heartbeat_s)
+
     hint_task = asyncio.create_task(hints())
-    await stop.wait()
+    beat_task = asyncio.create_task(beats())
+    stopped = asyncio.create_task(stop.wait())
+    worker = node.worker_task
+    assert worker is not None
+    await asyncio.wait({stopped, worker}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if not stop.is_set():  # the worker ended by itself: it could not go on
+        exc = None if worker.cancelled() else worker.exception()
+        log.critical("delivery worker ended; exiting for a new process",
+                     extra={"error_type": type(exc).__name__ if exc else "none",
+                            "exit_code": EXIT_WORKER_FAILED})
+        code = EXIT_WORKER_FAILED
+    stopped.cancel()
     hint_task.cancel()
+    beat_task.cancel()
     await node.stop()
+    await node.worker.health.drain()
     flush()
     with contextlib.suppress(ConnectionError, OSError):
         await writer.drain()
     writer.close()
     await committer.aclose()
     store.close()
+    log.info("delivery process stopped", extra={"node": settings.node_id})
+    return code
 
 
 def main() -> None:
@@ -424,8 +574,7 @@ def main() -> None:
     _die_with_parent(parent_pid)
     private_umask()  # what it creates (netsim/, delivery.lock) is its owner's only
     settings = settings_from_json(os.environ["ADRESSAT_DELIVERY_SETTINGS"])
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(name)s[delivery] %(message)s")
+    setup_logging(settings.log_format, settings.log_level, "delivery")
     _take_delivery_lock(settings.home)
     sock = socket.socket(fileno=fd)
     try:
@@ -434,7 +583,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_serve(settings, sock))
+    sys.exit(asyncio.run(_serve(settings, sock)))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from adressat.core.accept import AcceptLimits, Refusal, Refused, Submission, acc
 from adressat.core.ids import IdGenerator
 from adressat.core.model import Message, State
 from adressat.delivery.errors import DeliveryError
+from adressat.observe.metrics import ACCEPTED, FINAL, TurnCounts
 from adressat.routing import Route, Router, normalise
 from adressat.store.base import Store
 from adressat.store.commit import CommitQueueFull, GroupCommitter, InsertDone
@@ -70,6 +71,10 @@ class Ingress:
         self.on_committed = on_committed
         self.clock = clock
         self.queue = QueueGauge(queue_messages_max)
+        # heal or shout: while the store cannot write, submits are refused at once as a full
+        # queue (ESME_RMSGQFUL: temporary, senders retry later) instead of each failing
+        self.store_writable: Callable[[], bool] = lambda: True
+        self._accepted = TurnCounts(ACCEPTED)
         self._routes: dict[str, Route] = {}
         self.accepted = 0
         self.refused = 0
@@ -99,7 +104,7 @@ class Ingress:
         )
 
     def check_capacity(self) -> None:
-        if self.queue.value >= self.queue.limit:
+        if self.queue.value >= self.queue.limit or not self.store_writable():
             raise Overloaded(queue_full=True)
 
     async def accept(self, sub: Submission) -> Message:
@@ -110,7 +115,7 @@ class Ingress:
             msg = self.build(sub, now)
         except Refused as e:
             self.refused += 1
-            log.info("refused", extra={"account": sub.account, "reason": e.reason.value})
+            log.debug("refused", extra={"account": sub.account, "reason": e.reason.value})
             raise
         await self.commit([msg])
         return msg
@@ -170,9 +175,13 @@ class Ingress:
             self.queue.value -= queued
         else:
             self.accepted += len(msgs)
-            if log.isEnabledFor(logging.INFO):
+            for m in msgs:
+                self._accepted.add(m.account)
+                if m.route and self.route_kind(m.route) == "none":
+                    FINAL.labels(m.account, m.route, State.UNDELIVERABLE.value).inc()
+            if log.isEnabledFor(logging.DEBUG):
                 for m in msgs:
-                    log.info("accepted", extra={"message_id": m.id, "account": m.account,
+                    log.debug("accepted", extra={"message_id": m.id, "account": m.account,
                                                 "destination": m.destination,
                                                 "route": m.route})
             self.on_committed(msgs)

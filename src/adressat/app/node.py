@@ -10,6 +10,7 @@ final states wake the receipt sender, the network's alerts wake the worker.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -17,8 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from adressat.api.http import HttpListener
 from adressat.core.accept import AcceptLimits
 from adressat.core.model import Message
+from adressat.observe import metrics as mx
+from adressat.observe.health import EpisodeRecorder, NodeHealth
+from adressat.observe.logs import setup_logging
 from adressat.routing import Router
 from adressat.smpp.session import SessionLimits
 from adressat.store.checkpoint import WalCheckpointer
@@ -71,12 +76,22 @@ class Node:
         # inline: the batch's SQL on the loop, no writer thread convoying with it for the GIL
         # while it holds the store's write lock (store/commit.py)
         self.committer = GroupCommitter(self.store, batch_max=s.commit_batch_max, inline=True)
+        # heal or shout: every batch (and the store probe's) says whether the store can write
+        self.episodes = EpisodeRecorder("smpp", self.committer, time.time)
+        self.health = NodeHealth(
+            self.episodes,
+            heartbeat_timeout_s=s.delivery_heartbeat_timeout_s,
+            due_wait_s_max=s.due_wait_s_max,
+            delivery_alive=None if s.delivery_process else self._worker_alive,
+        )
+        self.committer.on_batch = self._on_batch
         self.tag_key = load_tag_key(s.home)
         if not s.integrity_guards:
             log.critical(
-                "INTEGRITY GUARDS OFF: no binding-tag, routing or acknowledgement identity"
-                " checks; messages can reach the wrong subscriber unnoticed. For measurement"
-                " only (bench/e2e.py), never in service."
+                "integrity guards off",
+                extra={"detail": "no binding-tag, routing or acknowledgement identity checks;"
+                       " messages can reach the wrong subscriber unnoticed. For measurement"
+                       " only (bench/e2e.py), never in service."},
             )
         self.first_msisdn, last = netsim_settings(s).msisdn_range
         self.router = Router(OWN_OPERATOR, [(self.first_msisdn, last)], None)
@@ -95,12 +110,19 @@ class Node:
             queue_messages_max=s.queue_messages_max,
             on_committed=self._on_committed,
         )
+        self.ingress.store_writable = lambda: self.health.store_writable
         # the delivery half: a process of its own (the default, one core each), or in this
         # process on the same committer (tests, debugging)
         self.delivery: DeliveryNode | None = None
         self.delivery_process: DeliveryProcess | None = None
         if s.delivery_process:
-            self.delivery_process = DeliveryProcess(s, self._on_finals)
+            self.delivery_process = DeliveryProcess(
+                s, self._on_finals, on_heartbeat=self.health.heartbeat,
+                on_down=self._delivery_down,
+            )
+            self.health.heartbeat_age_s = lambda: (
+                None if self.delivery_process is None else self.delivery_process.heartbeat_age_s
+            )
         else:
             self.delivery = DeliveryNode(s, self.committer, self.tag_key,
                                          on_final=self._on_final)
@@ -110,6 +132,8 @@ class Node:
             self.committer,
             system_id=s.system_id,
             throughput_per_s_default=s.throughput_per_s_default,
+            account_sessions_max=s.account_sessions_max,
+            account_binds_per_minute_max=s.account_binds_per_minute_max,
         )
         self.server = SmppServer(
             self.service,
@@ -122,12 +146,176 @@ class Node:
                 idle_timeout_s=s.idle_timeout_s,
                 bind_timeout_s=s.bind_timeout_s,
                 bad_pdus_max=s.bad_pdus_max,
+                pdu_read_timeout_s=s.pdu_read_timeout_s,
             ),
             sessions_max=s.sessions_max,
         )
+        self.http = HttpListener(self)
+        self.http_port = 0
+        self._scraped: tuple[float, list[Any]] = (0.0, [])
         self.smpp_port = 0
+        self.started_at = 0.0
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
+
+    # --- heal or shout ---------------------------------------------------------------------
+    def _on_batch(self, error: BaseException | None, ops: int, seconds: float) -> None:
+        mx.observe_batch(error, ops, seconds)
+        self.health.store_result(error)
+
+    def _worker_alive(self) -> bool:
+        task = None if self.delivery is None else self.delivery.worker_task
+        return task is not None and not task.done()
+
+    def _delivery_down(self, cause: str) -> None:
+        self.health.delivery_down(cause)
+        proc = None if self.delivery_process is None else self.delivery_process.proc
+        if proc is not None:
+            mx.mark_dead(self.settings.home, proc.pid)
+
+    async def _probe_loop(self) -> None:
+        """A one-row write every ``store_probe_interval_s``: the store's health is known
+        (and an episode ends) even when no submit comes."""
+        while True:
+            interval = self.settings.store_probe_interval_s
+            if not self.health.store_writable:  # it ends on writes that work: look often
+                interval = min(interval, 0.25)
+            await asyncio.sleep(interval)
+            stamp = str(time.time())
+            try:
+                await self.committer.run(lambda st, v=stamp: st.set_meta("health.probe", v))
+            except Exception:  # noqa: BLE001 - said by the batch hook (episode)
+                continue
+
+    async def _stall_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.stall_check_interval_s)
+            now = time.time()
+            try:
+                oldest = await loop.run_in_executor(None, self._reader.oldest_due_at, now)
+            except Exception:  # noqa: BLE001 - a read that fails is the store's episode
+                continue
+            self.health.due_wait(None if oldest is None else now - oldest)
+
+    # --- the HTTP listener's view (api.http.NodeView) ----------------------------------------
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        ok, reasons = self.health.ready()
+        return ok, {"ready": ok, "reasons": reasons,
+                    "episodes_open": self.health.open_episodes()}
+
+    def _scrape(self) -> list[Any]:
+        """The figures read when scraped (an executor thread; at most once a second)."""
+        at, families = self._scraped
+        now = time.time()
+        if families and now - at < 1.0:
+            return families
+        r = self._reader
+        by_state = r.count_unfinished_by_state()
+        path = self.settings.store_path
+        wal = path.with_name(path.name + "-wal")
+        disk = os.statvfs(path.parent)
+        bound: dict[tuple[str, ...], float] = {}
+        for conn in list(self.service.sessions):
+            if conn.account:
+                bound[(conn.account,)] = bound.get((conn.account,), 0) + 1
+        ok, _ = self.health.ready()
+        episodes: dict[tuple[str, ...], float] = {}
+        for e in self.health.open_episodes():
+            key = (str(e.get("kind")),)
+            episodes[key] = episodes.get(key, 0) + 1
+        dp = self.delivery_process
+        families = [
+            mx.gauge("adressat_queue_messages", "Messages not final yet, by state",
+                    labelled={(st.value,): n for st, n in by_state.items()}, labels=["state"]),
+            mx.gauge("adressat_receipts_pending", "Receipts in the outbox not yet sent",
+                    r.count_pending_receipts()),
+            mx.gauge("adressat_sessions_bound", "SMPP sessions bound, by account",
+                    labelled=bound, labels=["account"]),
+            mx.gauge("adressat_store_wal_bytes", "Size of the SQLite WAL file",
+                    wal.stat().st_size if wal.exists() else 0),
+            mx.gauge("adressat_store_db_bytes", "Size of the SQLite database file",
+                    path.stat().st_size if path.exists() else 0),
+            mx.gauge("adressat_disk_free_bytes", "Free bytes on the data directory's file system",
+                    disk.f_bavail * disk.f_frsize),
+            mx.gauge("adressat_ready", "1 when the node is ready (/health/ready)", int(ok)),
+            mx.gauge("adressat_episodes_open", "Health episodes open now, by kind",
+                    labelled=episodes, labels=["kind"]),
+            mx.gauge("adressat_oldest_due_seconds",
+                    "How long the oldest due message has waited unclaimed",
+                    self.health.oldest_due_s or 0.0),
+            mx.counter("adressat_delivery_process_restarts",
+                      "Times the delivery process was started again", dp.restarts if dp else 0),
+            mx.counter("adressat_connections_refused",
+                       "Connections closed at once: over sessions_max", self.server.refused),
+            mx.counter("adressat_binds_refused",
+                       "Binds refused: over an account's sessions or binds per minute",
+                       self.service.binds_refused),
+        ]
+        self._scraped = (now, families)
+        return families
+
+    async def metrics(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        families = await loop.run_in_executor(None, self._scrape)
+        home = self.settings.home if self.delivery_process is not None else None
+        return await loop.run_in_executor(
+            None, mx.exposition, home, [mx.ScrapeFigures(lambda: families)]
+        )
+
+    async def status(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        r = self._reader
+        by_state = await loop.run_in_executor(None, r.count_unfinished_by_state)
+        pending = await loop.run_in_executor(None, r.count_pending_receipts)
+        held = await loop.run_in_executor(None, r.held_routes)
+        path = self.settings.store_path
+        wal = path.with_name(path.name + "-wal")
+        disk = os.statvfs(path.parent)
+        dp = self.delivery_process
+        sessions: dict[str, int] = {}
+        for conn in list(self.service.sessions):
+            if conn.account:
+                sessions[conn.account] = sessions.get(conn.account, 0) + 1
+        return {
+            "node": {"pid": os.getpid(), "started_at": self.started_at, "node_id":
+                     self.settings.node_id, "smpp_port": self.smpp_port,
+                     "http_port": self.http_port},
+            "health": self.health.snapshot(),
+            "store": {
+                "writable": self.health.store_writable,
+                "path": str(path),
+                "db_bytes": path.stat().st_size if path.exists() else 0,
+                "wal_bytes": wal.stat().st_size if wal.exists() else 0,
+                "disk_free_bytes": disk.f_bavail * disk.f_frsize,
+                "failed_batches": self.committer.failed_batches,
+            },
+            "delivery": {
+                "in_process": dp is None,
+                "pid": None if dp is None else dp.pid,
+                "restarts": 0 if dp is None else dp.restarts,
+                "heartbeat_age_s": None if dp is None else dp.heartbeat_age_s,
+                "heartbeat": None if dp is None else dp.heartbeat,
+            },
+            "queue": {st.value: n for st, n in by_state.items()},
+            "queue_limit": self.ingress.queue.limit,
+            "receipts_pending": pending,
+            "sessions_bound": sessions,
+            "routes_held": sorted(held),
+            "accepted": self.ingress.accepted,
+        }
+
+    def _write_node_file(self) -> None:
+        """``<home>/node.json``: where the running node listens (``adressat status`` and
+        ``audit`` read it to ask the node itself)."""
+        path = self.settings.home / "node.json"
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pid": os.getpid(), "http_host": self.settings.http_host,
+                       "http_port": self.http_port, "smpp_port": self.smpp_port,
+                       "started_at": self.started_at}, f)
+        os.replace(tmp, path)
 
     def _wake_delivery(self) -> None:
         if self.delivery_process is not None:
@@ -152,8 +340,12 @@ class Node:
             self.receipts.wake(account)
 
     async def start(self) -> None:
+        self.started_at = time.time()
+        if self.delivery_process is not None:
+            mx.reset_multiprocess_dir(self.settings.home)
         self.committer.start()
         self.checkpointer.start(asyncio.get_running_loop())  # the locked part on the loop
+        await self.episodes.close_stale()
         await self._refresh_gauge()
         if self.delivery_process is not None:
             await self.delivery_process.start()
@@ -162,10 +354,16 @@ class Node:
         self._tasks = [
             asyncio.create_task(self.receipts.run(), name="receipts"),
             asyncio.create_task(self._gauge_loop(), name="queue-gauge"),
+            asyncio.create_task(self._probe_loop(), name="store-probe"),
+            asyncio.create_task(self._stall_loop(), name="stall-check"),
             asyncio.create_task(self.retention.run(), name="retention"),
         ]
         self.smpp_port = await self.server.start(self.settings.smpp_host, self.settings.smpp_port)
-        log.info("listening", extra={"smpp_port": self.smpp_port})
+        self.http_port = await self.http.start(self.settings.http_host, self.settings.http_port)
+        self._write_node_file()
+        log.info("listening", extra={"smpp_host": self.settings.smpp_host,
+                                     "smpp_port": self.smpp_port, "http_port": self.http_port,
+                                     "node": self.settings.node_id})
 
     async def _refresh_gauge(self) -> None:
         n = await asyncio.get_running_loop().run_in_executor(
@@ -180,9 +378,11 @@ class Node:
             try:
                 await self._refresh_gauge()
             except Exception:  # noqa: BLE001 - a gauge must not stop the node
-                log.exception("queue gauge refresh failed")
+                log.exception("queue gauge refresh failed", extra={"store": str(self._reader.path)})
 
     async def stop(self) -> None:
+        (self.settings.home / "node.json").unlink(missing_ok=True)
+        await self.http.stop()
         await self.server.stop()
         self.receipts.stop()
         self.retention.stop()
@@ -193,6 +393,7 @@ class Node:
         elif self.delivery is not None:
             await self.delivery.stop()
         await asyncio.wait(self._tasks, timeout=1.0)
+        await self.episodes.drain()
         await self.committer.aclose()
         await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.stop)
         self._reader.close()
@@ -208,7 +409,9 @@ class Node:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        log.info("stopping", extra={"node": self.settings.node_id})
         await self.stop()
+        log.info("stopped", extra={"node": self.settings.node_id})
 
 
 def print_banner(node: Node) -> None:
@@ -216,6 +419,8 @@ def print_banner(node: Node) -> None:
     first = node.first_msisdn
     print(
         f"adressat listening: SMPP 3.4 on {s.smpp_host}:{node.smpp_port}\n"
+        f"  health, metrics, status: http://{s.http_host}:{node.http_port}/health/ready"
+        f"  /metrics  /status\n"
         f"  store: {s.store_path}  (SQLite, WAL, synchronous=FULL)\n"
         f"  network: simulated, {s.subscribers:,} subscribers from +{first}\n"
         f"First message:\n"
@@ -235,9 +440,10 @@ def run(settings: Settings) -> None:
         uvloop.install()
     except ImportError:
         pass
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     private_umask()
+    setup_logging(settings.log_format, settings.log_level, "smpp")
     t0 = time.time()
     node = Node(settings)
-    log.info("node built", extra={"seconds": time.time() - t0})
-    asyncio.run(node.serve_forever())
+    log.info("node built", extra={"node": settings.node_id, "home": str(settings.home),
+                                  "seconds": round(time.time() - t0, 3)})
+    asyncio.run(node.serve_forever(banner=settings.log_format == "text"))

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from adressat.core.model import Receipt, State
+from adressat.observe.logs import known
 from adressat.smpp.constants import CommandId as C
 from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.constants import MessageState, TlvTag
@@ -179,7 +180,8 @@ class ReceiptSender:
     def _marked(self, done: list[int], f: asyncio.Future[int]) -> None:
         if f.cancelled() or f.exception() is not None:
             log.error("marking receipts sent failed; they are sent again after resend_s",
-                      extra={"receipts": len(done)})
+                      extra={"receipts": len(done), "error_type": type(
+                          asyncio.CancelledError() if f.cancelled() else f.exception()).__name__})
             return
         for i in done:
             self._in_flight.pop(i, None)
@@ -205,10 +207,12 @@ class ReceiptSender:
             return False
         if resp.command_status != S.ESME_ROK:
             self.failed += 1
-            log.info("receipt refused", extra={"message_id": r.message_id,
-                                               "status": resp.command_status})
+            log.debug("receipt refused", extra={"message_id": r.message_id, "account": r.account,
+                                                "session": session.conn_id,
+                                                "status": known(S, resp.command_status)})
             return False
-        if log.isEnabledFor(logging.INFO):  # not even the extra dict when the level is off
-            log.info("receipt sent", extra={"message_id": r.message_id, "account": r.account,
+        if log.isEnabledFor(logging.DEBUG):  # not even the extra dict when the level is off
+            log.debug("receipt sent", extra={"message_id": r.message_id, "account": r.account,
+                                             "session": session.conn_id,
                                             "state": r.state.value})
         return True

@@ -32,7 +32,10 @@ class Settings:
     idle_timeout_s: float = 120.0
     bind_timeout_s: float = 30.0
     bad_pdus_max: int = 10  # per session, then the session is closed
-    sessions_max: int = 1000
+    sessions_max: int = 1000  # connections open at once; one more is closed at once
+    account_sessions_max: int = 10  # bound sessions of one account at once; 0: no limit
+    account_binds_per_minute_max: int = 120  # accepted binds of one account in 60 s; 0: none
+    pdu_read_timeout_s: float = 10.0  # first octet of a PDU to its last; 0: never
     throughput_per_s_default: int = 0  # 0: no per-account limit unless the account has one
 
     # store and queue
@@ -73,6 +76,26 @@ class Settings:
     first_msisdn: str = "46701000000"
     netsim_seed: int = 1
     netsim_realistic: bool = True
+
+    # heal or shout (DESIGN.md): episodes, readiness, the delivery process's supervision
+    delivery_loop_failures_max: int = 20  # turns in a row failing for a non-store reason
+    delivery_backoff_s_max: float = 5.0  # between retries of a failing delivery turn
+    delivery_heartbeat_s: float = 1.0  # the delivery process says it is alive
+    delivery_heartbeat_timeout_s: float = 15.0  # silent that long: killed and started anew
+    delivery_restart_delay_s_min: float = 1.0  # doubling while it keeps dying...
+    delivery_restart_delay_s_max: float = 30.0  # ...up to this
+    store_probe_interval_s: float = 1.0  # a one-row write: can the store write?
+    due_wait_s_max: float = 120.0  # a due message unclaimed longer: delivery is stalled
+    stall_check_interval_s: float = 5.0
+
+    # the HTTP listener: health, metrics, status (loopback unless said otherwise)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8775  # 0: any free port (written to <home>/node.json)
+
+    # logs (observe/logs.py): "text" for a terminal or "json" lines; "debug" adds a line per
+    # message event (accepted, deferred, final, receipt sent)
+    log_format: str = "text"
+    log_level: str = "info"
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

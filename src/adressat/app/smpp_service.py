@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from adressat.core.accept import Refused, Submission
 from adressat.core.model import Message, State
 from adressat.core.passwords import verify_password
 from adressat.core.tag import binding_tag
+from adressat.observe.metrics import FINAL, REFUSED, SUBMIT_LATENCY, TurnCounts
 from adressat.smpp.constants import CommandId as C
 from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.constants import EsmClass, MessageState
@@ -25,7 +27,7 @@ from adressat.smpp.pdus import Pdu, tlv_tag
 from adressat.smpp.times import SmppTimeError, format_smpp_time, parse_smpp_time
 from adressat.sms.encodings import Alphabet, EncodingError, codec_for_data_coding
 from adressat.sms.segment import ConcatInfo, UdhError, concat_udh, parse_udh
-from adressat.store.base import NotPending, Store, UnknownMessage
+from adressat.store.base import NotPending, Store, StoreUnavailable, UnknownMessage
 from adressat.store.commit import GroupCommitter
 from adressat.transport.smpp_server import LATER, Later, SmppConnection
 
@@ -111,6 +113,35 @@ class TokenBucket:
         return False
 
 
+BIND_WINDOW_S = 60.0  # account_binds_per_minute_max counts the binds of the last minute
+
+
+@dataclass
+class BindWindow:
+    """The accepted binds of one account in the last ``window_s`` (a sliding log, at most
+    ``binds_max`` entries): exact, where a token bucket would let a burst through."""
+
+    binds_max: int
+    window_s: float = BIND_WINDOW_S
+    times: deque[float] = field(default_factory=deque)
+
+    def full(self, now: float) -> bool:
+        while self.times and self.times[0] <= now - self.window_s:
+            self.times.popleft()
+        return len(self.times) >= self.binds_max
+
+    def take(self, now: float) -> None:
+        self.times.append(now)
+
+
+def _refused(conn: SmppConnection, pdu: Pdu, status: S) -> Pdu:
+    """The answer to a submit refused before its commit (a line per refusal at debug)."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("submit refused", extra={"session": conn.conn_id, "account": conn.account,
+                                           "seq": pdu.sequence_number, "status": status})
+    return pdu.response(status)
+
+
 @dataclass
 class SmppService:
     ingress: Ingress
@@ -119,9 +150,18 @@ class SmppService:
     system_id: str = "adressat"
     throughput_per_s_default: int = 0
     bind_attempts_max: int = 3  # failed binds on one connection, then it is closed
+    # per account, node-wide defaults (no per-account column yet); 0: no limit
+    account_sessions_max: int = 10  # bound sessions at once (TX, RX and TRX alike)
+    account_binds_per_minute_max: int = 120  # accepted binds in any 60 s
     clock: Callable[[], float] = time.time
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     sessions: set[SmppConnection] = field(default_factory=set)
+    _refused: TurnCounts = field(default_factory=lambda: TurnCounts(REFUSED))
+    # sessions of each account that are bound or whose bind was admitted (the slot is taken
+    # before the bind_resp leaves, so two binds racing for the last one cannot both get it)
+    account_sessions: dict[str, set[SmppConnection]] = field(default_factory=dict)
+    bind_windows: dict[str, BindWindow] = field(default_factory=dict)
+    binds_refused: int = 0  # over account_sessions_max or account_binds_per_minute_max
 
     # -- connection events ----------------------------------------------------------------------
     def on_bound(self, conn: SmppConnection) -> None:
@@ -133,6 +173,11 @@ class SmppService:
         self.sessions.discard(conn)
         if conn.account:
             self.receipts.remove_receiver(conn.account, conn)
+            held = self.account_sessions.get(conn.account)
+            if held is not None:
+                held.discard(conn)
+                if not held:
+                    del self.account_sessions[conn.account]
 
     # -- dispatch -------------------------------------------------------------------------------
     def handle(self, conn: SmppConnection, pdu: Pdu) -> Pdu | Awaitable[Pdu] | Later:
@@ -157,15 +202,24 @@ class SmppService:
         password = str(pdu.fields["password"])
         account = await self.committer.read(lambda s: s.get_account(system_id))
         if account is None:
-            log.info("bind refused: unknown system_id", extra={"session": conn.conn_id})
+            log.info("bind refused: unknown system_id", extra={"session": conn.conn_id,
+                                                                "account": system_id,
+                                                                "peer": conn.peer})
             return self._bind_failed(conn, pdu, S.ESME_RINVSYSID)
+        if self._bind_rate_full(system_id, self.clock()):
+            # before the password check: a reconnect storm costs no scrypt per bind
+            return self._bind_over_limit(conn, pdu, system_id, "binds per minute",
+                                         self.account_binds_per_minute_max)
         ok = await asyncio.get_running_loop().run_in_executor(
             None, verify_password, password, account.password_hash
         )
         if not ok:
             log.info("bind refused: password", extra={"session": conn.conn_id,
-                                                       "account": system_id})
+                                                       "account": system_id, "peer": conn.peer})
             return self._bind_failed(conn, pdu, S.ESME_RINVPASWD)
+        refusal = self._admit_bind(conn, system_id, self.clock())
+        if refusal is not None:
+            return self._bind_over_limit(conn, pdu, system_id, *refusal)
         conn.account = system_id
         conn.interface_version = int(pdu.fields.get("interface_version", 0x34))  # type: ignore[arg-type]
         rate = account.throughput_per_s or self.throughput_per_s_default
@@ -177,13 +231,52 @@ class SmppService:
                                  "mode": C(pdu.command_id).name})
         return pdu.response(system_id=self.system_id)
 
+    def _bind_rate_full(self, account: str, now: float) -> bool:
+        window = self.bind_windows.get(account)
+        return window is not None and window.full(now)
+
+    def _admit_bind(self, conn: SmppConnection, account: str,
+                    now: float) -> tuple[str, int] | None:
+        """Check and take, in one step on the loop (no await between them), a session slot
+        and a place in the bind window of ``account``; (limit name, value) if over one."""
+        held = self.account_sessions.get(account, set())
+        if self.account_sessions_max and len(held) >= self.account_sessions_max:
+            return "sessions", self.account_sessions_max
+        window = None
+        if self.account_binds_per_minute_max:
+            window = self.bind_windows.setdefault(
+                account, BindWindow(self.account_binds_per_minute_max))
+            if window.full(now):
+                return "binds per minute", self.account_binds_per_minute_max
+        if conn.is_gone:
+            return None  # closed while its password was checked: on_closed has run already
+        if window is not None:
+            window.take(now)
+        self.account_sessions.setdefault(account, held).add(conn)
+        return None
+
+    def _bind_over_limit(self, conn: SmppConnection, pdu: Pdu, account: str, limit: str,
+                         value: int) -> Pdu:
+        """ESME_RBINDFAIL, then close: the credentials are right, the account is at a
+        limit; the ESME's own reconnect delay is the back-off."""
+        self.binds_refused += 1
+        log.warning(
+            "bind refused: account at its limit; closing the session",
+            extra={"session": conn.conn_id, "peer": conn.peer, "account": account,
+                   "limit_name": limit, "limit": value,
+                   "sessions": len(self.account_sessions.get(account, ()))},
+        )
+        conn.close_after_response()
+        return pdu.response(S.ESME_RBINDFAIL)
+
     def _bind_failed(self, conn: SmppConnection, pdu: Pdu, status: S) -> Pdu:
         """No unlimited password guessing on one connection: after ``bind_attempts_max``
         failures the answer is followed by a close."""
         conn.failed_binds += 1
         if conn.failed_binds >= self.bind_attempts_max:
             log.warning("bind attempts exhausted; closing",
-                        extra={"session": conn.conn_id, "peer": conn.peer})
+                        extra={"session": conn.conn_id, "peer": conn.peer,
+                               "attempts": conn.failed_binds})
             conn.close_after_response()
         return pdu.response(status)
 
@@ -275,6 +368,7 @@ class SmppService:
         """Refusals are answered at once; an accepted message is answered by the commit's
         callback, after its commit (I1). No future, coroutine or task per submit: this is the
         path every message takes."""
+        t0 = time.perf_counter()
         account = conn.account
         assert account is not None
         try:
@@ -282,25 +376,39 @@ class SmppService:
             sub = self._submission(account, pdu)
             self.ingress.check_capacity()
             msg = self.ingress.build(sub, self.clock())
-            self.ingress.commit_then([msg], functools.partial(self._committed, conn, pdu, msg.id))
+            self.ingress.commit_then(
+                [msg], functools.partial(self._committed, conn, pdu, msg.id, t0))
         except SubmitError as e:
-            return pdu.response(e.status)
+            return self._refuse(conn, pdu, e.status, t0)
         except Refused as e:
             self.ingress.refused += 1
-            return pdu.response(S[REFUSAL_STATUS_NAMES[e.reason]])
+            return self._refuse(conn, pdu, S[REFUSAL_STATUS_NAMES[e.reason]], t0)
         except Overloaded as e:
-            return pdu.response(S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED)
+            status = S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED
+            return self._refuse(conn, pdu, status, t0)
         return LATER
 
-    @staticmethod
-    def _committed(conn: SmppConnection, pdu: Pdu, message_id: str,
+    def _refuse(self, conn: SmppConnection, pdu: Pdu, status: S, t0: float) -> Pdu:
+        self._refused.add(status.name)
+        SUBMIT_LATENCY.observe(time.perf_counter() - t0)
+        return _refused(conn, pdu, status)
+
+    def _committed(self, conn: SmppConnection, pdu: Pdu, message_id: str, t0: float,
                    error: BaseException | None) -> None:
         if error is None:
             conn.answer(pdu.response(message_id=message_id))
-        else:  # nothing durable: the sender must not retry blind
-            log.error("commit failed", extra={"account": conn.account,
-                                              "error_type": type(error).__name__})
-            conn.answer(pdu.response(S.ESME_RSYSERR))
+            SUBMIT_LATENCY.observe(time.perf_counter() - t0)
+            return
+        # nothing durable: the sender must not take it for accepted. A store that cannot
+        # write now (disk full, I/O error) is said as a temporary ESME_RMSGQFUL, which
+        # senders retry later; anything else is our fault (ESME_RSYSERR)
+        status = S.ESME_RMSGQFUL if isinstance(error, StoreUnavailable) else S.ESME_RSYSERR
+        log.error("commit failed", extra={"session": conn.conn_id, "account": conn.account,
+                                          "status": status.name, "seq": pdu.sequence_number,
+                                          "error_type": type(error).__name__})
+        self._refused.add(status.name)
+        conn.answer(pdu.response(status))
+        SUBMIT_LATENCY.observe(time.perf_counter() - t0)
 
     async def _submit_multi(self, conn: SmppConnection, pdu: Pdu) -> Pdu:
         """One message per SME destination, committed together; the response carries the id
@@ -320,9 +428,12 @@ class SmppService:
             self._throttle(account, len(dests))  # throughput counts messages, not PDUs
             self.ingress.check_capacity()
         except SubmitError as e:
+            self._refused.add(e.status.name)
             return pdu.response(e.status)
         except Overloaded as e:
-            return pdu.response(S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED)
+            status = S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED
+            self._refused.add(status.name)
+            return pdu.response(status)
         for d in dests:
             if d.get("dest_flag") != 1:
                 unsuccess.append({"dest_addr_ton": 0, "dest_addr_npi": 0,
@@ -347,11 +458,18 @@ class SmppService:
             # one reason for every destination (all invalid, or a bad validity or schedule
             # shared by all) is said as it is; mixed reasons as ESME_RSUBMITFAIL
             statuses = {int(u["error_status_code"]) for u in unsuccess}
-            return pdu.response(statuses.pop() if len(statuses) == 1 else S.ESME_RSUBMITFAIL)
+            status = S(statuses.pop()) if len(statuses) == 1 else S.ESME_RSUBMITFAIL
+            self._refused.add(status.name)
+            return pdu.response(status)
         try:
             await self.ingress.commit(msgs)
         except Overloaded as e:
-            return pdu.response(S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED)
+            status = S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED
+            self._refused.add(status.name)
+            return pdu.response(status)
+        except StoreUnavailable:  # nothing durable: a temporary refusal, as for submit_sm
+            self._refused.add(S.ESME_RMSGQFUL.name)
+            return pdu.response(S.ESME_RMSGQFUL)
         return pdu.response(message_id=msgs[0].id, unsuccess_smes=tuple(unsuccess))
 
     # -- query / cancel / replace ---------------------------------------------------------------
@@ -386,7 +504,9 @@ class SmppService:
         except (UnknownMessage, NotPending):
             return pdu.response(S.ESME_RCANCELFAIL)
         self.receipts.wake(account)
-        log.info("cancelled", extra={"message_id": mid, "account": account,
+        FINAL.labels(account, msg.route, msg.state.value).inc()
+        log.debug("cancelled", extra={"message_id": mid, "account": account,
+                                      "session": conn.conn_id,
                                      "state": msg.state.value})
         return pdu.response()
 

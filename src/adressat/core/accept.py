@@ -180,4 +180,5 @@ def accept_message(
         extra,  # extra
         None,  # reference
         None,  # addressed_imsi
+        None,  # scts
     ))

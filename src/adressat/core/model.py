@@ -56,10 +56,16 @@ class Message:
     message_payload) exactly as submitted, including the UDH when ``esm_class`` has UDHI.
     ``extra`` keeps JSON-able values to pass on (SAR TLVs, user_message_reference, ...).
     Times are epoch seconds. ``attempts`` counts delivery attempts started (claims).
-    ``reference`` is the TP-MR of the message's first part on the air interface (0..255),
-    given by the store when the message is first claimed, from a counter per destination, and
-    kept for every resend: a handset takes a resend for what it is, and two different messages
-    to one number never look alike to it (None: not yet attempted).
+    ``scts`` is the message's TP-SCTS (TS 23.040 §6.2, §9.2.3.11) as an epoch second: given by
+    the store at the claim of its first attempt, distinct for every message to one
+    destination (a counter per destination: ``max(now, last + 1 s)``), and kept for every
+    resend, so a handset takes a resend for what it is and two different messages to one
+    number never look alike to it (None: not yet attempted, or first attempted before schema
+    v9). The parts of a long message share it and differ in their concatenation element.
+    ``reference`` is the TP-MR such a message was first attempted with before schema v9 (from
+    a counter per destination since v4): SMS-DELIVER has no TP-MR, but netsim's handsets
+    recognised resends by it then, so a message in flight across the upgrade keeps it for its
+    resends (None for everything first attempted since, and before v4).
     ``addressed_imsi`` is the identity the latest attempt was about to be handed to, made
     durable before anything went out: after a crash in the middle of an attempt, the retry goes
     only to that identity (I3), as after a timeout.
@@ -94,6 +100,7 @@ class Message:
     extra: dict[str, ExtraValue] = field(default_factory=dict, hash=False)
     reference: int | None = None
     addressed_imsi: str | None = None
+    scts: int | None = None
 
     @property
     def is_final(self) -> bool:

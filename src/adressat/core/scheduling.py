@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 from adressat.core.model import QUEUED_STATES, Message, State
 
@@ -33,32 +34,32 @@ def lease_expired(msg: Message, now: float) -> bool:
     return msg.state is State.DISPATCHED and (msg.lease_until is None or msg.lease_until < now)
 
 
-#: TP-MR is one octet (3GPP TS 23.040 9.2.3.6).
-REFERENCES = 256
-
-
-def takes_reference(reference: int | None, attempts: int) -> bool:
-    """A queued message (its stored ``reference`` and ``attempts`` before this claim) gets
-    its TP-MR at the claim of its first attempt; a resend keeps the one it has. A message
-    attempted before references were stored (schema v4) has none and keeps the one derived
-    from its id, so a resend across the upgrade is still recognised."""
-    return reference is None and attempts == 0
+def takes_scts(scts: int | None, attempts: int) -> bool:
+    """A queued message (its stored ``scts`` and ``attempts`` before this claim) gets its
+    TP-SCTS at the claim of its first attempt; a resend keeps the one it has. A message first
+    attempted before stamps were stored (schema v9) has none and keeps the identity it was
+    first sent with (its TP-MR), so a resend across the upgrade is still recognised."""
+    return scts is None and attempts == 0
 
 
 def counter_key(destination: str) -> int:
-    """The key of a destination's TP-MR counter: the number itself (E.164 digits, at most 15),
-    an integer key being the cheapest to look up; anything else by a 62-bit hash, above every
-    E.164 number."""
+    """The key of a destination's TP-SCTS counter: the number itself (E.164 digits, at most
+    15), an integer key being the cheapest to look up; anything else by a 62-bit hash, above
+    every E.164 number. Two destinations sharing a key share a counter: their stamps are
+    then only further apart, never alike."""
     if destination.isascii() and destination.isdigit() and len(destination) <= 15:
         return int(destination)
     digest = hashlib.blake2b(destination.encode(), digest_size=8).digest()
     return (1 << 62) | (int.from_bytes(digest, "big") >> 2)
 
 
-def give_reference(counter: int | None) -> tuple[int, int]:
-    """(the TP-MR a destination's next new message gets, the destination's counter after it),
-    from the stored counter (None: a destination never claimed before starts at 0). The
-    messages to one number thus differ in TP-MR until the counter has gone round, 256
-    messages later; a handset remembers far fewer than that (netsim: 128)."""
-    reference = (counter or 0) % REFERENCES
-    return reference, (reference + 1) % REFERENCES
+def give_scts(last: int | None, now: float) -> int:
+    """The TP-SCTS (epoch second) a destination's next message gets, from the last one given
+    to that destination (None: never). TS 23.040 §6.2: the stamp is the time the message
+    reached the SC to the second, and when two or more messages to one MS arrive within one
+    second the SC modifies their stamps so that (a) all messages to the MS differ and (b) the
+    modification is kept to a minimum: here the second of ``now``, or one second after the
+    last one given when that is not later (also when the clock has stepped back). The result
+    is the destination's new last stamp."""
+    second = math.floor(now)
+    return second if last is None or second > last else last + 1

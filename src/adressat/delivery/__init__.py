@@ -3,7 +3,7 @@ adapters that put messages on a route (netsim; the smpp connector later)."""
 
 from adressat.delivery.adapter import Adapter, Outcome, OutcomeKind
 from adressat.delivery.errors import INTEGRITY_ERRORS, DeliveryError
-from adressat.delivery.netsim_adapter import NetsimAdapter, build_parts, message_reference
+from adressat.delivery.netsim_adapter import NetsimAdapter, build_parts, legacy_reference
 from adressat.delivery.worker import DeliveryWorker
 
 __all__ = [
@@ -15,5 +15,5 @@ __all__ = [
     "Outcome",
     "OutcomeKind",
     "build_parts",
-    "message_reference",
+    "legacy_reference",
 ]

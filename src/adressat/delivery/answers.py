@@ -3,8 +3,9 @@
 applied to another message).
 
 The netsim adapter gets the answer of each MT-ForwardSM as the return value of that call, so
-the attempt in flight is matched by construction (message id, TP-MR, attempt). Anything that
-arrives on the network's late-ack channel (``Network.on_late_ack``) is therefore, by
+the attempt in flight is matched by construction, as a real SMSC matches an answer by its
+MAP/TCAP dialogue (never by a field of the TPDU: SMS-DELIVER carries no TP-MR). Anything
+that arrives on the network's late-ack channel (``Network.on_late_ack``) is therefore, by
 definition, not the answer of an attempt in flight: it is classified here and only ever
 produces an alarm (plus fail-closed effects on the message it names), never a delivery.
 """
@@ -21,11 +22,12 @@ __all__ = ["NetworkAnswer", "classify_answer"]
 
 @dataclass(frozen=True, slots=True)
 class NetworkAnswer:
-    """An acknowledgement seen outside its MT-ForwardSM: which message (by the SMSC message id
-    it carried) and part (TP-MR), and the identity of the handset that answered."""
+    """An acknowledgement seen outside its MT-ForwardSM: the dialogue it answers (the SMSC's
+    message id and the index of the part it carried), and the identity of the handset that
+    answered."""
 
     smsc_message_id: str
-    message_reference: int
+    part_index: int
     imsi: str
     msisdn: str
     node: str | None = None

@@ -24,9 +24,13 @@ The last moment before the wire is where the SMSC can still catch a mix-up (DESI
 ``guards=False`` (benchmarks only: ``adressat run --integrity-guards off``) skips the binding
 tag, the routing cross-check and the acknowledgement checks, to measure what they cost.
 
-TP-MR and the concatenation reference are derived from the message id (and the part index), so
-a retry after a crash sends identical parts and the handset discards them as duplicates.
-Message text is never logged.
+Every part carries the message's TP-SCTS (given by the store at its first claim, distinct for
+every message to one destination, kept by its resends; TS 23.040 §6.2, encoded as in
+§9.2.3.11) and the parts of a long message a concatenation element whose reference is derived
+from the message id, so a retry after a crash sends identical SMS-DELIVERs and the handset,
+which knows them by (TP-OA, TP-SCTS, part number), discards them as duplicates. A message first
+attempted before schema v9 has no stamp: its parts are sent as its first attempt identified
+them then (``legacy_reference``). Message text is never logged.
 """
 
 from __future__ import annotations
@@ -57,16 +61,19 @@ from adressat.sms import (
     Alphabet,
     Concat,
     EncodingError,
+    SctsError,
     SegmentationError,
     UdhError,
     codec_for_data_coding,
+    encode_scts,
     fill_bits_for_udh,
     pack_septets,
     parse_udh,
     segment_payload,
 )
+from adressat.sms.timestamp import TZ_QUARTERS_MAX
 
-__all__ = ["NetsimAdapter", "ContentError", "build_parts", "message_reference", "ESM_UDHI"]
+__all__ = ["NetsimAdapter", "ContentError", "build_parts", "legacy_reference", "ESM_UDHI"]
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +98,14 @@ def _id_hash(message_id: str, label: bytes) -> int:
     return hashlib.blake2b(label + message_id.encode(), digest_size=2).digest()[0]
 
 
-def message_reference(msg: Message, part_index: int) -> int:
-    """TP-MR (0..255) of part ``part_index`` (0-based): the reference the store gave the
-    message at its first claim (a counter per destination) plus the index, so the parts of one
-    message never share a TP-MR (up to 256 parts) and a resend of the same part carries the
-    same TP-MR. Part i of one message and part j of the next can share a TP-MR only with
-    i != j, and then the UDH (part number) tells their content apart.
-
-    A message first attempted before the store kept references (schema v4) has none: its base
-    is then derived from its id as it was then, so its resend is still recognised."""
+def legacy_reference(msg: Message, part_index: int) -> int | None:
+    """None for a message with a TP-SCTS (everything claimed since schema v9). A message first
+    attempted before v9 has none: netsim's handsets knew its parts then by a TP-MR (which
+    SMS-DELIVER does not have), the stored reference plus the part index (schema v4..v8) or,
+    first attempted before v4, 8 bits of a hash of the id plus the index; its resends carry
+    the same one, so that what a handset stored before the upgrade is still recognised."""
+    if msg.scts is not None:
+        return None
     base = msg.reference
     if base is None:
         base = _id_hash(msg.id, b"tp-mr\x00")
@@ -171,21 +177,28 @@ class NetsimAdapter:
         default_originator: str = "adressat",
         acks_remembered_max: int = 100_000,
         guards: bool = True,
+        scts_tz_quarters: int = 0,
     ) -> None:
+        """``scts_tz_quarters``: the SC's time zone, in quarters of an hour from GMT, that the
+        TP-SCTS is written in (TS 23.040 §9.2.3.11); 0 writes GMT."""
         if not tag_key:
             raise ValueError("tag_key must not be empty")
+        if not -TZ_QUARTERS_MAX <= scts_tz_quarters <= TZ_QUARTERS_MAX:
+            raise ValueError(f"scts_tz_quarters must be within +-{TZ_QUARTERS_MAX}")
         self.network = network
         self._tag_key = tag_key
         self.default_originator = default_originator
         self.acks_remembered_max = acks_remembered_max
         self.guards = guards
+        self.scts_tz_quarters = scts_tz_quarters
         # IMSI -> (the number it last acknowledged for, that message's id), bounded:
         # one IMSI, two numbers = alarm naming both messages
         self._acked_by: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     async def deliver(self, msg: Message, addressed: Addressed | None = None) -> Outcome:
-        # Exactly these values are checked and then sent; besides them only the TP-MR
-        # (``message_reference``) is read from ``msg``: it names no recipient.
+        # Exactly these values are checked and then sent; besides them only the TP-SCTS
+        # (and, first attempted before schema v9, the TP-MR) is read from ``msg``: it names
+        # no recipient.
         message_id = msg.id
         destination = msg.destination
         content = msg.content
@@ -196,7 +209,8 @@ class NetsimAdapter:
         ):
             log.error(
                 "binding tag mismatch",
-                extra={"message_id": message_id, "error": int(DeliveryError.TAG_MISMATCH)},
+                extra={"message_id": message_id, "account": msg.account, "route": msg.route,
+                       "error": int(DeliveryError.TAG_MISMATCH)},
             )
             return Outcome.failed(OutcomeKind.QUARANTINE, DeliveryError.TAG_MISMATCH)
         try:
@@ -229,15 +243,27 @@ class NetsimAdapter:
             return Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.SYSTEM_FAILURE)
         originator = msg.source_addr or self.default_originator
         digest = hashlib.sha256(content).hexdigest()
+        # stamped by the store at the first claim; first attempted before v9: its arrival
+        # (the handset knows such a message by its legacy reference)
+        scts = msg.scts if msg.scts is not None else int(msg.submitted_at)
+        try:
+            stamp = encode_scts(scts, self.scts_tz_quarters)
+        except SctsError:  # a clock outside 1970..2069: nothing can be sent
+            log.error("TP-SCTS out of range", extra={"message_id": message_id})
+            return Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.SYSTEM_FAILURE)
+        udhi = len(parts) > 1 or bool(esm_class & ESM_UDHI)
         acked: Ack | None = None
         for index, ud in enumerate(parts):
             sms = NetSms(
                 originator,
-                message_reference(msg, index),
+                stamp,
                 data_coding,
                 ud,
                 message_id,
                 digest,
+                udhi,
+                index,
+                legacy_reference(msg, index),
             )
             result = await self.network.forward_sm(info.imsi, info.node, sms)
             if isinstance(result, Failure):
@@ -259,7 +285,7 @@ class NetsimAdapter:
                         "message_id": message_id,
                         "part": index,
                         "error": int(integrity),
-                        "node": info.node,
+                        "serving_node": info.node, "account": msg.account, "route": msg.route,
                     },
                 )
                 return Outcome.failed(
@@ -293,7 +319,7 @@ class NetsimAdapter:
             extra={
                 "message_id": message_id,
                 "error": int(DeliveryError.ROUTING_MISMATCH),
-                "node": node,
+                "serving_node": node,
             },
         )
         return Outcome.failed(

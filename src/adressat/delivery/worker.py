@@ -13,7 +13,7 @@ the free slots right behind it, so ONE transaction writes the outcomes and claim
 follows (before, a claim and a flush alternated, each a commit and an fsync of its own).
 Nothing is weakened: the task still waits for its durable result, :meth:`DeliveryWorker.stop`
 still waits for every queued outcome, and an outcome lost to a crash leaves its message
-DISPATCHED (recovered as DEFERRED with an INTERRUPTED attempt, resent with the same TP-MR).
+DISPATCHED (recovered as DEFERRED with an INTERRUPTED attempt, resent with the same TP-SCTS).
 
 A thin shell: which transition is legal is ``core.lifecycle``'s business, when to retry is
 ``core.retry``'s, what is due is the store's (``claim_due``: per destination one at a time,
@@ -22,7 +22,7 @@ which keeps per-destination order). Time and randomness are injected (``clock``,
 Crash safety: a claim is a lease (DISPATCHED, ``lease_until``). This is the single-node SQLite
 deployment, so when :meth:`DeliveryWorker.run` starts no attempt can be in flight: every
 DISPATCHED message is put back to DEFERRED (due now) with an ``INTERRUPTED`` attempt record,
-and ``recover_leases`` catches anything left. The resend carries the same TP-MR, so a handset
+and ``recover_leases`` catches anything left. The resend carries the same TP-SCTS, so a handset
 that had stored it discards the copy.
 
 Logs are structured (``extra``: message_id, route, state, error), never message text (I6).
@@ -74,6 +74,7 @@ from typing import Any
 
 from adressat.core.breaker import counts as counts_for_breaker
 from adressat.core.breaker import should_trip, trip_reason
+from adressat.core.health import Backoff, Episode, EpisodeKind
 from adressat.core.integrity import Alarm, AlarmKind
 from adressat.core.model import AttemptRecord, Message, State
 from adressat.core.retry import RetryPolicy
@@ -81,16 +82,19 @@ from adressat.delivery.adapter import Adapter, Outcome, OutcomeKind
 from adressat.delivery.answers import NetworkAnswer, classify_answer
 from adressat.delivery.errors import DeliveryError
 from adressat.delivery.faults import InternalFaults
+from adressat.observe.health import EpisodeRecorder
+from adressat.observe.metrics import ALARMS, ATTEMPTS, DELIVERY_LATENCY, FINAL, HELD, TurnCounts
 from adressat.store.base import (
     DuplicateDelivery,
     FinishedAttempt,
     StaleState,
     Store,
     StoreError,
+    StoreUnavailable,
 )
 from adressat.store.commit import GroupCommitter
 
-__all__ = ["DeliveryWorker", "INTERRUPTED"]
+__all__ = ["DeliveryWorker", "INTERRUPTED", "WorkerFailed"]
 
 log = logging.getLogger(__name__)
 alarm_log = logging.getLogger("adressat.alarm")
@@ -114,8 +118,7 @@ ALARMED_TEMPORARY: frozenset[int] = frozenset({int(DeliveryError.ROUTING_MISMATC
 def log_alarm(alarm: Alarm) -> None:
     """The structured log line of an alarm: ids, route, node, adapter; never text."""
     alarm_log.error(
-        "integrity alarm %s",
-        alarm.kind.value,
+        "integrity alarm",
         extra={
             "alarm_id": alarm.id,
             "kind": alarm.kind.value,
@@ -166,6 +169,17 @@ def _hand_out(
             fut.set_result(result)
 
 
+class WorkerFailed(Exception):
+    """The loop cannot go on (it failed ``loop_failures_max`` turns in a row for a reason
+    that is not the store's): :meth:`DeliveryWorker.run` raises it, the delivery process
+    exits non-zero and the SMPP process starts a new one."""
+
+
+def failure_cause(e: BaseException) -> str:
+    """The short name an episode gives a failure: the store's cause, else the error type."""
+    return e.cause if isinstance(e, StoreUnavailable) else type(e).__name__
+
+
 #: Outcome name of the attempt record written for an attempt cut short by a crash/restart.
 INTERRUPTED = "INTERRUPTED"
 _RECOVER_PAGE = 1000
@@ -205,6 +219,9 @@ class DeliveryWorker:
         held_refresh_s: float = 1.0,
         faults: InternalFaults | None = None,
         current_imsi: Callable[[str], str | None] | None = None,
+        loop_failures_max: int = 20,
+        backoff_s_max: float = 5.0,
+        on_episode: Callable[[Episode], None] | None = None,
     ) -> None:
         if concurrency_max < 1 or claim_batch_max < 1:
             raise ValueError("concurrency_max and claim_batch_max must be >= 1")
@@ -234,6 +251,20 @@ class DeliveryWorker:
         self.held_refresh_s = held_refresh_s
         self.faults = faults
         self.current_imsi = current_imsi
+        if loop_failures_max < 1:
+            raise ValueError("loop_failures_max must be >= 1")
+        # heal or shout: a failed turn is an episode (opened at the first failure, closed by
+        # the first turn that works again), retried with backoff; only failures that are not
+        # the store's, ``loop_failures_max`` turns in a row, end the loop (WorkerFailed)
+        self.loop_failures_max = loop_failures_max
+        self.health = EpisodeRecorder("delivery", committer, clock, on_episode)
+        self._backoff = Backoff(delay_s_min=interval_s, delay_s_max=max(interval_s, backoff_s_max))
+        self._turn_failures: list[BaseException] = []
+        # outcomes the store failed to take, written again once it works (at most one per
+        # concurrency slot; beyond that, lease recovery brings the message back)
+        self._unwritten: list[tuple[Message, Outcome, _Plan, float, float, bool]] = []
+        self._unexpected_in_row = 0
+        self.next_lease_check_at = 0.0
         self._held: frozenset[str] = frozenset()
         self._in_flight: dict[str, Message] = {}  # claimed, about to go or going out
         self._wake = asyncio.Event()
@@ -258,6 +289,9 @@ class DeliveryWorker:
         self.stale = 0
         self.recovered = 0
         self.store_errors = 0
+        self.loop_failures = 0
+        self._finals = TurnCounts(FINAL)
+        self._attempt_counts = TurnCounts(ATTEMPTS)
         self.held = 0
         self.alarms = 0
         self.trips = 0
@@ -288,7 +322,7 @@ class DeliveryWorker:
     async def retry_destination(self, msisdn: str) -> int:
         now = self.clock()
         n = await self.committer.run(lambda s: s.retry_now(msisdn, now))
-        log.info("alert", extra={"destination": msisdn, "retried": n})
+        log.debug("alert", extra={"destination": msisdn, "retried": n})
         self.wake()
         return n
 
@@ -297,28 +331,53 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Recover, then claim and deliver until :meth:`stop`. Cancelling ``run`` cancels the
         attempts in flight without writing them (what a crash does; the leases recover).
-        A worker runs once: after :meth:`stop` make a new one."""
-        await self.recover()
+        A worker runs once: after :meth:`stop` make a new one.
+
+        It never stops by itself for a store failure: a turn whose store steps fail is
+        retried with backoff, the failure is an episode (log, ``health``, ``on_episode``)
+        until a turn works again. Raises WorkerFailed when turns keep failing for another
+        reason (a bug): the process then exits non-zero and is started anew."""
+        await self._recover_until_done()
         next_expire_at = 0.0
         next_held_at = 0.0
         try:
             while not self._stopping:
                 self._wake.clear()
                 now = self.clock()
-                if now >= next_held_at:
-                    await self.refresh_held()
-                    next_held_at = now + self.held_refresh_s
-                if now >= next_expire_at:
-                    await self._expire(now)
-                    next_expire_at = now + self.expire_interval_s
-                free = self._free()
-                if free > 0:
-                    limit = min(free, self.claim_batch_max)
-                    claimed = await self._claim(limit, now)
-                    if len(claimed) == limit and self._free() > 0:
-                        continue  # more may be due: claim again before sleeping
+                more = False
+                try:
+                    if now >= next_held_at:
+                        await self.refresh_held()
+                        next_held_at = now + self.held_refresh_s
+                    if now >= next_expire_at:
+                        await self._expire(now)
+                        next_expire_at = now + self.expire_interval_s
+                    if now >= self.next_lease_check_at:
+                        await self._recover_expired_leases(now)
+                    free = self._free()
+                    if free > 0:
+                        limit = min(free, self.claim_batch_max)
+                        claimed = await self._claim(limit, now)
+                        more = len(claimed) == limit and self._free() > 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - a turn that fails is retried, loudly
+                    self._failed(e, "loop")
+                    if not isinstance(e, StoreError):
+                        self._unexpected_in_row += 1
+                        if self._unexpected_in_row >= self.loop_failures_max:
+                            log.critical("delivery loop cannot go on",
+                                         extra={"error_type": type(e).__name__,
+                                                "failures": self._unexpected_in_row})
+                            raise WorkerFailed(type(e).__name__) from e
+                delay = self._turn_over()
                 if self._stopping:
                     break
+                if delay is not None:  # backoff: the store (or something) is failing
+                    await asyncio.sleep(delay)
+                    continue
+                if more:
+                    continue  # more may be due: claim again before sleeping
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.interval_s)
                 except TimeoutError:
@@ -332,6 +391,54 @@ class DeliveryWorker:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    # --- heal or shout -----------------------------------------------------------------------
+
+    def _failed(self, e: BaseException, step: str) -> None:
+        """A store step (or the turn) failed: counted, and the episode opens (logged,
+        written to the store when it can be)."""
+        self.loop_failures += 1
+        self._turn_failures.append(e)
+        self.health.failed(EpisodeKind.DELIVERY_LOOP_FAILING, failure_cause(e), step=step,
+                           error_type=type(e).__name__)
+
+    def _turn_over(self) -> float | None:
+        """End of a turn: the backoff delay if something failed in it, else None (and the
+        episode, if one was open, is over)."""
+        failures, self._turn_failures = self._turn_failures, []
+        if failures:
+            return self._backoff.failed(self.rng.random())
+        self._backoff.succeeded()
+        self._unexpected_in_row = 0
+        self.health.recovered(EpisodeKind.DELIVERY_LOOP_FAILING)
+        if self._unwritten:
+            self._write_again()
+        return None
+
+    def _write_again(self) -> None:
+        """The outcomes that could not be written (the store failed), written now."""
+        pending, self._unwritten = self._unwritten, []
+        log.warning("writing outcomes again", extra={"count": len(pending)})
+        for msg, outcome, plan, started_at, ended_at, sent in pending:
+            task = asyncio.get_running_loop().create_task(
+                self._write(msg, outcome, plan, started_at, ended_at, sent=sent))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
+    async def _recover_until_done(self) -> None:
+        """:meth:`recover`, retried with backoff while the store fails."""
+        while True:
+            try:
+                await self.recover()
+            except StoreError as e:
+                self._failed(e, "recover")
+                delay = self._turn_over()
+                await asyncio.sleep(delay or self.interval_s)
+                if self._stopping:
+                    return
+                continue
+            self._turn_over()
+            return
+
     @property
     def held_routes(self) -> frozenset[str]:
         return self._held
@@ -342,7 +449,7 @@ class DeliveryWorker:
             self._held = await self.committer.run(lambda s: s.held_routes())
         except StoreError as e:
             self.store_errors += 1
-            log.error("held routes not refreshed", extra={"error_type": type(e).__name__})
+            self._failed(e, "held_routes")
         return self._held
 
     def _free(self) -> int:
@@ -367,7 +474,7 @@ class DeliveryWorker:
         error = fut.exception()
         if error is not None:  # a failed commit: nothing was claimed; next tick
             self.store_errors += 1
-            log.error("claim_due failed", extra={"error_type": type(error).__name__})
+            self._failed(error, "claim_due")
             return
         if self._closed:  # run() was cancelled: they stay DISPATCHED, as after a crash
             return
@@ -379,11 +486,11 @@ class DeliveryWorker:
             fut = self._enqueue_claim(limit, now)
         except StoreError as e:  # queue full or stopped: try again next tick
             self.store_errors += 1
-            log.error("claim_due failed", extra={"error_type": type(e).__name__})
+            self._failed(e, "claim_due")
             return []
         try:
             return await asyncio.shield(fut)
-        except StoreError:  # counted and logged by _claimed
+        except StoreError:  # counted and reported by _claimed
             return []
 
     def _claim_after_flush(self) -> None:
@@ -401,7 +508,7 @@ class DeliveryWorker:
             fut = self._enqueue_claim(min(free, self.claim_batch_max), self.clock())
         except StoreError as e:
             self.store_errors += 1
-            log.error("claim_due failed", extra={"error_type": type(e).__name__})
+            self._failed(e, "claim_due")
             return
         self._claims.add(fut)
 
@@ -423,6 +530,11 @@ class DeliveryWorker:
 
     def _recover_page(self, store: Store, now: float) -> tuple[int, int]:
         listed = store.list_messages(state=State.DISPATCHED, limit=_RECOVER_PAGE)
+        return len(listed), self._interrupted(store, listed, now)
+
+    def _interrupted(self, store: Store, listed: Sequence[Message], now: float) -> int:
+        """DISPATCHED -> DEFERRED (due now), each with an INTERRUPTED attempt record naming
+        the identity it had addressed; returns how many moved."""
         moved = 0
         for msg in listed:
             try:
@@ -452,14 +564,38 @@ class DeliveryWorker:
                             error=None,
                         )
                     )
+            except StoreUnavailable:
+                raise  # the whole step fails: retried by the loop
             except StoreError as e:
                 log.error(
                     "lease not recovered",
-                    extra={"message_id": msg.id, "error_type": type(e).__name__},
+                    extra={"message_id": msg.id, "route": msg.route,
+                           "error_type": type(e).__name__},
                 )
                 continue
             moved += 1
-        return len(listed), moved
+        return moved
+
+    async def _recover_expired_leases(self, now: float) -> int:
+        """While running: a DISPATCHED message whose lease is over and that no attempt of this
+        worker holds (its outcome could not be written: the store failed) comes back DEFERRED
+        with an INTERRUPTED attempt, as after a crash. Checked every quarter lease."""
+        self.next_lease_check_at = now + self.lease_s / 4
+        listed = await self.committer.read(
+            lambda s: s.list_messages(state=State.DISPATCHED, limit=_RECOVER_PAGE)
+        )
+        expired = [
+            m for m in listed
+            if m.lease_until is not None and m.lease_until < now and m.id not in self._slots
+        ]
+        if not expired:
+            return 0
+        moved = await self.committer.run(lambda s: self._interrupted(s, expired, now))
+        self.recovered += moved
+        if moved:
+            log.warning("recovered attempts whose outcome was not written",
+                        extra={"count": moved})
+        return moved
 
     async def _expire(self, now: float) -> None:
         limit = self.claim_batch_max
@@ -468,11 +604,11 @@ class DeliveryWorker:
                 expired = await self.committer.run(lambda s: s.expire_due(now, limit=limit))
             except StoreError as e:
                 self.store_errors += 1
-                log.error("expire_due failed", extra={"error_type": type(e).__name__})
+                self._failed(e, "expire_due")
                 return
             for msg in expired:
                 self.expired += 1
-                self._log_final(msg, "expired")
+                self._log_final(msg, "expired", None)
                 self._notify_final(msg)
             if len(expired) < limit:
                 return
@@ -514,6 +650,7 @@ class DeliveryWorker:
             outcome = await self._attempt(self._pairing(msg))
         finally:
             self._in_flight.pop(msg.id, None)
+        self._attempt_counts.add(msg.route, outcome.kind.value)
         if self._trips_at_once(msg, outcome):
             # Hint before the commit: claimed messages of this route that have not started
             # yet are held instead of sent while the alarm's transaction is in the group
@@ -604,9 +741,11 @@ class DeliveryWorker:
             self._held = self._held - {msg.route}
             return False, None
         self.held += 1
-        log.warning(
+        HELD.labels(msg.account, msg.route).inc()
+        log.debug(
             "held: route breaker open",
-            extra={"message_id": msg.id, "route": msg.route, "state": new.state.value},
+            extra={"message_id": msg.id, "account": msg.account, "route": msg.route,
+                   "state": new.state.value},
         )
         return True, new
 
@@ -662,7 +801,8 @@ class DeliveryWorker:
         except Exception as e:  # an adapter bug must not kill the worker; retry later
             log.error(
                 "adapter failed",
-                extra={"message_id": msg.id, "route": msg.route, "error_type": type(e).__name__},
+                extra={"message_id": msg.id, "account": msg.account, "route": msg.route,
+                       "error_type": type(e).__name__},
             )
             return Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.SYSTEM_FAILURE)
 
@@ -761,6 +901,7 @@ class DeliveryWorker:
                 "outcome dropped: message moved by someone else",
                 extra={
                     "message_id": msg.id,
+                    "account": msg.account, "serving_node": outcome.node,
                     "route": msg.route,
                     "state": e.actual.value,
                     "outcome": outcome.kind.value,
@@ -774,7 +915,8 @@ class DeliveryWorker:
             self.store_errors += 1
             log.error(
                 "second delivery refused by the store",
-                extra={"message_id": msg.id, "route": msg.route, "error_type": type(e).__name__},
+                extra={"message_id": msg.id, "account": msg.account, "route": msg.route,
+                       "serving_node": outcome.node, "error_type": type(e).__name__},
             )
             dup = Alarm(
                 at=ended_at,
@@ -798,21 +940,34 @@ class DeliveryWorker:
             self.store_errors += 1
             log.error(
                 "outcome not written",
-                extra={"message_id": msg.id, "route": msg.route, "error_type": type(e).__name__},
+                extra={"message_id": msg.id, "account": msg.account, "route": msg.route,
+                       "error_type": type(e).__name__},
             )
+            if isinstance(e, StoreUnavailable):
+                # the message stays DISPATCHED: its outcome is written again by the first turn
+                # that works (so a delivered message is not sent again and the one queued
+                # behind it to the same number need not wait for the lease); if this process
+                # ends first, lease recovery brings it back as after a crash
+                if len(self._unwritten) < self.concurrency_max:
+                    self._unwritten.append((msg, outcome, plan, started_at, ended_at, sent))
+                self._failed(e, "outcome")
+                return None
             if sent:
                 await self._append_only(record)
             return None
         if stored_alarm is not None:
             self._after_alarm(stored_alarm, tripped)
         self._count(new.state)
+        if new.state is State.HELD:
+            HELD.labels(new.account, new.route).inc()
         if new.is_final:
-            self._log_final(new, outcome.reason)
+            self._log_final(new, outcome.reason, outcome.node)
         else:
-            log.info(
+            log.debug(
                 "deferred",
                 extra={
                     "message_id": new.id,
+                    "account": new.account, "serving_node": outcome.node, "reason": outcome.reason,
                     "route": new.route,
                     "state": new.state.value,
                     "error": new.error,
@@ -823,7 +978,8 @@ class DeliveryWorker:
             try:
                 self.on_integrity(new, outcome)
             except Exception as e:  # noqa: BLE001 - a broken alarm hook must not stop delivery
-                log.error("on_integrity failed", extra={"error_type": type(e).__name__})
+                log.error("on_integrity failed",
+                          extra={"message_id": new.id, "error_type": type(e).__name__})
         if new.is_final:
             self._notify_final(new)
         return new
@@ -887,6 +1043,7 @@ class DeliveryWorker:
 
     def _after_alarm(self, alarm: Alarm, tripped: bool) -> None:
         self.alarms += 1
+        ALARMS.labels(alarm.kind.value).inc()
         log_alarm(alarm)
         if tripped:
             self.trips += 1
@@ -919,7 +1076,7 @@ class DeliveryWorker:
             lambda s: record_alarm(s, alarm, self.breaker_alarms_threshold, now)
         )
 
-    def on_late_ack(self, smsc_message_id: str, message_reference: int, ack: object) -> None:
+    def on_late_ack(self, smsc_message_id: str, part_index: int, ack: object) -> None:
         """``Network.on_late_ack`` callback: ``ack`` has ``imsi``, ``msisdn`` (and maybe
         ``also``: further handsets that stored it, each a stray answer of its own). Only
         schedules work on the running loop."""
@@ -927,7 +1084,7 @@ class DeliveryWorker:
         for a in answers:
             answer = NetworkAnswer(
                 smsc_message_id,
-                message_reference,
+                part_index,
                 str(getattr(a, "imsi", "")),
                 str(getattr(a, "msisdn", "")),
             )
@@ -955,7 +1112,7 @@ class DeliveryWorker:
             msg = store.get_message(msg_id)
             kind = classify_answer(msg, answer, current)
             detail = (
-                f"tp_mr={answer.message_reference} imsi={answer.imsi} msisdn={answer.msisdn}"
+                f"part={answer.part_index} imsi={answer.imsi} msisdn={answer.msisdn}"
                 + ("" if msg is None else f" state={msg.state.value}")
             )
             if kind is AlarmKind.STRAY_ACK and msg is not None and msg.state is State.DEFERRED:
@@ -991,7 +1148,9 @@ class DeliveryWorker:
         try:
             await self.committer.run(lambda s: s.append_attempt(record))
         except StoreError as e:
-            log.error("attempt record not written", extra={"error_type": type(e).__name__})
+            log.error("attempt record not written", extra={
+                "message_id": record.message_id, "route": record.route,
+                "error_type": type(e).__name__})
 
     def _count(self, state: State) -> None:
         if state is State.DELIVERED:
@@ -1004,8 +1163,13 @@ class DeliveryWorker:
             self.undeliverable += 1
         elif state is State.QUARANTINED:
             self.quarantined += 1
+        elif state is State.HELD:
+            self.held += 1
 
     def _notify_final(self, msg: Message) -> None:
+        self._finals.add(msg.account, msg.route, msg.state.value)
+        if msg.final_at is not None:
+            DELIVERY_LATENCY.observe(max(0.0, msg.final_at - msg.submitted_at))
         try:
             self.on_final(msg)
         except Exception as e:  # noqa: BLE001 - a broken hint must not stop delivery
@@ -1014,13 +1178,16 @@ class DeliveryWorker:
             )
 
     @staticmethod
-    def _log_final(msg: Message, reason: str) -> None:
-        level = logging.ERROR if msg.state is State.QUARANTINED else logging.INFO
+    def _log_final(msg: Message, reason: str, serving_node: str | None) -> None:
+        level = logging.ERROR if msg.state is State.QUARANTINED else logging.DEBUG
+        if not log.isEnabledFor(level):  # every message passes here: not even the dict
+            return
         log.log(
             level,
             "final",
             extra={
                 "message_id": msg.id,
+                "account": msg.account, "serving_node": serving_node,
                 "route": msg.route,
                 "state": msg.state.value,
                 "error": msg.error,

@@ -509,13 +509,13 @@ class FaultSwitchboard(Faults):
         if self.is_on("ack_late") and self._fires("ack_late"):
             delay_s = float(self.param("ack_late", "delay_s"))
             network.report_late_ack(
-                sms.smsc_message_id, sms.message_reference, result, at=network.clock() + delay_s
+                sms.smsc_message_id, sms.part_index, result, at=network.clock() + delay_s
             )
             return await self._timeout(network)
         if self.is_on("ack_duplicated") and self._fires("ack_duplicated"):
             delay_s = float(self.param("ack_duplicated", "delay_s"))
             network.report_late_ack(
-                sms.smsc_message_id, sms.message_reference, result, at=network.clock() + delay_s
+                sms.smsc_message_id, sms.part_index, result, at=network.clock() + delay_s
             )
         return result
 

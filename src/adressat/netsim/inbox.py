@@ -6,7 +6,8 @@ line starting with '#' names the fields). Each record is written with one ``os.w
 loses nothing already acknowledged (the OS holds it; ``fsync`` optional). A torn last line
 (a crash inside the write, never acknowledged) is cut off when the file is opened again.
 Text fields are percent-escaped for '%', tab, CR and LF. No message text is ever written:
-only its SHA-256.
+only its SHA-256. Format v2 (schema v9) records the TP-SCTS and part number a handset
+recognises a resend by; v1 lines (a TP-MR instead) still parse.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from adressat.sms.timestamp import SCTS_OCTETS
+
 __all__ = [
     "InboxRecord",
     "InboxWriter",
@@ -23,13 +26,22 @@ __all__ = [
     "read_inbox",
     "inbox_path",
     "record_line",
+    "legacy_record_line",
 ]
 
 HEADER = (
+    "#adressat-netsim-inbox v2 "
+    "time msisdn imsi node originator scts part dcs smsc_message_id sha256 duplicate\n"
+)
+_FIELDS = 11
+#: lines written before schema v9 (and for the resends of messages first sent then): a TP-MR
+#: in place of ``scts part``. A file begun then keeps its v1 header; lines are told apart by
+#: their number of fields.
+HEADER_V1 = (
     "#adressat-netsim-inbox v1 "
     "time msisdn imsi node originator mr dcs smsc_message_id sha256 duplicate\n"
 )
-_FIELDS = 10
+_FIELDS_V1 = 10
 
 
 class InboxCorrupt(ValueError):
@@ -40,25 +52,57 @@ class InboxCorrupt(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class InboxRecord:
+    """One SMS a handset stored (or discarded as a resend: ``duplicate``).
+
+    ``scts`` is the TP-SCTS as the handset received it (seven octets, TS 23.040 §9.2.3.11;
+    written as 14 hex digits) and ``part`` the part number of its concatenation element (0:
+    not a part): with ``originator`` what the handset recognises a resend by.
+    ``message_reference`` is set instead (``scts`` None) on a v1 line: the TP-MR that netsim
+    identified an SMS by before schema v9."""
+
     time: float
     msisdn: str
     imsi: str
     node: str
     originator: str
-    message_reference: int
+    scts: bytes | None
+    part: int
     data_coding: int
     smsc_message_id: str
     content_sha256: str
     duplicate: bool
+    message_reference: int | None = None
+
+    @property
+    def deliver_key(self) -> str:
+        """Which SMS-DELIVER of its message this is, as the handset tells them apart
+        (``<scts hex>/<part>``; ``mr<TP-MR>`` on a v1 line)."""
+        if self.scts is None:
+            return f"mr{self.message_reference}"
+        return f"{self.scts.hex()}/{self.part}"
 
     def to_line(self) -> bytes:
+        if self.scts is None:
+            return legacy_record_line(
+                self.time,
+                self.msisdn,
+                self.imsi,
+                self.node,
+                self.originator,
+                self.message_reference or 0,
+                self.data_coding,
+                self.smsc_message_id,
+                self.content_sha256,
+                self.duplicate,
+            )
         return record_line(
             self.time,
             self.msisdn,
             self.imsi,
             self.node,
             self.originator,
-            self.message_reference,
+            self.scts,
+            self.part,
             self.data_coding,
             self.smsc_message_id,
             self.content_sha256,
@@ -68,26 +112,67 @@ class InboxRecord:
     @classmethod
     def from_line(cls, line: str, lineno: int = 0) -> InboxRecord:
         parts = line.rstrip("\n").split("\t")
-        if len(parts) != _FIELDS:
-            raise InboxCorrupt(lineno)
         try:
-            return cls(
-                float(parts[0]),
-                parts[1],
-                parts[2],
-                _unesc(parts[3]),
-                _unesc(parts[4]),
-                int(parts[5]),
-                int(parts[6]),
-                _unesc(parts[7]),
-                parts[8],
-                parts[9] == "1",
-            )
+            if len(parts) == _FIELDS:
+                scts = bytes.fromhex(parts[5])
+                if len(scts) != SCTS_OCTETS:
+                    raise ValueError
+                return cls(
+                    float(parts[0]),
+                    parts[1],
+                    parts[2],
+                    _unesc(parts[3]),
+                    _unesc(parts[4]),
+                    scts,
+                    int(parts[6]),
+                    int(parts[7]),
+                    _unesc(parts[8]),
+                    parts[9],
+                    parts[10] == "1",
+                )
+            if len(parts) == _FIELDS_V1:
+                return cls(
+                    float(parts[0]),
+                    parts[1],
+                    parts[2],
+                    _unesc(parts[3]),
+                    _unesc(parts[4]),
+                    None,
+                    0,
+                    int(parts[6]),
+                    _unesc(parts[7]),
+                    parts[8],
+                    parts[9] == "1",
+                    int(parts[5]),
+                )
         except ValueError:
             raise InboxCorrupt(lineno) from None
+        raise InboxCorrupt(lineno)
 
 
 def record_line(
+    time: float,
+    msisdn: str,
+    imsi: str,
+    node: str,
+    originator: str,
+    scts: bytes,
+    part: int,
+    data_coding: int,
+    smsc_message_id: str,
+    content_sha256: str,
+    duplicate: bool,
+) -> bytes:
+    """The line of one record (``InboxRecord.to_line``), from its fields: the network's hot
+    path writes records without building an ``InboxRecord`` first."""
+    return (
+        f"{time:.6f}\t{msisdn}\t{imsi}\t{_esc(node)}\t"
+        f"{_esc(originator)}\t{scts.hex()}\t{part}\t{data_coding}\t"
+        f"{_esc(smsc_message_id)}\t{content_sha256}\t{int(duplicate)}\n"
+    ).encode()
+
+
+def legacy_record_line(
     time: float,
     msisdn: str,
     imsi: str,
@@ -99,8 +184,8 @@ def record_line(
     content_sha256: str,
     duplicate: bool,
 ) -> bytes:
-    """The line of one record (``InboxRecord.to_line``), from its fields: the network's hot
-    path writes records without building an ``InboxRecord`` first."""
+    """A v1 line: an SMS that netsim identifies by a TP-MR (a message first sent before
+    schema v9), so that a restarted handset rebuilds the same memory of it."""
     return (
         f"{time:.6f}\t{msisdn}\t{imsi}\t{_esc(node)}\t"
         f"{_esc(originator)}\t{message_reference}\t{data_coding}\t"
@@ -136,11 +221,18 @@ class InboxWriter:
         if fd is None:
             raise RuntimeError("inbox closed")
         written = os.write(fd, data)
-        if written != len(data):  # a short write (rare for a regular file): the rest
+        if written != len(data):  # a short write (a full disk, say): the rest, or nothing
+            start = os.fstat(fd).st_size - written
             view = memoryview(data)[written:]
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            try:
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+            except OSError:
+                # the record is not stored: the file is cut back to where it began, so no
+                # torn line stays between two whole ones (the handset failed to store it)
+                os.ftruncate(fd, start)
+                raise
         if self._fsync:
             os.fsync(fd)
 

@@ -8,6 +8,14 @@ The SMSC's two steps, as on a real network:
    by IMSI and node only. The handset that stores the message answers with ITS OWN identity
    (``Ack(imsi, msisdn)``) after its evidence record is written.
 
+A handset stores each SMS-DELIVER once: one with the TP-OA and TP-SCTS (and, for a part of a
+long message, the part number of its concatenation element) of one it already stored is a
+resend, acknowledged again but discarded (flagged ``duplicate`` in the inbox). TS 23.040 §6.2
+makes the SC give every message to one MS a distinct stamp, so nothing else is compared: two
+different messages with one stamp would lose the second, as on a real handset. Each handset
+remembers its last ``handset_delivers_remembered_max`` keys; the memory is rebuilt from the
+inbox at start.
+
 A failed delivery (absent, memory full) puts the number on the register's message-waiting
 list; when the subscriber is reachable again, callbacks registered with ``on_alert`` are
 called with the number (alertSC). ``process_due()`` does that for the current clock; the
@@ -16,7 +24,9 @@ background task started by ``start()`` calls it every ``alert_poll_interval_s``.
 Late-ack channel: acknowledgements that reach the SMSC outside the MT-ForwardSM they answer
 (after its timeout, a second copy, or a handset that should never have had the message) are
 reported to callbacks registered with ``on_late_ack`` as
-``callback(smsc_message_id, message_reference, ack)``. Faults put them there with
+``callback(smsc_message_id, part_index, ack)``: the SMSC's side of the MT-ForwardSM dialogue
+the answer belongs to (in MAP the SMSC matches answers by its TCAP dialogue, never by a field
+of the TPDU). Faults put them there with
 ``report_late_ack(..., at=t)``; ``process_due()`` hands over those due at its ``now``. The
 SMSC must never apply one to a message: it discards it with an alarm (DESIGN.md, "Identity
 checks"). An honest network never uses this channel.
@@ -33,16 +43,24 @@ import heapq
 import logging
 import random
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from adressat.netsim.faults import NO_FAULTS, Faults
 from adressat.netsim.forward import Ack, Failure, FailureReason, NetSms
-from adressat.netsim.inbox import InboxRecord, InboxWriter, inbox_path, read_inbox, record_line
+from adressat.netsim.inbox import (
+    InboxRecord,
+    InboxWriter,
+    inbox_path,
+    legacy_record_line,
+    read_inbox,
+    record_line,
+)
 from adressat.netsim.register import AbsentReason, Reachability, Register
 from adressat.netsim.settings import NetsimSettings
+from adressat.sms.segment import UdhError, concat_info_from_udh, parse_udh
 
 __all__ = ["Network", "NetworkStats", "AlertCallback", "LateAckCallback"]
 
@@ -90,13 +108,12 @@ class Network:
         self._late_ack_callbacks: list[LateAckCallback] = []
         self._late_acks: list[tuple[float, int, str, int, Ack]] = []  # heap by due time
         self._late_ack_seq = 0
-        # the handsets' duplicate memory. Per (handset, originator): the TP-MRs of the last
-        # REFERENCE_WINDOW references it stored, each with the contents stored under it; a
-        # reference further back than that is forgotten, so a sender's reference counter may
-        # go round. Bounded overall (FIFO of entries).
-        self._recent: dict[int, tuple[int, ...]] = {}  # (slot, TP-MR) -> content keys
-        self._newest: dict[int, int] = {}  # slot -> the newest TP-MR stored there
-        self._recent_order: deque[int] = deque()
+        # the handsets' duplicate memory: per handset (IMSI), the keys of the SMS-DELIVERs it
+        # stored, oldest first, at most ``handset_delivers_remembered_max``; the handsets in
+        # the order they last stored something, the one used longest ago forgotten first
+        # when all of them together hold more than ``duplicate_memory_entries_max``
+        self._seen: OrderedDict[str, dict[DeliverKey, None]] = OrderedDict()
+        self._seen_entries = 0
         self._reload_duplicate_memory()
         self.inbox = InboxWriter(self.home, fsync=s.inbox_fsync)
         self._task: asyncio.Task[None] | None = None
@@ -175,54 +192,84 @@ class Network:
         if msisdn is None:
             return None
         digest = hashlib.sha256(sms.content).hexdigest()
-        slot = _slot_key(imsi, sms.originator)
-        content = int(digest[:16], 16)
-        duplicate = content in self._recent.get(slot * 256 + sms.message_reference, ())
+        legacy = sms.legacy_reference
+        if legacy is None:
+            part = _concat_part(sms)
+            key: DeliverKey = (sms.originator, int.from_bytes(sms.scts) << 8 | part)
+        else:  # first sent before schema v9: known by its TP-MR and content then
+            key = (sms.originator, legacy, int(digest[:16], 16))
+        duplicate = not self._remember(imsi, key)
         if duplicate:
             self.stats.duplicates += 1
-        else:
-            self._remember(slot, sms.message_reference, content)
         # the bytes of InboxRecord(...).to_line(), without building the record
-        self.inbox.append_line(
-            record_line(
+        if legacy is None:
+            line = record_line(
                 self.clock(),
                 msisdn,
                 imsi,
                 node,
                 sms.originator,
-                sms.message_reference,
+                sms.scts,
+                part,
                 sms.data_coding,
                 sms.smsc_message_id,
                 digest,
                 duplicate,
             )
-        )
+        else:
+            line = legacy_record_line(
+                self.clock(),
+                msisdn,
+                imsi,
+                node,
+                sms.originator,
+                legacy,
+                sms.data_coding,
+                sms.smsc_message_id,
+                digest,
+                duplicate,
+            )
+        try:
+            self.inbox.append_line(line)
+        except OSError:
+            # its storage failed (the evidence cannot be written): the handset has not
+            # stored it, so it neither remembers it nor acknowledges it (the attempt fails)
+            if not duplicate:
+                self._forget(imsi, key)
+            raise
         return Ack(imsi, msisdn)
 
-    def _remember(self, slot: int, reference: int, content: int) -> None:
-        """A handset stored ``content`` under TP-MR ``reference`` from one originator
-        (``slot``): it takes a later SMS with both for a resend. When the newest reference
-        moves ahead, the references that fall out of the window behind it are forgotten."""
-        recent = self._recent
-        newest = self._newest.get(slot)
-        if newest is None:
-            self._newest[slot] = reference
-            if len(self._newest) > self.settings.duplicate_memory_entries_max:
-                del self._newest[next(iter(self._newest))]
+    def _remember(self, imsi: str, key: DeliverKey) -> bool:
+        """The handset ``imsi`` takes in an SMS-DELIVER known by ``key``: False if it already
+        holds one with that key (a resend), else True, remembering it (its oldest key
+        forgotten beyond ``handset_delivers_remembered_max``)."""
+        seen_all = self._seen
+        seen = seen_all.get(imsi)
+        if seen is None:
+            seen = seen_all[imsi] = {}
         else:
-            # ahead by less than 192: the sender's counter moved on (by more than one when
-            # messages in between never reached this handset); behind by at most 64: a resend
-            ahead = (reference - newest) % 256
-            if 0 < ahead < 192:
-                first_out = newest - REFERENCE_WINDOW + 1
-                for k in range(first_out, first_out + min(ahead, REFERENCE_WINDOW)):
-                    recent.pop(slot * 256 + k % 256, None)
-                self._newest[slot] = reference
-        key = slot * 256 + reference
-        recent[key] = (*recent.get(key, ()), content)
-        self._recent_order.append(key)
-        if len(self._recent_order) > self.settings.duplicate_memory_entries_max:
-            recent.pop(self._recent_order.popleft(), None)
+            seen_all.move_to_end(imsi)
+            if key in seen:
+                return False
+        seen[key] = None
+        settings = self.settings
+        if len(seen) > settings.handset_delivers_remembered_max:
+            del seen[next(iter(seen))]
+        else:
+            self._seen_entries += 1
+            if self._seen_entries > settings.duplicate_memory_entries_max:
+                _, forgotten = seen_all.popitem(last=False)
+                self._seen_entries -= len(forgotten)
+        return True
+
+    def _forget(self, imsi: str, key: DeliverKey) -> None:
+        seen = self._seen.get(imsi)
+        if seen is not None and seen.pop(key, 0) is None:
+            self._seen_entries -= 1
+
+    def remembered(self, imsi: str) -> int:
+        """How many SMS-DELIVERs the handset ``imsi`` remembers (for tests and figures)."""
+        return len(self._seen.get(imsi, ()))
 
     def _reload_duplicate_memory(self) -> None:
         path = inbox_path(self.home)
@@ -231,12 +278,17 @@ class Network:
         size = path.stat().st_size
         start = max(0, size - self.settings.inbox_reload_bytes_max)
         for record in read_inbox(self.home, start_offset=start):
-            if not record.duplicate:
-                self._remember(
-                    _slot_key(record.imsi, record.originator),
-                    record.message_reference,
+            if record.duplicate:
+                continue
+            if record.scts is None:  # a v1 line: known by its TP-MR and content
+                key: DeliverKey = (
+                    record.originator,
+                    record.message_reference or 0,
                     int(record.content_sha256[:16], 16),
                 )
+            else:
+                key = (record.originator, int.from_bytes(record.scts) << 8 | record.part)
+            self._remember(record.imsi, key)
 
     def _draw_latency_s(self) -> float:
         s = self.settings
@@ -263,7 +315,7 @@ class Network:
         return unregister
 
     def on_late_ack(self, callback: LateAckCallback) -> Callable[[], None]:
-        """Call ``callback(smsc_message_id, message_reference, ack)`` for every acknowledgement
+        """Call ``callback(smsc_message_id, part_index, ack)`` for every acknowledgement
         that arrives outside its MT-ForwardSM (late, duplicated, stray). Returns a function
         that unregisters it. Callbacks must not block."""
         self._late_ack_callbacks.append(callback)
@@ -275,7 +327,7 @@ class Network:
         return unregister
 
     def report_late_ack(
-        self, smsc_message_id: str, message_reference: int, ack: Ack, *, at: float | None = None
+        self, smsc_message_id: str, part_index: int, ack: Ack, *, at: float | None = None
     ) -> None:
         """Put an acknowledgement on the late-ack channel, handed over by ``process_due`` at
         clock time ``at`` (default: the next call). Bounded by ``late_acks_pending_max``."""
@@ -289,7 +341,7 @@ class Network:
                 self.clock() if at is None else at,
                 self._late_ack_seq,
                 smsc_message_id,
-                message_reference,
+                part_index,
                 ack,
             ),
         )
@@ -304,13 +356,14 @@ class Network:
     def _deliver_late_acks(self, now: float) -> None:
         heap = self._late_acks
         while heap and heap[0][0] <= now:
-            _, _, message_id, reference, ack = heapq.heappop(heap)
+            _, _, message_id, part_index, ack = heapq.heappop(heap)
             self.stats.late_acks += 1
             for callback in list(self._late_ack_callbacks):
                 try:
-                    callback(message_id, reference, ack)
+                    callback(message_id, part_index, ack)
                 except Exception as exc:
-                    log.error("netsim late-ack callback failed: %s", type(exc).__name__)
+                    log.error("netsim late-ack callback failed",
+                              extra={"error_type": type(exc).__name__})
 
     def process_due(self, now: float | None = None) -> list[str]:
         """Fire the alerts that are due at ``now`` (default: the clock); returns the numbers.
@@ -324,7 +377,8 @@ class Network:
                 try:
                     callback(msisdn)
                 except Exception as exc:  # one broken subscriber must not stop the others
-                    log.error("netsim alert callback failed: %s", type(exc).__name__)
+                    log.error("netsim alert callback failed",
+                              extra={"error_type": type(exc).__name__})
         return due
 
     async def run(self) -> None:
@@ -333,7 +387,8 @@ class Network:
             try:
                 self.process_due()
             except Exception as exc:
-                log.error("netsim alert processing failed: %s", type(exc).__name__)
+                log.error("netsim alert processing failed",
+                          extra={"error_type": type(exc).__name__})
             await asyncio.sleep(self.settings.alert_poll_interval_s)
 
     def start(self) -> asyncio.Task[None]:
@@ -361,12 +416,20 @@ class Network:
         return list(read_inbox(self.home, msisdn=msisdn))
 
 
-#: How many of an originator's TP-MRs a handset keeps, counted back from the newest: an SMSC
-#: resends a message long before it has given 128 more references to the same number, and
-#: its counter (one octet) goes round only after 256.
-REFERENCE_WINDOW = 128
+#: What a handset recognises a resend by: (TP-OA, the TP-SCTS octets and the part number of
+#: the concatenation element as one integer), or, for a message first sent before schema v9,
+#: (TP-OA, the TP-MR netsim knew it by then, 64 bits of its content's SHA-256).
+DeliverKey = tuple[str, int] | tuple[str, int, int]
 
 
-def _slot_key(imsi: str, originator: str) -> int:
-    h = hashlib.blake2b(f"{imsi}\t{originator}".encode(), digest_size=8)
-    return int.from_bytes(h.digest(), "big")
+def _concat_part(sms: NetSms) -> int:
+    """The part number (TS 23.040 §9.2.3.24.1, 1..255) of the concatenation element in the
+    SMS's user data header; 0 when it has none. The parts of a long message share their
+    message's TP-SCTS and differ in this."""
+    if not sms.udhi:
+        return 0
+    try:
+        info = concat_info_from_udh(parse_udh(sms.content)[0])
+    except UdhError:
+        return 0
+    return 0 if info is None else info.seqnum

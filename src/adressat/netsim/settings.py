@@ -45,9 +45,11 @@ class NetsimSettings:
     slow_ack_latency_ms_min: float = 100.0
     slow_ack_latency_ms_max: float = 2000.0
 
-    # handsets remember, per originator, the contents stored under their last 128 TP-MRs to
-    # discard resends; the simulation keeps one bounded memory for all handsets (entries),
-    # reloaded from the inbox at start
+    # a handset remembers (TP-OA, TP-SCTS, part) of the last SMS-DELIVERs it stored, to
+    # discard resends: this many per handset; over all handsets at most
+    # ``duplicate_memory_entries_max`` (the handsets used longest ago forget first); reloaded
+    # from the inbox at start
+    handset_delivers_remembered_max: int = 256
     duplicate_memory_entries_max: int = 500_000
     inbox_reload_bytes_max: int = 64 * 1024 * 1024
     inbox_fsync: bool = False
@@ -88,6 +90,10 @@ class NetsimSettings:
             lo, hi = getattr(self, low), getattr(self, high)
             if lo < 0 or hi < lo:
                 raise ValueError(f"need 0 <= {low} <= {high}")
+        if not 1 <= self.handset_delivers_remembered_max <= self.duplicate_memory_entries_max:
+            raise ValueError(
+                "need 1 <= handset_delivers_remembered_max <= duplicate_memory_entries_max"
+            )
         if self.absent_fraction and self.absent_duration_s_max <= 0:
             raise ValueError("absent_duration_s_max must be > 0")
         if self.memory_full_fraction and self.memory_full_duration_s_max <= 0:

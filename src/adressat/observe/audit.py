@@ -15,11 +15,12 @@
   history is not durable (netsim keeps it in memory), so a same-MSISDN record under another
   IMSI is only recognised through that alarm: such records are by construction detected.
 * ``duplicate_deliveries`` (I3): records the handset flagged as duplicates
-  (``duplicates_discarded``: a resend with the same TP-MR, the user saw it once) plus second
-  non-duplicate records of one part at the same identity, keyed by (message id, TP-MR,
-  MSISDN, IMSI) because the parts of a long message share the id (``duplicates_stored``: the
-  user saw it twice). A copy at another identity (a node that delivers to two handsets) is a
-  misdelivery, counted there, not a duplicate.
+  (``duplicates_discarded``: a resend with the same TP-OA and TP-SCTS, the user saw it once)
+  plus second non-duplicate records of one SMS-DELIVER at the same identity, keyed by
+  (message id, TP-SCTS and part number, MSISDN, IMSI) because the parts of a long message
+  share the id and the stamp (``duplicates_stored``: the user saw it twice); a v1 inbox line
+  (before schema v9) is keyed by its TP-MR instead. A copy at another identity (a node that
+  delivers to two handsets) is a misdelivery, counted there, not a duplicate.
 * ``misdelivered_detected`` / ``misdelivered_undetected``: the misdelivered records split by
   whether adressat itself noticed: detected when the message is QUARANTINED or named in an
   integrity alarm that says it may have reached a wrong identity (``alarms`` table,
@@ -200,7 +201,7 @@ def audit(
         if rec.duplicate:
             discarded += 1
             continue
-        part = _key(mid, rec.message_reference, rec.msisdn, rec.imsi)
+        part = _key(mid, rec.deliver_key, rec.msisdn, rec.imsi)
         if part in parts_seen:
             stored_twice += 1
             _sample(duplicate_ids, mid, sample_max)

@@ -31,6 +31,13 @@ class FrameBuffer:
     def buffered_octets(self) -> int:
         return len(self._buf) - self._off
 
+    @property
+    def announced_length(self) -> int | None:
+        """command_length of the frame being read, None if fewer than 4 octets of it."""
+        if self._broken is not None or len(self._buf) - self._off < 4:
+            return None
+        return int(_LENGTH.unpack_from(self._buf, self._off)[0])
+
     def _check_head(self) -> int | None:
         """Length of the frame at the read offset, None if fewer than 4 octets buffered."""
         buf, off = self._buf, self._off

@@ -417,6 +417,11 @@ class PduReader:
     def buffered_octets(self) -> int:
         return self._frames.buffered_octets
 
+    @property
+    def announced_length(self) -> int | None:
+        """command_length of the PDU being read, None if fewer than 4 octets of it."""
+        return self._frames.announced_length
+
     def feed(self, data: bytes) -> None:
         self._frames.feed(data)
 

@@ -3,7 +3,8 @@
 Bytes in with :meth:`Session.receive_data`, events out with :meth:`Session.next_event`,
 PDUs out with :meth:`Session.send` (returns bytes to write). Time is an argument: the next
 deadline is :meth:`Session.get_timer`, and :meth:`Session.handle_timer` says what is due
-(enquire_link to send, a response that timed out, an idle session).
+(enquire_link to send, a response that timed out, an idle session, a PDU that started to
+arrive and was not complete within ``pdu_read_timeout_s``).
 
 The session owns what SMPP says about a connection and nothing else: which PDUs are legal in
 which state for which side (``SEND_STATES``: one table, the role picks the column), sequence
@@ -123,13 +124,25 @@ class ProtocolViolation:
 
 
 @dataclass(frozen=True, slots=True)
+class PduReadTimedOut:
+    """A PDU started to arrive and was not complete within ``pdu_read_timeout_s``; a
+    :class:`Closed` follows. ``announced_octets`` is its command_length (None while fewer
+    than 4 octets of it had arrived)."""
+
+    received_octets: int
+    announced_octets: int | None
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Closed:
     """The session is over; the transport should close the connection after flushing."""
 
     reason: str
 
 
-Event = RequestReceived | ResponseReceived | ResponseTimedOut | ProtocolViolation | Closed
+Event = (RequestReceived | ResponseReceived | ResponseTimedOut | ProtocolViolation
+         | PduReadTimedOut | Closed)
 
 
 @dataclass(slots=True)
@@ -139,7 +152,10 @@ class SessionLimits:
     inbound_window_max: int = 1000  # the peer's unanswered requests
     response_timeout_s: float = 10.0
     enquire_link_interval_s: float = 30.0  # 0: never
-    idle_timeout_s: float = 120.0  # no PDU at all from the peer; 0: never
+    idle_timeout_s: float = 120.0  # no whole PDU from the peer; 0: never
+    # from the first octet of a PDU to its last (a partial PDU resets neither this nor the
+    # idle timer, so a peer trickling one octet at a time cannot hold the session); 0: never
+    pdu_read_timeout_s: float = 10.0
     bind_timeout_s: float = 30.0  # OPEN without a bind; 0: never
     bad_pdus_max: int = 10
 
@@ -165,7 +181,8 @@ class Session:
         self._inbound: set[int] = set()  # sequence numbers of unanswered peer requests
         self._next_seq = 1
         self._bad_pdus = 0
-        self._last_rx = self.now
+        self._last_rx = self.now  # the last whole PDU (a partial one does not count)
+        self._pdu_started_at: float | None = None  # first octet of the PDU being read
         self._last_tx = self.now
         self._opened_at = self.now
         self.peer_role = Role.SMSC if self.role is Role.ESME else Role.ESME
@@ -173,29 +190,46 @@ class Session:
     # -- bytes in -------------------------------------------------------------------------------
     def receive_data(self, data: bytes, now: float) -> None:
         """Feed bytes from the peer; read events with :meth:`next_event`."""
-        if self.state is St.CLOSED:
+        if self.state is St.CLOSED or not data:
             return
-        self._last_rx = now
         try:
             self._reader.feed(data)
         except SmppError as e:  # command_length out of range: the stream cannot be resynced
             self._violation(e)
             self._close("invalid command_length")
             return
+        completed = False
         while not self.is_closed:
             try:
                 pdu = self._reader.next_pdu()
             except SmppError as e:
+                completed = True  # a whole frame arrived, it just did not decode
+                self._last_rx = now
                 self._violation(e)
                 if e.command_status == S.ESME_RINVCMDLEN and e.command_id is None:
                     self._close("invalid command_length")
                 continue
             if pdu is None:
                 break
+            completed = True
+            self._last_rx = now
             self._on_pdu(pdu, now)
+        if not self._reader.buffered_octets:
+            self._pdu_started_at = None
+        elif completed or self._pdu_started_at is None:
+            # what is left began in this chunk: the PDU before it ended here
+            self._pdu_started_at = now
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
+
+    @property
+    def partial_pdu(self) -> tuple[int, int | None] | None:
+        """(octets received, command_length announced or None) of a PDU that has started to
+        arrive, or None between PDUs."""
+        if self._pdu_started_at is None:
+            return None
+        return self._reader.buffered_octets, self._reader.announced_length
 
     @property
     def pending_events(self) -> int:
@@ -390,6 +424,8 @@ class Session:
             times.append(next(iter(self._outstanding.values())).deadline)
         if lim.idle_timeout_s:
             times.append(self._last_rx + lim.idle_timeout_s)
+        if self._pdu_started_at is not None and lim.pdu_read_timeout_s:
+            times.append(self._pdu_started_at + lim.pdu_read_timeout_s)
         if self.state is St.OPEN and lim.bind_timeout_s:
             times.append(self._opened_at + lim.bind_timeout_s)
         if self.state in BOUND and lim.enquire_link_interval_s:
@@ -410,6 +446,14 @@ class Session:
             if o.pdu.command_id == C.UNBIND:
                 self._close("unbind not answered")
                 return
+        started = self._pdu_started_at
+        if started is not None and lim.pdu_read_timeout_s and (
+            now >= started + lim.pdu_read_timeout_s
+        ):
+            self._events.append(PduReadTimedOut(self._reader.buffered_octets,
+                                                self._reader.announced_length, started))
+            self._close("PDU not complete in time")
+            return
         if lim.idle_timeout_s and now >= self._last_rx + lim.idle_timeout_s:
             self._close("idle timeout")
             return

@@ -1,5 +1,6 @@
 """adressat.sms: SMS text encodings (GSM 03.38, IA5, Latin-1, UCS-2, binary), segmentation
-(UDH, SAR) and reassembly, delivery receipt text. Pure: no I/O, clock or randomness."""
+(UDH, SAR) and reassembly, delivery receipt text, the TP-SCTS. Pure: no I/O, clock or
+randomness."""
 
 from adressat.sms.encodings import (
     Alphabet,
@@ -38,6 +39,7 @@ from adressat.sms.segment import (
     segment_payload,
     segment_text,
 )
+from adressat.sms.timestamp import SCTS_OCTETS, SctsError, decode_scts, encode_scts
 
 __all__ = [
     "Alphabet",
@@ -52,6 +54,8 @@ __all__ = [
     "ReassemblyFull",
     "ReceiptError",
     "ReceiptStat",
+    "SCTS_OCTETS",
+    "SctsError",
     "Segment",
     "SegmentationError",
     "UdhError",
@@ -61,7 +65,9 @@ __all__ = [
     "codec_for_data_coding",
     "concat_info_from_udh",
     "data_coding_for",
+    "decode_scts",
     "decode_text",
+    "encode_scts",
     "encode_text",
     "fill_bits_for_udh",
     "gsm7_septet_length",

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, runtime_checkable
 
+from adressat.core.health import Episode
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
 from adressat.core.model import (
@@ -35,6 +36,18 @@ _T = TypeVar("_T")
 
 class StoreError(Exception):
     """Base of every store error. Messages never carry message text (I6)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot do its work now for a reason outside the data: the disk is full, an
+    I/O error, the file is read-only, a lock was held past its limit. Nothing of the failed
+    operation was written. ``cause`` is a short stable name (``disk_full``, ``io_error``,
+    ``read_only``, ``lock_timeout``, ``corrupt``, ``cant_open``, ``store_error``): what an
+    alarm, a metric label and ``adressat status`` say."""
+
+    def __init__(self, cause: str, detail: str = "") -> None:
+        super().__init__(cause + (f": {detail}" if detail else ""))
+        self.cause = cause
 
 
 class UnknownMessage(StoreError, KeyError):
@@ -148,6 +161,11 @@ class Store(Protocol):
     def apply_transitions(
         self, items: Sequence[Transition], now: float
     ) -> list[Message | Exception]: ...
+    # ``claim_due``: due messages, DISPATCHED under a lease, at most one per destination and
+    # none to a destination already in flight. A message claimed for its first attempt takes
+    # its destination's next TP-SCTS (``core.scheduling.give_scts``: distinct for every
+    # message to that destination, TS 23.040 §6.2) in the same transaction; a resend keeps
+    # the stamp it has.
     def claim_due(self, limit: int, now: float, lease_s: float, owner: str) -> list[Message]: ...
     # ``finish_attempts``: the outcomes of claimed attempts, one unit of work. Each item is
     # ``transition(claimed.id, DISPATCHED, new_state, now, expected_attempts=claimed.attempts,
@@ -172,6 +190,9 @@ class Store(Protocol):
     def hold_route(self, route: str, now: float) -> int: ...
     def release_route(self, route: str, now: float) -> int: ...
     def cancel(self, message_id: str, account: str, now: float) -> Message: ...
+    # ``replace``: a message already stamped (attempted before) takes its destination's next
+    # TP-SCTS with its new content: a handset that stored the old content must not take the
+    # new one for a resend of it.
     def replace(
         self,
         message_id: str,
@@ -251,6 +272,27 @@ class Store(Protocol):
     def route_status(self) -> list[RouteStatus]: ...
     def set_fault(self, setting: FaultSetting) -> None: ...
     def list_faults(self) -> list[FaultSetting]: ...
+
+    # --- health (DESIGN.md "Heal or shout") ------------------------------------------------------
+    # ``write_episode``: an episode with id 0 is inserted (returned with its id); one with an
+    # id gets its end and failure count, once (an episode already ended is left as it is).
+    # ``episodes``: newest first, started at or after ``since``; ``open_only``: not ended.
+    def write_episode(self, episode: Episode) -> Episode: ...
+    def episodes(
+        self, *, since: float | None = None, open_only: bool = False, limit: int = 100
+    ) -> list[Episode]: ...
+
+    # --- figures for metrics and readiness (cheap: partial indexes only) -----------------------
+    # The unfinished messages per state (ROUTED, DEFERRED, DISPATCHED, HELD, ACCEPTED).
+    def count_unfinished_by_state(self) -> dict[State, int]: ...
+    # Receipt outbox rows not yet sent.
+    def count_pending_receipts(self) -> int: ...
+    # Alarms per kind, over every alarm kept.
+    def count_alarms_by_kind(self) -> dict[str, int]: ...
+    # The earliest time at which a message claimable now became due (ROUTED/DEFERRED, due,
+    # not before its schedule, unexpired, no message to its destination in flight); None when
+    # there is none. ``now - oldest_due_at(now)`` is how long the oldest due message waits.
+    def oldest_due_at(self, now: float) -> float | None: ...
 
     # --- meta ----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None: ...

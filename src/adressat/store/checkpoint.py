@@ -317,7 +317,9 @@ class WalCheckpointer:
                         next_passive = now + self.interval_s
                 except sqlite3.Error as e:
                     self.failures += 1
-                    log.error("wal checkpoint failed", extra={"error_type": type(e).__name__})
+                    log.error("wal checkpoint failed", extra={
+                        "store": str(self.path), "error_type": type(e).__name__,
+                        "error_code": getattr(e, "sqlite_errorname", None)})
                     retry_at = time.monotonic() + self.retry_s_max
             try:
                 self.checkpoint(conn)  # leave a short WAL behind

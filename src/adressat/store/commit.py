@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from adressat.core.model import Message
-from adressat.store.base import Store, StoreError
+from adressat.store.base import Store, StoreError, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -53,6 +54,16 @@ class _Insert:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[None] | None
     done: InsertDone | None
+
+
+def _store_failure(*results: Sequence[tuple[bool, Any]]) -> BaseException | None:
+    """A batch that committed may still have ops that failed alone because the store could
+    not do them (StoreUnavailable: a statement that hit a full disk, say): the first such."""
+    for rs in results:
+        for ok, value in rs:
+            if not ok and isinstance(value, StoreUnavailable):
+                return value
+    return None
 
 
 def _resolve_all(items: Sequence[tuple[Any, bool, Any, bool]]) -> None:
@@ -113,6 +124,10 @@ class GroupCommitter:
         self._stopping = False
         self.batches = 0  # transactions committed by the writer
         self.ops = 0  # operations run (each insert call counts as one)
+        self.failed_batches = 0
+        # after every batch: (None or the error that failed it, operations, seconds); for
+        # metrics and the store's health (heal or shout). Must not raise.
+        self.on_batch: Callable[[BaseException | None, int, float], None] | None = None
 
     def start(self) -> GroupCommitter:
         if not self.inline:
@@ -227,18 +242,28 @@ class GroupCommitter:
 
     def _run_batch(self, ins: list[_Insert], ops: list[_Op[Any]]) -> None:
         store = self.store
+        t0 = time.perf_counter()
         try:
             with store.batch():
                 ins_results = self._insert_all(ins) if ins else []
                 results = [self._one(op) for op in ops]
         except BaseException as e:  # the commit (or the batch) failed: nobody is durable
+            self.failed_batches += 1
             self._post(ins, [(False, e)] * len(ins), ops, [(False, e)] * len(ops))
+            self._report(e, len(ins) + len(ops), time.perf_counter() - t0)
             if not isinstance(e, Exception):
                 raise
             return
         self.batches += 1
         self.ops += len(ins) + len(ops)
         self._post(ins, ins_results, ops, results)
+        error = _store_failure(ins_results, results)
+        self._report(error, len(ins) + len(ops), time.perf_counter() - t0)
+
+    def _report(self, error: BaseException | None, ops: int, seconds: float) -> None:
+        """The batch hook: on the loop when inline, else on the writer thread."""
+        if self.on_batch is not None:
+            self.on_batch(error, ops, seconds)
 
     def _insert_all(self, ins: list[_Insert]) -> list[tuple[bool, Any]]:
         """All inserts as one executemany; on any error (nothing of it written) each one

@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 
 from adressat.core.breaker import counts as counts_for_breaker
+from adressat.core.health import Episode
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
 from adressat.core.model import (
@@ -29,10 +30,10 @@ from adressat.core.model import (
 from adressat.core.scheduling import (
     claim_order_key,
     counter_key,
-    give_reference,
+    give_scts,
     is_due,
     should_expire,
-    takes_reference,
+    takes_scts,
 )
 from adressat.store.base import (
     AccountExists,
@@ -64,7 +65,8 @@ class _Data:
     alarms: list[Alarm] = field(default_factory=list)
     routes: dict[str, RouteStatus] = field(default_factory=dict)
     faults: dict[str, FaultSetting] = field(default_factory=dict)
-    references: dict[int, int] = field(default_factory=dict)  # counter_key -> next TP-MR
+    timestamps: dict[int, int] = field(default_factory=dict)  # counter_key -> last TP-SCTS
+    episodes: list[Episode] = field(default_factory=list)
     next_alarm_id: int = 1  # ids never repeat, also once old alarms are deleted
 
     def copy(self) -> _Data:
@@ -80,7 +82,8 @@ class _Data:
             list(self.alarms),
             dict(self.routes),
             dict(self.faults),
-            dict(self.references),
+            dict(self.timestamps),
+            list(self.episodes),
             self.next_alarm_id,
         )
 
@@ -265,13 +268,17 @@ class MemoryStore:
                     lease_until=now + lease_s,
                     lease_owner=owner,
                 )
-                if takes_reference(m.reference, m.attempts):
-                    key = counter_key(m.destination)
-                    reference, after = give_reference(self._d.references.get(key))
-                    self._d.references[key] = after
-                    new = replace(new, reference=reference)
+                if takes_scts(m.scts, m.attempts):
+                    new = replace(new, scts=self._next_scts(m.destination, now))
                 out.append(self._put(new, now))
             return out
+
+    def _next_scts(self, destination: str, now: float) -> int:
+        """The next TP-SCTS of one destination; its counter moves on."""
+        key = counter_key(destination)
+        scts = give_scts(self._d.timestamps.get(key), now)
+        self._d.timestamps[key] = scts
+        return scts
 
     def expire_due(self, now: float, limit: int = 1000) -> list[Message]:
         with self._op():
@@ -387,6 +394,8 @@ class MemoryStore:
                 ),
                 expires_at=m.expires_at if expires_at is None else expires_at,
             )
+            if m.scts is not None:  # already stamped: the new content is a new SMS-DELIVER
+                new = replace(new, scts=self._next_scts(m.destination, now))
             return self._put(new, now)
 
     def count_unfinished(self) -> int:
@@ -543,6 +552,64 @@ class MemoryStore:
                 if imsi is not None and msisdn is not None
             ]
             return rows[-limit:] if limit > 0 else []
+
+    # --- health -------------------------------------------------------------------------------
+    def write_episode(self, episode: Episode) -> Episode:
+        with self._op():
+            if episode.id == 0:
+                new = replace(episode, id=len(self._d.episodes) + 1)
+                self._d.episodes.append(new)
+                return new
+            i = episode.id - 1
+            if 0 <= i < len(self._d.episodes) and self._d.episodes[i].ended_at is None:
+                self._d.episodes[i] = replace(
+                    self._d.episodes[i], ended_at=episode.ended_at, failures=episode.failures
+                )
+            return episode
+
+    def episodes(
+        self, *, since: float | None = None, open_only: bool = False, limit: int = 100
+    ) -> list[Episode]:
+        with self._lock:
+            eps = [
+                e for e in self._d.episodes
+                if (since is None or e.started_at >= since) and (not open_only or e.is_open)
+            ]
+        eps.sort(key=lambda e: (e.started_at, e.id), reverse=True)
+        return eps[:limit]
+
+    # --- figures for metrics and readiness ------------------------------------------------------
+    def count_unfinished_by_state(self) -> dict[State, int]:
+        out = dict.fromkeys(
+            (State.ACCEPTED, State.ROUTED, State.DEFERRED, State.DISPATCHED, State.HELD), 0
+        )
+        with self._lock:
+            for m in self._d.messages.values():
+                if m.state in out:
+                    out[m.state] += 1
+        return out
+
+    def count_pending_receipts(self) -> int:
+        with self._lock:
+            return sum(1 for r in self._d.receipts.values() if r.sent_at is None)
+
+    def count_alarms_by_kind(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        with self._lock:
+            for a in self._d.alarms:
+                out[a.kind.value] = out.get(a.kind.value, 0) + 1
+        return out
+
+    def oldest_due_at(self, now: float) -> float | None:
+        with self._lock:
+            busy = {m.destination for m in self._d.messages.values()
+                    if m.state is State.DISPATCHED}
+            dues = [
+                max(m.next_attempt_at, m.not_before) for m in self._d.messages.values()
+                if m.state in (State.ROUTED, State.DEFERRED) and m.next_attempt_at <= now
+                and m.not_before <= now and m.expires_at > now and m.destination not in busy
+            ]
+        return min(dues) if dues else None
 
     # --- integrity: alarms, route breakers, faults ----------------------------------------------
     def append_alarm(self, alarm: Alarm) -> Alarm:

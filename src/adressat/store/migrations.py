@@ -43,6 +43,7 @@ MESSAGE_COLUMNS: tuple[str, ...] = (
     "extra",
     "reference",
     "addressed_imsi",
+    "scts",
 )
 
 _V1: list[tuple[Dialect, str]] = [
@@ -303,6 +304,26 @@ _V8: list[tuple[Dialect, str]] = [
     ("any", "ALTER TABLE messages ADD COLUMN addressed_imsi TEXT"),
 ]
 
+#: v9: SMS-DELIVER carries a TP-SCTS, not a TP-MR (TP-MR belongs to SMS-SUBMIT), and TS 23.040
+#: §6.2 makes the SC identify each SMS-DELIVER to an MS by it: distinct for every message to
+#: that MS, bumped when two arrive within one second. The first claim of a message gives it
+#: ``max(now, last + 1)`` seconds from its destination's ``destination_timestamps`` row
+#: (keyed by the number as an integer, as the TP-MR counter was), in the claim's transaction,
+#: and every resend carries the same stamp. The TP-MR counter goes; ``messages.reference``
+#: stays for the messages first attempted before v9 (``scts`` NULL with attempts > 0): their
+#: resends keep the identity the handsets knew them by then.
+_V9: list[tuple[Dialect, str]] = [
+    ("any", "ALTER TABLE messages ADD COLUMN scts INTEGER"),
+    (
+        "any",
+        """CREATE TABLE destination_timestamps (
+            number INTEGER PRIMARY KEY,
+            last_scts INTEGER NOT NULL
+        )""",
+    ),
+    ("any", "DROP TABLE destination_references"),
+]
+
 #: v10: retention (docs/architecture.md, "Disk: WAL and retention"). The audit tables stay
 #: append-only against everything but the retention pass: a row may be deleted only when it is
 #: older than the horizon that pass writes into ``meta`` in the same transaction (absent: no
@@ -358,6 +379,27 @@ _V10: list[tuple[Dialect, str]] = [
     ),
 ]
 
+#: v11: health episodes (DESIGN.md "Heal or shout"): a failing dependency (the store unable to
+#: write, the delivery loop failing, the delivery process down, delivery stalled) with its
+#: cause, start and end. Written when it opens if the store can write then, else once whole
+#: when it ends; ``ended_at`` is set once. (v9 and v10 are other changes' numbers.)
+_V11: list[tuple[Dialect, str]] = [
+    (
+        "any",
+        """CREATE TABLE episodes (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            process TEXT NOT NULL,
+            cause TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            failures INTEGER NOT NULL
+        )""",
+    ),
+    ("any", "CREATE INDEX episodes_time ON episodes (started_at)"),
+    ("any", "CREATE INDEX episodes_open ON episodes (kind) WHERE ended_at IS NULL"),
+]
+
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (1, _V1),
     (2, _V2),
@@ -367,7 +409,9 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (6, _V6),
     (7, _V7),
     (8, _V8),
+    (9, _V9),
     (10, _V10),
+    (11, _V11),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from adressat.core.breaker import counts as counts_for_breaker
+from adressat.core.health import Episode, EpisodeKind
 from adressat.core.integrity import Alarm, AlarmKind, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
 from adressat.core.model import (
@@ -46,7 +47,7 @@ from adressat.core.model import (
     receipt_reference,
     receipt_wanted,
 )
-from adressat.core.scheduling import counter_key, give_reference, takes_reference
+from adressat.core.scheduling import counter_key, give_scts, takes_scts
 from adressat.store.base import (
     AccountExists,
     DeletedRecords,
@@ -56,6 +57,7 @@ from adressat.store.base import (
     NotPending,
     StaleState,
     StoreError,
+    StoreUnavailable,
     Transition,
     UnknownMessage,
     apply_each,
@@ -123,26 +125,45 @@ _DEST_IDX = MESSAGE_COLUMNS.index("destination")
 _ATTEMPTS_IDX = MESSAGE_COLUMNS.index("attempts")
 _LEASE_UNTIL_IDX = MESSAGE_COLUMNS.index("lease_until")
 _LEASE_OWNER_IDX = MESSAGE_COLUMNS.index("lease_owner")
-_REFERENCE_IDX = MESSAGE_COLUMNS.index("reference")
+_SCTS_IDX = MESSAGE_COLUMNS.index("scts")
 
 
 def _claimed_from_row(
-    row: Sequence[Any], lease_until: float, owner: str, reference: int | None
+    row: Sequence[Any], lease_until: float, owner: str, scts: int | None
 ) -> Message:
     """The message of a queued row as ``claim_due`` leaves it: DISPATCHED, one attempt more,
-    under the lease, with its TP-MR (one Message built, not two)."""
+    under the lease, with its TP-SCTS (one Message built, not two)."""
     values = list(row)
     values[_STATE_IDX] = State.DISPATCHED
     values[_ATTEMPTS_IDX] += 1
     values[_LEASE_UNTIL_IDX] = lease_until
     values[_LEASE_OWNER_IDX] = owner
-    values[_REFERENCE_IDX] = reference
+    values[_SCTS_IDX] = scts
     extra = values[_EXTRA_IDX]
     values[_EXTRA_IDX] = {} if extra == "{}" else json.loads(extra)
     for i in (_CONTENT_IDX, _TAG_IDX):
         if type(values[i]) is not bytes:
             values[i] = bytes(values[i])
     return message_from_values(values)
+
+
+def _move_timestamps(c: sqlite3.Connection, moves: Sequence[tuple[int, int]]) -> None:
+    c.executemany(
+        "INSERT INTO destination_timestamps (number, last_scts) VALUES (?, ?)"
+        " ON CONFLICT (number) DO UPDATE SET last_scts = excluded.last_scts",
+        moves,
+    )
+
+
+def _next_scts(c: sqlite3.Connection, destination: str, now: float) -> int:
+    """The next TP-SCTS of one destination, its counter moved on (in ``c``'s transaction)."""
+    key = counter_key(destination)
+    row = c.execute(
+        "SELECT last_scts FROM destination_timestamps WHERE number = ?", (key,)
+    ).fetchone()
+    scts = give_scts(None if row is None else row[0], now)
+    _move_timestamps(c, ((key, scts),))
+    return scts
 
 
 # the queued messages of a route, found through the partial index of the queued (schema v6:
@@ -159,6 +180,27 @@ _COUNT_UNFINISHED = (
     "  WHERE state = 'DISPATCHED')"
     " + (SELECT COUNT(*) FROM messages INDEXED BY messages_held WHERE state = 'HELD')"
     " + (SELECT COUNT(*) FROM messages INDEXED BY messages_accepted WHERE state = 'ACCEPTED')"
+)
+
+_COUNT_UNFINISHED_BY_STATE = (
+    "SELECT state, COUNT(*) FROM messages INDEXED BY messages_expiry"
+    f"  WHERE state IN {_QUEUED} GROUP BY state"
+    " UNION ALL SELECT 'DISPATCHED', COUNT(*) FROM messages INDEXED BY messages_dispatched"
+    "  WHERE state = 'DISPATCHED'"
+    " UNION ALL SELECT 'HELD', COUNT(*) FROM messages INDEXED BY messages_held"
+    "  WHERE state = 'HELD'"
+    " UNION ALL SELECT 'ACCEPTED', COUNT(*) FROM messages INDEXED BY messages_accepted"
+    "  WHERE state = 'ACCEPTED'"
+)
+_DUE_SCAN_MAX = 1000
+_OLDEST_DUE = (
+    "SELECT MIN(MAX(next_attempt_at, not_before)) FROM (SELECT next_attempt_at, not_before,"
+    "  destination FROM messages"
+    f"  WHERE state IN {_QUEUED} AND priority = ? AND next_attempt_at <= ?"
+    "  AND not_before <= ? AND expires_at > ?"
+    f"  ORDER BY next_attempt_at, submitted_at, id LIMIT {_DUE_SCAN_MAX}) AS q"
+    " WHERE NOT EXISTS (SELECT 1 FROM messages AS d"
+    "  WHERE d.destination = q.destination AND d.state = 'DISPATCHED')"
 )
 
 # retention (schema v10): each reads one partial index of the final messages from its start,
@@ -270,6 +312,48 @@ def _receipt(row: Sequence[Any]) -> Receipt:
     )
 
 
+#: SQLite's primary result codes (``sqlite3.Error.sqlite_errorname`` up to the first "_" after
+#: the prefix) -> the cause a StoreUnavailable names
+_UNAVAILABLE_CAUSES = {
+    "SQLITE_FULL": "disk_full",
+    "SQLITE_IOERR": "io_error",
+    "SQLITE_READONLY": "read_only",
+    "SQLITE_BUSY": "lock_timeout",
+    "SQLITE_LOCKED": "lock_timeout",
+    "SQLITE_CORRUPT": "corrupt",
+    "SQLITE_NOTADB": "corrupt",
+    "SQLITE_CANTOPEN": "cant_open",
+    "SQLITE_PROTOCOL": "lock_timeout",
+}
+
+
+def unavailable(e: sqlite3.Error) -> StoreUnavailable | None:
+    """The StoreUnavailable an SQLite error stands for (the disk, the file, a lock), or None
+    for an error of the data or of the statement (a constraint, a bug)."""
+    if isinstance(e, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return None
+    name = str(getattr(e, "sqlite_errorname", "") or "")
+    primary = "_".join(name.split("_")[:2])
+    cause = _UNAVAILABLE_CAUSES.get(primary)
+    if cause is None:
+        if not isinstance(e, sqlite3.OperationalError):
+            return None
+        cause = "store_error"
+    return StoreUnavailable(cause, name)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """sqlite3 errors of the disk, the file or a lock leave as StoreUnavailable."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        u = unavailable(e)
+        if u is None:
+            raise
+        raise u from e
+
+
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # a WAL reset truncates the file to this
 
 
@@ -324,7 +408,7 @@ class SqliteStore:
     # --- units of work -------------------------------------------------------------------------
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, _translated():
             c = self._conn
             if self._depth == 0:
                 if self._wlock >= 0:
@@ -336,7 +420,11 @@ class SqliteStore:
                         yield c
                     except BaseException:
                         self._depth = 0
-                        c.execute("ROLLBACK")
+                        if c.in_transaction:
+                            try:
+                                c.execute("ROLLBACK")
+                            except sqlite3.Error:
+                                pass  # the transaction is gone with the failure itself
                         raise
                     try:
                         c.execute("COMMIT")
@@ -398,7 +486,7 @@ class SqliteStore:
             return self._conn.execute(f"PRAGMA {name}").fetchone()[0]
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
+        with self._lock, _translated():
             return self._conn.execute(sql, params).fetchall()
 
     # --- accounts ------------------------------------------------------------------------------
@@ -459,7 +547,7 @@ class SqliteStore:
         return None if row is None else _from_row(row)
 
     def get_message(self, message_id: str) -> Message | None:
-        with self._lock:
+        with self._lock, _translated():
             return self._get(self._conn, message_id)
 
     def _final_effects(self, c: sqlite3.Connection, new: Message, now: float) -> None:
@@ -674,53 +762,50 @@ class SqliteStore:
                             break
                 finally:
                     cur.close()
-            references = [r[_REFERENCE_IDX] for r in rows]
-            self._give_references(c, rows, references)
+            stamps = [r[_SCTS_IDX] for r in rows]
+            self._give_timestamps(c, rows, stamps, now)
             c.executemany(
                 "UPDATE messages SET state = 'DISPATCHED', attempts = attempts + 1,"
-                " lease_until = ?, lease_owner = ?, reference = ? WHERE id = ? AND state = ?",
+                " lease_until = ?, lease_owner = ?, scts = ? WHERE id = ? AND state = ?",
                 [
-                    (lease_until, owner, ref, r[0], r[_STATE_IDX])
-                    for r, ref in zip(rows, references, strict=True)
+                    (lease_until, owner, scts, r[0], r[_STATE_IDX])
+                    for r, scts in zip(rows, stamps, strict=True)
                 ],
             )
         # the messages are built after the commit: the write lock is held for the SQL only
         return [
-            _claimed_from_row(r, lease_until, owner, ref)
-            for r, ref in zip(rows, references, strict=True)
+            _claimed_from_row(r, lease_until, owner, scts)
+            for r, scts in zip(rows, stamps, strict=True)
         ]
 
     @staticmethod
-    def _give_references(
-        c: sqlite3.Connection, rows: Sequence[Sequence[Any]], references: list[int | None]
+    def _give_timestamps(
+        c: sqlite3.Connection,
+        rows: Sequence[Sequence[Any]],
+        stamps: list[int | None],
+        now: float,
     ) -> None:
         """Each row claimed for its first attempt (at most one per destination) takes its
-        destination's next TP-MR into ``references``; the counters move on in the same
+        destination's next TP-SCTS into ``stamps``; the counters move on in the same
         transaction."""
-        new = [
-            i for i, r in enumerate(rows) if takes_reference(r[_REFERENCE_IDX], r[_ATTEMPTS_IDX])
-        ]
+        new = [i for i, r in enumerate(rows) if takes_scts(r[_SCTS_IDX], r[_ATTEMPTS_IDX])]
         if not new:
             return
         keys = [counter_key(rows[i][_DEST_IDX]) for i in new]
-        counters: dict[int, int] = {}
+        last: dict[int, int] = {}
         for part in iter_chunks(keys, 500):
-            counters.update(
+            last.update(
                 c.execute(
-                    "SELECT number, next_reference FROM destination_references"
+                    "SELECT number, last_scts FROM destination_timestamps"
                     f" WHERE number IN ({', '.join('?' * len(part))})",
                     tuple(part),
                 ).fetchall()
             )
         moves: list[tuple[int, int]] = []
         for i, key in zip(new, keys, strict=True):
-            references[i], after = give_reference(counters.get(key))
-            moves.append((key, after))
-        c.executemany(
-            "INSERT INTO destination_references (number, next_reference) VALUES (?, ?)"
-            " ON CONFLICT (number) DO UPDATE SET next_reference = excluded.next_reference",
-            moves,
-        )
+            stamps[i] = scts = give_scts(last.get(key), now)
+            moves.append((key, scts))
+        _move_timestamps(c, moves)
 
     def expire_due(self, now: float, limit: int = 1000) -> list[Message]:
         out: list[Message] = []
@@ -826,6 +911,8 @@ class SqliteStore:
                 ),
                 expires_at=m.expires_at if expires_at is None else expires_at,
             )
+            if m.scts is not None:  # already stamped: the new content is a new SMS-DELIVER
+                new = replace(new, scts=_next_scts(c, m.destination, now))
             self._write_transition(c, m, new, now)
             return new
 
@@ -1122,6 +1209,68 @@ class SqliteStore:
             "SELECT name, on_, rate, route, params, updated_at FROM faults ORDER BY name"
         )
         return [FaultSetting(r[0], bool(r[1]), r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+
+    # --- health -------------------------------------------------------------------------------
+    def write_episode(self, episode: Episode) -> Episode:
+        with self._tx() as c:
+            if episode.id == 0:
+                cur = c.execute(
+                    "INSERT INTO episodes (kind, process, cause, started_at, ended_at, failures)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (episode.kind.value, episode.process, episode.cause, episode.started_at,
+                     episode.ended_at, episode.failures),
+                )
+                return replace(episode, id=int(cur.lastrowid or 0))
+            c.execute(
+                "UPDATE episodes SET ended_at = ?, failures = ? WHERE id = ? AND ended_at IS NULL",
+                (episode.ended_at, episode.failures, episode.id),
+            )
+            return episode
+
+    def episodes(
+        self, *, since: float | None = None, open_only: bool = False, limit: int = 100
+    ) -> list[Episode]:
+        where, params = [], []
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
+        if open_only:
+            where.append("ended_at IS NULL")
+        sql = "SELECT id, kind, process, cause, started_at, ended_at, failures FROM episodes"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
+        return [
+            Episode(EpisodeKind(r[1]), r[2], r[3], r[4], r[5], r[6], r[0])
+            for r in self._read(sql, (*params, limit))
+        ]
+
+    # --- figures for metrics and readiness ------------------------------------------------------
+    def count_unfinished_by_state(self) -> dict[State, int]:
+        out = dict.fromkeys(
+            (State.ACCEPTED, State.ROUTED, State.DEFERRED, State.DISPATCHED, State.HELD), 0
+        )
+        for state, n in self._read(_COUNT_UNFINISHED_BY_STATE):
+            out[_STATES[state]] = int(n)
+        return out
+
+    def count_pending_receipts(self) -> int:
+        return int(self._read(
+            "SELECT COUNT(*) FROM receipts INDEXED BY receipts_pending WHERE sent_at IS NULL"
+        )[0][0])
+
+    def count_alarms_by_kind(self) -> dict[str, int]:
+        return {k: int(n) for k, n in self._read("SELECT kind, COUNT(*) FROM alarms GROUP BY kind")}
+
+    def oldest_due_at(self, now: float) -> float | None:
+        best: float | None = None
+        for priority in (3, 2, 1, 0):
+            # the earliest due of this priority, among at most _DUE_SCAN_MAX candidates in
+            # due order (a destination with a message in flight waits for it: not counted)
+            row = self._read(_OLDEST_DUE, (priority, now, now, now))[0]
+            if row[0] is not None and (best is None or row[0] < best):
+                best = float(row[0])
+        return best
 
     # --- meta ----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

@@ -53,9 +53,11 @@ class ServerProcess:
                         "ab")
         env = dict(os.environ)
         env.update(self.env or {})
+        http = () if "--http-port" in self.extra_args else ("--http-port", "0")
+        (self.home / "node.json").unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "adressat.cli", "--home", str(self.home), "run",
-             "--smpp-port", str(self.port), *self.extra_args],
+             "--smpp-port", str(self.port), *http, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )
         log.close()
@@ -71,6 +73,30 @@ class ServerProcess:
                 time.sleep(0.05)
         self.kill()
         raise TimeoutError("adressat did not listen in time")
+
+    @property
+    def http_port(self) -> int:
+        """The node's HTTP port, from ``<home>/node.json`` (written once it listens)."""
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                return int(json.loads((self.home / "node.json").read_text())["http_port"])
+            except (OSError, ValueError, KeyError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def http_get(self, path: str, timeout_s: float = 10.0) -> tuple[int, bytes]:
+        """GET ``path`` from the node's HTTP listener: (status, body)."""
+        import urllib.error
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.http_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 - loopback
+                return int(r.status), r.read()
+        except urllib.error.HTTPError as e:
+            return int(e.code), e.read()
 
     def kill(self) -> None:
         """SIGKILL: no chance to clean up (what a crash looks like)."""

@@ -16,11 +16,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
+from adressat.observe.logs import known
 from adressat.smpp.constants import CommandId as C
 from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.pdus import Pdu
 from adressat.smpp.session import (
     Closed,
+    PduReadTimedOut,
     ProtocolViolation,
     RequestReceived,
     ResponseReceived,
@@ -53,6 +55,13 @@ class RequestHandler(Protocol):
     def on_closed(self, conn: SmppConnection) -> None: ...
 
 
+class Admission(Protocol):
+    """Who counts the connections: asked in connection_made, told in connection_lost."""
+
+    def admit(self, conn: SmppConnection) -> bool: ...
+    def release(self, conn: SmppConnection) -> None: ...
+
+
 class SmppConnection(asyncio.Protocol):
     """One ESME's TCP connection. ``account`` is set by the handler when a bind succeeds."""
 
@@ -61,10 +70,13 @@ class SmppConnection(asyncio.Protocol):
         handler: RequestHandler,
         limits: SessionLimits,
         clock: Callable[[], float] = time.time,
+        admission: Admission | None = None,
     ) -> None:
         self.handler = handler
         self.limits = limits
         self.clock = clock
+        self._admission = admission
+        self.refused = False  # over the listener's sessions_max: closed in connection_made
         self.conn_id = next(_conn_ids)
         self.account: str | None = None
         self.interface_version = 0x34  # set by the handler from the bind
@@ -92,10 +104,17 @@ class SmppConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if self._admission is not None and not self._admission.admit(self):
+            # before any read: nothing of it reaches the session or the handler
+            self.refused = True
+            transport.close()
+            return
         log.info("connection", extra={"session": self.conn_id, "peer": self.peer})
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
         self.session.receive_data(data, self.clock())
         self._pump()
 
@@ -103,6 +122,12 @@ class SmppConnection(asyncio.Protocol):
         # gone for good: an answer still being prepared (a bind waiting for its password
         # check) must not bind it, or it would be registered as a receiver after on_closed
         self._transport = None
+        if self.refused:
+            if not self.closed.done():
+                self.closed.set_result(None)
+            return
+        if self._admission is not None:
+            self._admission.release(self)
         if self._timer:
             self._timer.cancel()
         for fut in self._waiting.values():
@@ -112,7 +137,8 @@ class SmppConnection(asyncio.Protocol):
         self._wake_window()
         if not self.closed.done():
             self.closed.set_result(None)
-        log.info("closed", extra={"session": self.conn_id, "account": self.account})
+        log.info("closed", extra={"session": self.conn_id, "account": self.account,
+                                  "peer": self.peer})
         self.handler.on_closed(self)
 
     # -- events -------------------------------------------------------------------------------
@@ -147,11 +173,20 @@ class SmppConnection(asyncio.Protocol):
                 log.warning(
                     "protocol violation",
                     extra={"session": self.conn_id, "account": self.account,
-                           "status": ev.command_status, "reason": ev.reason,
-                           "command_id": ev.command_id, "seq": ev.sequence_number},
+                           "status": known(S, ev.command_status), "reason": ev.reason,
+                           "command_id": known(C, ev.command_id), "seq": ev.sequence_number},
+                )
+            elif isinstance(ev, PduReadTimedOut):
+                log.warning(
+                    "PDU read deadline passed; closing the session",
+                    extra={"session": self.conn_id, "account": self.account,
+                           "peer": self.peer, "received_octets": ev.received_octets,
+                           "announced_octets": ev.announced_octets,
+                           "limit_s": self.limits.pdu_read_timeout_s},
                 )
             elif isinstance(ev, Closed):
-                log.info("session closed", extra={"session": self.conn_id, "reason": ev.reason})
+                log.info("session closed", extra={"session": self.conn_id, "account": self.account,
+                                                  "reason": ev.reason})
                 self._close_soon()
             out = self.session.data_to_send()
             if out and self._transport:
@@ -171,7 +206,9 @@ class SmppConnection(asyncio.Protocol):
         try:
             result = self.handler.handle(self, pdu)
         except Exception:  # noqa: BLE001 - our fault: the peer gets RSYSERR, the session goes on
-            log.exception("handler failed", extra={"session": self.conn_id})
+            log.exception("handler failed", extra={
+                "session": self.conn_id, "account": self.account,
+                "command_id": known(C, pdu.command_id), "seq": pdu.sequence_number})
             result = pdu.response(S.ESME_RSYSERR)
         if result is LATER:
             self._owed += 1
@@ -211,7 +248,9 @@ class SmppConnection(asyncio.Protocol):
             return
         exc = task.exception()
         if exc is not None:
-            log.error("handler failed", exc_info=exc, extra={"session": self.conn_id})
+            log.error("handler failed", exc_info=exc, extra={
+                "session": self.conn_id, "account": self.account,
+                "command_id": known(C, pdu.command_id), "seq": pdu.sequence_number})
             self.respond(pdu.response(S.ESME_RSYSERR))
         else:
             self.respond(task.result())
@@ -316,30 +355,54 @@ class SmppConnection(asyncio.Protocol):
             self._transport.pause_reading()
 
     @property
+    def is_gone(self) -> bool:
+        """The connection is lost (or was refused): nothing sent to it arrives."""
+        return self._transport is None or self.refused
+
+    @property
     def answers_owed(self) -> int:
         """Requests being answered (a submit waiting for its commit)."""
         return len(self._tasks) + self._owed
 
 
 class SmppServer:
-    """Listens and makes one :class:`SmppConnection` per accepted socket."""
+    """Listens and makes one :class:`SmppConnection` per accepted socket.
+
+    At most ``sessions_max`` connections are open at once. The count is taken in
+    connection_made (admit) and given back in connection_lost (release), both on the loop,
+    so it is exact under a burst of connects: a connection over the limit is closed in its
+    connection_made, before any of its octets is read, and counted in ``refused``.
+    """
 
     def __init__(self, handler: RequestHandler, limits: SessionLimits,
                  sessions_max: int = 1000) -> None:
+        if sessions_max < 1:
+            raise ValueError("sessions_max must be at least 1")
         self.handler = handler
         self.limits = limits
         self.sessions_max = sessions_max
         self.connections: set[SmppConnection] = set()
+        self.refused = 0  # connections closed at once, over sessions_max
         self._server: asyncio.base_events.Server | None = None
 
     def _make(self) -> SmppConnection:
-        conn = SmppConnection(self.handler, self.limits)
+        return SmppConnection(self.handler, self.limits, admission=self)
+
+    def admit(self, conn: SmppConnection) -> bool:
+        n = len(self.connections)
+        if n >= self.sessions_max:
+            self.refused += 1
+            log.warning(
+                "session refused: over sessions_max; closing it",
+                extra={"session": conn.conn_id, "peer": conn.peer, "sessions": n,
+                       "limit": self.sessions_max, "refused": self.refused},
+            )
+            return False
         self.connections.add(conn)
-        conn.closed.add_done_callback(lambda _f: self.connections.discard(conn))
-        if len(self.connections) > self.sessions_max:
-            log.warning("too many sessions; closing the new one")
-            asyncio.get_event_loop().call_soon(conn.close)
-        return conn
+        return True
+
+    def release(self, conn: SmppConnection) -> None:
+        self.connections.discard(conn)
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,78 @@
+"""The node's HTTP listener: ``/health/live``, ``/health/ready``, ``/metrics``, ``/status``.
+
+aiohttp (a well-kept asyncio HTTP server, on the node's own event loop; the messages API of a
+later issue is to join it here). Thin on purpose: every answer comes from a :class:`NodeView`
+that the composition root provides; nothing here reads the store or decides readiness.
+
+* ``GET /health/live``: 200 while the process serves at all.
+* ``GET /health/ready``: 200 ``{"ready": true}`` or 503 with the reasons (the store cannot
+  write, the delivery process is down or silent, an episode is open, delivery is stalled).
+* ``GET /metrics``: Prometheus text format, both processes merged.
+* ``GET /status``: everything ``adressat status`` shows, as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from aiohttp import web
+
+__all__ = ["NodeView", "HttpListener", "make_app"]
+
+_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class NodeView(Protocol):
+    def ready(self) -> tuple[bool, dict[str, Any]]: ...
+    async def metrics(self) -> bytes: ...
+    async def status(self) -> dict[str, Any]: ...
+
+
+def _json(body: object, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(body, sort_keys=True, default=str), status=status,
+                        content_type="application/json")
+
+
+def make_app(view: NodeView) -> web.Application:
+    async def live(_r: web.Request) -> web.Response:
+        return _json({"live": True})
+
+    async def ready(_r: web.Request) -> web.Response:
+        ok, body = view.ready()
+        return _json(body, 200 if ok else 503)
+
+    async def metrics(_r: web.Request) -> web.Response:
+        return web.Response(body=await view.metrics(), headers={"Content-Type": _PROMETHEUS_TEXT})
+
+    async def status(_r: web.Request) -> web.Response:
+        return _json(await view.status())
+
+    app = web.Application(client_max_size=1024)  # GETs only: no body worth reading
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/status", status)
+    return app
+
+
+class HttpListener:
+    def __init__(self, view: NodeView) -> None:
+        self.app = make_app(view)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> int:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        server = site._server  # noqa: SLF001 - the bound port when 0 was asked for
+        sockets = getattr(server, "sockets", None) or ()
+        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
