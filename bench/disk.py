@@ -116,10 +116,14 @@ def main() -> int:
     p.add_argument("--record-retention", default="10s")
     p.add_argument("--wal-checkpoint-bytes", type=int, default=16 * 1024 * 1024)
     args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="adressat-disk-") as tmp:
+        print(json.dumps(measure(Path(tmp) / "h", args)))
+    return 0
 
+
+def measure(home: Path, args: argparse.Namespace) -> dict[str, Any]:
     from adressat.testing.server import adressat
 
-    home = Path(tempfile.mkdtemp(prefix="adressat-disk-")) / "h"
     assert adressat(home, "account", "add", "bench", "--password", "bench").returncode == 0
     stats_path = home.parent / "stats.json"
     port = free_port()
@@ -156,7 +160,7 @@ def main() -> int:
     half = [x for x in s if x[0] >= args.seconds / 2]
     ckpt = node.get("checkpoint", {})
     ret = node.get("retention", {})
-    print(json.dumps({
+    return {
         "bench": "disk",
         "rate_per_s": args.rate,
         "seconds": args.seconds,
@@ -175,8 +179,7 @@ def main() -> int:
         "purged": ret.get("purged_total"),
         "deleted_messages": ret.get("deleted_messages_total"),
         "retention_failures": ret.get("failures_total"),
-    }))
-    return 0
+    }
 
 
 if __name__ == "__main__":
