@@ -20,10 +20,11 @@ def _settings(args: argparse.Namespace, **more: object) -> Settings:
 
 
 def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from adressat.app.home import prepare_home
     from adressat.store.sqlite import SqliteStore
 
     s = _settings(args)
-    s.home.mkdir(parents=True, exist_ok=True)
+    prepare_home(s.home)
     return SqliteStore(s.store_path)
 
 
@@ -52,6 +53,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             http_port=args.http_port,
             log_format=args.log_format,
             log_level=args.log_level,
+            content_retention_s=args.content_retention,
+            record_retention_s=args.record_retention,
+            wal_checkpoint_bytes=args.wal_checkpoint_bytes,
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
             **_edge_limits(args),
             **{k: v for k in HEALTH_SETTINGS if (v := getattr(args, k, None)) is not None},
@@ -115,6 +119,34 @@ def _seconds(text: str) -> float:
     if not 0 <= s < float("inf"):
         raise argparse.ArgumentTypeError("must be >= 0 and finite")
     return s
+
+
+_DURATION_UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(text: str) -> float:
+    """Seconds, or a number with s, m, h or d: ``90``, ``3s``, ``7d``."""
+    t = text.strip().lower()
+    unit = _DURATION_UNITS_S.get(t[-1:])
+    try:
+        value = float(t[:-1] if unit is not None else t) * (unit or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a duration (e.g. 90, 3s, 12h, 7d): {text!r}"
+        ) from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError("a duration must be >= 0")
+    return value
+
+
+def _wal_bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {text!r}") from None
+    if value < 65536:
+        raise argparse.ArgumentTypeError("--wal-checkpoint-bytes must be >= 65536")
+    return value
 
 
 def cmd_account(args: argparse.Namespace) -> int:
@@ -349,6 +381,8 @@ def cmd_incident(args: argparse.Namespace) -> int:
     print(
         f"incident window {args.from_} .. {args.to}; alarms in window: {report['alarms_in_window']}"
     )
+    if report["retained_from"] is not None and args.from_ < report["retained_from"]:
+        print(f"records finished before {report['retained_from']} are past retention (deleted)")
     for name, acc in report["accounts"].items():
         counts = " ".join(f"{c}={acc['counts'][c]}" for c in (*CATEGORIES, "other"))
         print(f"account {name}: {counts}")
@@ -470,6 +504,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=1_000_000,
         metavar="N",
         help="messages not yet final; over it submit_sm gets ESME_RMSGQFUL (default 1000000)",
+    )
+    r.add_argument(
+        "--content-retention",
+        type=_duration,
+        default=7 * 86400.0,
+        metavar="DURATION",
+        help="message text is purged this long after its final state (seconds, or 30m, 12h,"
+        " 7d; default 7d; 0 = at once)",
+    )
+    r.add_argument(
+        "--record-retention",
+        type=_duration,
+        default=90 * 86400.0,
+        metavar="DURATION",
+        help="then messages, attempts, receipts and alarms are deleted (default 90d)",
+    )
+    r.add_argument(
+        "--wal-checkpoint-bytes",
+        type=_wal_bytes,
+        default=16 * 1024 * 1024,
+        metavar="N",
+        help="past this WAL size, a checkpoint under the write lock restarts the WAL"
+        " (default 16 MiB)",
     )
     r.add_argument(
         "--breaker-alarms-threshold",
@@ -606,6 +663,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from adressat.app.home import private_umask
+
+    private_umask()  # the data directory is its owner's only (app/home.py)
     args = build_parser().parse_args(argv)
     return int(args.fn(args))
 

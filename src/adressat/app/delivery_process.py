@@ -57,6 +57,7 @@ from adressat.observe.logs import setup_logging
 from adressat.observe.metrics import multiprocess_env, observe_batch
 from adressat.store.commit import GroupCommitter
 
+from .home import private_umask
 from .settings import Settings
 
 log = logging.getLogger("adressat.delivery_process")
@@ -571,6 +572,7 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
 def main() -> None:
     fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
     _die_with_parent(parent_pid)
+    private_umask()  # what it creates (netsim/, delivery.lock) is its owner's only
     settings = settings_from_json(os.environ["ADRESSAT_DELIVERY_SETTINGS"])
     setup_logging(settings.log_format, settings.log_level, "delivery")
     _take_delivery_lock(settings.home)

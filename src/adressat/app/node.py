@@ -32,8 +32,10 @@ from adressat.store.sqlite import SqliteStore
 from adressat.transport.smpp_server import SmppServer
 
 from .delivery_process import DeliveryNode, DeliveryProcess, netsim_settings
+from .home import prepare_home, private_umask
 from .ingress import Ingress
 from .receipts import ReceiptSender
+from .retention import Retention
 from .settings import Settings
 from .smpp_service import SmppService
 
@@ -63,9 +65,10 @@ def load_tag_key(home: Path) -> bytes:
 class Node:
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
-        s.home.mkdir(parents=True, exist_ok=True)
+        prepare_home(s.home)  # 0700, tightened if an older version left it open
         self.store = SqliteStore(s.store_path, autocheckpoint=False)
-        self.checkpointer = WalCheckpointer(s.store_path)
+        self.checkpointer = WalCheckpointer(s.store_path,
+                                            wal_checkpoint_bytes=s.wal_checkpoint_bytes)
         # counting the queue scans an index of every message: on a connection of its own, in
         # an executor thread, never inside a write transaction (that would hold the write
         # lock of both processes for the whole scan)
@@ -93,6 +96,10 @@ class Node:
         self.first_msisdn, last = netsim_settings(s).msisdn_range
         self.router = Router(OWN_OPERATOR, [(self.first_msisdn, last)], None)
         self.receipts = ReceiptSender(self.committer, resend_s=s.receipt_resend_s)
+        self.retention = Retention(self.committer, content_retention_s=s.content_retention_s,
+                                   record_retention_s=s.record_retention_s,
+                                   interval_s=s.retention_interval_s,
+                                   batch_max=s.retention_batch_max)
         self.ingress = Ingress(
             self.committer,
             self.router,
@@ -337,7 +344,7 @@ class Node:
         if self.delivery_process is not None:
             mx.reset_multiprocess_dir(self.settings.home)
         self.committer.start()
-        self.checkpointer.start()
+        self.checkpointer.start(asyncio.get_running_loop())  # the locked part on the loop
         await self.episodes.close_stale()
         await self._refresh_gauge()
         if self.delivery_process is not None:
@@ -349,6 +356,7 @@ class Node:
             asyncio.create_task(self._gauge_loop(), name="queue-gauge"),
             asyncio.create_task(self._probe_loop(), name="store-probe"),
             asyncio.create_task(self._stall_loop(), name="stall-check"),
+            asyncio.create_task(self.retention.run(), name="retention"),
         ]
         self.smpp_port = await self.server.start(self.settings.smpp_host, self.settings.smpp_port)
         self.http_port = await self.http.start(self.settings.http_host, self.settings.http_port)
@@ -377,6 +385,7 @@ class Node:
         await self.http.stop()
         await self.server.stop()
         self.receipts.stop()
+        self.retention.stop()
         for t in self._tasks:
             t.cancel()
         if self.delivery_process is not None:
@@ -431,6 +440,7 @@ def run(settings: Settings) -> None:
         uvloop.install()
     except ImportError:
         pass
+    private_umask()
     setup_logging(settings.log_format, settings.log_level, "smpp")
     t0 = time.time()
     node = Node(settings)

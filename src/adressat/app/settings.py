@@ -47,6 +47,13 @@ class Settings:
     retry_jitter_fraction: float = 0.1
     lease_s: float = 60.0
 
+    # disk (docs/architecture.md, "Disk: WAL and retention")
+    wal_checkpoint_bytes: int = 16 * 1024 * 1024  # past it, a checkpoint that restarts the WAL
+    content_retention_s: float = 7 * 24 * 3600.0  # text purged this long after the final state
+    record_retention_s: float = 90 * 24 * 3600.0  # then the rows: message, attempts, receipt
+    retention_interval_s: float = 1.0  # a retention pass (off the hot path) this often
+    retention_batch_max: int = 100  # rows per retention transaction (the write lock is short)
+
     # delivery
     delivery_process: bool = True  # the delivery half in a process of its own (second core)
     delivery_concurrency_max: int = 500

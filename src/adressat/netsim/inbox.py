@@ -202,10 +202,10 @@ class InboxWriter:
 
     def __init__(self, home: str | Path, *, fsync: bool = False) -> None:
         self.path = inbox_path(home)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._fsync = fsync
         _cut_torn_tail(self.path)
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         if os.fstat(self._fd).st_size == 0:
             self._write(HEADER.encode())
 

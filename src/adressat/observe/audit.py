@@ -28,6 +28,10 @@
   otherwise (must be 0).
 * ``quarantined`` / ``held``: messages in those states now.
 * ``receipts_pending``: receipt outbox rows not yet sent, over every account (informational).
+* ``inbox_beyond_retention``: inbox records stored before the record retention horizon whose
+  message the store has deleted (docs/architecture.md, "Disk: WAL and retention"): the audit
+  judges only the retained window (``retained_from``). An unknown id stored before the horizon
+  cannot be told from a deleted message and is counted here, not as misdelivered.
 * ``ok``: no loss, no misdelivery, nothing stored twice.
 
 The inbox is streamed line by line (it can have millions); per distinct part only an 8-octet
@@ -47,6 +51,7 @@ from adressat.core.integrity import AlarmKind
 from adressat.core.model import FINAL_STATES, Message, State
 from adressat.netsim.inbox import read_inbox
 from adressat.store.base import Store
+from adressat.store.migrations import RETENTION_HORIZON_META
 
 __all__ = ["audit", "iter_messages"]
 
@@ -136,6 +141,8 @@ def audit(
 ) -> dict[str, Any]:
     """One JSON-able report (see the module docstring for every figure)."""
     counts = store.count_by_state()
+    horizon_text = store.get_meta(RETENTION_HORIZON_META)
+    horizon = float(horizon_text) if horizon_text is not None else float("-inf")
     states = {s.value: counts.get(s, 0) for s in State}
 
     # 0. what adressat itself noticed: ids named in integrity alarms
@@ -158,6 +165,7 @@ def audit(
     inbox_records = 0
     misdelivered = 0
     unknown_id = 0
+    beyond_retention = 0
     discarded = 0
     stored_twice = 0
     misdelivered_ids: list[str] = []
@@ -166,6 +174,9 @@ def audit(
         inbox_records += 1
         mid = rec.smsc_message_id
         info = cache.get(mid)
+        if info is None and rec.time < horizon:  # its message is past record retention
+            beyond_retention += 1
+            continue
         if info is None:
             misdelivered += 1
             unknown_id += 1
@@ -245,6 +256,8 @@ def audit(
         "duplicates_discarded": discarded,
         "duplicates_stored": stored_twice,
         "inbox_records": inbox_records,
+        "inbox_beyond_retention": beyond_retention,
+        "retained_from": None if horizon_text is None else float(horizon_text),
         "receipts_pending": receipts_pending,
         "samples": {
             "lost": lost_ids,

@@ -17,6 +17,11 @@ Per message (first rule that applies):
 * ``held``: state HELD (its route's breaker is open; not sent);
 * ``delivered``: DELIVERED with no alarm naming it;
 * otherwise counted under ``other`` (pending, expired, undeliverable, ...), with its state.
+
+Only the retained window is seen (docs/architecture.md, "Disk: WAL and retention"): messages
+final before ``retained_from`` (the record retention horizon, None while nothing was deleted)
+are gone with their attempts, and alarms raised before it; a window that starts earlier is
+reported only from what is left.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 from adressat.core.model import Message, State
 from adressat.store.base import Store
+from adressat.store.migrations import RETENTION_HORIZON_META
 
 __all__ = ["incident_report", "CATEGORIES"]
 
@@ -103,10 +109,12 @@ def incident_report(
             acc["alarms"][m.id] = named[m.id]
     for acc in accounts.values():
         acc["counts"] = {c: len(acc[c]) for c in CATEGORIES} | {"other": len(acc["other"])}
+    horizon = store.get_meta(RETENTION_HORIZON_META)
     return {
         "from": t1,
         "to": t2,
         "account": account,
+        "retained_from": None if horizon is None else float(horizon),
         "alarms_in_window": alarms_in_window,
         "accounts": dict(sorted(accounts.items())),
         "totals": {

@@ -117,6 +117,19 @@ class FinishedAttempt:
     now: float
 
 
+@dataclass(frozen=True, slots=True)
+class DeletedRecords:
+    """What one :meth:`Store.delete_records` batch removed. ``receipts_unsent``: receipts
+    never sent, given up with their message at its record retention, per account."""
+
+    messages: int = 0
+    attempts: int = 0
+    receipts: int = 0
+    deliveries: int = 0
+    alarms: int = 0
+    receipts_unsent: Mapping[str, int] = field(default_factory=dict)
+
+
 @runtime_checkable
 class Store(Protocol):
     # --- units of work ---------------------------------------------------------------------
@@ -207,7 +220,21 @@ class Store(Protocol):
         until: float | None = None,
         limit: int = 1000,
     ) -> list[Message]: ...
-    def purge_content(self, final_before: float) -> int: ...
+    # --- retention (docs/architecture.md, "Disk: WAL and retention") --------------------------
+    # ``purge_content``: the text (and the binding tag, an HMAC of it) of at most ``limit``
+    # messages final before ``final_before``, earliest final first, emptied; returns how many.
+    # Never a message that is not final. Reads only the final messages that still have text.
+    #
+    # ``delete_records``: at most ``limit`` messages final before ``final_before``, earliest
+    # first, deleted with everything of theirs: attempt records, receipt, delivery row; and at
+    # most ``limit`` alarms raised before it. A receipt still unsent is given up with its
+    # message (it had the whole record retention to go) and counted in ``receipts_unsent``.
+    # Never a message that is not final. The message of the newest receipt and the newest
+    # alarm stay until newer ones exist (SQLite would give their ids again). The audit tables
+    # refuse any other delete (SQLite: triggers against the horizon this call writes in the
+    # same transaction, ``meta`` key ``retention_horizon``).
+    def purge_content(self, final_before: float, limit: int = 500) -> int: ...
+    def delete_records(self, final_before: float, limit: int = 500) -> DeletedRecords: ...
 
     # --- receipts outbox ---------------------------------------------------------------------
     def pending_receipts(self, account: str, limit: int = 100) -> list[Receipt]: ...

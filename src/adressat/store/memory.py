@@ -37,6 +37,7 @@ from adressat.core.scheduling import (
 )
 from adressat.store.base import (
     AccountExists,
+    DeletedRecords,
     DuplicateMessage,
     FinishedAttempt,
     NotPending,
@@ -66,6 +67,7 @@ class _Data:
     faults: dict[str, FaultSetting] = field(default_factory=dict)
     timestamps: dict[int, int] = field(default_factory=dict)  # counter_key -> last TP-SCTS
     episodes: list[Episode] = field(default_factory=list)
+    next_alarm_id: int = 1  # ids never repeat, also once old alarms are deleted
 
     def copy(self) -> _Data:
         return _Data(
@@ -82,6 +84,7 @@ class _Data:
             dict(self.faults),
             dict(self.timestamps),
             list(self.episodes),
+            self.next_alarm_id,
         )
 
 
@@ -429,14 +432,64 @@ class MemoryStore:
             ms.sort(key=lambda m: (m.submitted_at, m.id))
             return [replace(m, extra=dict(m.extra)) for m in ms[:limit]]
 
-    def purge_content(self, final_before: float) -> int:
+    # --- retention -----------------------------------------------------------------------------
+    def _final_before(self, final_before: float) -> list[Message]:
+        return sorted(
+            (
+                m
+                for m in self._d.messages.values()
+                if m.final_at is not None and m.final_at < final_before
+            ),
+            key=lambda m: (m.final_at, m.id),
+        )
+
+    def purge_content(self, final_before: float, limit: int = 500) -> int:
         with self._op():
-            n = 0
-            for m in list(self._d.messages.values()):
-                if m.final_at is not None and m.final_at < final_before and m.content:
-                    self._d.messages[m.id] = replace(m, content=b"")
-                    n += 1
-            return n
+            due = [m for m in self._final_before(final_before) if m.content][: max(0, limit)]
+            for m in due:
+                self._d.messages[m.id] = replace(m, content=b"", tag=b"")
+            return len(due)
+
+    def delete_records(self, final_before: float, limit: int = 500) -> DeletedRecords:
+        with self._op():
+            d = self._d
+            gone = self._final_before(final_before)[: max(0, limit)]
+            # as SQLite: the newest receipt's message and the newest alarm stay until newer
+            # ones exist (there, deleting the highest id would give it again)
+            newest = d.receipts[max(d.receipts)].message_id if d.receipts else None
+            ids = {m.id for m in gone if m.id != newest}
+            unsent: dict[str, int] = {}
+            receipts = 0
+            for mid in ids:
+                rid = d.receipt_by_message.pop(mid, None)
+                if rid is None:
+                    continue
+                r = d.receipts.pop(rid)
+                receipts += 1
+                if r.sent_at is None:
+                    unsent[r.account] = unsent.get(r.account, 0) + 1
+            kept = [
+                a for a in d.attempts if a.message_id not in ids or a.started_at >= final_before
+            ]
+            attempts = len(d.attempts) - len(kept)
+            d.attempts = kept
+            deliveries = 0
+            for mid in ids:
+                row = d.deliveries.get(mid)
+                if row is not None and row[2] < final_before:
+                    del d.deliveries[mid]
+                    deliveries += 1
+            for mid in ids:
+                del d.messages[mid]
+            newest_alarm = max((a.id for a in d.alarms), default=0)
+            old_alarms = sorted(
+                (a for a in d.alarms if a.at < final_before and a.id < newest_alarm),
+                key=lambda a: (a.at, a.id),
+            )[: max(0, limit)]
+            gone_alarms = {a.id for a in old_alarms}
+            d.alarms = [a for a in d.alarms if a.id not in gone_alarms]
+            return DeletedRecords(len(ids), attempts, receipts, deliveries, len(gone_alarms),
+                                  unsent)
 
     # --- receipts ------------------------------------------------------------------------------
     def pending_receipts(self, account: str, limit: int = 100) -> list[Receipt]:
@@ -561,7 +614,8 @@ class MemoryStore:
     # --- integrity: alarms, route breakers, faults ----------------------------------------------
     def append_alarm(self, alarm: Alarm) -> Alarm:
         with self._op():
-            new = replace(alarm, id=len(self._d.alarms) + 1, message_ids=tuple(alarm.message_ids))
+            new = replace(alarm, id=self._d.next_alarm_id, message_ids=tuple(alarm.message_ids))
+            self._d.next_alarm_id += 1
             self._d.alarms.append(new)
             if counts_for_breaker(new):
                 r = self._route(new.route)

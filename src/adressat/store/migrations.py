@@ -324,6 +324,61 @@ _V9: list[tuple[Dialect, str]] = [
     ("any", "DROP TABLE destination_references"),
 ]
 
+#: v10: retention (docs/architecture.md, "Disk: WAL and retention"). The audit tables stay
+#: append-only against everything but the retention pass: a row may be deleted only when it is
+#: older than the horizon that pass writes into ``meta`` in the same transaction (absent: no
+#: row may go), never updated; a message only once final before it; the horizon is never in
+#: the future. ``messages_final`` becomes two partial indexes of the final messages by
+#: ``final_at``: those that still have their text (the purge reads only them, however many
+#: purged messages the store keeps) and those whose text is gone (the deletion reads them).
+#: A final state still enters one index entry, as before; a purge moves it from one to the
+#: other. (v9 and v11 are other changes' numbers: versions apply in list order, each once.)
+RETENTION_HORIZON_META = "retention_horizon"
+_HORIZON = (
+    "COALESCE((SELECT CAST(value AS REAL) FROM meta WHERE key = 'retention_horizon'), -1e308)"
+)
+_NOW_S = "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+def _older_only(table: str, column: str, what: str) -> list[tuple[Dialect, str]]:
+    return [
+        ("sqlite", f"DROP TRIGGER IF EXISTS {table}_no_delete"),
+        (
+            "sqlite",
+            f"""CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+               WHEN OLD.{column} IS NULL OR OLD.{column} >= {_HORIZON}
+               BEGIN SELECT RAISE(ABORT, '{what} (retention deletes only older rows)'); END""",
+        ),
+    ]
+
+
+_V10: list[tuple[Dialect, str]] = [
+    *_older_only("attempts", "started_at", "attempts are append-only"),
+    *_older_only("alarms", "at", "alarms are append-only"),
+    *_older_only("deliveries", "at", "deliveries are write-once"),
+    *_older_only("messages", "final_at", "a message is deleted only once final"),
+    *[
+        (
+            "sqlite",
+            f"""CREATE TRIGGER retention_horizon_{event.lower()} BEFORE {event} ON meta
+               WHEN NEW.key = 'retention_horizon' AND CAST(NEW.value AS REAL) > {_NOW_S}
+               BEGIN SELECT RAISE(ABORT, 'a retention horizon in the future'); END""",
+        )
+        for event in ("INSERT", "UPDATE")
+    ],
+    ("any", "DROP INDEX messages_final"),
+    (
+        "any",
+        """CREATE INDEX messages_final_content ON messages (final_at)
+           WHERE final_at IS NOT NULL AND content != x''""",
+    ),
+    (
+        "any",
+        """CREATE INDEX messages_final_purged ON messages (final_at)
+           WHERE final_at IS NOT NULL AND content = x''""",
+    ),
+]
+
 #: v11: health episodes (DESIGN.md "Heal or shout"): a failing dependency (the store unable to
 #: write, the delivery loop failing, the delivery process down, delivery stalled) with its
 #: cause, start and end. Written when it opens if the store can write then, else once whole
@@ -355,34 +410,50 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (7, _V7),
     (8, _V8),
     (9, _V9),
+    (10, _V10),
     (11, _V11),
 ]
-SCHEMA_VERSION = MIGRATIONS[-1][0]
+SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
 
-def migrate_sqlite(conn: sqlite3.Connection) -> int:
+def migrate_sqlite(
+    conn: sqlite3.Connection,
+    migrations: list[tuple[int, list[tuple[Dialect, str]]]] | None = None,
+) -> int:
     """Bring the schema up to date; each version in its own transaction. Returns the version.
 
-    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    Every version of the list that the database has not recorded is applied, in list order,
+    whatever higher versions it has: numbers are taken by changes made side by side, so a
+    database may hold 11 before it gets 10. A version the database holds that the list does
+    not know is refused (a newer program's schema). ``conn`` must be in autocommit mode
+    (``isolation_level=None``).
     """
+    migrations = MIGRATIONS if migrations is None else migrations
+    known = {v for v, _ in migrations}
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        applied = {int(r[0]) for r in conn.execute("SELECT version FROM schema_version")}
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    current = int(row[0] or 0)
-    for version, statements in MIGRATIONS:
-        if version <= current:
+    unknown = applied - known
+    if unknown:
+        raise RuntimeError(
+            f"database schema has versions this program does not know: {sorted(unknown)}"
+        )
+    for version, statements in migrations:
+        if version in applied:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-            if int(row[0] or 0) >= version:  # another process got there first
+            row = conn.execute(
+                "SELECT 1 FROM schema_version WHERE version = ?", (version,)
+            ).fetchone()
+            if row is not None:  # another process got there first
                 conn.execute("COMMIT")
-                current = int(row[0])
+                applied.add(version)
                 continue
             for dialect, sql in statements:
                 if dialect in ("any", "sqlite"):
@@ -392,7 +463,5 @@ def migrate_sqlite(conn: sqlite3.Connection) -> int:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        current = version
-    if current > SCHEMA_VERSION:
-        raise RuntimeError(f"database schema {current} is newer than this program's")
-    return current
+        applied.add(version)
+    return max(applied, default=0)

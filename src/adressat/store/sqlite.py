@@ -50,6 +50,7 @@ from adressat.core.model import (
 from adressat.core.scheduling import counter_key, give_scts, takes_scts
 from adressat.store.base import (
     AccountExists,
+    DeletedRecords,
     DuplicateDelivery,
     DuplicateMessage,
     FinishedAttempt,
@@ -66,7 +67,7 @@ from adressat.store.base import (
     plan_finish,
     plan_transition,
 )
-from adressat.store.migrations import MESSAGE_COLUMNS, migrate_sqlite
+from adressat.store.migrations import MESSAGE_COLUMNS, RETENTION_HORIZON_META, migrate_sqlite
 
 _COLS = ", ".join(MESSAGE_COLUMNS)
 _PLACEHOLDERS = ", ".join("?" for _ in MESSAGE_COLUMNS)
@@ -202,6 +203,30 @@ _OLDEST_DUE = (
     "  WHERE d.destination = q.destination AND d.state = 'DISPATCHED')"
 )
 
+# retention (schema v10): each reads one partial index of the final messages from its start,
+# so it never reads what an earlier pass purged or what is not final
+_PURGE_CONTENT = (
+    "UPDATE messages SET content = x'', tag = x'' WHERE rowid IN ("
+    " SELECT rowid FROM messages INDEXED BY messages_final_content"
+    " WHERE final_at IS NOT NULL AND content != x'' AND final_at < ?"
+    " ORDER BY final_at LIMIT ?)"
+)
+_FINAL_PURGED = (
+    "SELECT rowid, id FROM messages INDEXED BY messages_final_purged"
+    " WHERE final_at IS NOT NULL AND content = x'' AND final_at < ? ORDER BY final_at LIMIT ?"
+)
+_FINAL_CONTENT = (
+    "SELECT rowid, id FROM messages INDEXED BY messages_final_content"
+    " WHERE final_at IS NOT NULL AND content != x'' AND final_at < ? ORDER BY final_at LIMIT ?"
+)
+_OLD_ALARMS = (
+    "SELECT id FROM alarms INDEXED BY alarms_time WHERE at < ?"
+    " AND id < (SELECT MAX(id) FROM alarms) ORDER BY at LIMIT ?"
+)
+_NEWEST_RECEIPT = (
+    "SELECT message_id FROM receipts WHERE receipt_id = (SELECT MAX(receipt_id) FROM receipts)"
+)
+
 _INSERT_ATTEMPT = (
     f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
@@ -332,6 +357,20 @@ def _translated() -> Iterator[None]:
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # a WAL reset truncates the file to this
 
 
+def _owner_only(path: str) -> None:
+    """The database file 0600 whatever the umask, before its -wal and -shm exist (SQLite gives
+    them the database file's mode; app/home.py). By chmod, never by opening the file: closing
+    any descriptor of it would release every POSIX lock this process holds on it, those of
+    SQLite's connections included (another process could then take itself for the last
+    connection and delete the WAL under them)."""
+    try:
+        st = os.stat(path)
+        if st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.chmod(path, st.st_mode & 0o700)
+    except OSError:
+        pass  # not ours to change: the directory (0700) still keeps it private
+
+
 class SqliteStore:
     def __init__(
         self, path: str | Path, *, busy_timeout_ms: int = 10_000, autocheckpoint: bool = True
@@ -341,6 +380,8 @@ class SqliteStore:
         processes use it so that no commit pays for copying the WAL into the database."""
         self.path = str(path)
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if self.path != ":memory:":
+            _owner_only(self.path)
         self._lock = threading.RLock()
         self._depth = 0
         self.commits = 0
@@ -915,13 +956,72 @@ class SqliteStore:
         sql += " ORDER BY submitted_at, id LIMIT ?"
         return [_from_row(r) for r in self._read(sql, (*params, limit))]
 
-    def purge_content(self, final_before: float) -> int:
+    # --- retention -----------------------------------------------------------------------------
+    def purge_content(self, final_before: float, limit: int = 500) -> int:
+        if limit <= 0:
+            return 0
+        with self._one_statement() as c:
+            return c.execute(_PURGE_CONTENT, (final_before, limit)).rowcount
+
+    def delete_records(self, final_before: float, limit: int = 500) -> DeletedRecords:
+        if limit <= 0:
+            return DeletedRecords()
         with self._tx() as c:
-            return c.execute(
-                "UPDATE messages SET content = ? WHERE final_at IS NOT NULL AND final_at < ?"
-                " AND length(content) > 0",
-                (b"", final_before),
-            ).rowcount
+            rows = c.execute(_FINAL_PURGED, (final_before, limit)).fetchall()
+            if len(rows) < limit:  # final with text still (a purge behind, or none)
+                rows += c.execute(_FINAL_CONTENT, (final_before, limit - len(rows))).fetchall()
+            # the message of the newest receipt stays until a newer receipt exists (as the
+            # newest alarm does): SQLite gives a new row the highest id + 1, so deleting the
+            # row with the highest id would give its id again (the receipt sender knows
+            # receipts by id)
+            newest = c.execute(_NEWEST_RECEIPT).fetchone()
+            if newest is not None:
+                rows = [r for r in rows if r[1] != newest[0]]
+            alarm_ids = [r[0] for r in c.execute(_OLD_ALARMS, (final_before, limit))]
+            if not rows and not alarm_ids:
+                return DeletedRecords()
+            # the horizon the audit tables' triggers let deletes pass below, set in this very
+            # transaction (schema v10)
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (RETENTION_HORIZON_META, repr(float(final_before))),
+            )
+            unsent: dict[str, int] = {}
+            attempts = receipts = deliveries = messages = 0
+            for part in iter_chunks(rows, 500):
+                ids = [r[1] for r in part]
+                marks = ", ".join("?" * len(ids))
+                for account, n in c.execute(
+                    f"SELECT account, COUNT(*) FROM receipts WHERE message_id IN ({marks})"
+                    " AND sent_at IS NULL GROUP BY account",
+                    ids,
+                ):
+                    unsent[account] = unsent.get(account, 0) + int(n)
+                receipts += c.execute(
+                    f"DELETE FROM receipts WHERE message_id IN ({marks})", ids
+                ).rowcount
+                # "older than the horizon" too: what the triggers allow, so that a row they
+                # would refuse (none can be: an attempt starts before its message's final
+                # state) stays behind instead of failing every batch that holds it
+                attempts += c.execute(
+                    f"DELETE FROM attempts WHERE message_id IN ({marks}) AND started_at < ?",
+                    (*ids, final_before),
+                ).rowcount
+                deliveries += c.execute(
+                    f"DELETE FROM deliveries WHERE message_id IN ({marks}) AND at < ?",
+                    (*ids, final_before),
+                ).rowcount
+                messages += c.execute(
+                    f"DELETE FROM messages WHERE rowid IN ({marks})", [r[0] for r in part]
+                ).rowcount
+            alarms = 0
+            for part_ids in iter_chunks(alarm_ids, 500):
+                alarms += c.execute(
+                    f"DELETE FROM alarms WHERE id IN ({', '.join('?' * len(part_ids))})",
+                    list(part_ids),
+                ).rowcount
+            return DeletedRecords(messages, attempts, receipts, deliveries, alarms, unsent)
 
     # --- receipts ------------------------------------------------------------------------------
     def pending_receipts(self, account: str, limit: int = 100) -> list[Receipt]:

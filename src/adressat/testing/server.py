@@ -48,7 +48,9 @@ class ServerProcess:
 
     def start(self, ready_timeout_s: float = 30.0) -> ServerProcess:
         self.home.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        # owner-only like everything else in the data directory
+        log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
+                        "ab")
         env = dict(os.environ)
         env.update(self.env or {})
         http = () if "--http-port" in self.extra_args else ("--http-port", "0")
