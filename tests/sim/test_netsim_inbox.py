@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from adressat.netsim import InboxCorrupt, InboxRecord, inbox_path, read_inbox
-from adressat.netsim.inbox import HEADER_V1, InboxWriter, legacy_record_line
+from adressat.netsim.inbox import HEADER_V1, InboxWriter, legacy_record_line, record_line
 from adressat.sms import encode_scts
 
 CHILD = textwrap.dedent(
@@ -182,3 +182,25 @@ def test_v1_lines_from_before_schema_v9_still_parse(tmp_path: Path) -> None:
 
 def _legacy(i: int) -> InboxRecord:
     return _record(i, scts=None, part=0, message_reference=i)
+
+
+def test_the_inbox_is_bounded_and_read_whole_across_its_files(tmp_path: Path) -> None:
+    from adressat.netsim.inbox import evidence_from, rotated_paths
+
+    w = InboxWriter(tmp_path, rotate_bytes=4096, files_max=2)
+    lines = [
+        record_line(1000.0 + i, "46701000001", "240010000000001", "msc-1", "ACME",
+                    b"\x32\x21\x10\x01\x02\x03\x00", 0, 0, f"{i:032x}", "ab" * 32, False)
+        for i in range(400)
+    ]
+    for line in lines:
+        w.append_line(line)
+    w.close()
+    files = rotated_paths(tmp_path)
+    assert len(files) == 2 and w.rotations > 2  # older files were dropped
+    total = sum(p.stat().st_size for p in files) + inbox_path(tmp_path).stat().st_size
+    assert total <= 3 * (4096 + 300)
+    got = [r.smsc_message_id for r in read_inbox(tmp_path)]
+    assert got == [f"{i:032x}" for i in range(400 - len(got), 400)]  # the newest, in order
+    start = evidence_from(tmp_path)
+    assert start is not None and start == 1000.0 + 400 - len(got)

@@ -111,3 +111,16 @@ def test_a_read_only_file_refuses_writes_as_unavailable(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable):
         ro.set_meta("k", "v")
     ro.close()
+
+
+def test_record_retention_takes_episodes_over_before_the_horizon(store: Store) -> None:
+    old = store.write_episode(Episode(EpisodeKind.STORE_UNWRITABLE, "smpp", "disk_full", 10.0,
+                                      20.0))
+    still_open = store.write_episode(Episode(EpisodeKind.DELIVERY_STALLED, "smpp", "x", 15.0))
+    recent = store.write_episode(Episode(EpisodeKind.DELIVERY_PROCESS_DOWN, "smpp", "y", 90.0,
+                                         95.0))
+    store.delete_records(50.0, limit=10)
+    assert {e.id for e in store.episodes()} == {still_open.id, recent.id}
+    assert old.id not in {e.id for e in store.episodes()}
+    store.write_episode(Episode(still_open.kind, "smpp", "x", 15.0, 99.0, 2, still_open.id))
+    assert store.episodes(open_only=True) == []

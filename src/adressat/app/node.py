@@ -10,6 +10,7 @@ final states wake the receipt sender, the network's alerts wake the worker.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -212,6 +213,8 @@ class Node:
             return families
         r = self._reader
         by_state = r.count_unfinished_by_state()
+        cp = self.checkpointer.stats()
+        rs = self.retention.stats()
         path = self.settings.store_path
         wal = path.with_name(path.name + "-wal")
         disk = os.statvfs(path.parent)
@@ -232,8 +235,31 @@ class Node:
                     r.count_pending_receipts()),
             mx.gauge("adressat_sessions_bound", "SMPP sessions bound, by account",
                     labelled=bound, labels=["account"]),
-            mx.gauge("adressat_store_wal_bytes", "Size of the SQLite WAL file",
-                    wal.stat().st_size if wal.exists() else 0),
+            mx.gauge("adressat_store_wal_bytes",
+                     "Bytes of WAL written since it last started over (what a crash replays)",
+                     cp.wal_bytes),
+            mx.gauge("adressat_store_wal_file_bytes",
+                     "Size of the SQLite WAL file (its high-water mark: it is reused)",
+                     wal.stat().st_size if wal.exists() else 0),
+            mx.counter("adressat_store_checkpoints", "PASSIVE WAL checkpoints",
+                       cp.checkpoints_total),
+            mx.counter("adressat_store_wal_restarts",
+                       "RESTART checkpoints under the write lock (the WAL starts over)",
+                       cp.restarts_total),
+            mx.counter("adressat_store_checkpoint_failures", "WAL checkpoints that failed",
+                       cp.failures_total),
+            mx.gauge("adressat_store_wal_restart_lock_seconds_max",
+                     "Longest write-lock hold of a WAL restart", cp.max_duration_s),
+            mx.counter("adressat_retention_purged", "Message texts purged (content retention)",
+                       rs.purged_total),
+            mx.counter("adressat_retention_deleted_messages",
+                       "Finished messages deleted with their records (record retention)",
+                       rs.deleted_messages_total),
+            mx.counter("adressat_retention_failures", "Retention passes that failed",
+                       rs.failures_total),
+            mx.counter("adressat_receipts_unsent_given_up",
+                       "Receipts never sent, given up with their message at record retention",
+                       rs.receipts_unsent_total),
             mx.gauge("adressat_store_db_bytes", "Size of the SQLite database file",
                     path.stat().st_size if path.exists() else 0),
             mx.gauge("adressat_disk_free_bytes", "Free bytes on the data directory's file system",
@@ -286,7 +312,10 @@ class Node:
                 "writable": self.health.store_writable,
                 "path": str(path),
                 "db_bytes": path.stat().st_size if path.exists() else 0,
-                "wal_bytes": wal.stat().st_size if wal.exists() else 0,
+                "wal_bytes": self.checkpointer.wal_bytes(),
+                "wal_file_bytes": wal.stat().st_size if wal.exists() else 0,
+                "checkpoint": dataclasses.asdict(self.checkpointer.stats()),
+                "retention": dataclasses.asdict(self.retention.stats()),
                 "disk_free_bytes": disk.f_bavail * disk.f_frsize,
                 "failed_batches": self.committer.failed_batches,
             },

@@ -80,6 +80,10 @@ _DELIVER_SM_TEMPLATE = Pdu.make(
 )
 
 
+#: the in-flight map is pruned of entries past resend_s once it holds more than this
+IN_FLIGHT_PRUNE_AT = 1000
+
+
 class ReceiptSender:
     def __init__(
         self,
@@ -157,6 +161,12 @@ class ReceiptSender:
     async def _send_account(self, account: str) -> None:
         now = self.clock()
         in_flight = self._in_flight
+        if len(in_flight) > IN_FLIGHT_PRUNE_AT:
+            # an entry older than resend_s decides nothing (that receipt may go again), and
+            # one whose receipt is gone (retention, a refusal never retried) would stay
+            # forever: bounded by the receipts sent within resend_s
+            for rid in [i for i, at in in_flight.items() if now - at >= self.resend_s]:
+                del in_flight[rid]
         # a read: no write lock, no transaction; rows whose mark is not durable yet are still
         # in ``in_flight`` (popped only after the mark's commit), so they are not sent twice
         rows = await self.committer.read(

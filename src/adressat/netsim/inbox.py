@@ -197,17 +197,78 @@ def inbox_path(home: str | Path) -> Path:
     return Path(home) / "netsim" / "inbox.log"
 
 
-class InboxWriter:
-    """Appends records; ``append`` returns only after the bytes are in the OS."""
+def rotated_paths(home: str | Path) -> list[Path]:
+    """The inbox's earlier files (``inbox.<n>.log``), oldest first."""
+    folder = Path(home) / "netsim"
+    found = []
+    for p in folder.glob("inbox.*.log"):
+        middle = p.name[len("inbox."):-len(".log")]
+        if middle.isdigit():
+            found.append((int(middle), p))
+    return [p for _, p in sorted(found)]
 
-    def __init__(self, home: str | Path, *, fsync: bool = False) -> None:
+
+def evidence_from(home: str | Path) -> float | None:
+    """The time from which the inbox still holds every record (earlier files were dropped
+    to bound its size), or None when it holds them all."""
+    try:
+        return float((Path(home) / "netsim" / EVIDENCE_FROM_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+#: written when the oldest inbox file is dropped: the first record time of what is kept
+EVIDENCE_FROM_FILE = "inbox.from"
+
+
+class InboxWriter:
+    """Appends records; ``append`` returns only after the bytes are in the OS.
+
+    Bounded: past ``rotate_bytes`` the file becomes ``inbox.<n>.log`` and a new one starts;
+    of those at most ``files_max`` are kept (the oldest is dropped, and ``inbox.from`` says
+    from when the evidence is whole). :func:`read_inbox` reads them all, oldest first."""
+
+    def __init__(self, home: str | Path, *, fsync: bool = False,
+                 rotate_bytes: int = 64 * 1024 * 1024, files_max: int = 16) -> None:
+        if rotate_bytes < 4096 or files_max < 1:
+            raise ValueError("rotate_bytes must be >= 4096 and files_max >= 1")
         self.path = inbox_path(home)
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._fsync = fsync
+        self.rotate_bytes = rotate_bytes
+        self.files_max = files_max
+        self.rotations = 0
         _cut_torn_tail(self.path)
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        if os.fstat(self._fd).st_size == 0:
+        self._fd: int | None = None
+        self._size = 0
+        self._open()
+
+    def _open(self) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._size = os.fstat(self._fd).st_size
+        if self._size == 0:
             self._write(HEADER.encode())
+
+    def _rotate(self) -> None:
+        """The current file becomes the newest ``inbox.<n>.log``; the oldest beyond
+        ``files_max`` goes, and ``inbox.from`` says where the evidence now begins."""
+        assert self._fd is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        older = rotated_paths(self.path.parent.parent)
+        n = 1 + (int(older[-1].name[len("inbox."):-len(".log")]) if older else 0)
+        os.replace(self.path, self.path.with_name(f"inbox.{n}.log"))
+        older = rotated_paths(self.path.parent.parent)
+        while len(older) > self.files_max:
+            older.pop(0).unlink(missing_ok=True)
+            first = _first_record_time(older[0])
+            if first is not None:
+                tmp = self.path.with_name(EVIDENCE_FROM_FILE + ".tmp")
+                tmp.write_text(repr(first))
+                os.replace(tmp, self.path.with_name(EVIDENCE_FROM_FILE))
+        self.rotations += 1
+        self._open()
 
     def append(self, record: InboxRecord) -> None:
         self._write(record.to_line())
@@ -235,6 +296,9 @@ class InboxWriter:
                 raise
         if self._fsync:
             os.fsync(fd)
+        self._size += len(data)
+        if self._size > self.rotate_bytes:
+            self._rotate()
 
     def close(self) -> None:
         if self._fd is not None:
@@ -255,9 +319,27 @@ def read_inbox(
     ``start_offset`` begins at a byte offset (the first, possibly partial, line is skipped).
     """
     path = inbox_path(home)
+    if not start_offset:  # the earlier files first (a start offset is the current file's)
+        for older in rotated_paths(home):
+            yield from _read_file(older, 0, msisdn, imsi)
     if not path.exists():
         return
-    with open(path, "rb") as f:
+    yield from _read_file(path, start_offset, msisdn, imsi)
+
+
+def _first_record_time(path: Path) -> float | None:
+    for record in _read_file(path, 0, None, None):
+        return record.time
+    return None
+
+
+def _read_file(path: Path, start_offset: int, msisdn: str | None,
+               imsi: str | None) -> Iterator[InboxRecord]:
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below; a rotated file may go meanwhile
+    except FileNotFoundError:
+        return
+    with f:
         lineno = 0  # relative to start_offset
         if start_offset:
             f.seek(start_offset - 1)

@@ -112,10 +112,11 @@ class Network:
         # stored, oldest first, at most ``handset_delivers_remembered_max``; the handsets in
         # the order they last stored something, the one used longest ago forgotten first
         # when all of them together hold more than ``duplicate_memory_entries_max``
-        self._seen: OrderedDict[str, dict[DeliverKey, None]] = OrderedDict()
+        self._seen: OrderedDict[str, tuple[int, ...]] = OrderedDict()
         self._seen_entries = 0
         self._reload_duplicate_memory()
-        self.inbox = InboxWriter(self.home, fsync=s.inbox_fsync)
+        self.inbox = InboxWriter(self.home, fsync=s.inbox_fsync,
+                                 rotate_bytes=s.inbox_rotate_bytes, files_max=s.inbox_files_max)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -242,29 +243,33 @@ class Network:
     def _remember(self, imsi: str, key: DeliverKey) -> bool:
         """The handset ``imsi`` takes in an SMS-DELIVER known by ``key``: False if it already
         holds one with that key (a resend), else True, remembering it (its oldest key
-        forgotten beyond ``handset_delivers_remembered_max``)."""
+        forgotten beyond ``handset_delivers_remembered_max``). A handset's keys are one tuple
+        of integers (about 8 octets a key; a dict per handset cost ten times that)."""
+        k = _key_int(key)
         seen_all = self._seen
         seen = seen_all.get(imsi)
+        settings = self.settings
         if seen is None:
-            seen = seen_all[imsi] = {}
+            seen_all[imsi] = (k,)
         else:
             seen_all.move_to_end(imsi)
-            if key in seen:
+            if k in seen:
                 return False
-        seen[key] = None
-        settings = self.settings
-        if len(seen) > settings.handset_delivers_remembered_max:
-            del seen[next(iter(seen))]
-        else:
-            self._seen_entries += 1
-            if self._seen_entries > settings.duplicate_memory_entries_max:
-                _, forgotten = seen_all.popitem(last=False)
-                self._seen_entries -= len(forgotten)
+            if len(seen) >= settings.handset_delivers_remembered_max:
+                seen_all[imsi] = (*seen[1:], k)
+                return True
+            seen_all[imsi] = (*seen, k)
+        self._seen_entries += 1
+        if self._seen_entries > settings.duplicate_memory_entries_max:
+            _, forgotten = seen_all.popitem(last=False)
+            self._seen_entries -= len(forgotten)
         return True
 
     def _forget(self, imsi: str, key: DeliverKey) -> None:
         seen = self._seen.get(imsi)
-        if seen is not None and seen.pop(key, 0) is None:
+        k = _key_int(key)
+        if seen is not None and k in seen:
+            self._seen[imsi] = tuple(x for x in seen if x != k)
             self._seen_entries -= 1
 
     def remembered(self, imsi: str) -> int:
@@ -420,6 +425,19 @@ class Network:
 #: the concatenation element as one integer), or, for a message first sent before schema v9,
 #: (TP-OA, the TP-MR netsim knew it by then, 64 bits of its content's SHA-256).
 DeliverKey = tuple[str, int] | tuple[str, int, int]
+
+_KEY_MASK = (1 << 64) - 1
+_LEGACY = 1 << 128
+
+
+def _key_int(key: DeliverKey) -> int:
+    """A handset's key as one integer: 64 bits of the originator's hash above the SCTS octets
+    and part (or, for a legacy key, a hash of the whole key in a range of its own). The
+    memory lives in this process only (rebuilt from the inbox at start), so ``hash`` is
+    stable enough; two originators sharing 64 bits would only make a resend look new."""
+    if len(key) == 2:
+        return (hash(key[0]) & _KEY_MASK) << 64 | (key[1] & _KEY_MASK)
+    return _LEGACY | (hash(key) & _KEY_MASK)
 
 
 def _concat_part(sms: NetSms) -> int:

@@ -50,9 +50,13 @@ class NetsimSettings:
     # ``duplicate_memory_entries_max`` (the handsets used longest ago forget first); reloaded
     # from the inbox at start
     handset_delivers_remembered_max: int = 256
-    duplicate_memory_entries_max: int = 500_000
+    duplicate_memory_entries_max: int = 200_000
     inbox_reload_bytes_max: int = 64 * 1024 * 1024
     inbox_fsync: bool = False
+    # the evidence log is bounded: a file of this size becomes inbox.<n>.log, and at most
+    # inbox_files_max of those are kept (about 17 x 64 MiB; 1.5 h of evidence at 1,000 msg/s)
+    inbox_rotate_bytes: int = 64 * 1024 * 1024
+    inbox_files_max: int = 16
 
     # how often the background task looks for subscribers that came back (alertSC)
     alert_poll_interval_s: float = 0.1

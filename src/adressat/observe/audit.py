@@ -49,7 +49,7 @@ from typing import Any
 
 from adressat.core.integrity import AlarmKind
 from adressat.core.model import FINAL_STATES, Message, State
-from adressat.netsim.inbox import read_inbox
+from adressat.netsim.inbox import evidence_from, read_inbox
 from adressat.store.base import Store
 from adressat.store.migrations import RETENTION_HORIZON_META
 
@@ -214,6 +214,8 @@ def audit(
     # 2. the store, in pages
     expired_not_final = 0
     delivered_without_evidence = 0
+    before_evidence = 0
+    whole_from = evidence_from(netsim_home)
     held_past_validity = 0
     lost_ids: list[str] = []
     accounts: set[str] = {a.name for a in store.list_accounts()}
@@ -222,7 +224,9 @@ def audit(
         total += 1
         accounts.add(m.account)
         if m.state is State.DELIVERED:
-            if _key(m.id, m.delivered_imsi) not in evidence:
+            if whole_from is not None and (m.final_at or 0.0) < whole_from:
+                before_evidence += 1  # its record was in an inbox file dropped since
+            elif _key(m.id, m.delivered_imsi) not in evidence:
                 delivered_without_evidence += 1
                 _sample(lost_ids, m.id, sample_max)
         elif m.state not in FINAL_STATES and now > m.expires_at + grace_s:
@@ -245,6 +249,9 @@ def audit(
         "lost": lost,
         "lost_expired_not_final": expired_not_final,
         "lost_delivered_without_evidence": delivered_without_evidence,
+        # delivered before the oldest inbox file kept (the evidence log is bounded)
+        "delivered_before_evidence": before_evidence,
+        "evidence_from": whole_from,
         "held_past_validity": held_past_validity,
         "misdelivered": misdelivered,
         "misdelivered_unknown_id": unknown_id,

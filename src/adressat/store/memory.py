@@ -452,6 +452,10 @@ class MemoryStore:
 
     def delete_records(self, final_before: float, limit: int = 500) -> DeletedRecords:
         with self._op():
+            self._d.episodes = [
+                e for e in self._d.episodes
+                if e.ended_at is None or e.ended_at >= final_before
+            ]
             d = self._d
             gone = self._final_before(final_before)[: max(0, limit)]
             # as SQLite: the newest receipt's message and the newest alarm stay until newer
@@ -556,15 +560,14 @@ class MemoryStore:
     # --- health -------------------------------------------------------------------------------
     def write_episode(self, episode: Episode) -> Episode:
         with self._op():
-            if episode.id == 0:
-                new = replace(episode, id=len(self._d.episodes) + 1)
-                self._d.episodes.append(new)
+            eps = self._d.episodes
+            if episode.id == 0:  # as SQLite's rowid: the highest + 1
+                new = replace(episode, id=max((e.id for e in eps), default=0) + 1)
+                eps.append(new)
                 return new
-            i = episode.id - 1
-            if 0 <= i < len(self._d.episodes) and self._d.episodes[i].ended_at is None:
-                self._d.episodes[i] = replace(
-                    self._d.episodes[i], ended_at=episode.ended_at, failures=episode.failures
-                )
+            for i, e in enumerate(eps):
+                if e.id == episode.id and e.ended_at is None:
+                    eps[i] = replace(e, ended_at=episode.ended_at, failures=episode.failures)
             return episode
 
     def episodes(

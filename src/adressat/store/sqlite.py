@@ -978,6 +978,13 @@ class SqliteStore:
             if newest is not None:
                 rows = [r for r in rows if r[1] != newest[0]]
             alarm_ids = [r[0] for r in c.execute(_OLD_ALARMS, (final_before, limit))]
+            # health episodes over before the horizon go too (no trigger guards them)
+            c.execute(
+                "DELETE FROM episodes WHERE id IN (SELECT id FROM episodes INDEXED BY"
+                " episodes_time WHERE started_at < ? AND ended_at IS NOT NULL"
+                " AND ended_at < ? ORDER BY started_at LIMIT ?)",
+                (final_before, final_before, limit),
+            )
             if not rows and not alarm_ids:
                 return DeletedRecords()
             # the horizon the audit tables' triggers let deletes pass below, set in this very
