@@ -33,12 +33,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import errno
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +43,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from adressat.testing.disk import fill, small_fs
 from adressat.testing.load import LoadClient
 from adressat.testing.server import ServerProcess, adressat
 
@@ -188,7 +186,7 @@ class Soak:
         await asyncio.sleep(args.minutes * args.interval_s / 2)
         filler = fs / "filler"
         self.full_events["filled_at"] = time.time()
-        await asyncio.to_thread(_fill, filler)
+        await asyncio.to_thread(fill, filler)
         self.full = True
         await asyncio.sleep(args.full_s)
         filler.unlink()
@@ -210,26 +208,6 @@ def _status_name(status: int) -> str:
         return CommandStatus(status).name
     except ValueError:
         return "no_answer" if status < 0 else hex(status)
-
-
-def _fill(filler: Path) -> None:
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    block = b"\0" * (1 << 20)
-    try:
-        while True:
-            try:
-                os.write(fd, block)
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
-                break
-        for _ in range(4096):
-            try:
-                os.write(fd, b"\0" * 512)
-            except OSError:
-                break
-    finally:
-        os.close(fd)
 
 
 async def main_async(args: argparse.Namespace, home: Path, fs: Path | None) -> dict[str, Any]:
@@ -315,19 +293,6 @@ def summary(args: argparse.Namespace, soak: Soak, final: dict[str, Any],
     return out
 
 
-@contextlib.contextmanager
-def small_fs(path: Path, mib: int):  # type: ignore[no-untyped-def]
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={mib}m,mode=0700", "tmpfs",
-                           str(path)], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"cannot mount a tmpfs for --disk-full (root needed): {done.stderr}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--minutes", type=int, default=60)
@@ -354,7 +319,7 @@ def main() -> None:
         print("uvloop not installed: the client runs on asyncio's own loop", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="adressat-soak-") as tmp:
         if args.disk_full:
-            with small_fs(Path(tmp) / "fs", args.fs_mib) as fs:
+            with small_fs(Path(tmp) / "fs", args.fs_mib * 1024 * 1024) as fs:
                 out = asyncio.run(main_async(args, fs / "home", fs))
         else:
             out = asyncio.run(main_async(args, Path(tmp) / "home", None))

@@ -16,11 +16,7 @@ the handsets' inbox and the node's own words:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import json
-import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -29,6 +25,7 @@ import pytest
 from adressat.netsim import read_inbox
 from adressat.smpp.constants import CommandStatus as S
 from adressat.store.sqlite import SqliteStore
+from adressat.testing.disk import fill, small_fs
 from adressat.testing.esme import EsmeClient
 from adressat.testing.server import ServerProcess, adressat, audit
 
@@ -37,41 +34,6 @@ pytestmark = pytest.mark.slow
 FS_BYTES = 48 * 1024 * 1024
 FULL_S = 4.0
 RATE_PER_S = 100
-
-
-@contextlib.contextmanager
-def small_fs(path: Path):  # type: ignore[no-untyped-def]
-    path.mkdir(parents=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={FS_BYTES},mode=0700",
-                           "tmpfs", str(path)], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"cannot mount a tmpfs (root needed): {done.stderr}"
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(path: Path) -> Path:
-    """Take every free byte of the file system under ``path``."""
-    filler = path / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    block = b"\0" * (1 << 20)
-    try:
-        for _ in range(FS_BYTES // len(block) + 8):
-            try:
-                os.write(fd, block)
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
-                break
-        for _ in range(4096):  # the last partial block
-            try:
-                os.write(fd, b"\0" * 512)
-            except OSError:
-                break
-    finally:
-        os.close(fd)
-    return filler
 
 
 def ready(server: ServerProcess) -> tuple[int, dict[str, object]]:
@@ -89,7 +51,7 @@ async def _load(client: EsmeClient, stop: asyncio.Event, dests: list[str]) -> No
 
 
 def test_a_full_disk_is_said_and_healed_without_a_restart(tmp_path: Path) -> None:
-    with small_fs(tmp_path / "small") as fs:
+    with small_fs(tmp_path / "small", FS_BYTES) as fs:
         home = fs / "home"
         assert adressat(home, "account", "add", "demo", "--password", "demo").returncode == 0
         server = ServerProcess(home, None, "--quiet-network", "--subscribers", "20000")
@@ -128,7 +90,7 @@ def _run(server: ServerProcess, home: Path, fs: Path) -> None:
         assert before > 50, client.stats()
         delivery_pid = json.loads(server.http_get("/status")[1])["delivery"]["pid"]
 
-        filler = await asyncio.to_thread(fill, fs)
+        filler = await asyncio.to_thread(fill, fs / "filler")
         t_full = time.monotonic()
         seen_unready = None
         for _ in range(int(FULL_S / 0.1)):
