@@ -237,18 +237,22 @@ def test_identical_text_with_distinct_stamps_is_two_messages(tmp_path: Path) -> 
     net.close()
 
 
-def test_the_stamp_alone_tells_a_resend_not_the_content(tmp_path: Path) -> None:
-    # as on a real handset: one TP-OA, one TP-SCTS = the same SMS-DELIVER, even with another
-    # text (which is why the SC must never give two messages to one MS the same stamp)
+def test_a_resend_is_the_same_stamp_and_the_same_content(tmp_path: Path) -> None:
+    # one TP-OA, one TP-SCTS and the same content: the same SMS-DELIVER (a resend, stored
+    # once); the same stamp with another text is another SMS. Stamps are per number, so after
+    # a fault that put another number's SMS on this handset (a node that mixes or doubles
+    # deliveries) its own next SMS may carry that stamp too: it must not be taken for a
+    # resend and lost (the chaos suite found one such loss when only the stamp counted)
     net = Network(tmp_path, NetsimSettings.quiet(subscribers=100), clock=Clock())
     info = net.register.lookup("46701000024")
 
     async def main() -> None:
         await net.forward_sm(info.imsi, info.node, sms(ref=5, text=b"one", msg_id="x"))
         await net.forward_sm(info.imsi, info.node, sms(ref=5, text=b"two", msg_id="y"))
+        await net.forward_sm(info.imsi, info.node, sms(ref=5, text=b"one", msg_id="x"))
 
     asyncio.run(main())
-    assert [r.duplicate for r in net.inbox_of("46701000024")] == [False, True]
+    assert [r.duplicate for r in net.inbox_of("46701000024")] == [False, False, True]
     net.close()
 
 

@@ -196,7 +196,8 @@ class Network:
         legacy = sms.legacy_reference
         if legacy is None:
             part = _concat_part(sms)
-            key: DeliverKey = (sms.originator, int.from_bytes(sms.scts) << 8 | part)
+            key: DeliverKey = (sms.originator, int.from_bytes(sms.scts) << 8 | part,
+                               int(digest[:16], 16), 0)
         else:  # first sent before schema v9: known by its TP-MR and content then
             key = (sms.originator, legacy, int(digest[:16], 16))
         duplicate = not self._remember(imsi, key)
@@ -292,7 +293,8 @@ class Network:
                     int(record.content_sha256[:16], 16),
                 )
             else:
-                key = (record.originator, int.from_bytes(record.scts) << 8 | record.part)
+                key = (record.originator, int.from_bytes(record.scts) << 8 | record.part,
+                       int(record.content_sha256[:16], 16), 0)
             self._remember(record.imsi, key)
 
     def _draw_latency_s(self) -> float:
@@ -422,22 +424,22 @@ class Network:
 
 
 #: What a handset recognises a resend by: (TP-OA, the TP-SCTS octets and the part number of
-#: the concatenation element as one integer), or, for a message first sent before schema v9,
-#: (TP-OA, the TP-MR netsim knew it by then, 64 bits of its content's SHA-256).
-DeliverKey = tuple[str, int] | tuple[str, int, int]
+#: the concatenation element as one integer, 64 bits of the content's SHA-256, 0), or, for a
+#: message first sent before schema v9, (TP-OA, the TP-MR netsim knew it by then, 64 bits of
+#: its content's SHA-256).
+DeliverKey = tuple[str, int, int] | tuple[str, int, int, int]
 
 _KEY_MASK = (1 << 64) - 1
-_LEGACY = 1 << 128
 
 
 def _key_int(key: DeliverKey) -> int:
-    """A handset's key as one integer: 64 bits of the originator's hash above the SCTS octets
-    and part (or, for a legacy key, a hash of the whole key in a range of its own). The
-    memory lives in this process only (rebuilt from the inbox at start), so ``hash`` is
-    stable enough; two originators sharing 64 bits would only make a resend look new."""
-    if len(key) == 2:
-        return (hash(key[0]) & _KEY_MASK) << 64 | (key[1] & _KEY_MASK)
-    return _LEGACY | (hash(key) & _KEY_MASK)
+    """A handset's key as one 64-bit integer (a hash: the memory lives in this process only,
+    rebuilt from the inbox at start). The content's digest is part of it: after a fault that
+    put another number's SMS on this handset (a node that mixes or doubles deliveries), that
+    SMS's (TP-OA, TP-SCTS) must not make the handset take its own next SMS with the same
+    stamp for a resend (stamps are per number, not per handset). Two keys sharing 64 bits
+    would only make a resend look new."""
+    return hash(key) & _KEY_MASK
 
 
 def _concat_part(sms: NetSms) -> int:
