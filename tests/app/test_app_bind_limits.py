@@ -86,4 +86,4 @@ def test_bind_window_slides() -> None:
 
 class _NoReceipts:
     def remove_receiver(self, account: str, conn: object) -> None:
-        pass
+        """These tests bind no receiver: nothing to remove."""

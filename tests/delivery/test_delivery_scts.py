@@ -4,6 +4,7 @@ recognises a resend by (TP-OA, TP-SCTS) and nothing else (3GPP TS 23.040 §6.2).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import sqlite3
 from dataclasses import replace
@@ -83,10 +84,8 @@ def test_a_long_message_resent_after_a_crash_is_recognised_part_by_part(
             await r1.wait_for(lambda: holder[0].sent == 1)
             assert r1.task is not None
             r1.task.cancel()  # the crash: nothing written after the send
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await r1.task
-            except asyncio.CancelledError:
-                pass
             r1.task = None
         clock.advance(30)  # a later second: the resend keeps its first stamp all the same
         async with rig(tmp_path, clock=clock) as r2:

@@ -205,6 +205,13 @@ class Node:
         return ok, {"ready": ok, "reasons": reasons,
                     "episodes_open": self.health.open_episodes()}
 
+    def _sessions_by_account(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for conn in list(self.service.sessions):
+            if conn.account:
+                out[conn.account] = out.get(conn.account, 0) + 1
+        return out
+
     def _scrape(self) -> list[Any]:
         """The figures read when scraped (an executor thread; at most once a second)."""
         at, families = self._scraped
@@ -218,10 +225,7 @@ class Node:
         path = self.settings.store_path
         wal = path.with_name(path.name + "-wal")
         disk = os.statvfs(path.parent)
-        bound: dict[tuple[str, ...], float] = {}
-        for conn in list(self.service.sessions):
-            if conn.account:
-                bound[(conn.account,)] = bound.get((conn.account,), 0) + 1
+        bound = {(a,): float(n) for a, n in self._sessions_by_account().items()}
         ok, _ = self.health.ready()
         episodes: dict[tuple[str, ...], float] = {}
         for e in self.health.open_episodes():
@@ -299,10 +303,7 @@ class Node:
         wal = path.with_name(path.name + "-wal")
         disk = os.statvfs(path.parent)
         dp = self.delivery_process
-        sessions: dict[str, int] = {}
-        for conn in list(self.service.sessions):
-            if conn.account:
-                sessions[conn.account] = sessions.get(conn.account, 0) + 1
+        sessions = self._sessions_by_account()
         return {
             "node": {"pid": os.getpid(), "started_at": self.started_at, "node_id":
                      self.settings.node_id, "smpp_port": self.smpp_port,

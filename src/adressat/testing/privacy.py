@@ -18,6 +18,7 @@ the text itself (a failing test's message lands in CI logs).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -54,10 +55,9 @@ def _encodings(text: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {"utf-8": text.encode("utf-8")}
     for name, codec in (("utf-16-be", "utf-16-be"), ("utf-16-le", "utf-16-le"),
                         ("latin-1", "latin-1")):
-        try:
+        # a text with characters outside that codec has no such form to look for
+        with contextlib.suppress(UnicodeEncodeError):
             out[name] = text.encode(codec)
-        except UnicodeEncodeError:
-            pass
     try:
         septets = encode_text(text, Alphabet.GSM7)
     except EncodingError:
