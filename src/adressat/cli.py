@@ -58,6 +58,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             wal_checkpoint_bytes=args.wal_checkpoint_bytes,
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
             **_edge_limits(args),
+            # issue 10 settings: canary (A)
+
+            # issue 10 settings: alerts (B)
+
+            # issue 10 settings: care and views (C)
+
             **{k: v for k in HEALTH_SETTINGS if (v := getattr(args, k, None)) is not None},
         )
     )
@@ -659,6 +665,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--account", default=None)
     rep.add_argument("--json", action="store_true")
     inc.set_defaults(fn=cmd_incident)
+
+    # --- subcommands of issue 10: alerts (helper B) ---
+
+
+    # --- subcommands of issue 10: care and operator views (helper C) ---
+
+
     return p
 
 

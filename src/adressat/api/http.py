@@ -14,11 +14,16 @@ that the composition root provides; nothing here reads the store or decides read
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
 
-__all__ = ["NodeView", "HttpListener", "make_app"]
+__all__ = ["NodeView", "HttpListener", "Mount", "make_app", "json_response"]
+
+#: one page or API of the listener: adds its routes to the application (``api/alerts.py``,
+#: ``api/care.py``, ``api/dashboard.py`` ...); the composition root passes the list
+Mount = Callable[[web.Application], None]
 
 _PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -29,12 +34,15 @@ class NodeView(Protocol):
     async def status(self) -> dict[str, Any]: ...
 
 
-def _json(body: object, status: int = 200) -> web.Response:
+def json_response(body: object, status: int = 200) -> web.Response:
     return web.Response(text=json.dumps(body, sort_keys=True, default=str), status=status,
                         content_type="application/json")
 
 
-def make_app(view: NodeView) -> web.Application:
+_json = json_response
+
+
+def make_app(view: NodeView, mounts: Sequence[Mount] = ()) -> web.Application:
     async def live(_r: web.Request) -> web.Response:
         return _json({"live": True})
 
@@ -48,17 +56,19 @@ def make_app(view: NodeView) -> web.Application:
     async def status(_r: web.Request) -> web.Response:
         return _json(await view.status())
 
-    app = web.Application(client_max_size=1024)  # GETs only: no body worth reading
+    app = web.Application(client_max_size=16 * 1024)  # small forms at most
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/status", status)
+    for mount in mounts:
+        mount(app)
     return app
 
 
 class HttpListener:
-    def __init__(self, view: NodeView) -> None:
-        self.app = make_app(view)
+    def __init__(self, view: NodeView, mounts: Sequence[Mount] = ()) -> None:
+        self.app = make_app(view, mounts)
         self._runner: web.AppRunner | None = None
         self.port = 0
 

@@ -151,7 +151,18 @@ class Node:
             ),
             sessions_max=s.sessions_max,
         )
-        self.http = HttpListener(self)
+        # the listener's pages and APIs beyond health, metrics and status (api/*.py)
+        mounts: list[Any] = [
+            # canary (helper A)
+
+            # alerts (helper B)
+
+            # care and operator views (helper C)
+
+            # dashboard (helper D)
+
+        ]
+        self.http = HttpListener(self, mounts)
         self.http_port = 0
         self._scraped: tuple[float, list[Any]] = (0.0, [])
         self.smpp_port = 0

@@ -97,6 +97,15 @@ class Settings:
     log_format: str = "text"
     log_level: str = "info"
 
+    # canary prober (issue 10, helper A)
+
+
+    # alerts (issue 10, helper B)
+
+
+    # care and operator views (issue 10, helper C)
+
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 

@@ -298,6 +298,18 @@ class Store(Protocol):
     def get_meta(self, key: str) -> str | None: ...
     def set_meta(self, key: str, value: str) -> None: ...
 
+    # --- canary and attribution (issue 10, helper A) ---
+    # (insert below this line)
+
+
+    # --- alerts (issue 10, helper B) ---
+    # (insert below this line)
+
+
+    # --- care and operator views (issue 10, helper C) ---
+    # (insert below this line)
+
+
 
 def check_changes(changes: Mapping[str, object]) -> None:
     bad = set(changes) - MUTABLE_FIELDS

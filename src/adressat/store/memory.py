@@ -688,3 +688,14 @@ class MemoryStore:
     def set_meta(self, key: str, value: str) -> None:
         with self._op():
             self._d.meta[key] = value
+
+    # --- canary and attribution (issue 10, helper A) -------------------------
+    # (insert below this line)
+
+
+    # --- alerts (issue 10, helper B) -----------------------------------------
+    # (insert below this line)
+
+
+    # --- care and operator views (issue 10, helper C) ------------------------
+    # (insert below this line)

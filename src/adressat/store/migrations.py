@@ -400,6 +400,18 @@ _V11: list[tuple[Dialect, str]] = [
     ("any", "CREATE INDEX episodes_open ON episodes (kind) WHERE ended_at IS NULL"),
 ]
 
+#: v12: canary probes and attribution of attempts and alarms to the serving node (issue 10).
+_V12: list[tuple[Dialect, str]] = []
+
+
+#: v13: alerts with their lifecycle (issue 10).
+_V13: list[tuple[Dialect, str]] = []
+
+
+#: v14: care complaints and the indexes of the operator's views (issue 10).
+_V14: list[tuple[Dialect, str]] = []
+
+
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (1, _V1),
     (2, _V2),
@@ -412,6 +424,11 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (9, _V9),
     (10, _V10),
     (11, _V11),
+    (12, _V12),
+
+    (13, _V13),
+
+    (14, _V14),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 

@@ -1291,3 +1291,14 @@ class SqliteStore:
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    # --- canary and attribution (issue 10, helper A) -------------------------
+    # (insert below this line)
+
+
+    # --- alerts (issue 10, helper B) -----------------------------------------
+    # (insert below this line)
+
+
+    # --- care and operator views (issue 10, helper C) ------------------------
+    # (insert below this line)
