@@ -28,6 +28,11 @@ class State(StrEnum):
     CANCELLED = "CANCELLED"  # cancel_sm by the submitter; receipt stat DELETED
 
 
+#: The account of the canary prober's messages (observe/canary.py). Names starting with "_"
+#: are the node's own: ``adressat account add`` refuses them, so no ESME can bind as it. Its
+#: messages ask for no receipt and are left out of customer figures and incident reports.
+CANARY_ACCOUNT = "_canary"
+
 FINAL_STATES: frozenset[State] = frozenset(
     {
         State.DELIVERED,
