@@ -148,7 +148,7 @@ class AlertWebhook:
                 if 200 <= status < 300:
                     return True
                 reason = f"http_{status}"
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
                 reason = type(e).__name__
             if attempt == self.tries_max:
                 break
