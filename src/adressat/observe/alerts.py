@@ -52,7 +52,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from adressat.core.alert import AlertRecord, alert_json
 from adressat.core.integrity import Alarm
@@ -77,6 +77,17 @@ WATERMARK_META = "alerts.watermark"
 
 FIRED = Counter("adressat_alerts_fired", "Alerts that started firing (new or again), by rule",
                 ["rule", "severity"])
+#: what the rules read, for Prometheus's own rules (deploy/prometheus/adressat-alerts.yml):
+#: customer attempts (no canary) by place and outcome class (observe/windows.py)
+PLACE_ATTEMPTS = Counter("adressat_place_attempts",
+                         "Customer delivery attempts by route, serving node and outcome class"
+                         " (ok, subscriber, network, integrity, other)",
+                         ["route", "serving_node", "class"])
+ATTEMPT_LATENCY = Histogram("adressat_attempt_latency_seconds",
+                            "Customer delivery attempts, start to end, by route and serving node",
+                            ["route", "serving_node"],
+                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                                     10.0, 30.0))
 
 #: (rule, route, serving_node); serving_node None: the route as a whole
 Key = tuple[str, str, str | None]
@@ -792,10 +803,19 @@ class AlertEvaluator:
             if self._accepted_last is not None:
                 self.windows.add_accepted(now, count - self._accepted_last)
             self._accepted_last = count
+        counts: dict[tuple[str, str, str], int] = {}
         for a in attempts:
-            if a.account != CANARY_ACCOUNT:  # canary traffic feeds only the canary rule
-                self.windows.add_attempt(a.route, a.serving_node, a.outcome, a.error,
-                                         a.started_at, a.ended_at)
+            if a.account == CANARY_ACCOUNT:  # canary traffic feeds only the canary rule
+                continue
+            cls = self.windows.add_attempt(a.route, a.serving_node, a.outcome, a.error,
+                                           a.started_at, a.ended_at)
+            node = a.serving_node or ""
+            key = (a.route, node, cls.value)
+            counts[key] = counts.get(key, 0) + 1
+            end = a.started_at if a.ended_at is None else a.ended_at
+            ATTEMPT_LATENCY.labels(a.route, node).observe(max(0.0, end - a.started_at))
+        for labels, n in counts.items():
+            PLACE_ATTEMPTS.labels(*labels).inc(n)
         self.windows.advance(now)
         for alarm in alarms:
             self.rules.on_alarm(alarm)
