@@ -335,7 +335,7 @@ class CanaryProber:
         if not out:
             return []
         probes = [
-            CanaryProbe(t.sent_at, t.route, t.serving_node, t.destination, t.message_id,
+            CanaryProbe(0, t.sent_at, t.route, t.serving_node, t.destination, t.message_id,
                         v.result, v.latency_s, v.detail)
             for t, v in out
         ]
