@@ -78,6 +78,8 @@ CANARY_LATENCY = Histogram(
 #: decided probes remembered (to see a stranger store them later); in flight at most
 #: ``_IN_FLIGHT_PER_PLACE_MAX`` per place (a stuck place does not grow the prober)
 _RECENT_MAX = 1024
+#: a probe past its deadline that nobody stored: its message is looked at this often
+_FACTS_INTERVAL_S = 1.0
 _IN_FLIGHT_PER_PLACE_MAX = 64
 
 
@@ -98,6 +100,7 @@ class Track:
     wrong_content_at: float | None = None
     others: int = 0  # stores by any other handset
     result: str | None = None  # once decided
+    facts_at: float = 0.0  # the store's facts were last read then (at most once a second)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +324,9 @@ class CanaryProber:
         for t in list(self.tracks.values()):
             facts = None
             if needs_facts(t, now):
+                if now - t.facts_at < _FACTS_INTERVAL_S:
+                    continue
+                t.facts_at = now
                 try:
                     facts = await self.committer.read(lambda s, m=t.message_id: facts_of(s, m))  # type: ignore[misc]
                 except StoreError:
