@@ -137,7 +137,7 @@ class DeliveryNode:
             first, last = netsim_settings(s).msisdn_range
             self.prober = CanaryProber(
                 committer,
-                netsim_routes(Router("own", [(first, last)], None)),
+                netsim_routes(Router("own", [(first, last)], None, s.routing_rules)),
                 self.network.register.canaries(),
                 self.network.register.identity,
                 tp_ud_digest,
