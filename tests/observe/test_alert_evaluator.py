@@ -150,7 +150,7 @@ def test_failure_rate_from_attempts_and_canaries_kept_out(store: Store) -> None:
 def test_canary_probes_feed_the_canary_rules(store: Store) -> None:
     clock = Clock()
     ev, said = _evaluator(store, clock)
-    store.append_canary_probe(CanaryProbe(at=T0, route="netsim", serving_node="msc-4",
+    store.append_canary_probe(CanaryProbe(id=0, at=T0, route="netsim", serving_node="msc-4",
                                           destination="46701000009", message_id="c" * 32,
                                           result="misdelivered", detail="imsi=x"))
     asyncio.run(ev.tick())
