@@ -148,6 +148,7 @@ def test_a_node_that_misdelivers_one_percent_is_named_within_10_s(tmp_path: Path
                                    if a["place"]["serving_node"] == "msc-2"], 15, 0.1)
             seen_after_s = time.monotonic() - t0
         assert found, _alerts(server)
+        print(f"misdelivering node named after {seen_after_s:.1f} s")
         assert seen_after_s <= 10.0, seen_after_s
         a = found[0]
         assert a["severity"] == "critical" and a["rule"] in ("integrity", "canary_misdelivered")
@@ -207,6 +208,7 @@ def test_one_route_failing_five_percent_is_named_within_30_s(tmp_path: Path) -> 
             seen_after_s = time.monotonic() - t0
             everything = _alerts(server)
         assert found, everything
+        print(f"failing route named after {seen_after_s:.1f} s")
         assert seen_after_s <= 30.0, seen_after_s
         a = found[0]
         assert a["rule"] == "failure_rate" and a["severity"] == "warning"
