@@ -409,7 +409,26 @@ _V13: list[tuple[Dialect, str]] = []
 
 
 #: v14: care complaints and the indexes of the operator's views (issue 10).
-_V14: list[tuple[Dialect, str]] = []
+_V14: list[tuple[Dialect, str]] = [
+    (
+        "any",
+        """CREATE TABLE complaints (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            number TEXT NOT NULL,
+            about_at REAL NOT NULL,
+            sender TEXT NOT NULL,
+            message_id TEXT,
+            verdict TEXT NOT NULL,
+            route TEXT NOT NULL,
+            serving_node TEXT NOT NULL
+        )""",
+    ),
+    ("any", "CREATE INDEX complaints_time ON complaints (at)"),
+    # care lookups and complaints by the sender's number (docs/care.md: its cost on submit)
+    ("any", "CREATE INDEX messages_source ON messages (source_addr, submitted_at)"),
+    ("any", "CREATE INDEX messages_destination_time ON messages (destination, submitted_at)"),
+]
 
 
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
