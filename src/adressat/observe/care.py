@@ -95,7 +95,8 @@ def parse_sender(text: str) -> tuple[str, ...]:
         raise CareError("the sender is empty")
     numeric = t.lstrip("+").replace(" ", "").isdigit()
     try:
-        value = normalise_source(t.replace(" ", ""), 0 if numeric else 5, 1 if numeric else 0)
+        value = (normalise_source(t.replace(" ", ""), 0, 1) if numeric
+                 else normalise_source(t, 5, 0))
     except (InvalidNumber, ValueError, TypeError):
         raise CareError(f"not a sender number or sender id: {text[:32]!r}") from None
     if numeric:

@@ -1348,15 +1348,21 @@ class SqliteStore:
         self, number: str, sources: Sequence[str], since: float, until: float, limit: int
     ) -> list[Message]:
         marks = ", ".join("?" * len(sources)) or "NULL"
+        # no index by destination (schema v14): the window is read per account through
+        # messages_account_time (index only), the accounts found by skipping through it
         sql = (
-            f"SELECT {_COLS} FROM messages WHERE rowid IN ("
-            " SELECT rowid FROM messages INDEXED BY messages_destination_time"
-            "  WHERE destination = ? AND submitted_at >= ? AND submitted_at < ?"
+            "WITH RECURSIVE acc(name) AS (SELECT MIN(account) FROM messages"
+            " UNION ALL SELECT (SELECT MIN(account) FROM messages WHERE account > acc.name)"
+            " FROM acc WHERE acc.name IS NOT NULL)"
+            f" SELECT {_COLS} FROM messages WHERE rowid IN ("
+            " SELECT m.rowid FROM acc JOIN messages AS m INDEXED BY messages_account_time"
+            "  ON m.account = acc.name"
+            "  WHERE m.submitted_at >= ? AND m.submitted_at < ? AND m.destination = ?"
             " UNION SELECT rowid FROM messages INDEXED BY messages_source"
             f"  WHERE source_addr IN ({marks}) AND submitted_at >= ? AND submitted_at < ?)"
             " ORDER BY submitted_at DESC, id DESC LIMIT ?"
         )
-        params = (number, since, until, *sources, since, until, max(0, limit))
+        params = (since, until, number, *sources, since, until, max(0, limit))
         return [_from_row(r) for r in self._read(sql, params)]
 
     def messages_from_sources(
