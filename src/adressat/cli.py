@@ -282,6 +282,20 @@ def cmd_fault(args: argparse.Namespace) -> int:
                 if not 0.0 <= args.rate <= 1.0:
                     print("--rate must be within 0..1", file=sys.stderr)
                     return 2
+                node = args.node or ""
+                if node:
+                    from adressat.delivery.faults import INTERNAL_FAULTS
+                    from adressat.netsim import NetsimSettings
+
+                    nodes = NetsimSettings().nodes
+                    if node not in nodes:
+                        print(f"unknown serving node {node!r}; known: {', '.join(nodes)}",
+                              file=sys.stderr)
+                        return 2
+                    if args.name in INTERNAL_FAULTS:
+                        print(f"fault {args.name!r} is adressat's own: it has no --node",
+                              file=sys.stderr)
+                        return 2
                 params: dict[str, object] = {}
                 for kv in args.param or ():
                     k, _, v = kv.partition("=")
@@ -290,13 +304,14 @@ def cmd_fault(args: argparse.Namespace) -> int:
                     except ValueError:
                         params[k] = v
                 setting = FaultSetting(
-                    args.name, True, args.rate, args.route or "", params, time.time()
+                    args.name, True, args.rate, args.route or "", params, time.time(), node
                 )
             else:
                 setting = FaultSetting(args.name, False, 1.0, "", {}, time.time())
             store.set_fault(setting)
             state = "on" if setting.on else "off"
             where = f" route={setting.route}" if setting.route else ""
+            where += f" node={setting.node}" if setting.node else ""
             print(
                 f"fault {args.name} {state} rate={setting.rate}{where}"
                 " (the running node applies it within a second)"
@@ -314,6 +329,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
                     "on": bool(f and f.on),
                     "rate": f.rate if f and f.on else None,
                     "route": (f.route or None) if f and f.on else None,
+                    "node": (f.node or None) if f and f.on else None,
                     "params": f.params if f and f.on else {},
                     "fired": int(c.get("fired", 0)),
                     "opportunities": int(c.get("opportunities", 0)),
@@ -327,6 +343,8 @@ def cmd_fault(args: argparse.Namespace) -> int:
                 state = f"on rate={r['rate']}" if r["on"] else "off"
                 if r["route"]:
                     state += f" route={r['route']}"
+                if r["node"]:
+                    state += f" node={r['node']}"
                 print(f"{r['name']}\t{state}\tfired={r['fired']}\t{r['description']}")
         return 0
     finally:
@@ -872,6 +890,8 @@ def build_parser() -> argparse.ArgumentParser:
     fon.add_argument("name")
     fon.add_argument("--rate", type=float, default=1.0, help="probability per opportunity")
     fon.add_argument("--route", default=None, help="only on this route")
+    fon.add_argument("--node", default=None,
+                     help="only at this serving node (netsim's faults), e.g. msc-2")
     fon.add_argument(
         "--param",
         action="append",

@@ -157,7 +157,8 @@ class DeliveryNode:
                         self.internal_faults.off(f.name)
                 elif board is not None:
                     if f.on:
-                        board.on(f.name, rate=f.rate, route=route, **params)
+                        board.on(f.name, rate=f.rate, route=route, node=f.node or None,
+                                 **params)
                     else:
                         board.off(f.name)
                 else:
@@ -170,7 +171,7 @@ class DeliveryNode:
             self._faults_applied[f.name] = f
             changed.append(f.name)
             log.warning("fault switched", extra={"fault": f.name, "on": f.on, "rate": f.rate,
-                                                 "route": f.route})
+                                                 "route": f.route, "serving_node": f.node})
         return changed
 
     def fault_counters(self) -> dict[str, dict[str, int]]:

@@ -543,7 +543,7 @@ class DeliveryWorker:
             outcome = await self._attempt(self._pairing(msg))
         finally:
             self._in_flight.pop(msg.id, None)
-        self._attempt_counts.add(msg.route, outcome.kind.value)
+        self._attempt_counts.add(msg.route, outcome.kind.value, outcome.node or "")
         if self._trips_at_once(msg, outcome):
             # Hint before the commit: claimed messages of this route that have not started
             # yet are held instead of sent while the alarm's transaction is in the group
@@ -725,6 +725,7 @@ class DeliveryWorker:
             ended_at=ended_at,
             outcome=outcome.kind.value if sent else plan.new_state.value,
             error=int(outcome.error),
+            serving_node=outcome.node,
         )
 
         alarmed = plan.new_state is State.QUARANTINED or (
@@ -795,6 +796,7 @@ class DeliveryWorker:
                 node=self.node,
                 adapter=self._adapter_name(msg.route),
                 detail=f"imsi={outcome.imsi} msisdn={outcome.msisdn}",
+                serving_node=outcome.node,
             )
 
             def dup_op(store: Store) -> tuple[Alarm, bool]:
@@ -952,6 +954,12 @@ class DeliveryWorker:
                     error=int(DeliveryError.IDENTITY_MISMATCH),
                 )
                 detail += " quarantined"
+            # where it went: the serving node of the message's latest attempt that had one
+            serving = next(
+                (a.serving_node for a in reversed(store.attempts_for_message(msg_id))
+                 if a.serving_node),
+                None,
+            ) if msg is not None else None
             alarm = Alarm(
                 at=now,
                 kind=kind,
@@ -961,6 +969,7 @@ class DeliveryWorker:
                 node=self.node,
                 adapter="" if msg is None else self._adapter_name(msg.route),
                 detail=detail,
+                serving_node=serving,
             )
             return record_alarm(store, alarm, threshold, now)
 
