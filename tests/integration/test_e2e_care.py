@@ -186,6 +186,7 @@ def test_message_show_of_a_delivered_message(node: ServerProcess) -> None:
     [att] = h["attempts"]  # type: ignore[misc]
     ids = h["identities"]
     assert att["outcome"] == "DELIVERED" and att["route"] == "netsim"
+    assert att["serving_node"] == "msc-1"  # the register's node of that number
     assert att["imsi"] == ids["delivered_imsi"] == ids["addressed_imsi"]  # type: ignore[index]
     assert ids["delivered_msisdn"] == NODES["msc-1"][0]  # type: ignore[index]
     rec = [r for r in inbox(node.home) if r.smsc_message_id == mid]
@@ -206,6 +207,7 @@ def test_lookup_finds_exactly_the_messages_to_and_from_a_number(node: ServerProc
     got = cli_json(node, "care", "lookup", "+" + a)
     assert sorted(m["id"] for m in got["messages"]) == sorted(to_a)  # type: ignore[union-attr]
     assert all(m["direction"] == "to" and m["sender"] == "Clinic"  # type: ignore[index]
+               and m["serving_node"] == "msc-1" and m["state"] == "DELIVERED"
                for m in got["messages"])  # type: ignore[union-attr]
     got = cli_json(node, "care", "lookup", person)
     [m] = got["messages"]  # type: ignore[misc]
@@ -228,7 +230,8 @@ def test_complaint_finds_the_misdelivered_message(node: ServerProcess) -> None:
     try:
         acme = send(node, "acme", on2[:3])
         beta = send(node, "beta", on2[3:])
-        wait_final(node, acme + beta)
+        other_node = send(node, "acme", NODES["msc-3"][:1])  # same sender, another node
+        wait_final(node, acme + beta + other_node)
     finally:
         assert adressat(node.home, "fault", "off", "swapping_node").returncode == 0
     assert all(history(node, i)["state"] == "QUARANTINED" for i in acme + beta)

@@ -129,7 +129,7 @@ def _serving_node(attempts: Sequence[AttemptRecord], alarms: Sequence[Alarm]) ->
         if node:
             return str(node)
     for al in reversed(alarms):
-        node = detail_field(al.detail, "network_node")
+        node = getattr(al, "serving_node", None) or detail_field(al.detail, "network_node")
         if node and node != "None":
             return node
     return None

@@ -202,7 +202,10 @@ _UNFINISHED = (
     " WHERE state = 'ACCEPTED'"
 )
 #: the serving node of a message's last attempt (attempts.serving_node: schema v12)
-_LAST_SERVING_NODE = "NULL"
+_LAST_SERVING_NODE = (
+    "(SELECT a.serving_node FROM attempts AS a INDEXED BY attempts_message"
+    " WHERE a.message_id = u.id ORDER BY a.seq DESC LIMIT 1)"
+)
 
 _COUNT_UNFINISHED_BY_STATE = (
     "SELECT state, COUNT(*) FROM messages INDEXED BY messages_expiry"
@@ -1498,7 +1501,8 @@ class SqliteStore:
             params += [now, float(edge)]
         rows = self._read(
             f"SELECT route, node, {bucket} AS b, COUNT(*) FROM ("
-            f"SELECT route, submitted_at, {_LAST_SERVING_NODE} AS node FROM ({_UNFINISHED})"
+            f"SELECT u.route, u.submitted_at, {_LAST_SERVING_NODE} AS node"
+            f" FROM ({_UNFINISHED}) AS u"
             ") GROUP BY route, node, b ORDER BY route, node, b",
             params,
         )
