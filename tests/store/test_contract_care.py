@@ -74,3 +74,14 @@ def test_receipt_times(store: Store) -> None:
     store.transition(m.id, State.ROUTED, State.UNDELIVERABLE, 1234.0)
     state, created, sent = store.receipt_times(m.id)  # type: ignore[misc]
     assert (state, created, sent) == ("UNDELIVERABLE", 1234.0, None)
+
+
+def test_complaints_go_with_record_retention_and_ids_never_repeat(store: Store) -> None:
+    a = store.add_complaint(_complaint(1000.0))
+    b = store.add_complaint(_complaint(5000.0))
+    store.delete_records(2000.0, limit=10)
+    assert store.complaints_since(0, 10) == [b]
+    store.delete_records(9000.0, limit=10)
+    assert store.complaints_since(0, 10) == []
+    c = store.add_complaint(_complaint(9500.0))
+    assert c.id > b.id > a.id

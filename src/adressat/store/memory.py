@@ -475,6 +475,7 @@ class MemoryStore:
                 e for e in self._d.episodes
                 if e.ended_at is None or e.ended_at >= final_before
             ]
+            self._delete_complaints(final_before, limit)  # care (issue 10)
             d = self._d
             gone = self._final_before(final_before)[: max(0, limit)]
             # as SQLite: the newest receipt's message and the newest alarm stay until newer
@@ -792,10 +793,17 @@ class MemoryStore:
             self._complaint_rows = got
         return got
 
+    def _delete_complaints(self, before: float, limit: int) -> None:
+        rows = self._complaints()
+        old = sorted((c for c in rows if c.at < before), key=lambda c: (c.at, c.id))
+        gone = {c.id for c in old[: max(0, limit)]}
+        rows[:] = [c for c in rows if c.id not in gone]
+
     def add_complaint(self, complaint: Complaint) -> Complaint:
         with self._op():
             rows = self._complaints()
-            new = replace(complaint, id=(rows[-1].id if rows else 0) + 1)
+            self._complaint_last_id = getattr(self, "_complaint_last_id", 0) + 1
+            new = replace(complaint, id=self._complaint_last_id)
             rows.append(new)
             return new
 

@@ -1011,6 +1011,12 @@ class SqliteStore:
                 " AND ended_at < ? ORDER BY started_at LIMIT ?)",
                 (final_before, final_before, limit),
             )
+            # care complaints recorded before the horizon go too (issue 10)
+            c.execute(
+                "DELETE FROM complaints WHERE id IN (SELECT id FROM complaints INDEXED BY"
+                " complaints_time WHERE at < ? ORDER BY at LIMIT ?)",
+                (final_before, limit),
+            )
             if not rows and not alarm_ids:
                 return DeletedRecords()
             # the horizon the audit tables' triggers let deletes pass below, set in this very
