@@ -164,6 +164,12 @@ def test_home_before_or_after_and_no_store_refused(node: ServerProcess, tmp_path
          "--json", "--home", str(node.home)], capture_output=True, text=True, timeout=60,
         check=False)
     assert after.returncode == 0 and json.loads(after.stdout), after.stderr
+    for args in (("care", "lookup", "+46701000001", "--json"), ("queue", "--json"),
+                 ("incident", "report", "--from", "0", "--to", "1", "--json")):
+        out = subprocess.run([sys.executable, "-m", "adressat.cli", *args, "--home",
+                              str(node.home)], capture_output=True, text=True, timeout=60,
+                             check=False)
+        assert out.returncode == 0 and isinstance(json.loads(out.stdout), dict), (args, out)
     empty = tmp_path / "empty"
     empty.mkdir()
     for args in (("audit",), ("status",), ("queue",), ("fault", "list"), ("route", "list"),
