@@ -642,6 +642,12 @@ def cmd_send(args: argparse.Namespace) -> int:
             port = int(json.loads((Path(args.home) / "node.json").read_text())["smpp_port"])
         except (OSError, ValueError, KeyError, TypeError):
             return _fail(f"no node runs for {args.home} (no node.json); start `adressat run`")
+    import shlex
+
+    from adressat.app.node import cli_prefix
+
+    again = cli_prefix(sys.argv[0], sys.executable) + " --home " + shlex.quote(
+        str(Path(args.home).resolve()))
     if len(args.source) > 11 or not args.source.isprintable():
         return _fail("--from: 1..11 printable characters (alphanumeric sender id)")
 
@@ -670,11 +676,12 @@ def cmd_send(args: argparse.Namespace) -> int:
             await client.wait_receipts([mid], timeout_s=args.wait_s)
             receipt = client.receipts.get(mid)
             if receipt is None:
-                print(f"no receipt within {args.wait_s:.0f} s (`adressat message show {mid}`)")
+                print(f"no receipt within {args.wait_s:.0f} s; its history:")
+                print(f"  {again} message show {mid}")
                 return 1
             stat = receipt.stat.value if receipt.stat is not None else "?"
-            print(f"receipt {stat} after {time.monotonic() - t0:.2f} s"
-                  f" (its history: adressat message show {mid})")
+            print(f"receipt {stat} after {time.monotonic() - t0:.2f} s; its history:")
+            print(f"  {again} message show {mid}")
             return 0 if stat == "DELIVRD" else 1
         except (ConnectionLost, SmppError) as e:
             print(f"adressat: {type(e).__name__}: {e}", file=sys.stderr)
