@@ -606,8 +606,8 @@ def cmd_care(args: argparse.Namespace) -> int:
         print(f"+{number}: {len(rows)} messages from {_when(since)} to {_when(until)}"
               + ("  (limit reached: narrow the window)" if out["truncated"] else ""))
         for m in rows:
-            other = (f"from {m['sender']}" if m["direction"] == "to"
-                     else f"to {m['destination']}")
+            other = {"to": f"from {m['sender']}", "from": f"to {m['destination']}"}.get(
+                m["direction"], f"from {m['sender']}, for {m['destination']}")
             print(f"  {_when(m['submitted_at'])}  {m['id']}  {m['direction']:<4} {other:<22}"
                   f" {m['state']:<13} route {m['route'] or '-'}  node {m['serving_node'] or '-'}"
                   f"  account {m['account']}")

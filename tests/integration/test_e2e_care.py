@@ -264,6 +264,11 @@ def test_complaint_finds_the_misdelivered_message(node: ServerProcess) -> None:
     assert listed == set(acme + beta) - {m["id"]}  # type: ignore[index]
     assert {x["id"] for x in same["beta"]} == set(beta)
     assert len(complaints(node)) == before + 1
+    # a lookup of the complainant shows what reached the handset, its destination masked
+    seen = cli_json(node, "care", "lookup", complainant)["messages"]
+    reached = [x for x in seen if x["direction"] == "reached"]  # type: ignore[union-attr,index]
+    assert m["id"] in [x["id"] for x in reached]  # type: ignore[index]
+    assert intended not in json.dumps(seen)
     # the CLI gives the same verdict and records it too
     cli = cli_json(node, "care", "complaint", complainant, "--about", str(time.time()),
                    "--sender", "Clinic")

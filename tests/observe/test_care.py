@@ -114,8 +114,12 @@ def test_lookup_leaves_out_canaries_and_masks_the_other_party() -> None:
                                       submitted_at=NOW - 5)])
     assert out is None
     got = care.lookup(s, ME, NOW - 3600, NOW, limit=100, now=NOW)
-    assert [m["direction"] for m in got["messages"]] == ["from"]
+    assert [m["direction"] for m in got["messages"]] == ["from", "reached"]
     assert got["messages"][0]["destination"] == "+4670***0055"
+    # what reached ME's handset though it was for another (the alarm's identity), masked
+    assert got["messages"][1]["id"] == ids["wrong"]
+    assert got["messages"][1]["destination"] == "+4670***0007"
+    assert got["messages"][1]["serving_node"] == "msc-2"
 
 
 def test_history_never_has_the_text_and_queue_shape_sums() -> None:
