@@ -60,6 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
             **_edge_limits(args),
             # issue 10 settings: canary (A)
+            **{k: v for k in CANARY_SETTINGS if (v := getattr(args, k, None)) is not None},
 
             # issue 10 settings: alerts (B)
 
@@ -85,6 +86,8 @@ EDGE_LIMITS = ("sessions_max", "account_sessions_max", "account_binds_per_minute
                "pdu_read_timeout_s")
 
 
+CANARY_SETTINGS = ("canary_interval_s", "canary_deadline_s", "canary_window_s",
+                   "canaries_per_node")
 HEALTH_SETTINGS = ("delivery_heartbeat_timeout_s", "due_wait_s_max", "stall_check_interval_s",
                    "store_probe_interval_s")
 
@@ -165,6 +168,10 @@ def cmd_account(args: argparse.Namespace) -> int:
         if args.account_cmd == "add":
             if not 1 <= len(args.name) <= 15 or not args.name.isprintable():
                 print("account name: 1..15 printable characters (SMPP system_id)", file=sys.stderr)
+                return 2
+            if args.name.startswith("_"):
+                print(f"account name {args.name!r}: names starting with '_' are the node's own"
+                      " (the canary prober's)", file=sys.stderr)
                 return 2
             if not 1 <= len(args.password) <= 8:
                 print("password: 1..8 characters (SMPP 3.4 password field)", file=sys.stderr)
@@ -413,7 +420,8 @@ def cmd_incident(args: argparse.Namespace) -> int:
         print(f"account {name}: {counts}")
         for c in CATEGORIES:
             for mid in acc[c]:
-                print(f"  {c}\t{mid}")
+                node = acc["serving_nodes"].get(mid)
+                print(f"  {c}\t{mid}" + (f"\tserving_node={node}" if node else ""))
     return 0
 
 
@@ -833,6 +841,18 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--pdu-read-timeout-s", type=_seconds, metavar="S",
                       help="from a PDU's first octet to its last, or the session is closed"
                       f" ({_default('pdu_read_timeout_s')}; 0: never)")
+    canary = r.add_argument_group("canary prober (docs/canary.md; defaults: app/settings.py)")
+    canary.add_argument("--canary-interval-s", type=_seconds, metavar="S",
+                        help="a probe per route and serving node this often"
+                        f" ({_default('canary_interval_s')}; 0: no prober)")
+    canary.add_argument("--canary-deadline-s", type=_positive_seconds, metavar="S",
+                        help="a probe not stored by its canary within it has not passed"
+                        f" ({_default('canary_deadline_s')})")
+    canary.add_argument("--canary-window-s", type=_positive_seconds, metavar="S",
+                        help="'all passed' is judged over this window"
+                        f" ({_default('canary_window_s')})")
+    canary.add_argument("--canaries-per-node", type=_count(0), metavar="N",
+                        help=f"canary SIMs per serving node ({_default('canaries_per_node')})")
     health = r.add_argument_group("heal or shout (defaults: app/settings.py)")
     health.add_argument("--delivery-heartbeat-timeout-s", type=_positive_seconds, metavar="S",
                         help="a delivery process silent this long is killed and started anew"

@@ -76,7 +76,7 @@ def test_fault_node_scope_round_trips(store: Store) -> None:
 def _probe(at: float, result: str, node: str | None = "msc-1", route: str = "netsim"
            ) -> CanaryProbe:
     latency = 0.2 if result == "passed" else None
-    return CanaryProbe(at, route, node, "46701000009", f"m{at}", result, latency, "")
+    return CanaryProbe(0, at, route, node, "46701000009", f"m{at}", result, latency, "")
 
 
 def test_canary_probes_appended_with_ids_and_read_after_an_id(store: Store) -> None:

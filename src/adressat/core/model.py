@@ -256,6 +256,7 @@ class CanaryProbe:
     ``at`` is when the probe was sent; ``latency_s`` from then to the canary handset storing
     it (None: not stored). ``detail`` is a short machine-readable string (never text)."""
 
+    id: int
     at: float
     route: str
     serving_node: str | None
@@ -264,7 +265,6 @@ class CanaryProbe:
     result: str
     latency_s: float | None = None
     detail: str = ""
-    id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -716,7 +716,7 @@ class MemoryStore:
     def attempts_since(self, after_seq: int, limit: int) -> list[AttemptView]:
         with self._lock:
             d = self._d
-            out = []
+            out: list[AttemptView] = []
             for a, seq in zip(d.attempts, d.attempt_seqs, strict=True):
                 if seq <= after_seq:
                     continue

@@ -1371,7 +1371,7 @@ class SqliteStore:
 
     @staticmethod
     def _canary(r: Sequence[Any]) -> CanaryProbe:
-        return CanaryProbe(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[0])
+        return CanaryProbe(*r)
 
     def canary_probes_since(self, after_id: int, limit: int) -> list[CanaryProbe]:
         if limit <= 0:
