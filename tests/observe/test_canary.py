@@ -156,7 +156,8 @@ async def _run_prober(tmp_path: Path, fault: tuple[str, str] | None, seconds: fl
                             on_final=lambda m: None)
     prober = CanaryProber(committer, ["netsim"], net.register.canaries(),
                           net.register.identity, tp_ud_digest, worker.wake, tag_key,
-                          held=lambda: worker.held_routes, interval_s=0.3, deadline_s=1.0, validity_s=3.0, check_interval_s=0.05)
+                          held=lambda: worker.held_routes, interval_s=0.3, deadline_s=1.0,
+                          validity_s=3.0, check_interval_s=0.05)
     net.on_stored(prober.on_stored)
     if fault is not None:
         board.on(fault[0], rate=1.0, node=fault[1])

@@ -1440,7 +1440,7 @@ class SqliteStore:
             return 0
         with self._tx() as c:
             ids = [r[0] for r in c.execute(
-                "SELECT id FROM messages INDEXED BY messages_account WHERE account = ?"
+                "SELECT id FROM messages INDEXED BY messages_account_time WHERE account = ?"
                 " AND submitted_at < ? AND final_at IS NOT NULL AND final_at < ?"
                 " ORDER BY submitted_at LIMIT ?",
                 (CANARY_ACCOUNT, final_before, final_before, limit),
