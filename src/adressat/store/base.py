@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, runtime_checkable
 
 from adressat.core.alert import AlertRecord
+from adressat.core.care import Complaint
 from adressat.core.health import Episode
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
@@ -320,6 +321,12 @@ class Store(Protocol):
     def canary_states(self, now: float, window_s: float) -> list[CanaryState]: ...
     # Retention: probes sent before ``before``, oldest first, at most ``limit``; how many.
     def delete_canary_probes(self, before: float, limit: int = 500) -> int: ...
+    def delete_canary_records(self, final_before: float, limit: int = 500) -> int:
+        """Delete up to ``limit`` messages of the canary account final before
+        ``final_before``, with their attempts, deliveries (and receipts: none are written);
+        the number of messages. Customers' rows are untouched (schema v15)."""
+        ...
+
 
 
     # --- alerts (issue 10, helper B) ---
@@ -353,6 +360,30 @@ class Store(Protocol):
 
     # --- care and operator views (issue 10, helper C) ---
     # (insert below this line)
+    # ``add_complaint``: appends one complaint (returned with its id; ids never repeat).
+    # ``complaints_since``: those with an id above ``after_id``, oldest first, at most
+    # ``limit``. ``complaint_counts``: every complaint kept, per (route, serving_node, verdict).
+    def add_complaint(self, complaint: Complaint) -> Complaint: ...
+    def complaints_since(self, after_id: int, limit: int) -> list[Complaint]: ...
+    def complaint_counts(self) -> dict[tuple[str, str, str], int]: ...
+    # Messages submitted in ``[since, until)`` whose destination is ``number`` or whose
+    # source_addr is one of ``sources``; newest first, at most ``limit``.
+    def messages_of_number(
+        self, number: str, sources: Sequence[str], since: float, until: float, limit: int
+    ) -> list[Message]: ...
+    # Messages submitted in ``[since, until)`` whose source_addr is one of ``sources``,
+    # oldest first, at most ``limit`` (the complaint's candidates).
+    def messages_from_sources(
+        self, sources: Sequence[str], since: float, until: float, limit: int
+    ) -> list[Message]: ...
+    # The queue (messages not final) as (route, serving node of the last attempt or None,
+    # age bucket, count): bucket i counts ages below ``edges_s[i]`` (and at or above the edge
+    # before), bucket ``len(edges_s)`` the rest; age is ``now - submitted_at``.
+    def queue_shape(
+        self, now: float, edges_s: Sequence[float]
+    ) -> list[tuple[str, str | None, int, int]]: ...
+    # The receipt outbox row of a message as (state, created_at, sent_at), None when none.
+    def receipt_times(self, message_id: str) -> tuple[str, float, float | None] | None: ...
 
 
 

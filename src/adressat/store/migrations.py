@@ -461,8 +461,76 @@ _V13: list[tuple[Dialect, str]] = [
 
 
 #: v14: care complaints and the indexes of the operator's views (issue 10).
-_V14: list[tuple[Dialect, str]] = []
+_V14: list[tuple[Dialect, str]] = [
+    (
+        "any",
+        """CREATE TABLE complaints (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            number TEXT NOT NULL,
+            about_at REAL NOT NULL,
+            sender TEXT NOT NULL,
+            message_id TEXT,
+            verdict TEXT NOT NULL,
+            route TEXT NOT NULL,
+            serving_node TEXT NOT NULL
+        )""",
+    ),
+    ("any", "CREATE INDEX complaints_time ON complaints (at)"),
+    # care lookups and complaints by the sender (docs/care.md, "What it costs"): senders are
+    # few, so an insert lands at the end of its sender's run (about 0.3 ms per 100 submits).
+    # No index by destination: one costs a random B-tree insert per submit (measured: the
+    # 100-submit transaction 3.4 -> 6.9 ms) and pulled the claim's in-flight check off
+    # messages_dispatched. A lookup to a number reads its time window per account instead,
+    # from the index alone: messages_account gets the destination as a third column (an
+    # insert still lands at the end of its account's run)
+    ("any", "CREATE INDEX messages_account_time ON messages (account, submitted_at, destination)"),
+    ("any", "DROP INDEX messages_account"),
+    ("any", "CREATE INDEX messages_source ON messages (source_addr, submitted_at)"),
+]
 
+
+#: v15: the canary prober's messages (account ``_canary``, observe/canary.py) go with their
+#: probes' retention, not the customers' 90 days: at one probe per node every 5 s that is
+#: about 69,000 messages a day, 6 million rows at 90 days for nothing. The audit tables'
+#: triggers let a delete pass below the record horizon (v10) and, for rows of the canary
+#: account only, below ``canary_horizon``; that horizon is never in the future either.
+CANARY_HORIZON_META = "canary_horizon"
+_CANARY_HORIZON = (
+    "COALESCE((SELECT CAST(value AS REAL) FROM meta WHERE key = 'canary_horizon'), -1e308)"
+)
+_IS_CANARY_MESSAGE = "(SELECT account FROM messages WHERE id = OLD.message_id) = '_canary'"
+
+
+def _older_or_canary(table: str, column: str, canary: str, what: str) -> list[tuple[Dialect, str]]:
+    return [
+        ("sqlite", f"DROP TRIGGER IF EXISTS {table}_no_delete"),
+        (
+            "sqlite",
+            f"""CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+               WHEN (OLD.{column} IS NULL OR OLD.{column} >= {_HORIZON})
+                AND NOT ({canary} AND OLD.{column} IS NOT NULL
+                         AND OLD.{column} < {_CANARY_HORIZON})
+               BEGIN SELECT RAISE(ABORT, '{what} (retention deletes only older rows)'); END""",
+        ),
+    ]
+
+
+_V15: list[tuple[Dialect, str]] = [
+    *_older_or_canary("attempts", "started_at", _IS_CANARY_MESSAGE, "attempts are append-only"),
+    *_older_or_canary("deliveries", "at", _IS_CANARY_MESSAGE, "deliveries are write-once"),
+    *_older_or_canary("messages", "final_at", "OLD.account = '_canary'",
+                      "a message is deleted only once final"),
+    *[
+        (
+            "sqlite",
+            f"""CREATE TRIGGER canary_horizon_{event.lower()} BEFORE {event} ON meta
+               WHEN NEW.key = 'canary_horizon' AND CAST(NEW.value AS REAL) > {_NOW_S}
+               BEGIN SELECT RAISE(ABORT, 'a canary horizon in the future'); END""",
+        )
+        for event in ("INSERT", "UPDATE")
+    ],
+]
 
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (1, _V1),
@@ -481,6 +549,7 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (13, _V13),
 
     (14, _V14),
+    (15, _V15),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
