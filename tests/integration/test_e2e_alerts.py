@@ -217,3 +217,40 @@ def test_one_route_failing_five_percent_is_named_within_30_s(tmp_path: Path) -> 
         assert all(x["place"]["route"] == "netsim-b" for x in everything), everything
     finally:
         server.stop()
+
+
+def test_a_complaint_the_node_cannot_explain_is_a_warning_on_its_place(tmp_path: Path) -> None:
+    import urllib.request
+    from datetime import UTC, datetime
+
+    home = tmp_path / "home"
+    server = _node(home, "--quiet-network")
+    try:
+        async def send() -> None:
+            client = await LoadClient.connect("127.0.0.1", server.port, "load", "load",
+                                              source_addr="Clinic")
+            try:
+                await client.submit_all([str(FIRST + 100 + i) for i in range(20)], window=20)
+            finally:
+                await client.close()
+
+        asyncio.run(send())
+        assert _wait(lambda: sum(p["attempts"] for p in _json(server, "/v1/live")["places"])
+                     >= 20, 15)
+        about = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        body = json.dumps({"number": f"+{FIRST + 5000}", "about": about,
+                           "sender": "Clinic"}).encode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{server.http_port}/v1/care/complaints", data=body,
+            headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback
+            answer = json.loads(r.read())
+        assert answer["verdict"] == "unexplained", answer
+        found = _wait(lambda: [a for a in _alerts(server) if a["rule"] == "complaint"], 10)
+        assert found, _alerts(server)
+        (a,) = found
+        assert a["severity"] == "warning" and a["place"]["route"] == "netsim"
+        assert a["place"]["serving_node"] == answer["serving_node"]
+        assert a["evidence"]["verdicts"] == {"unexplained": 1}
+    finally:
+        server.stop()

@@ -158,3 +158,19 @@ def test_canary_probes_feed_the_canary_rules(store: Store) -> None:
     assert (a.rule, a.severity, a.place["serving_node"]) == ("canary_misdelivered", "critical",
                                                              "msc-4")
     assert a.evidence["last_detail"] == "imsi=x"
+
+
+def test_complaints_from_the_store_feed_the_complaint_rule(store: Store) -> None:
+    from adressat.core.care import Complaint
+
+    clock = Clock()
+    ev, said = _evaluator(store, clock)
+    for i, verdict in enumerate(("addressed_to_complainant", "unexplained", "unexplained")):
+        store.add_complaint(Complaint(at=T0, number="46701000001", about_at=T0 - 60,
+                                      sender="ACME", message_id=f"{i:032x}", verdict=verdict,
+                                      route="netsim", serving_node="msc-3"))
+    asyncio.run(ev.tick())
+    (a,) = store.alerts()
+    assert (a.rule, a.severity, a.place["serving_node"]) == ("complaint", "warning", "msc-3")
+    assert a.evidence["complaints"] == 2 and a.evidence["verdicts"] == {"unexplained": 2}
+    assert '"complaint_id": 3' in (store.get_meta(WATERMARK_META) or "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from adressat.core.alert import AlertRecord
+from adressat.core.care import Complaint
 from adressat.core.integrity import Alarm, AlarmKind
 from adressat.core.model import CanaryProbe
 from adressat.observe.alerts import AlertRules, AlertSettings, Change
@@ -225,6 +226,8 @@ def test_canary_rules() -> None:
     rules.on_probe(_probe(2, "passed", T0 + 5))
     rules.on_probe(_probe(3, "lost", T0 + 10))
     assert rules.evaluate(T0 + 10, w) == []  # not in a row
+    rules.on_probe(_probe(35, "held", T0 + 12))  # held by the breaker: no evidence either way
+    assert rules.evaluate(T0 + 12, w) == []
     rules.on_probe(_probe(4, "failed", T0 + 15))
     (ch,) = rules.evaluate(T0 + 15, w)
     assert (ch.event, ch.alert.rule, ch.alert.severity) == ("firing", "canary_failing", "warning")
@@ -239,23 +242,29 @@ def test_canary_rules() -> None:
         "canary_misdelivered", "critical", "msc-1")
 
 
-class _Complaint:
-    def __init__(self, i: int, route: str | None, node: str | None) -> None:
-        self.id, self.at, self.route, self.serving_node = i, float(T0), route, node
-        self.verdict, self.message_id = "delivered_as_addressed", f"{i:032x}"
+def _complaint(i: int, route: str, node: str, verdict: str = "unexplained") -> Complaint:
+    return Complaint(at=float(T0), number="46701000001", about_at=float(T0 - 60),
+                     sender="ACME", message_id=f"{i:032x}", verdict=verdict, route=route,
+                     serving_node=node, id=i)
 
 
 def test_complaints_are_a_warning_on_their_place() -> None:
     rules = AlertRules(AlertSettings(complaint_hold_s=100.0))
     w = LiveWindows()
-    rules.on_complaint(_Complaint(1, None, None))  # no place: nothing to say where
+    rules.on_complaint(_complaint(1, "", ""))  # no place: nothing to say where
+    # addressed to the complainant: the sender's data, not the network
+    rules.on_complaint(_complaint(3, "netsim", "msc-1", "addressed_to_complainant"))
     assert rules.evaluate(T0, w) == []
-    rules.on_complaint(_Complaint(2, "netsim", "msc-3"))
+    rules.on_complaint(_complaint(2, "netsim", "msc-3"))
     (ch,) = rules.evaluate(T0, w)
     assert (ch.alert.rule, ch.alert.severity, ch.alert.serving_node) == ("complaint", "warning",
                                                                          "msc-3")
-    assert ch.alert.evidence["verdicts"] == {"delivered_as_addressed": 1}
-    assert [c.event for c in rules.evaluate(T0 + 101, w)] == ["resolved"]
+    assert ch.alert.evidence["verdicts"] == {"unexplained": 1}
+    rules.on_complaint(_complaint(4, "netsim", ""))  # no node known: the route as a whole
+    (ch,) = rules.evaluate(T0, w)
+    assert (ch.alert.route, ch.alert.serving_node) == ("netsim", None)
+    rules.evaluate(T0 + 50, w)
+    assert [c.event for c in rules.evaluate(T0 + 101, w)] == ["resolved", "resolved"]
 
 
 def test_load_resumes_open_alerts_and_bounds_memory() -> None:

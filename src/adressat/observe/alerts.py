@@ -106,6 +106,9 @@ SEVERITY = {
 EVENT_RULES = frozenset({"integrity", "canary_misdelivered", "complaint"})
 _MISDELIVERED_RESULTS = frozenset({"misdelivered", "wrong_content"})
 _BAD_RESULTS = frozenset({"failed", "lost", "late"})
+#: probe results that are no evidence either way (the route's breaker held the probe)
+_NO_EVIDENCE_RESULTS = frozenset({"held"})
+_COMPLAINT_VERDICTS_QUIET = frozenset({"addressed_to_complainant"})
 _SAMPLE_IDS_MAX = 10
 
 
@@ -399,6 +402,8 @@ class AlertRules:
                      f" ({what}) on {_where(a.route, a.serving_node)}")
 
     def on_probe(self, probe: CanaryProbe) -> None:
+        if probe.result in _NO_EVIDENCE_RESULTS:
+            return
         place = (probe.route, probe.serving_node)
         cp = self._canaries.setdefault(place, _CanaryPlace())
         cp.last_at = max(cp.last_at, probe.at)
@@ -440,17 +445,21 @@ class AlertRules:
         a.last_evidence_at = max(a.last_evidence_at, probe.at)
 
     def on_complaint(self, complaint: Any) -> None:
-        """A complaint (care console) about a message on a place: duck-typed (``id``, ``at``,
-        ``route``, ``serving_node``, ``verdict``, ``message_id``): no place, no alert."""
+        """A complaint (care console, ``core.care.Complaint``) about a message on a place. A
+        verdict that the message was addressed to the complainant (the sender's data, not
+        the network) is no alert; ``unexplained`` (the node believes every candidate went to
+        its destination: an undetected misdelivery would look like this) and
+        ``misdelivered`` are. No place (no route), no alert: there is nowhere to name."""
         route = getattr(complaint, "route", None)
-        if not route:
+        verdict = str(getattr(complaint, "verdict", "") or "unknown")
+        if not route or verdict in _COMPLAINT_VERDICTS_QUIET:
             return
         at = float(getattr(complaint, "at", 0.0))
-        a = self._fire(("complaint", str(route), getattr(complaint, "serving_node", None)), at)
+        node = getattr(complaint, "serving_node", None) or None  # "": the route as a whole
+        a = self._fire(("complaint", str(route), node), at)
         ev = a.evidence
         ev["complaints"] = int(ev.get("complaints", 0)) + 1
         verdicts = dict(ev.get("verdicts", {}))
-        verdict = str(getattr(complaint, "verdict", "") or "unknown")
         verdicts[verdict] = verdicts.get(verdict, 0) + 1
         ev["verdicts"] = verdicts
         ev["last_complaint_id"] = getattr(complaint, "id", None)
