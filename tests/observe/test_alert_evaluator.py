@@ -125,6 +125,7 @@ def test_a_restarted_evaluator_resumes(store: Store) -> None:
 def test_failure_rate_from_attempts_and_canaries_kept_out(store: Store) -> None:
     clock = Clock()
     ev, said = _evaluator(store, clock)
+    asyncio.run(ev.tick())  # running before the traffic: it sees all of it
     i = 0
     for sec in range(40):
         clock.t = T0 + sec
@@ -174,3 +175,18 @@ def test_complaints_from_the_store_feed_the_complaint_rule(store: Store) -> None
     assert (a.rule, a.severity, a.place["serving_node"]) == ("complaint", "warning", "msc-3")
     assert a.evidence["complaints"] == 2 and a.evidence["verdicts"] == {"unexplained": 2}
     assert '"complaint_id": 3' in (store.get_meta(WATERMARK_META) or "")
+
+
+def test_a_first_evaluator_starts_the_windows_at_the_present(store: Store) -> None:
+    clock = Clock()
+    for i in range(100):  # history from before any evaluator: the audit's, not the windows'
+        store.append_attempt(_attempt(i, node="msc-1", error=4, at=T0))
+    _alarm(store, T0 - 3600)  # an old alarm still counts: it becomes an alert
+    ev, _ = _evaluator(store, clock)
+    asyncio.run(ev.tick())
+    assert ev.live(clock.t)["places"] == []
+    assert [a.rule for a in store.alerts()] == ["integrity"]
+    store.append_attempt(_attempt(1000, node="msc-2", at=T0))
+    clock.t += 1
+    asyncio.run(ev.tick())
+    assert [p["serving_node"] for p in ev.live(clock.t)["places"]] == ["msc-2"]

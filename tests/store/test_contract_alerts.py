@@ -118,3 +118,13 @@ def test_count_due(store: Store) -> None:
     assert store.count_due(3000.0) == 4
     store.transition(due[0].id, State.ROUTED, State.CANCELLED, 3000.0)
     assert store.count_due(3000.0) == 3
+
+
+def test_last_attempt_seq(store: Store) -> None:
+    from adressat.core.model import AttemptRecord
+
+    assert store.last_attempt_seq() == 0
+    for i in range(3):
+        store.append_attempt(AttemptRecord(f"{i:032x}", "acme", "46701000001", None, "netsim",
+                                           1, 1, 10.0, 11.0, "DELIVERED", 0))
+    assert store.last_attempt_seq() == max(a.seq for a in store.attempts_since(0, 10)) >= 3

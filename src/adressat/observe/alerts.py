@@ -110,6 +110,7 @@ _BAD_RESULTS = frozenset({"failed", "lost", "late"})
 _NO_EVIDENCE_RESULTS = frozenset({"held"})
 _COMPLAINT_VERDICTS_QUIET = frozenset({"addressed_to_complainant"})
 _SAMPLE_IDS_MAX = 10
+_ATTEMPT_PAGES_MAX = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -779,12 +780,17 @@ class AlertEvaluator:
 
     # --- reading --------------------------------------------------------------------------------
     async def start(self) -> None:
-        def load(st: Any) -> tuple[str | None, list[AlertRecord]]:
+        def load(st: Any) -> tuple[str | None, list[AlertRecord], int]:
             return (st.get_meta(WATERMARK_META),
-                    st.alerts(open_only=True, limit=self.s.alerts_in_memory_max))
+                    st.alerts(open_only=True, limit=self.s.alerts_in_memory_max),
+                    st.last_attempt_seq())
 
-        text, records = await self._read(load)
+        text, records, last_seq = await self._read(load)
         self.wm = _Watermark.loads(text)
+        if text is None:
+            # the first evaluator of this store: the windows start at the present (the
+            # attempts' history is the audit's); every alarm, probe and complaint is read
+            self.wm.attempt_seq = last_seq
         self.rules.load(records)
         self._open_counts = self.rules.open_counts()
         self._started = True
@@ -792,7 +798,14 @@ class AlertEvaluator:
     def _read_all(self, st: Any) -> tuple[list[AttemptView], list[Alarm], list[CanaryProbe],
                                            list[Any], set[int]]:
         n = self.s.read_batch_max
-        attempts = list(st.attempts_since(self.wm.attempt_seq, n))
+        attempts: list[AttemptView] = []
+        after = self.wm.attempt_seq
+        for _ in range(_ATTEMPT_PAGES_MAX):  # behind: a few pages a tick, never unbounded
+            page = st.attempts_since(after, n)
+            attempts.extend(page)
+            if len(page) < n:
+                break
+            after = page[-1].seq
         alarms = list(st.alarms_since(self.wm.alarm_id, n))
         probes = list(st.canary_probes_since(self.wm.probe_id, n))
         complaints_since = _complaints_reader(st)

@@ -356,6 +356,9 @@ class Store(Protocol):
     # Messages claimable now (ROUTED/DEFERRED, due, not before their schedule, unexpired),
     # counted up to ``limit`` (the live view's queue shape; cheap: the queued partial index).
     def count_due(self, now: float, limit: int = 100_000) -> int: ...
+    # The highest attempt seq there is (0: none): where a new alert evaluator starts reading
+    # (the live windows want the present, not the history).
+    def last_attempt_seq(self) -> int: ...
 
 
     # --- care and operator views (issue 10, helper C) ---

@@ -878,6 +878,10 @@ class MemoryStore:
                 del self._d.alerts[a.id]
             return len(gone)
 
+    def last_attempt_seq(self) -> int:
+        with self._lock:
+            return max(self._d.attempt_seqs, default=0)
+
     def count_due(self, now: float, limit: int = 100_000) -> int:
         with self._lock:
             n = sum(

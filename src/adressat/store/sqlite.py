@@ -1562,6 +1562,9 @@ class SqliteStore:
                 (before, max(0, limit)),
             ).rowcount
 
+    def last_attempt_seq(self) -> int:
+        return int(self._read("SELECT COALESCE(MAX(seq), 0) FROM attempts")[0][0])
+
     def count_due(self, now: float, limit: int = 100_000) -> int:
         return int(self._read(
             "SELECT COUNT(*) FROM (SELECT 1 FROM messages INDEXED BY messages_expiry"
