@@ -190,3 +190,33 @@ def test_a_first_evaluator_starts_the_windows_at_the_present(store: Store) -> No
     clock.t += 1
     asyncio.run(ev.tick())
     assert [p["serving_node"] for p in ev.live(clock.t)["places"]] == ["msc-2"]
+
+
+def test_metric_families_of_what_the_rules_read(store: Store) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    clock = Clock()
+    ev, _ = _evaluator(store, clock, attempt_page_max=7, attempt_pages_max=2)
+    asyncio.run(ev.tick())
+    for i in range(20):
+        store.append_attempt(_attempt(i, node="msc-1", error=4 if i % 4 == 0 else 0))
+    store.append_attempt(_attempt(99, node="msc-1", error=4, account=CANARY_ACCOUNT))
+    asyncio.run(ev.tick())  # two pages of seven a tick: 14 read, the rest next tick
+    assert sum(ev.place_counts.values()) == 14
+    asyncio.run(ev.tick())
+    assert ev.place_counts == {("netsim", "msc-1", "network"): 5,
+                               ("netsim", "msc-1", "ok"): 15}
+
+    class _C:
+        def collect(self):  # type: ignore[no-untyped-def]
+            return ev.families()
+
+    reg = CollectorRegistry()
+    reg.register(_C())  # type: ignore[arg-type]
+    text = generate_latest(reg).decode()
+    assert ('adressat_place_attempts_total{class="network",route="netsim",serving_node="msc-1"}'
+            ' 5.0') in text
+    assert ('adressat_attempt_latency_seconds_bucket{le="0.01",route="netsim",'
+            'serving_node="msc-1"} 20.0') in text
+    assert 'adressat_attempt_latency_seconds_count{route="netsim",serving_node="msc-1"} 20.0' \
+        in text

@@ -128,3 +128,20 @@ def test_last_attempt_seq(store: Store) -> None:
         store.append_attempt(AttemptRecord(f"{i:032x}", "acme", "46701000001", None, "netsim",
                                            1, 1, 10.0, 11.0, "DELIVERED", 0))
     assert store.last_attempt_seq() == max(a.seq for a in store.attempts_since(0, 10)) >= 3
+
+
+def test_attempt_outcomes_since(store: Store) -> None:
+    from adressat.core.model import AttemptRecord
+
+    for i in range(3):
+        store.append_attempt(AttemptRecord(f"{i:032x}", "acme", "46701000001", None, "netsim",
+                                           1, 1, 10.0 + i, 11.0 + i, "TEMPORARY", 4,
+                                           serving_node="msc-3"))
+    views = store.attempts_since(0, 10)
+    rows = store.attempt_outcomes_since(0, 10)
+    assert [tuple(r) for r in rows] == [
+        (v.seq, v.account, v.route, v.serving_node, v.outcome, v.error, v.started_at,
+         v.ended_at) for v in views]
+    assert rows[0][1:] == ("acme", "netsim", "msc-3", "TEMPORARY", 4, 10.0, 11.0)
+    assert [r[0] for r in store.attempt_outcomes_since(rows[0][0], 1)] == [rows[1][0]]
+    assert store.attempt_outcomes_since(0, 0) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,9 +76,15 @@ class Alerting:
             c.read, c.run, time.time, alert_settings(s),
             accepted=lambda: node.ingress.accepted,
             on_change=self._changed,
+            read_bulk=self._read_bulk,
         )
         self._queue: tuple[float, dict[str, Any]] = (0.0, {})
         self._tasks: list[asyncio.Task[Any]] = []
+
+    async def _read_bulk(self, fn: Callable[[Any], Any]) -> Any:
+        """The attempts' pages: on the node's read connection, in an executor thread."""
+        reader = self.node._reader  # noqa: SLF001 - the node's read connection, off the loop
+        return await asyncio.get_running_loop().run_in_executor(None, fn, reader)
 
     def _changed(self, event: str, record: AlertRecord) -> None:
         if self.webhook is not None:
@@ -130,6 +137,7 @@ class Alerting:
         counts: dict[tuple[str, ...], float] = {k: 0.0 for k in SEVERITY.items()}
         counts.update({k: float(n) for k, n in self.evaluator.open_counts().items()})
         out: list[Metric] = [
+            *self.evaluator.families(),
             mx.gauge("adressat_alerts_open",
                      "Alerts open (firing, or not yet acknowledged), by rule and severity",
                      labelled=counts, labels=["rule", "severity"]),

@@ -44,19 +44,23 @@ since the last evidence). *Acknowledged* by a person with a note, independent of
 from __future__ import annotations
 
 import asyncio
+import bisect
+import functools
 import json
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from adressat.core.alert import AlertRecord, alert_json
 from adressat.core.integrity import Alarm
-from adressat.core.model import CANARY_ACCOUNT, AttemptView, CanaryProbe
+from adressat.core.model import CANARY_ACCOUNT, CanaryProbe
 from adressat.observe.windows import Figures, LiveWindows, OutcomeClass, percentile_ms
 
 __all__ = [
@@ -77,17 +81,8 @@ WATERMARK_META = "alerts.watermark"
 
 FIRED = Counter("adressat_alerts_fired", "Alerts that started firing (new or again), by rule",
                 ["rule", "severity"])
-#: what the rules read, for Prometheus's own rules (deploy/prometheus/adressat-alerts.yml):
-#: customer attempts (no canary) by place and outcome class (observe/windows.py)
-PLACE_ATTEMPTS = Counter("adressat_place_attempts",
-                         "Customer delivery attempts by route, serving node and outcome class"
-                         " (ok, subscriber, network, integrity, other)",
-                         ["route", "serving_node", "class"])
-ATTEMPT_LATENCY = Histogram("adressat_attempt_latency_seconds",
-                            "Customer delivery attempts, start to end, by route and serving node",
-                            ["route", "serving_node"],
-                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                                     10.0, 30.0))
+#: the buckets of ``adressat_attempt_latency_seconds`` (the evaluator's families())
+_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 #: (rule, route, serving_node); serving_node None: the route as a whole
 Key = tuple[str, str, str | None]
@@ -110,7 +105,6 @@ _BAD_RESULTS = frozenset({"failed", "lost", "late"})
 _NO_EVIDENCE_RESULTS = frozenset({"held"})
 _COMPLAINT_VERDICTS_QUIET = frozenset({"addressed_to_complainant"})
 _SAMPLE_IDS_MAX = 10
-_ATTEMPT_PAGES_MAX = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +132,9 @@ class AlertSettings:
     live_window_s: int = 120
     live_places_s: int = 60
     alerts_in_memory_max: int = 1000
-    read_batch_max: int = 5000  # rows of one kind read per tick (the rest next tick)
+    read_batch_max: int = 5000  # alarms, probes, complaints read per tick (the rest next)
+    attempt_page_max: int = 500  # attempts read at once (the loop is let go between pages)
+    attempt_pages_max: int = 40  # pages a tick at most: 20,000 attempts a second
     retention_s: float = 90 * 86400.0  # closed alerts (resolved and acked) kept this long
 
     def __post_init__(self) -> None:
@@ -731,6 +727,10 @@ class _Watermark:
             return cls()
 
 
+def _outcomes(after: int, limit: int, st: Any) -> Any:
+    return st.attempt_outcomes_since(after, limit)
+
+
 def _complaints_reader(store: Any) -> Callable[[int, int], Sequence[Any]] | None:
     """``complaints_since`` (care console, issue 10 helper C) when the store has it."""
     fn = getattr(store, "complaints_since", None)
@@ -745,7 +745,10 @@ class AlertEvaluator:
     """Runs the rules every ``interval_s`` against the store (see the module docstring).
 
     ``read(fn)`` / ``write(fn)`` run ``fn(store)``: a read outside any transaction, a write
-    in one (``GroupCommitter.read`` / ``run``). ``clock()`` is the wall clock. ``accepted()``
+    in one (``GroupCommitter.read`` / ``run``); ``read_bulk(fn)`` the reads of attempts, by
+    default ``read`` (the node passes a read connection in an executor thread: a read of
+    hundreds of rows on the loop lets go of the GIL at every row and waits to get it back).
+    ``clock()`` is the wall clock. ``accepted()``
     (optional) is the node's count of accepted messages, sampled each tick for the live
     series. ``on_change(event, record)`` is called once per lifecycle change after it is
     stored (the webhook)."""
@@ -759,9 +762,11 @@ class AlertEvaluator:
         *,
         accepted: Callable[[], int] | None = None,
         on_change: Callable[[str, AlertRecord], None] | None = None,
+        read_bulk: Reader | None = None,
     ) -> None:
         self.s = s = settings or AlertSettings()
         self._read = read
+        self._read_bulk = read_bulk or read
         self._write = write
         self.clock = clock
         self.rules = AlertRules(s)
@@ -777,6 +782,12 @@ class AlertEvaluator:
         self.last_tick_at: float | None = None
         self._open_counts: dict[tuple[str, str], int] = {}
         self._retention_at = 0.0
+        # what the rules read, for Prometheus's own rules (deploy/prometheus): customer
+        # attempts (no canary) by place and outcome class, and their latency, cumulative
+        self.place_counts: dict[tuple[str, str, str], int] = {}
+        self.place_latency: dict[tuple[str, str], list[float]] = {}
+        self.last_timing_ms: dict[str, float] = {}
+        self.feed_ms_max = 0.0  # the longest the loop was held feeding one page
 
     # --- reading --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -795,49 +806,74 @@ class AlertEvaluator:
         self._open_counts = self.rules.open_counts()
         self._started = True
 
-    def _read_all(self, st: Any) -> tuple[list[AttemptView], list[Alarm], list[CanaryProbe],
-                                           list[Any], set[int]]:
+    def _read_rest(self, st: Any) -> tuple[list[Alarm], list[CanaryProbe], list[Any],
+                                           set[int]]:
         n = self.s.read_batch_max
-        attempts: list[AttemptView] = []
-        after = self.wm.attempt_seq
-        for _ in range(_ATTEMPT_PAGES_MAX):  # behind: a few pages a tick, never unbounded
-            page = st.attempts_since(after, n)
-            attempts.extend(page)
-            if len(page) < n:
-                break
-            after = page[-1].seq
         alarms = list(st.alarms_since(self.wm.alarm_id, n))
         probes = list(st.canary_probes_since(self.wm.probe_id, n))
         complaints_since = _complaints_reader(st)
         complaints = list(complaints_since(self.wm.complaint_id, n)) if complaints_since else []
         unacked = {a.id for a in st.alerts(open_only=True, acknowledged=False,
                                            limit=self.s.alerts_in_memory_max * 2)}
-        return attempts, alarms, probes, complaints, unacked
+        return alarms, probes, complaints, unacked
+
+    async def _read_attempts(self) -> int:
+        """The new attempts, in pages of ``attempt_page_max`` with the loop let go between
+        them (the SMPP process serves its sessions on this loop); at most
+        ``attempt_pages_max`` pages a tick (behind, it catches up over the next ticks).
+        Returns the last seq read."""
+        s = self.s
+        after = self.wm.attempt_seq
+        for i in range(s.attempt_pages_max):
+            page = await self._read_bulk(functools.partial(_outcomes, after,
+                                                           s.attempt_page_max))
+            t0 = time.perf_counter()
+            if page:
+                self._feed(page)
+                after = page[-1][0]
+            self.feed_ms_max = max(self.feed_ms_max, 1000 * (time.perf_counter() - t0))
+            if len(page) < s.attempt_page_max:
+                break
+            if i + 1 < s.attempt_pages_max:
+                await asyncio.sleep(0)
+        return after
+
+    def _feed(self, page: Sequence[tuple[Any, ...]]) -> None:
+        add = self.windows.add_attempt
+        counts = self.place_counts
+        latency = self.place_latency
+        bounds = _LATENCY_BUCKETS_S
+        for _seq, account, route, serving_node, outcome, error, started, ended in page:
+            if account == CANARY_ACCOUNT:  # canary traffic feeds only the canary rule
+                continue
+            cls = add(route, serving_node, outcome, error, started, ended)
+            node = serving_node or ""
+            if (route, node) not in latency and len(latency) >= self.s.places_max:
+                route, node = "_other", "_other"  # bounded label sets
+            key = (route, node, cls.value)
+            counts[key] = counts.get(key, 0) + 1
+            lat = max(0.0, (started if ended is None else ended) - started)
+            h = latency.get((route, node))
+            if h is None:
+                h = latency[(route, node)] = [0.0] * (len(bounds) + 2)
+            h[bisect.bisect_left(bounds, lat)] += 1
+            h[-1] += lat
 
     async def tick(self) -> list[Change]:
         """One evaluation: read, judge, write, say. Returns the changes it made."""
         if not self._started:
             await self.start()
         now = self.clock()
-        attempts, alarms, probes, complaints, unacked = await self._read(self._read_all)
+        t0 = time.perf_counter()
+        self.feed_ms_max = 0.0
+        last_seq = await self._read_attempts()
+        t_read = time.perf_counter() - t0
+        alarms, probes, complaints, unacked = await self._read(self._read_rest)
         if self._accepted is not None:
             count = self._accepted()
             if self._accepted_last is not None:
                 self.windows.add_accepted(now, count - self._accepted_last)
             self._accepted_last = count
-        counts: dict[tuple[str, str, str], int] = {}
-        for a in attempts:
-            if a.account == CANARY_ACCOUNT:  # canary traffic feeds only the canary rule
-                continue
-            cls = self.windows.add_attempt(a.route, a.serving_node, a.outcome, a.error,
-                                           a.started_at, a.ended_at)
-            node = a.serving_node or ""
-            key = (a.route, node, cls.value)
-            counts[key] = counts.get(key, 0) + 1
-            end = a.started_at if a.ended_at is None else a.ended_at
-            ATTEMPT_LATENCY.labels(a.route, node).observe(max(0.0, end - a.started_at))
-        for labels, n in counts.items():
-            PLACE_ATTEMPTS.labels(*labels).inc(n)
         self.windows.advance(now)
         for alarm in alarms:
             self.rules.on_alarm(alarm)
@@ -854,9 +890,13 @@ class AlertEvaluator:
                     self.rules.forget(alert_id)
                 elif rec.acked_at is not None:
                     self.rules.acknowledged(rec)
+        t1 = time.perf_counter()
         changes = self.rules.evaluate(now, self.windows)
+        self.last_timing_ms = {"attempts": round(1000 * t_read, 2),
+                               "feed_max": round(self.feed_ms_max, 2),
+                               "rules": round(1000 * (time.perf_counter() - t1), 2)}
         wm = _Watermark(
-            attempts[-1].seq if attempts else self.wm.attempt_seq,
+            last_seq,
             alarms[-1].id if alarms else self.wm.alarm_id,
             probes[-1].id if probes else self.wm.probe_id,
             int(getattr(complaints[-1], "id", 0)) if complaints else self.wm.complaint_id,
@@ -936,6 +976,29 @@ class AlertEvaluator:
             await asyncio.sleep(self.s.interval_s)
 
     # --- views ----------------------------------------------------------------------------------
+    def families(self) -> list[Metric]:
+        """``adressat_place_attempts{route,serving_node,class}`` and
+        ``adressat_attempt_latency_seconds{route,serving_node}`` (any thread: snapshots)."""
+        attempts = CounterMetricFamily(
+            "adressat_place_attempts",
+            "Customer delivery attempts by route, serving node and outcome class (ok,"
+            " subscriber, network, integrity, other; docs/alerts.md)",
+            labels=["route", "serving_node", "class"])
+        for labels, n in sorted(dict(self.place_counts).items()):
+            attempts.add_metric(list(labels), float(n))
+        latency = HistogramMetricFamily(
+            "adressat_attempt_latency_seconds",
+            "Customer delivery attempts, start to end, by route and serving node",
+            labels=["route", "serving_node"])
+        for (route, node), counts in sorted(dict(self.place_latency).items()):
+            h = list(counts)
+            cumulative, buckets = 0.0, []
+            for bound, m in zip((*_LATENCY_BUCKETS_S, float("inf")), h[:-1], strict=True):
+                cumulative += m
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            latency.add_metric([route, node], buckets, h[-1])
+        return [attempts, latency]
+
     def open_counts(self) -> dict[tuple[str, str], int]:
         """Open alerts by (rule, severity), as of the last tick (any thread)."""
         return dict(self._open_counts)
@@ -973,7 +1036,7 @@ class AlertEvaluator:
             "queue": queue or {"unfinished": None, "due": None, "oldest_due_age_s": None},
             "alerts_open": sum(self._open_counts.values()),
             "evaluator": {"last_tick_at": self.last_tick_at, "ticks": self.ticks,
-                          "failures": self.failures},
+                          "failures": self.failures, "last_tick_ms": self.last_timing_ms},
         }
 
 

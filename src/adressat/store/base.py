@@ -359,6 +359,11 @@ class Store(Protocol):
     # The highest attempt seq there is (0: none): where a new alert evaluator starts reading
     # (the live windows want the present, not the history).
     def last_attempt_seq(self) -> int: ...
+    # ``attempts_since`` for the alert evaluator's hot path: plain tuples (seq, account,
+    # route, serving_node, outcome, error, started_at, ended_at), no join, in seq order.
+    def attempt_outcomes_since(
+        self, after_seq: int, limit: int
+    ) -> list[tuple[int, str, str, str | None, str, int | None, float, float | None]]: ...
 
 
     # --- care and operator views (issue 10, helper C) ---

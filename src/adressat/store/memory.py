@@ -878,6 +878,12 @@ class MemoryStore:
                 del self._d.alerts[a.id]
             return len(gone)
 
+    def attempt_outcomes_since(
+        self, after_seq: int, limit: int
+    ) -> list[tuple[int, str, str, str | None, str, int | None, float, float | None]]:
+        return [(v.seq, v.account, v.route, v.serving_node, v.outcome, v.error, v.started_at,
+                 v.ended_at) for v in self.attempts_since(after_seq, limit)]
+
     def last_attempt_seq(self) -> int:
         with self._lock:
             return max(self._d.attempt_seqs, default=0)

@@ -1562,6 +1562,17 @@ class SqliteStore:
                 (before, max(0, limit)),
             ).rowcount
 
+    def attempt_outcomes_since(
+        self, after_seq: int, limit: int
+    ) -> list[tuple[int, str, str, str | None, str, int | None, float, float | None]]:
+        if limit <= 0:
+            return []
+        return self._read(
+            "SELECT seq, account, route, serving_node, outcome, error, started_at, ended_at"
+            " FROM attempts WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+
     def last_attempt_seq(self) -> int:
         return int(self._read("SELECT COALESCE(MAX(seq), 0) FROM attempts")[0][0])
 
