@@ -219,6 +219,21 @@ def test_one_route_failing_five_percent_is_named_within_30_s(tmp_path: Path) -> 
         server.stop()
 
 
+def _send_from(server: ServerProcess, sender: str, n: int) -> None:
+    """``n`` messages from ``sender``, delivered (seen in the live windows)."""
+    async def send() -> None:
+        client = await LoadClient.connect("127.0.0.1", server.port, "load", "load",
+                                          source_addr=sender)
+        try:
+            await client.submit_all([str(FIRST + 100 + i) for i in range(n)], window=20)
+        finally:
+            await client.close()
+
+    asyncio.run(send())
+    assert _wait(lambda: sum(p["attempts"] for p in _json(server, "/v1/live")["places"])
+                 >= n, 15)
+
+
 def test_a_complaint_the_node_cannot_explain_is_a_warning_on_its_place(tmp_path: Path) -> None:
     import urllib.request
     from datetime import UTC, datetime
@@ -226,17 +241,7 @@ def test_a_complaint_the_node_cannot_explain_is_a_warning_on_its_place(tmp_path:
     home = tmp_path / "home"
     server = _node(home, "--quiet-network")
     try:
-        async def send() -> None:
-            client = await LoadClient.connect("127.0.0.1", server.port, "load", "load",
-                                              source_addr="Clinic")
-            try:
-                await client.submit_all([str(FIRST + 100 + i) for i in range(20)], window=20)
-            finally:
-                await client.close()
-
-        asyncio.run(send())
-        assert _wait(lambda: sum(p["attempts"] for p in _json(server, "/v1/live")["places"])
-                     >= 20, 15)
+        _send_from(server, "Clinic", 20)
         about = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
         body = json.dumps({"number": f"+{FIRST + 5000}", "about": about,
                            "sender": "Clinic"}).encode()
@@ -254,3 +259,75 @@ def test_a_complaint_the_node_cannot_explain_is_a_warning_on_its_place(tmp_path:
         assert a["evidence"]["verdicts"] == {"unexplained": 1}
     finally:
         server.stop()
+
+
+def test_the_webhook_gets_each_change_signed_and_retried(tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+    import urllib.request
+    from datetime import UTC, datetime
+
+    from aiohttp import web
+
+    secret = b"a shared secret of the noc, 32 octets"
+    posts: list[tuple[bool, dict[str, Any]]] = []
+    ready = threading.Event()
+    stop = threading.Event()
+    port: list[int] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        ts = request.headers.get("X-Adressat-Timestamp", "")
+        mac = hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+        ok = ts.isdigit() and abs(time.time() - int(ts)) < 300 and hmac.compare_digest(
+            "sha256=" + mac, request.headers.get("X-Adressat-Signature", ""))
+        posts.append((ok, json.loads(body)))
+        return web.Response(status=503 if len(posts) <= 2 else 204)  # the first two fail
+
+    async def receiver() -> None:
+        app = web.Application()
+        app.router.add_post("/hook", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr] # noqa: SLF001
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        await runner.cleanup()
+
+    rx = threading.Thread(target=lambda: asyncio.run(receiver()), daemon=True)
+    rx.start()
+    assert ready.wait(10)
+    home = tmp_path / "home"
+    home.mkdir()
+    key = tmp_path / "hook.key"
+    key.write_bytes(secret + b"\n")
+    server = _node(home, "--quiet-network", "--alert-webhook-url",
+                   f"http://127.0.0.1:{port[0]}/hook", "--alert-webhook-secret-file", str(key))
+    try:
+        _send_from(server, "Clinic", 10)
+        # an unexplained care complaint: a warning alert at once
+        body = json.dumps({"number": f"+{FIRST + 5000}", "sender": "Clinic",
+                           "about": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")}).encode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{server.http_port}/v1/care/complaints", data=body,
+            headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback
+            answer = json.loads(r.read())
+        assert answer["verdict"] == "unexplained" and answer["route"] == "netsim", answer
+        assert _wait(lambda: len(posts) >= 3, 20), posts
+        assert all(ok for ok, _ in posts)
+        assert [p["event"] for _, p in posts[:3]] == ["firing"] * 3  # retried until taken
+        assert len({p["delivery"] for _, p in posts[:3]}) == 1
+        alert_id = posts[0][1]["alert"]["id"]
+        out = adressat(home, "alarm", "ack", str(alert_id), "--note", "called back")
+        assert out.returncode == 0, out.stderr
+        assert _wait(lambda: posts[-1][1]["event"] == "acknowledged", 10), posts
+        acked = posts[-1][1]["alert"]
+        assert acked["acked_by"] and acked["note"] == "called back" and posts[-1][0]
+    finally:
+        server.stop()
+        stop.set()
+        rx.join(10)
