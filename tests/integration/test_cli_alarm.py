@@ -108,3 +108,30 @@ def test_audit_verdict_follows_the_acks(home: Path) -> None:
     assert adressat(home, "alarm", "ack", "1", "--note", "seen").returncode == 0
     out = adressat(home, "audit", "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--alert-webhook-url", "ftp://noc"), "--alert-webhook-url"),
+        (("--alert-webhook-url", "http://127.0.0.1:9/h", "--alert-webhook-secret-file",
+          "/nonexistent/key"), "--alert-webhook-secret-file"),
+        (("--routing-rules", "/nonexistent/rules.json"), "--routing-rules"),
+        (("--routing-rules", "RULES:not json"), "--routing-rules"),
+        (("--routing-rules", 'RULES:{"prefix": "46"}'), "--routing-rules"),
+        (("--routing-rules", 'RULES:[{"prefix": "46", "route": "r", "colour": 1}]'),
+         "unknown keys"),
+    ],
+)
+def test_run_refuses_bad_alert_settings_in_one_line(
+        tmp_path: Path, args: tuple[str, ...], says: str) -> None:
+    rules = tmp_path / "rules.json"
+    real = []
+    for a in args:
+        if a.startswith("RULES:"):
+            rules.write_text(a[len("RULES:"):])
+            a = str(rules)
+        real.append(a)
+    out = adressat(tmp_path / "h", "run", "--smpp-port", "0", "--http-port", "0", *real,
+                   timeout_s=30)
+    assert says in _one_line_error(out)

@@ -257,6 +257,19 @@ def test_a_complaint_the_node_cannot_explain_is_a_warning_on_its_place(tmp_path:
         assert a["severity"] == "warning" and a["place"]["route"] == "netsim"
         assert a["place"]["serving_node"] == answer["serving_node"]
         assert a["evidence"]["verdicts"] == {"unexplained": 1}
+        # the API's filters, and bad input: a JSON problem, nothing changed
+        firing = _json(server, "/v1/alerts?state=firing&acknowledged=false")["alerts"]
+        assert [x["id"] for x in firing] == [a["id"]]
+        assert _json(server, "/v1/alerts?state=resolved")["alerts"] == []
+        assert _json(server, f"/v1/alerts/{a['id']}")["summary"] == a["summary"]
+        for path, status in (("/v1/alerts?state=open", 400), ("/v1/alerts?acknowledged=no", 400),
+                             ("/v1/alerts?limit=0", 400), ("/v1/alerts?limit=x", 400),
+                             ("/v1/alerts?colour=red", 400), ("/v1/alerts/abc", 400),
+                             ("/v1/alerts/-3", 400), ("/v1/alerts/999999", 404)):
+            code, raw = server.http_get(path)
+            problem = json.loads(raw)
+            assert code == status and problem["status"] == status and problem["detail"], path
+        assert _alerts(server) == found
     finally:
         server.stop()
 
