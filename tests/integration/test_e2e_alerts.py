@@ -128,6 +128,8 @@ def test_no_alert_in_a_minute_of_normal_traffic(tmp_path: Path) -> None:
         assert sum(live["series"]["delivered"]) >= 4000
         assert len(live["series"]["t"]) == live["window_s"]
         assert live["alerts_open"] == 0 and live["queue"]["unfinished"] is not None
+        status = _json(server, "/status")["alerts"]
+        assert (status["open"], status["firing"]) == (0, 0) and status["last_tick_at"]
         report = audit(home)
         assert report["alerts_unacknowledged"] == 0 and report["alarms_unseen_by_alerts"] == 0
     finally:
@@ -154,6 +156,8 @@ def test_a_node_that_misdelivers_one_percent_is_named_within_10_s(tmp_path: Path
         assert a["severity"] == "critical" and a["rule"] in ("integrity", "canary_misdelivered")
         assert a["state"] == "firing" and a["acknowledged"] is False
         assert "msc-2" in a["summary"]
+        status = _json(server, "/status")["alerts"]
+        assert status["firing"] >= 1 and status["by_rule"].get("integrity/critical", 0) >= 1
         # nothing named another node (the fault is msc-2's only)
         others = [x for x in _alerts(server) if x["place"]["serving_node"] not in ("msc-2",)]
         assert all(x["rule"] != "integrity" for x in others), others

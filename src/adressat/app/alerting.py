@@ -132,6 +132,20 @@ class Alerting:
             out["webhook"] = self.webhook.stats()
         return out
 
+    def status(self) -> dict[str, Any]:
+        """``/status``'s ``alerts``: the open ones (firing or not acknowledged) by rule and
+        severity, how many fire, and the evaluator's last tick."""
+        open_alerts = self.evaluator.rules.open_alerts()
+        return {
+            "open": len(open_alerts),
+            "firing": sum(1 for a in open_alerts if a.state == "firing"),
+            "unacknowledged": sum(1 for a in open_alerts if not a.acked),
+            "by_rule": {f"{r}/{sev}": n for (r, sev), n in
+                        sorted(self.evaluator.open_counts().items())},
+            "last_tick_at": self.evaluator.last_tick_at,
+            "webhook": None if self.webhook is None else self.webhook.stats(),
+        }
+
     # --- /metrics -------------------------------------------------------------------------------
     def families(self) -> list[Metric]:
         counts: dict[tuple[str, ...], float] = {k: 0.0 for k in SEVERITY.items()}

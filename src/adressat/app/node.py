@@ -355,6 +355,7 @@ class Node:
             "sessions_bound": sessions,
             "routes_held": sorted(held),
             "accepted": self.ingress.accepted,
+            "alerts": self.alerting.status(),
         }
 
     def _write_node_file(self) -> None:
