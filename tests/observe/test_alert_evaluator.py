@@ -220,3 +220,37 @@ def test_metric_families_of_what_the_rules_read(store: Store) -> None:
             'serving_node="msc-1"} 20.0') in text
     assert 'adressat_attempt_latency_seconds_count{route="netsim",serving_node="msc-1"} 20.0' \
         in text
+
+
+def test_a_failed_write_loses_nothing_and_counts_nothing_twice(store: Store) -> None:
+    clock = Clock()
+    said: list[tuple[str, int]] = []
+    fail = [False]
+
+    async def read(fn: Callable[[Any], Any]) -> Any:
+        return fn(store)
+
+    async def write(fn: Callable[[Any], Any]) -> Any:
+        with store.batch():
+            out = fn(store)
+            if fail[0]:
+                fail[0] = False
+                raise OSError("disk full")  # the transaction is rolled back
+        return out
+
+    ev = AlertEvaluator(read, write, clock, AlertSettings(),
+                        on_change=lambda e, r: said.append((e, r.id)))
+    asyncio.run(ev.tick())
+    _alarm(store, T0)
+    clock.t += 1
+    fail[0] = True
+    with pytest.raises(OSError):
+        asyncio.run(ev.tick())
+    assert store.alerts() == [] and said == []  # nothing written, nothing said yet
+    _alarm(store, T0 + 1)
+    clock.t += 1
+    asyncio.run(ev.tick())
+    (a,) = store.alerts()
+    assert a.evidence["alarms"] == 2 and (a.alarm_first_id, a.alarm_last_id) == (1, 2)
+    assert said == [("firing", a.id)]  # said once, with its id, after the write
+    assert unseen_alarms(store) == 0

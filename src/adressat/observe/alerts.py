@@ -105,6 +105,7 @@ _BAD_RESULTS = frozenset({"failed", "lost", "late"})
 _NO_EVIDENCE_RESULTS = frozenset({"held"})
 _COMPLAINT_VERDICTS_QUIET = frozenset({"addressed_to_complainant"})
 _SAMPLE_IDS_MAX = 10
+_UNSAVED_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -775,7 +776,9 @@ class AlertEvaluator:
         self._accepted = accepted
         self._accepted_last: int | None = None
         self.on_change = on_change
-        self.wm = _Watermark()
+        self.wm = _Watermark()  # what has been read
+        self._saved_wm = _Watermark()  # what the store has
+        self._unsaved: list[Change] = []  # decided, not yet written (a write failed)
         self._started = False
         self.ticks = 0
         self.failures = 0
@@ -802,6 +805,7 @@ class AlertEvaluator:
             # the first evaluator of this store: the windows start at the present (the
             # attempts' history is the audit's); every alarm, probe and complaint is read
             self.wm.attempt_seq = last_seq
+        self._saved_wm = _Watermark.loads(text)
         self.rules.load(records)
         self._open_counts = self.rules.open_counts()
         self._started = True
@@ -895,44 +899,62 @@ class AlertEvaluator:
         self.last_timing_ms = {"attempts": round(1000 * t_read, 2),
                                "feed_max": round(self.feed_ms_max, 2),
                                "rules": round(1000 * (time.perf_counter() - t1), 2)}
+        # what was read is taken (read again after a failed write, it would count twice);
+        # what was decided waits in ``_unsaved`` until a write takes it, then is said
         wm = _Watermark(
             last_seq,
             alarms[-1].id if alarms else self.wm.alarm_id,
             probes[-1].id if probes else self.wm.probe_id,
             int(getattr(complaints[-1], "id", 0)) if complaints else self.wm.complaint_id,
         )
-        if changes or wm != self.wm:
-            await self._write(lambda st: self._persist(st, changes, wm))
         self.wm = wm
+        self._unsaved.extend(changes)
+        if len(self._unsaved) > _UNSAVED_MAX:  # the store down for long: keep the lifecycle
+            kept = [c for c in self._unsaved if c.event != "updated" or c.alert.id == 0]
+            self._unsaved = kept[-_UNSAVED_MAX:]
+        pending = self._unsaved
+        if pending or wm != self._saved_wm:
+            stored = await self._write(lambda st: self._persist(st, pending, wm))
+            for a, alert_id, acked in stored:
+                a.id = alert_id  # only once the transaction is committed
+                if acked is not None and not a.acked:
+                    a.acked_at, a.acked_by, a.note = acked.acked_at, acked.acked_by, acked.note
+            self._saved_wm = wm
+        self._unsaved = []
         self._open_counts = self.rules.open_counts()
         self.ticks += 1
         self.last_tick_at = now
-        self._say(changes)
+        self._say(pending)
+        changes = pending
         if now - self._retention_at >= 60.0:
             self._retention_at = now
             before = now - self.s.retention_s
             await self._write(lambda st: st.delete_alerts(before, 500))
         return changes
 
-    def _persist(self, st: Any, changes: list[Change], wm: _Watermark) -> None:
+    def _persist(self, st: Any, changes: list[Change], wm: _Watermark
+                 ) -> list[tuple[_Alert, int, AlertRecord | None]]:
         """One transaction: the new and changed alerts, then the watermarks (an alarm is
-        never past the watermark without its alert stored)."""
+        never past the watermark without its alert stored). Returns (alert, its id, the
+        stored record when it carries an ack) for the caller to apply once committed: a
+        rolled-back transaction must leave the rules' alerts as they were."""
         done: set[int] = set()
+        out: list[tuple[_Alert, int, AlertRecord | None]] = []
         for ch in changes:
             a = ch.alert
             if id(a) in done:
                 continue
             done.add(id(a))
-            if ch.event == "acknowledged":
+            if ch.event == "acknowledged" and a.id:
                 continue  # the CLI wrote it
             if a.id == 0:
-                a.id = st.open_alert(a.record()).id
+                out.append((a, st.open_alert(a.record()).id, None))
             else:
                 stored = st.update_alert(a.record())
-                if stored is not None and stored.acked_at is not None and not a.acked:
-                    a.acked_at, a.acked_by, a.note = (stored.acked_at, stored.acked_by,
-                                                      stored.note)
+                if stored is not None and stored.acked_at is not None:
+                    out.append((a, a.id, stored))
         st.set_meta(WATERMARK_META, wm.dumps())
+        return out
 
     def _say(self, changes: list[Change]) -> None:
         for ch in changes:
