@@ -29,6 +29,7 @@ from adressat.core.model import CANARY_ACCOUNT, Message
 from adressat.observe import metrics as mx
 from adressat.observe.health import EpisodeRecorder, NodeHealth
 from adressat.observe.logs import setup_logging
+from adressat.observe.overview import overview
 from adressat.routing import Router
 from adressat.smpp.session import SessionLimits
 from adressat.store.checkpoint import WalCheckpointer
@@ -356,6 +357,8 @@ class Node:
             "routes_held": sorted(held),
             "accepted": self.ingress.accepted,
             "alerts": self.alerting.status(),
+            **await loop.run_in_executor(None, overview, r, time.time(),
+                                         self.settings.canary_window_s),
         }
 
     def _write_node_file(self) -> None:
