@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from adressat.api import dashboard
 from adressat.api.http import HttpListener
 from adressat.core.accept import AcceptLimits
 from adressat.core.model import Message
@@ -160,6 +161,7 @@ class Node:
             # care and operator views (helper C)
 
             # dashboard (helper D)
+            dashboard.mount,
 
         ]
         self.http = HttpListener(self, mounts)
