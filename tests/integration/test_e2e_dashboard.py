@@ -6,7 +6,9 @@ with traffic (the test kit's load generator).
   depth, the last full second of throughput, the places of the failure-rate table;
 * they change without a reload; times are shown in the viewer's zone (the browser runs in
   Asia/Kolkata, UTC+05:30, the node in UTC);
-* the care console's lookup form shows the table ``/v1/care/lookup`` answers;
+* the care console's lookup form shows the table ``/v1/care/lookup`` answers; its complaint
+  form (the caller's number, "about when" in the viewer's zone, the sender) shows the verdict
+  and the complaint recorded is that one;
 * a screenshot is kept as a test artefact: ``artifacts/dashboard.png`` (the path is printed);
 * the node going away is shown as "node unreachable" and the page recovers by itself when the
   node is back (restarted on the same ports), without a reload.
@@ -30,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from adressat.store.sqlite import SqliteStore
 from adressat.testing.esme import EsmeClient
 from adressat.testing.load import LoadClient
 from adressat.testing.server import ServerProcess, adressat, free_port
@@ -182,7 +185,7 @@ def _care_messages(port: int) -> list[str]:
     """CARE_MESSAGES messages from the sender "ACME" to CARE_NUMBER; their ids."""
 
     async def run() -> list[str]:
-        c = EsmeClient("127.0.0.1", port, "care", "care", window=5)
+        c = EsmeClient("127.0.0.1", port, "care", "care", window=5, source_addr="ACME")
         await c.connect(retry_for_s=5.0)
         try:
             recs = await c.submit_many([CARE_NUMBER] * CARE_MESSAGES)
@@ -321,6 +324,22 @@ def test_the_dashboard_shows_what_the_apis_say(home: Path, browser: WebDriver) -
         assert int(b.execute_script(count)) <= elements + 20, (elements,
                                                               b.execute_script(count))
 
+        # the complaint form: the caller's own number, now in the viewer's zone, the sender
+        # shown. The node finds the messages of ACME addressed to that very number
+        b.find_element(By.ID, "complaint-number").send_keys(CARE_NUMBER)
+        b.find_element(By.ID, "complaint-sender").send_keys("ACME")
+        local_now = datetime.now(ZoneInfo(VIEWER_ZONE)).strftime("%Y-%m-%dT%H:%M:%S")
+        b.execute_script("document.getElementById('complaint-about').value = arguments[0]",
+                         local_now)
+        asked_at = time.time()
+        b.find_element(By.CSS_SELECTOR, "#complaint-form button[type=submit]").click()
+        verdict = b.find_element(By.ID, "complaint-verdict")
+        assert _wait(verdict.is_displayed, 10), _text(b, "complaint-note")
+        shown_verdict = verdict.get_attribute("data-value")
+        assert shown_verdict == "addressed_to_complainant", (shown_verdict,
+                                                             _text(b, "complaint-details"))
+        assert "recorded" in _text(b, "complaint-note")
+
         _screenshot(b, "dashboard.png")
         assert not _console_errors(b)
 
@@ -332,6 +351,18 @@ def test_the_dashboard_shows_what_the_apis_say(home: Path, browser: WebDriver) -
             assert code == 404 and json.loads(body)["error"] == "not_found", (path, code, body)
         assert traffic.error is None, traffic.error
         assert traffic.submitted > 0
+    # the complaint the page sent is the one recorded: the caller's number, the time the viewer
+    # meant (in their zone), the verdict shown
+    store = SqliteStore(home / "adressat.db")
+    try:
+        complaints = store.complaints_since(0, 10)
+    finally:
+        store.close()
+    assert len(complaints) == 1, complaints
+    c = complaints[0]
+    assert (c.number, c.sender, c.verdict) == (CARE_NUMBER, "ACME", shown_verdict), c
+    assert abs(c.about_at - asked_at) < 5, (c.about_at, asked_at)
+    assert c.message_id in ids
 
 
 def test_the_dashboard_says_node_unreachable_and_recovers(home: Path,

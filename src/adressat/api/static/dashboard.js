@@ -53,7 +53,8 @@
   }
   function td(content, cls) {
     const c = el("td", null, cls);
-    if (content instanceof Node) c.append(content); else c.textContent = content ?? "—";
+    if (content instanceof Node) c.append(content);
+    else c.textContent = content === null || content === undefined || content === "" ? "—" : content;
     return c;
   }
   function setFig(id, value, text) {
@@ -152,7 +153,7 @@
   function problem(res) {
     if (res.status === 0) return "no answer from the node";
     const b = res.body || {};
-    const why = b.detail || b.message || b.error || b.title;
+    const why = b.detail || b.title || b.error;
     return "HTTP " + res.status + (why ? ": " + (typeof why === "string" ? why : JSON.stringify(why)) : "");
   }
 
@@ -395,42 +396,58 @@
     const msgs = res.body.messages || [];
     fillRows(table, msgs.map((m) => {
       const r = el("tr");
-      const id = m.id ?? m.message_id;
+      const id = m.id;
       r.dataset.id = String(id);
-      r.append(td(id), td(m.direction), td(m.sender), td(m.recipient ?? m.destination),
-        td(timeEl(m.submitted_at)), td(timeEl(m.updated_at ?? m.final_at ?? m.done_at)),
-        td(m.state), td(m.route), td(m.serving_node));
+      r.append(td(id), td(m.direction), td(m.sender), td(m.destination),
+        td(timeEl(m.submitted_at)), td(timeEl(m.final_at)), td(m.state), td(m.route),
+        td(m.serving_node));
       return r;
     }), 9, "no messages to or from this number");
     table.hidden = false;
-    const more = msgs.length > ROWS_MAX ? ` (first ${ROWS_MAX} shown)` : "";
+    const more = msgs.length > ROWS_MAX ? ` (first ${ROWS_MAX} shown)`
+      : res.body.truncated ? " (the node's limit: there may be more, narrow “since”)" : "";
     note("lookup-note", `${msgs.length} message${msgs.length === 1 ? "" : "s"} for ` +
       `${res.body.number || number}${more}, looked up at ${fmtTime(Date.now() / 1000)}`);
   }
 
-  const SKIP = new Set(["text", "short_message", "content", "message_payload"]);
-  function detail(dl, key, value, depth) {
-    if (SKIP.has(key)) return;
-    if (Array.isArray(value)) {
-      dl.append(el("dt", key), el("dd", value.length === 0 ? "none" : null));
-      const dd = dl.lastChild;
-      for (const item of value.slice(0, ROWS_MAX)) {
-        if (item && typeof item === "object") {
-          const parts = Object.entries(item).filter(([k]) => !SKIP.has(k))
-            .map(([k, v]) => `${k}: ${/_at$/.test(k) && num(v) ? fmtTime(v) : v}`);
-          dd.append(el("div", parts.join(" · ")));
-        } else {
-          dd.append(el("div", item));
-        }
-      }
-    } else if (value && typeof value === "object" && depth < 2) {
-      for (const [k, v] of Object.entries(value)) detail(dl, key + " " + k, v, depth + 1);
+  // the complaint's answer (api/care.py): the verdict, the message found, the same way
+  function dd(dl, key, content) {
+    const d = el("dd");
+    if (content instanceof Node) d.append(content); else d.textContent = content ?? "—";
+    dl.append(el("dt", key), d);
+    return d;
+  }
+  function showComplaint(dl, b) {
+    const m = b.message;
+    if (m) {
+      dd(dl, "message", m.id);
+      dd(dl, "submitted", timeEl(m.submitted_at));
+      dd(dl, "state", m.state);
+      dd(dl, "intended for", m.intended_for);
+      dd(dl, "reached", m.reached);
+      dd(dl, "from account", m.account);
     } else {
-      const dd = el("dd");
-      if (/_at$|^about$/.test(key) && num(value)) dd.append(timeEl(value));
-      else dd.textContent = value === null || value === undefined ? "—" : String(value);
-      dl.append(el("dt", key), dd);
+      dd(dl, "message", "none found on record");
     }
+    dd(dl, "route", b.route);
+    dd(dl, "serving node", b.serving_node);
+    dd(dl, "about", timeEl(b.about));
+    dd(dl, "candidates", `${fmtInt(b.candidates)} from ${b.sender || "?"} within ` +
+      `${fmtAge(b.window_s)}`);
+    const same = (b.same_way && b.same_way.accounts) || {};
+    const list = dd(dl, "same way", null);
+    let n = 0;
+    for (const [account, msgs] of Object.entries(same)) {
+      for (const x of msgs) {
+        if (n++ >= ROWS_MAX) break;
+        const line = el("div");
+        line.append(`${x.id} · ${account} · `, timeEl(x.submitted_at),
+          ` · ${x.state} · for ${x.intended_for}` + (x.misdelivered ? " · MISDELIVERED" : ""));
+        list.append(line);
+      }
+    }
+    if (n === 0) list.textContent = "no other message of this sender went the same way";
+    if (num(b.complaint_id)) dd(dl, "complaint", "#" + b.complaint_id);
   }
 
   async function complain(ev) {
@@ -460,7 +477,7 @@
     verdict.dataset.value = v;
     verdict.className = "verdict " + (/misdeliver/.test(v) ? "bad" : "ok");
     verdict.hidden = false;
-    for (const [k, val] of Object.entries(b)) if (k !== "verdict") detail(dl, k, val, 0);
+    showComplaint(dl, b);
     note("complaint-note", "recorded at " + fmtTime(Date.now() / 1000));
   }
 
