@@ -231,9 +231,13 @@
   }
 
   const SEVERITY = { critical: 0, warning: 1 };
+  // open: firing, or resolved by the evidence but not yet acknowledged by a person (the same
+  // as /v1/live's alerts_open and the audit's verdict)
+  const isOpen = (a) => a.state === "firing" || !a.acknowledged;
   function renderAlerts(b) {
     const all = b.alerts || [];
-    const open = all.filter((a) => a.state === "firing").sort((a, c) =>
+    const open = all.filter(isOpen).sort((a, c) =>
+      (a.state === "firing" ? 0 : 1) - (c.state === "firing" ? 0 : 1) ||
       (SEVERITY[a.severity] ?? 2) - (SEVERITY[c.severity] ?? 2) ||
       (c.started_at || 0) - (a.started_at || 0));
     const count = $("alerts-open");
@@ -242,25 +246,28 @@
     count.classList.toggle("bad", open.length > 0);
     count.classList.toggle("ok", open.length === 0);
     fillRows($("alerts-table"), open.map((a) => {
-      const r = el("tr", null, a.severity === "critical" ? "bad" : "warn");
+      const firing = a.state === "firing";
+      const r = el("tr", null, !firing ? "" : a.severity === "critical" ? "bad" : "warn");
       r.dataset.id = String(a.id);
+      r.dataset.state = a.state;
       const p = a.place || {};
-      const where = [p.route && "route " + p.route, p.serving_node && "node " + p.serving_node]
-        .filter(Boolean).join(" · ") || "—";
+      const where = Object.entries(p).filter(([, v]) => v)
+        .map(([k, v]) => (k === "serving_node" ? "node" : k) + " " + v).join(" · ") || "—";
       const what = el("td");
       what.append(el("strong", a.rule), el("br"), el("span", a.summary || ""));
       const since = el("td");
-      since.append(timeEl(a.started_at), el("br"),
-        el("span", "last " + fmtTime(a.last_evidence_at), "muted"));
+      since.append(timeEl(a.started_at), el("br"));
+      if (firing) since.append(el("span", "last evidence " + fmtTime(a.last_evidence_at), "muted"));
+      else since.append(el("span", "resolved " + fmtTime(a.resolved_at), "state-ok"));
       const ack = a.acknowledged ? "by " + (a.acked_by || "?") + (a.note ? ": " + a.note : "")
         : "not yet";
       r.append(td(a.severity, "sev-" + a.severity), td(where), what, since, td(ack));
       return r;
     }), 5, "no open alerts");
     const now = Date.now() / 1000;
-    const recent = all.filter((a) => a.state === "resolved" && num(a.resolved_at) &&
+    const recent = all.filter((a) => !isOpen(a) && num(a.resolved_at) &&
       now - a.resolved_at < RECENT_S).length;
-    note("n-alerts", recent ? `${recent} resolved in the last hour` : "");
+    note("n-alerts", recent ? `${recent} resolved and acknowledged in the last hour` : "");
   }
 
   function renderCanaries(b) {
@@ -317,7 +324,7 @@
   // --- the loop --------------------------------------------------------------------------------
   const PANELS = [
     ["/v1/live", ["p-throughput", "p-latency", "p-queue", "p-places"], "n-live", renderLive],
-    ["/v1/alerts", ["p-alerts"], "n-alerts", renderAlerts],
+    ["/v1/alerts?limit=200", ["p-alerts"], "n-alerts", renderAlerts],
     ["/v1/canaries", ["p-canaries"], "n-canaries", renderCanaries],
     ["/status", [], null, renderStatus],
   ];
@@ -341,6 +348,7 @@
 
   async function tick() {
     const began = performance.now();
+    const beganAt = Date.now() / 1000;
     try {
       const answers = await Promise.all(PANELS.map(([path]) => getJson(path)));
       const reachable = answers.some((a) => a.status !== 0);
@@ -360,6 +368,7 @@
         const u = $("updated");
         u.textContent = fmtTime(Date.now() / 1000);
         u.dateTime = new Date().toISOString();
+        u.dataset.began = String(beganAt); // the answers shown were all asked after this
       }
     } finally {
       setTimeout(tick, Math.max(0, POLL_MS - (performance.now() - began)));
