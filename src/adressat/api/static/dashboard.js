@@ -35,8 +35,9 @@
   function fmtAge(s) {
     if (!num(s)) return "—";
     if (s < 60) return s.toFixed(s < 10 ? 1 : 0) + " s";
-    if (s < 3600) return Math.floor(s / 60) + " min " + Math.floor(s % 60) + " s";
-    return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+    const part = (n, unit) => (n ? " " + n + " " + unit : "");
+    if (s < 3600) return (Math.floor(s / 60) + " min" + part(Math.floor(s % 60), "s"));
+    return Math.floor(s / 3600) + " h" + part(Math.floor((s % 3600) / 60), "min");
   }
 
   // --- small DOM helpers ---------------------------------------------------------------------
@@ -126,7 +127,7 @@
       chart.lines[k].setAttribute("points", pts.join(" "));
     });
     chart.grid[0].textContent = "0";
-    chart.grid[1].textContent = fmt(top / 2);
+    chart.grid[1].textContent = Number.isInteger(top / 2) ? fmt(top / 2) : (top / 2).toFixed(1);
     chart.grid[2].textContent = fmt(top);
     chart.xl.textContent = fmtTime(tStart);
     chart.xr.textContent = fmtTime(tEnd);
@@ -220,13 +221,15 @@
       m.setAttribute("aria-hidden", "true");
       const rate = el("td");
       rate.append(m, el("span", fmtPct(p.failure_rate)));
-      if ((p.failure_rate || 0) >= 0.05) r.className = "bad";
+      if ((p.failure_rate || 0) >= 0.05 || p.quarantined > 0) r.className = "bad";
       else if ((p.failure_rate || 0) >= 0.01) r.className = "warn";
       r.append(td(route), td(node), td(fmtInt(p.attempts), "num"), td(fmtInt(p.failures), "num"),
-        rate, td(fmtMs(p.latency_p50_ms), "num"), td(fmtMs(p.latency_p95_ms), "num"),
+        rate, td(fmtInt(p.subscriber_failures), "num"), td(fmtInt(p.quarantined), "num"),
+        td(fmtMs(p.latency_p50_ms), "num"), td(fmtMs(p.latency_p95_ms), "num"),
         td(fmtMs(p.latency_p99_ms), "num"));
       return r;
-    }), 8, "no attempts in the last 60 s");
+    }), 10, "no attempts in this window");
+    if (num(b.places_window_s)) $("places-window").textContent = fmtAge(b.places_window_s);
     note("n-live", "");
   }
 
@@ -307,7 +310,7 @@
   function renderStatus(b) {
     const node = b.node || {};
     const health = b.health || {};
-    $("node-id").textContent = node.node_id ? "· " + node.node_id : "";
+    $("node-id").textContent = node.node_id ? "· node " + node.node_id : "";
     const h = $("health");
     const ready = health.ready === true;
     const reasons = (health.reasons || []).map((r) => (typeof r === "string" ? r : r.kind || JSON.stringify(r)));
@@ -444,7 +447,7 @@
     dd(dl, "candidates", `${fmtInt(b.candidates)} from ${b.sender || "?"} within ` +
       `${fmtAge(b.window_s)}`);
     const same = (b.same_way && b.same_way.accounts) || {};
-    const list = dd(dl, "same way", null);
+    const list = dd(dl, "same way", el("span"));
     let n = 0;
     for (const [account, msgs] of Object.entries(same)) {
       for (const x of msgs) {
@@ -456,6 +459,7 @@
       }
     }
     if (n === 0) list.textContent = "no other message of this sender went the same way";
+    else list.firstChild.remove();
     if (num(b.complaint_id)) dd(dl, "complaint", "#" + b.complaint_id);
   }
 
