@@ -59,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             **({"retry_delays_s": args.retry_delays_s} if args.retry_delays_s else {}),
             **_edge_limits(args),
             # issue 10 settings: canary (A)
+            **{k: v for k in CANARY_SETTINGS if (v := getattr(args, k, None)) is not None},
 
             # issue 10 settings: alerts (B)
 
@@ -84,6 +85,8 @@ EDGE_LIMITS = ("sessions_max", "account_sessions_max", "account_binds_per_minute
                "pdu_read_timeout_s")
 
 
+CANARY_SETTINGS = ("canary_interval_s", "canary_deadline_s", "canary_window_s",
+                   "canaries_per_node")
 HEALTH_SETTINGS = ("delivery_heartbeat_timeout_s", "due_wait_s_max", "stall_check_interval_s",
                    "store_probe_interval_s")
 
@@ -164,6 +167,10 @@ def cmd_account(args: argparse.Namespace) -> int:
         if args.account_cmd == "add":
             if not 1 <= len(args.name) <= 15 or not args.name.isprintable():
                 print("account name: 1..15 printable characters (SMPP system_id)", file=sys.stderr)
+                return 2
+            if args.name.startswith("_"):
+                print(f"account name {args.name!r}: names starting with '_' are the node's own"
+                      " (the canary prober's)", file=sys.stderr)
                 return 2
             if not 1 <= len(args.password) <= 8:
                 print("password: 1..8 characters (SMPP 3.4 password field)", file=sys.stderr)
@@ -281,6 +288,20 @@ def cmd_fault(args: argparse.Namespace) -> int:
                 if not 0.0 <= args.rate <= 1.0:
                     print("--rate must be within 0..1", file=sys.stderr)
                     return 2
+                node = args.node or ""
+                if node:
+                    from adressat.delivery.faults import INTERNAL_FAULTS
+                    from adressat.netsim import NetsimSettings
+
+                    nodes = NetsimSettings().nodes
+                    if node not in nodes:
+                        print(f"unknown serving node {node!r}; known: {', '.join(nodes)}",
+                              file=sys.stderr)
+                        return 2
+                    if args.name in INTERNAL_FAULTS:
+                        print(f"fault {args.name!r} is adressat's own: it has no --node",
+                              file=sys.stderr)
+                        return 2
                 params: dict[str, object] = {}
                 for kv in args.param or ():
                     k, _, v = kv.partition("=")
@@ -289,13 +310,14 @@ def cmd_fault(args: argparse.Namespace) -> int:
                     except ValueError:
                         params[k] = v
                 setting = FaultSetting(
-                    args.name, True, args.rate, args.route or "", params, time.time()
+                    args.name, True, args.rate, args.route or "", params, time.time(), node
                 )
             else:
                 setting = FaultSetting(args.name, False, 1.0, "", {}, time.time())
             store.set_fault(setting)
             state = "on" if setting.on else "off"
             where = f" route={setting.route}" if setting.route else ""
+            where += f" node={setting.node}" if setting.node else ""
             print(
                 f"fault {args.name} {state} rate={setting.rate}{where}"
                 " (the running node applies it within a second)"
@@ -313,6 +335,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
                     "on": bool(f and f.on),
                     "rate": f.rate if f and f.on else None,
                     "route": (f.route or None) if f and f.on else None,
+                    "node": (f.node or None) if f and f.on else None,
                     "params": f.params if f and f.on else {},
                     "fired": int(c.get("fired", 0)),
                     "opportunities": int(c.get("opportunities", 0)),
@@ -326,6 +349,8 @@ def cmd_fault(args: argparse.Namespace) -> int:
                 state = f"on rate={r['rate']}" if r["on"] else "off"
                 if r["route"]:
                     state += f" route={r['route']}"
+                if r["node"]:
+                    state += f" node={r['node']}"
                 print(f"{r['name']}\t{state}\tfired={r['fired']}\t{r['description']}")
         return 0
     finally:
@@ -394,7 +419,8 @@ def cmd_incident(args: argparse.Namespace) -> int:
         print(f"account {name}: {counts}")
         for c in CATEGORIES:
             for mid in acc[c]:
-                print(f"  {c}\t{mid}")
+                node = acc["serving_nodes"].get(mid)
+                print(f"  {c}\t{mid}" + (f"\tserving_node={node}" if node else ""))
     return 0
 
 
@@ -571,6 +597,18 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--pdu-read-timeout-s", type=_seconds, metavar="S",
                       help="from a PDU's first octet to its last, or the session is closed"
                       f" ({_default('pdu_read_timeout_s')}; 0: never)")
+    canary = r.add_argument_group("canary prober (docs/canary.md; defaults: app/settings.py)")
+    canary.add_argument("--canary-interval-s", type=_seconds, metavar="S",
+                        help="a probe per route and serving node this often"
+                        f" ({_default('canary_interval_s')}; 0: no prober)")
+    canary.add_argument("--canary-deadline-s", type=_positive_seconds, metavar="S",
+                        help="a probe not stored by its canary within it has not passed"
+                        f" ({_default('canary_deadline_s')})")
+    canary.add_argument("--canary-window-s", type=_positive_seconds, metavar="S",
+                        help="'all passed' is judged over this window"
+                        f" ({_default('canary_window_s')})")
+    canary.add_argument("--canaries-per-node", type=_count(0), metavar="N",
+                        help=f"canary SIMs per serving node ({_default('canaries_per_node')})")
     health = r.add_argument_group("heal or shout (defaults: app/settings.py)")
     health.add_argument("--delivery-heartbeat-timeout-s", type=_positive_seconds, metavar="S",
                         help="a delivery process silent this long is killed and started anew"
@@ -635,6 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
     fon.add_argument("name")
     fon.add_argument("--rate", type=float, default=1.0, help="probability per opportunity")
     fon.add_argument("--route", default=None, help="only on this route")
+    fon.add_argument("--node", default=None,
+                     help="only at this serving node (netsim's faults), e.g. msc-2")
     fon.add_argument(
         "--param",
         action="append",

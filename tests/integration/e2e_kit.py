@@ -46,6 +46,19 @@ def inbox(home: Path, msisdn: str | None = None) -> list[InboxRecord]:
     return list(read_inbox(home, msisdn=msisdn))
 
 
+def customer_inbox(home: Path) -> list[InboxRecord]:
+    """The inbox without the canary prober's messages (account ``_canary``, judged by the
+    prober itself): what customers' traffic put on the handsets."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{home / 'adressat.db'}?mode=ro", uri=True)
+    try:
+        canary = {r[0] for r in conn.execute("SELECT id FROM messages WHERE account = '_canary'")}
+    finally:
+        conn.close()
+    return [r for r in read_inbox(home) if r.smsc_message_id not in canary]
+
+
 def wait_for(cond: Callable[[], bool], timeout_s: float = 10.0, step_s: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -18,9 +18,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from e2e_kit import wait_for
+from e2e_kit import customer_inbox, wait_for
 
-from adressat.netsim import read_inbox
 from adressat.sms.receipt import ReceiptStat
 from adressat.testing.esme import EsmeClient
 from adressat.testing.server import ServerProcess, adressat, audit
@@ -76,7 +75,7 @@ async def submit_and_receipt(port: int, dests: list[str], during=None) -> EsmeCl
 def check_exactly_once(home: Path, client: EsmeClient) -> None:
     acked = {r.message_id: r.dest for r in client.submits if r.acked}
     assert len(acked) == len(client.submits)  # the SMPP process never stopped accepting
-    stored = [rec for rec in read_inbox(home) if not rec.duplicate]
+    stored = [rec for rec in customer_inbox(home) if not rec.duplicate]
     per_id = Counter(rec.smsc_message_id for rec in stored)
     assert set(per_id) == set(acked)
     assert all(n == 1 for n in per_id.values())

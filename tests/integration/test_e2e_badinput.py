@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from e2e_kit import RawEsme, close_all, frame, inbox, wait_for
+from e2e_kit import RawEsme, close_all, customer_inbox, frame, inbox, wait_for
 
 from adressat.smpp import codec
 from adressat.smpp.constants import CommandId as C
@@ -328,7 +328,7 @@ def test_receipts_survive_a_restart(tmp_path_factory: pytest.TempPathFactory) ->
             r = raw.call(C.SUBMIT_SM, destination_addr=d, registered_delivery=1, **SUBMIT)
             assert r.command_status == S.ESME_ROK
             mids[str(r.fields["message_id"])] = d
-        assert wait_for(lambda: len(inbox(home)) == 5)
+        assert wait_for(lambda: len(customer_inbox(home)) == 5)
         raw.close()
         assert srv.stop() == 0
         assert audit(home)["receipts_pending"] == 5

@@ -93,6 +93,7 @@ def test_catalogue_listed_off_with_descriptions(tmp_path: Path) -> None:
         "ack_lost",
         "ack_duplicated",
         "ack_late",
+        "system_failure",
         "register_unavailable",
         "absent_for_hours",
         "memory_full_then_alert",

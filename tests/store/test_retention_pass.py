@@ -128,3 +128,21 @@ def test_retention_durations_on_the_command_line() -> None:
     assert (args.content_retention, args.record_retention) == (0.0, 3.0)
     defaults = build_parser().parse_args(["run"])
     assert (defaults.content_retention, defaults.record_retention) == (7 * 86400.0, 90 * 86400.0)
+
+
+def test_canary_probes_deleted_after_their_retention_never_after_the_records() -> None:
+    from adressat.core.model import CanaryProbe
+
+    store = MemoryStore()
+    store.append_canary_probes([
+        CanaryProbe(0, at, "netsim", "msc-1", "46701099999", f"m{at}", "passed", 0.1)
+        for at in (100.0, 500.0, 900.0, 990.0)
+    ])
+    r = _pass(store, 1000.0, content_retention_s=1e9, record_retention_s=1e9,
+              canary_probes_retention_s=200.0, batch_max=1)
+    assert r.canary_probes_deleted == 2  # batch after batch
+    assert [p.at for p in store.canary_probes_since(0, 10)] == [900.0, 990.0]
+    # the records' retention is the upper bound
+    r = _pass(store, 1000.0, content_retention_s=1e9, record_retention_s=50.0,
+              canary_probes_retention_s=86400.0)
+    assert [p.at for p in store.canary_probes_since(0, 10)] == [990.0]

@@ -46,15 +46,17 @@ from typing import Any
 
 from adressat.core.health import Episode
 from adressat.core.integrity import FaultSetting
-from adressat.core.model import Message
+from adressat.core.model import CANARY_ACCOUNT, Message
 from adressat.core.retry import RetryPolicy
 from adressat.delivery.faults import InternalFaults
 from adressat.delivery.netsim_adapter import NetsimAdapter
 from adressat.delivery.worker import DeliveryWorker
 from adressat.netsim import Faults, FaultSwitchboard, NetsimSettings, Network
+from adressat.observe.canary import CanaryProber, netsim_routes, tp_ud_digest
 from adressat.observe.faults import FAULT_COUNTERS_META, network_switchboard
 from adressat.observe.logs import setup_logging
 from adressat.observe.metrics import multiprocess_env, observe_batch
+from adressat.routing import Router
 from adressat.store.commit import GroupCommitter
 
 from .home import private_umask
@@ -67,9 +69,11 @@ _PR_SET_PDEATHSIG = 1
 
 def netsim_settings(s: Settings) -> NetsimSettings:
     base = NetsimSettings(seed=s.netsim_seed, subscribers=s.subscribers,
-                          msisdn_first=int(s.first_msisdn))
+                          msisdn_first=int(s.first_msisdn),
+                          canaries_per_node=s.canaries_per_node)
     return base if s.netsim_realistic else NetsimSettings.quiet(
-        seed=s.netsim_seed, subscribers=s.subscribers, msisdn_first=int(s.first_msisdn))
+        seed=s.netsim_seed, subscribers=s.subscribers, msisdn_first=int(s.first_msisdn),
+        canaries_per_node=s.canaries_per_node)
 
 
 def own_route_kind(name: str) -> str:
@@ -118,6 +122,24 @@ class DeliveryNode:
             backoff_s_max=s.delivery_backoff_s_max,
             on_episode=on_episode,
         )
+        # the canary prober (observe/canary.py): its probes go in through accept_message
+        # and this committer, and it watches what the handsets store
+        self.prober: CanaryProber | None = None
+        if s.canary_interval_s > 0:
+            first, last = netsim_settings(s).msisdn_range
+            self.prober = CanaryProber(
+                committer,
+                netsim_routes(Router("own", [(first, last)], None)),
+                self.network.register.canaries(),
+                self.network.register.identity,
+                tp_ud_digest,
+                self.worker.wake,
+                tag_key,
+                node_id=s.node_id,
+                interval_s=s.canary_interval_s,
+                deadline_s=s.canary_deadline_s,
+                validity_s=s.canary_validity_s,
+            )
         self._tasks: list[asyncio.Task[Any]] = []
 
     @property
@@ -157,7 +179,8 @@ class DeliveryNode:
                         self.internal_faults.off(f.name)
                 elif board is not None:
                     if f.on:
-                        board.on(f.name, rate=f.rate, route=route, **params)
+                        board.on(f.name, rate=f.rate, route=route, node=f.node or None,
+                                 **params)
                     else:
                         board.off(f.name)
                 else:
@@ -170,7 +193,7 @@ class DeliveryNode:
             self._faults_applied[f.name] = f
             changed.append(f.name)
             log.warning("fault switched", extra={"fault": f.name, "on": f.on, "rate": f.rate,
-                                                 "route": f.route})
+                                                 "route": f.route, "serving_node": f.node})
         return changed
 
     def fault_counters(self) -> dict[str, dict[str, int]]:
@@ -224,9 +247,14 @@ class DeliveryNode:
             asyncio.create_task(self._fault_loop(), name="faults"),
             self.network.start(),
         ]
+        if self.prober is not None:
+            self.network.on_stored(self.prober.on_stored)
+            self._tasks.append(asyncio.create_task(self.prober.run(), name="canary"))
 
     async def stop(self) -> None:
         self.worker.stop()
+        if self.prober is not None:
+            self.prober.stop()
         for t in self._tasks:
             if t.get_name() != "delivery":  # the worker finishes the attempts in flight
                 t.cancel()
@@ -510,6 +538,8 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
         finals.clear()
 
     def on_final(msg: Message) -> None:
+        if msg.account == CANARY_ACCOUNT:  # no receipt, not in the queue gauge's count
+            return
         if not finals:
             loop.call_soon(flush)
         finals[msg.account] += 1

@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from adressat.api import canary as canary_api
 from adressat.api import dashboard
 from adressat.api.http import HttpListener
 from adressat.core.accept import AcceptLimits
-from adressat.core.model import Message
+from adressat.core.model import CANARY_ACCOUNT, Message
 from adressat.observe import metrics as mx
 from adressat.observe.health import EpisodeRecorder, NodeHealth
 from adressat.observe.logs import setup_logging
@@ -101,7 +102,8 @@ class Node:
         self.retention = Retention(self.committer, content_retention_s=s.content_retention_s,
                                    record_retention_s=s.record_retention_s,
                                    interval_s=s.retention_interval_s,
-                                   batch_max=s.retention_batch_max)
+                                   batch_max=s.retention_batch_max,
+                                   canary_probes_retention_s=s.canary_probes_retention_s)
         self.ingress = Ingress(
             self.committer,
             self.router,
@@ -155,6 +157,7 @@ class Node:
         # the listener's pages and APIs beyond health, metrics and status (api/*.py)
         mounts: list[Any] = [
             # canary (helper A)
+            canary_api.mount(self._reader.canary_states, s.canary_window_s),
 
             # alerts (helper B)
 
@@ -373,6 +376,8 @@ class Node:
                 self.receipts.wake(m.account)
 
     def _on_final(self, msg: Message) -> None:
+        if msg.account == CANARY_ACCOUNT:  # the prober's own: no receipt, never queued here
+            return
         self._on_finals({msg.account: 1})
 
     def _on_finals(self, finals: dict[str, int]) -> None:

@@ -60,6 +60,7 @@ class Retention:
         interval_s: float = 1.0,
         batch_max: int = 100,
         clock: Callable[[], float] = time.time,
+        canary_probes_retention_s: float | None = None,
     ) -> None:
         if content_retention_s < 0 or record_retention_s < 0:
             raise ValueError("retention must be >= 0")
@@ -71,6 +72,12 @@ class Retention:
         self.interval_s = interval_s
         self.batch_max = batch_max
         self.clock = clock
+        # canary probe results: kept this long, and never longer than the records
+        self.canary_probes_retention_s = (
+            record_retention_s if canary_probes_retention_s is None
+            else min(max(0.0, canary_probes_retention_s), record_retention_s)
+        )
+        self.canary_probes_deleted = 0
         self.passes = 0
         self.failures = 0
         self.purged = 0
@@ -113,6 +120,14 @@ class Retention:
             # a full batch of either (the newest receipt's message or alarm may be held back
             # from it: one less), else this pass is done
             if not any(n and n >= limit - 1 for n in (d.messages, d.alarms)):
+                break
+            await self._paced(started)
+        canary_before = now - self.canary_probes_retention_s
+        while not self._stopping:
+            started = time.perf_counter()
+            n = await self.committer.run(lambda s: s.delete_canary_probes(canary_before, limit))
+            self.canary_probes_deleted += n
+            if n < limit:
                 break
             await self._paced(started)
         for account, n in sorted(unsent.items()):  # once per account and pass

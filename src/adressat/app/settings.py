@@ -97,7 +97,13 @@ class Settings:
     log_format: str = "text"
     log_level: str = "info"
 
-    # canary prober (issue 10, helper A)
+    # canary prober (issue 10, helper A; docs/canary.md)
+    canary_interval_s: float = 5.0  # one probe per (route, serving node) this often; 0: none
+    canary_deadline_s: float = 10.0  # stored by the canary's handset within it, or not passed
+    canary_validity_s: float = 60.0  # a probe message's validity (then it expires: lost)
+    canary_window_s: float = 300.0  # "all passed over the last ..." (GET /v1/canaries, status)
+    canary_probes_retention_s: float = 86400.0  # probe results kept this long
+    canaries_per_node: int = 2  # canary SIMs netsim designates per serving node
 
 
     # alerts (issue 10, helper B)

@@ -75,6 +75,8 @@ class Alarm:
     adapter: str = ""
     detail: str = ""
     id: int = 0
+    #: netsim's MSC/VLR the attempt went to (e.g. "msc-2"); None when not known/before v12
+    serving_node: str | None = None
 
     @property
     def trips_breaker(self) -> bool:
@@ -105,3 +107,4 @@ class FaultSetting:
     route: str = ""  # "" = every route
     params: dict[str, object] = field(default_factory=dict, hash=False)
     updated_at: float = 0.0
+    node: str = ""  # "" = every serving node (netsim faults only)

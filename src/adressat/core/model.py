@@ -221,6 +221,93 @@ class AttemptRecord:
     ended_at: float | None
     outcome: str
     error: int | None = None
+    #: netsim's MSC/VLR the register answered for this attempt (e.g. "msc-2"); None when
+    #: none was answered (unknown, absent, a refusal before the lookup) or before schema v12
+    serving_node: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    """One attempt as the operator's views read it (``Store.attempts_since``): where it went
+    (account, route, serving node), how it ended, and when its message was submitted (None
+    once the message's row is gone by retention). No number, no text."""
+
+    seq: int
+    message_id: str
+    account: str
+    route: str
+    serving_node: str | None
+    outcome: str
+    error: int | None
+    started_at: float
+    ended_at: float | None
+    submitted_at: float | None
+
+
+#: Results of a canary probe (observe/canary.py).
+CANARY_RESULTS: tuple[str, ...] = (
+    "passed", "misdelivered", "wrong_content", "late", "lost", "failed",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryProbe:
+    """One canary probe's result. ``id`` is given by the store (0 before it is appended).
+    ``at`` is when the probe was sent; ``latency_s`` from then to the canary handset storing
+    it (None: not stored). ``detail`` is a short machine-readable string (never text)."""
+
+    id: int
+    at: float
+    route: str
+    serving_node: str | None
+    destination: str
+    message_id: str
+    result: str
+    latency_s: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryState:
+    """The canaries of one (route, serving node) over the last ``window_s``: ``all_passed``
+    when there was at least one probe and every one passed; ``passing_since`` the time of
+    the first probe that passed after the last one that did not (None when the last one did
+    not pass)."""
+
+    route: str
+    serving_node: str | None
+    probes: int
+    passed: int
+    failed: int
+    last_at: float | None
+    last_result: str | None
+    all_passed: bool
+    passing_since: float | None
+
+
+def canary_state(
+    route: str,
+    serving_node: str | None,
+    window: Sequence[tuple[float, str]],
+    last_at: float | None,
+    last_result: str | None,
+    passing_since: float | None,
+) -> CanaryState:
+    """The state of one place from its probes in the window ((at, result), any order), its
+    latest probe kept and the start of its current run of passes (both store back ends)."""
+    passed = sum(1 for _, r in window if r == "passed")
+    failed = len(window) - passed
+    return CanaryState(
+        route,
+        serving_node,
+        len(window),
+        passed,
+        failed,
+        last_at,
+        last_result,
+        bool(window) and failed == 0,
+        passing_since if last_result == "passed" else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

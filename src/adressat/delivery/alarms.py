@@ -46,6 +46,7 @@ def log_alarm(alarm: Alarm) -> None:
             "route": alarm.route,
             "node": alarm.node,
             "adapter": alarm.adapter,
+            "serving_node": alarm.serving_node,
             "detail": alarm.detail,
         },
     )
@@ -83,4 +84,5 @@ def alarm_for(msg: Message, outcome: Outcome, now: float, node: int, adapter: st
             f" network_node={outcome.node}"
             + (f" addressed={outcome.addressed_imsi}" if outcome.addressed_imsi else "")
         ),
+        serving_node=outcome.node,
     )

@@ -80,7 +80,7 @@ from typing import Any
 
 from adressat.core.health import Backoff, Episode, EpisodeKind
 from adressat.core.integrity import Alarm, AlarmKind
-from adressat.core.model import AttemptRecord, Message, State
+from adressat.core.model import CANARY_ACCOUNT, AttemptRecord, Message, State
 from adressat.core.retry import RetryPolicy
 from adressat.delivery.adapter import Adapter, Outcome, OutcomeKind
 from adressat.delivery.alarms import (
@@ -543,7 +543,8 @@ class DeliveryWorker:
             outcome = await self._attempt(self._pairing(msg))
         finally:
             self._in_flight.pop(msg.id, None)
-        self._attempt_counts.add(msg.route, outcome.kind.value)
+        if msg.account != CANARY_ACCOUNT:  # the prober's own have their metrics
+            self._attempt_counts.add(msg.route, outcome.kind.value, outcome.node or "")
         if self._trips_at_once(msg, outcome):
             # Hint before the commit: claimed messages of this route that have not started
             # yet are held instead of sent while the alarm's transaction is in the group
@@ -634,7 +635,8 @@ class DeliveryWorker:
             self._held = self._held - {msg.route}
             return False, None
         self.held += 1
-        HELD.labels(msg.account, msg.route).inc()
+        if msg.account != CANARY_ACCOUNT:
+            HELD.labels(msg.account, msg.route).inc()
         log.debug(
             "held: route breaker open",
             extra={"message_id": msg.id, "account": msg.account, "route": msg.route,
@@ -725,6 +727,7 @@ class DeliveryWorker:
             ended_at=ended_at,
             outcome=outcome.kind.value if sent else plan.new_state.value,
             error=int(outcome.error),
+            serving_node=outcome.node,
         )
 
         alarmed = plan.new_state is State.QUARANTINED or (
@@ -795,6 +798,7 @@ class DeliveryWorker:
                 node=self.node,
                 adapter=self._adapter_name(msg.route),
                 detail=f"imsi={outcome.imsi} msisdn={outcome.msisdn}",
+                serving_node=outcome.node,
             )
 
             def dup_op(store: Store) -> tuple[Alarm, bool]:
@@ -826,7 +830,7 @@ class DeliveryWorker:
         if stored_alarm is not None:
             self._after_alarm(stored_alarm, tripped)
         self._count(new.state)
-        if new.state is State.HELD:
+        if new.state is State.HELD and new.account != CANARY_ACCOUNT:
             HELD.labels(new.account, new.route).inc()
         if new.is_final:
             self._log_final(new, outcome.reason, outcome.node)
@@ -952,6 +956,12 @@ class DeliveryWorker:
                     error=int(DeliveryError.IDENTITY_MISMATCH),
                 )
                 detail += " quarantined"
+            # where it went: the serving node of the message's latest attempt that had one
+            serving = next(
+                (a.serving_node for a in reversed(store.attempts_for_message(msg_id))
+                 if a.serving_node),
+                None,
+            ) if msg is not None else None
             alarm = Alarm(
                 at=now,
                 kind=kind,
@@ -961,6 +971,7 @@ class DeliveryWorker:
                 node=self.node,
                 adapter="" if msg is None else self._adapter_name(msg.route),
                 detail=detail,
+                serving_node=serving,
             )
             return record_alarm(store, alarm, threshold, now)
 
@@ -995,9 +1006,10 @@ class DeliveryWorker:
             self.held += 1
 
     def _notify_final(self, msg: Message) -> None:
-        self._finals.add(msg.account, msg.route, msg.state.value)
-        if msg.final_at is not None:
-            DELIVERY_LATENCY.observe(max(0.0, msg.final_at - msg.submitted_at))
+        if msg.account != CANARY_ACCOUNT:  # customer figures leave the prober's out
+            self._finals.add(msg.account, msg.route, msg.state.value)
+            if msg.final_at is not None:
+                DELIVERY_LATENCY.observe(max(0.0, msg.final_at - msg.submitted_at))
         try:
             self.on_final(msg)
         except Exception as e:  # noqa: BLE001 - a broken hint must not stop delivery

@@ -103,6 +103,7 @@ class FaultState:
     params: Mapping[str, ParamValue]
     fired: int
     opportunities: int
+    node: str | None = None
 
 
 CATALOGUE: tuple[FaultSpec, ...] = (
@@ -140,6 +141,10 @@ CATALOGUE: tuple[FaultSpec, ...] = (
         {"delay_s": 2.0},
     ),
     FaultSpec(
+        "system_failure",
+        "the serving node answers MT-ForwardSM with System Failure (temporary for the SMSC)",
+    ),
+    FaultSpec(
         "register_unavailable",
         "the subscriber register does not answer",
     ),
@@ -169,6 +174,7 @@ class _Switch:
     params: dict[str, ParamValue] = field(default_factory=dict)
     fired: int = 0
     opportunities: int = 0
+    node: str | None = None
 
 
 @dataclass(slots=True)
@@ -191,6 +197,9 @@ class FaultSwitchboard(Faults):
     does not change another's draws.
 
     ``route``: a fault switched on with ``route=R`` fires only where the route name is R.
+    ``node``: one switched on with ``node=N`` fires only at serving node N (the node the
+    lookup answered, the node a forward goes through); a draw that names no node (the
+    SMSC's own faults) never fires a node-scoped fault.
     The hooks of this network use ``route_name`` (``"netsim"``, the one route the simulated
     network has). Other parts of adressat (the SMSC's own faults) may add entries with
     ``define(name, description)`` and draw with ``fires(name, route=...)`` passing their
@@ -246,6 +255,11 @@ class FaultSwitchboard(Faults):
       the real Ack reaches the late-ack channel ``delay_s`` after the store.
     - ``ack_duplicated`` (per Ack; param ``delay_s=0.5``): ``forward_sm`` returns the Ack;
       the same Ack reaches the late-ack channel again ``delay_s`` later.
+    - ``system_failure`` (per forward, before it reaches a handset): the node answers
+      MT-ForwardSM with the MAP error System Failure (TS 29.002 §17.6.5, the errors of
+      mt-ForwardSM, local:44; §12.9.1 MAP_MT_FORWARD_SHORT_MESSAGE: the user error of a
+      node that cannot carry the message now): ``Failure(SYSTEM_FAILURE)``, temporary (the
+      SMSC defers and retries). Nobody stores it. Scope it to one node with ``node=``.
     - ``register_unavailable`` (per lookup): ``lookup`` raises ``RegisterUnavailable``.
     - ``absent_for_hours`` (per lookup of a reachable subscriber; params ``hours=3.0``,
       ``known=True``): A is detached until now + hours. ``known=True``: IMSI detach, the
@@ -292,9 +306,15 @@ class FaultSwitchboard(Faults):
             self._switches[name] = _Switch(spec, rng, params=dict(params))
 
     def on(
-        self, name: str, rate: float = 1.0, route: str | None = None, **params: ParamValue
+        self,
+        name: str,
+        rate: float = 1.0,
+        route: str | None = None,
+        node: str | None = None,
+        **params: ParamValue,
     ) -> FaultState:
-        """Switch ``name`` on (again: new rate, route and parameters over the defaults)."""
+        """Switch ``name`` on (again: new rate, route, node and parameters over the
+        defaults). ``node``: only at that serving node (None: every node)."""
         if not 0.0 <= rate <= 1.0:
             raise ValueError("rate must be within 0..1")
         with self._lock:
@@ -306,6 +326,7 @@ class FaultSwitchboard(Faults):
                 merged[key] = _coerce(name, key, merged[key], value)
             self._check(name, merged)
             switch.on, switch.rate, switch.route, switch.params = True, rate, route, merged
+            switch.node = node or None
             self._any_on = True
             return _state(switch)
 
@@ -334,12 +355,15 @@ class FaultSwitchboard(Faults):
         switch = self._switches.get(name)
         return switch is not None and switch.on
 
-    def fires(self, name: str, route: str | None = None) -> bool:
-        """One opportunity for ``name`` on ``route``: True if it fires (counted)."""
+    def fires(self, name: str, route: str | None = None, node: str | None = None) -> bool:
+        """One opportunity for ``name`` on ``route`` at serving ``node``: True if it fires
+        (counted). A fault scoped to a node is not drawn for elsewhere."""
         switch = self._switches.get(name)
         if switch is None or not switch.on:
             return False
         if switch.route is not None and switch.route != route:
+            return False
+        if switch.node is not None and switch.node != node:
             return False
         with self._lock:
             switch.opportunities += 1
@@ -368,8 +392,8 @@ class FaultSwitchboard(Faults):
             if key in params and float(params[key]) < 0:
                 raise ValueError(f"{name}: {key} must be >= 0")
 
-    def _fires(self, name: str) -> bool:
-        return self.fires(name, self.route_name)
+    def _fires(self, name: str, node: str | None = None) -> bool:
+        return self.fires(name, self.route_name, node)
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -379,9 +403,10 @@ class FaultSwitchboard(Faults):
     def on_lookup(self, register: Register, msisdn: str, info: RoutingInfo) -> RoutingInfo:
         if not self._any_on:
             return info
-        if self._fires("register_unavailable"):
+        node = info.node
+        if self._fires("register_unavailable", node):
             raise RegisterUnavailable()
-        if self.is_on("absent_for_hours") and self._fires("absent_for_hours"):
+        if self.is_on("absent_for_hours") and self._fires("absent_for_hours", node):
             hours = float(self.param("absent_for_hours", "hours"))
             known = bool(self.param("absent_for_hours", "known"))
             reason = AbsentReason.IMSI_DETACHED if known else AbsentReason.NO_PAGING_RESPONSE
@@ -389,12 +414,12 @@ class FaultSwitchboard(Faults):
             if known:
                 raise Absent(AbsentReason.IMSI_DETACHED)
             return info
-        if self.is_on("stale_routing") and self._fires("stale_routing"):
+        if self.is_on("stale_routing") and self._fires("stale_routing", node):
             return self._stale(register, msisdn, info)
         if (
             self.is_on("recycled_number")
             and self.param("recycled_number", "at") == "lookup"
-            and self._fires("recycled_number")
+            and self._fires("recycled_number", node)
         ):
             try:
                 register.recycle(msisdn)
@@ -422,6 +447,8 @@ class FaultSwitchboard(Faults):
     def before_forward(self, imsi: str, node: str, sms: NetSms) -> Failure | None:
         if not self._any_on:
             return None
+        if self.is_on("system_failure") and self._fires("system_failure", node):
+            return Failure.of(FailureReason.SYSTEM_FAILURE)
         if self.is_on("swapping_node"):
             flights = self._in_flight
             if len(flights) >= _IN_FLIGHT_MAX:  # a forward that never came back: forget it
@@ -433,7 +460,7 @@ class FaultSwitchboard(Faults):
             if (
                 msisdn is not None
                 and register.state(msisdn).reachability is Reachability.PRESENT
-                and self._fires("memory_full_then_alert")
+                and self._fires("memory_full_then_alert", node)
             ):
                 seconds = float(self.param("memory_full_then_alert", "seconds"))
                 register.set_memory_full(msisdn, until=register.clock() + seconds)
@@ -453,7 +480,7 @@ class FaultSwitchboard(Faults):
         if (
             self.is_on("recycled_number")
             and self.param("recycled_number", "at") == "forward"
-            and self._fires("recycled_number")
+            and self._fires("recycled_number", node)
         ):
             msisdn = register.msisdn_for_imsi(imsi)
             if msisdn is not None:
@@ -465,9 +492,9 @@ class FaultSwitchboard(Faults):
             target = flight.swap_to  # a concurrent delivery took our handset: we take its
             with self._lock:
                 self._switches["swapping_node"].fired += 1
-        elif self.is_on("swapping_node") and self._fires("swapping_node"):
+        elif self.is_on("swapping_node") and self._fires("swapping_node", node):
             target = self._swap(register, imsi, node, sms, target)
-        if self.is_on("double_delivery") and self._fires("double_delivery"):
+        if self.is_on("double_delivery") and self._fires("double_delivery", node):
             switch = self._switches["double_delivery"]
             resolved = register.resolve_imsi(target)
             stranger = _stranger_index(register, resolved[0] if resolved else -1, node, switch.rng)
@@ -504,15 +531,15 @@ class FaultSwitchboard(Faults):
         network = self._network
         if not self._any_on or not isinstance(result, Ack) or network is None:
             return result
-        if self.is_on("ack_lost") and self._fires("ack_lost"):
+        if self.is_on("ack_lost") and self._fires("ack_lost", node):
             return await self._timeout(network)
-        if self.is_on("ack_late") and self._fires("ack_late"):
+        if self.is_on("ack_late") and self._fires("ack_late", node):
             delay_s = float(self.param("ack_late", "delay_s"))
             network.report_late_ack(
                 sms.smsc_message_id, sms.part_index, result, at=network.clock() + delay_s
             )
             return await self._timeout(network)
-        if self.is_on("ack_duplicated") and self._fires("ack_duplicated"):
+        if self.is_on("ack_duplicated") and self._fires("ack_duplicated", node):
             delay_s = float(self.param("ack_duplicated", "delay_s"))
             network.report_late_ack(
                 sms.smsc_message_id, sms.part_index, result, at=network.clock() + delay_s
@@ -535,6 +562,7 @@ def _state(switch: _Switch) -> FaultState:
         dict(switch.params),
         switch.fired,
         switch.opportunities,
+        switch.node,
     )
 
 

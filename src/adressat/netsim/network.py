@@ -62,10 +62,13 @@ from adressat.netsim.register import AbsentReason, Reachability, Register
 from adressat.netsim.settings import NetsimSettings
 from adressat.sms.segment import UdhError, concat_info_from_udh, parse_udh
 
-__all__ = ["Network", "NetworkStats", "AlertCallback", "LateAckCallback"]
+__all__ = ["Network", "NetworkStats", "AlertCallback", "LateAckCallback", "StoredCallback"]
 
 AlertCallback = Callable[[str], None]
 LateAckCallback = Callable[[str, int, Ack], None]
+#: ``callback(imsi, msisdn, smsc_message_id, part_index, content_sha256)``: a handset stored
+#: an SMS-DELIVER (its evidence record is written); the digest is of the TP-UD it got
+StoredCallback = Callable[[str, str, str, int, str], None]
 log = logging.getLogger(__name__)
 
 
@@ -106,6 +109,7 @@ class Network:
         self._latency_rng = random.Random(f"netsim-latency-{s.seed}")
         self._alert_callbacks: list[AlertCallback] = []
         self._late_ack_callbacks: list[LateAckCallback] = []
+        self._stored_callbacks: list[StoredCallback] = []
         self._late_acks: list[tuple[float, int, str, int, Ack]] = []  # heap by due time
         self._late_ack_seq = 0
         # the handsets' duplicate memory: per handset (IMSI), the keys of the SMS-DELIVERs it
@@ -239,6 +243,12 @@ class Network:
             if not duplicate:
                 self._forget(imsi, key)
             raise
+        for callback in self._stored_callbacks:
+            try:
+                callback(imsi, msisdn, sms.smsc_message_id, sms.part_index, digest)
+            except Exception as exc:  # an observer must not change what the network does
+                log.error("netsim stored callback failed",
+                          extra={"error_type": type(exc).__name__})
         return Ack(imsi, msisdn)
 
     def _remember(self, imsi: str, key: DeliverKey) -> bool:
@@ -318,6 +328,19 @@ class Network:
         def unregister() -> None:
             if callback in self._alert_callbacks:
                 self._alert_callbacks.remove(callback)
+
+        return unregister
+
+    def on_stored(self, callback: StoredCallback) -> Callable[[], None]:
+        """Call ``callback(imsi, msisdn, smsc_message_id, part_index, content_sha256)`` every
+        time a handset stores an SMS-DELIVER (a resend it discards too), right after its
+        evidence record is written: an observer (the canary prober) sees which handset got
+        what. Returns a function that unregisters it. Callbacks must not block."""
+        self._stored_callbacks.append(callback)
+
+        def unregister() -> None:
+            if callback in self._stored_callbacks:
+                self._stored_callbacks.remove(callback)
 
         return unregister
 

@@ -167,6 +167,39 @@ class Register:
         # computed identities, remembered both ways (see _remember_imsi: pure, bounded)
         self._imsi_by_key: dict[int, str] = {}
         self._key_by_imsi: dict[str, int] = {}
+        self._canaries = self._choose_canaries()
+        self._canary_set = frozenset(i for ids in self._canaries.values() for i in ids)
+
+    # -- canary SIMs ----------------------------------------------------------------------
+
+    def _choose_canaries(self) -> dict[str, list[int]]:
+        """``canaries_per_node`` subscribers of each node, from the top of the number range
+        down (away from the numbers tests and benchmarks start at): the seeded node of each
+        index decides. A node with fewer subscribers within the search gets fewer."""
+        s = self.settings
+        want = s.canaries_per_node
+        out: dict[str, list[int]] = {n: [] for n in self._nodes}
+        if want <= 0:
+            return out
+        lowest = max(0, self._n - s.canary_search_subscribers_max)
+        for index in range(self._n - 1, lowest - 1, -1):
+            ids = out[self.node_of(index)]
+            if len(ids) < want:
+                ids.append(index)
+            if all(len(v) >= want for v in out.values()):
+                break
+        return out
+
+    def canaries(self) -> dict[str, list[str]]:
+        """node -> the MSISDNs of its canary SIMs (as the register chose them at start; a
+        canary moved or recycled since is still listed under the node it was chosen for)."""
+        return {node: [self.msisdn_of(i) for i in ids] for node, ids in self._canaries.items()}
+
+    def is_canary(self, msisdn: str) -> bool:
+        try:
+            return self.index_of(msisdn) in self._canary_set
+        except Unknown:
+            return False
 
     # -- identity (computed) ------------------------------------------------------------
 
@@ -300,6 +333,8 @@ class Register:
             if forced.until is None or now < forced.until:
                 return forced
             del self._forced[index]
+        if index in self._canary_set:  # a lab phone: always attached, memory never full
+            return _PRESENT
         s = self.settings
         key = self._generation.get(index, 0) * INDEX_SPACE + index
         if self._absent_p:

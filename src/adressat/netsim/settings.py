@@ -24,6 +24,11 @@ class NetsimSettings:
     mcc: str = "240"
     mnc: str = "01"
     nodes: tuple[str, ...] = ("msc-1", "msc-2", "msc-3", "msc-4")
+    # canary SIMs (test phones in a lab) per serving node: always attached, memory never
+    # full (the random model passes them by); faults still act on them. ``register.canaries()``
+    canaries_per_node: int = 2
+    # how far from the top of the number range the register looks for them
+    canary_search_subscribers_max: int = 100_000
 
     # absent subscribers (switched off, out of coverage): come back later, then alertSC
     absent_fraction: float = 0.03
@@ -74,6 +79,8 @@ class NetsimSettings:
             raise ValueError("the number range must keep one length")
         if not self.nodes:
             raise ValueError("at least one serving node")
+        if self.canaries_per_node < 0 or self.canary_search_subscribers_max < 0:
+            raise ValueError("canaries_per_node and canary_search_subscribers_max must be >= 0")
         if len(self.mcc) != 3 or len(self.mnc) != 2 or not (self.mcc + self.mnc).isdigit():
             raise ValueError("mcc must be 3 digits and mnc 2 digits")
         for name in (

@@ -34,6 +34,10 @@
   cannot be told from a deleted message and is counted here, not as misdelivered.
 * ``ok``: no loss, no misdelivery, nothing stored twice.
 
+The canary prober's messages (account ``_canary``, docs/canary.md) are left out of every
+figure above, their inbox records too; ``canary`` counts them apart (messages, inbox
+records, records at another handset): the prober judges them itself.
+
 The inbox is streamed line by line (it can have millions); per distinct part only an 8-octet
 hash is kept. Store rows are read in pages. Sample ids (at most ``sample_max`` per finding) are
 included for forensics; never any text.
@@ -48,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from adressat.core.integrity import AlarmKind
-from adressat.core.model import FINAL_STATES, Message, State
+from adressat.core.model import CANARY_ACCOUNT, FINAL_STATES, Message, State
 from adressat.netsim.inbox import evidence_from, read_inbox
 from adressat.store.base import Store
 from adressat.store.migrations import RETENTION_HORIZON_META
@@ -104,20 +108,20 @@ def iter_messages(
 
 
 class _MessageCache:
-    """id -> (destination, delivered_imsi, state) or None, from the store, bounded (LRU): the
-    parts of a message are usually adjacent in the inbox."""
+    """id -> (destination, delivered_imsi, state, account) or None, from the store, bounded
+    (LRU): the parts of a message are usually adjacent in the inbox."""
 
     def __init__(self, store: Store, size_max: int = _CACHE_MAX) -> None:
         self._store = store
         self._size_max = size_max
-        self._d: OrderedDict[str, tuple[str, str | None, State] | None] = OrderedDict()
+        self._d: OrderedDict[str, tuple[str, str | None, State, str] | None] = OrderedDict()
 
-    def get(self, message_id: str) -> tuple[str, str | None, State] | None:
+    def get(self, message_id: str) -> tuple[str, str | None, State, str] | None:
         if message_id in self._d:
             self._d.move_to_end(message_id)
             return self._d[message_id]
         m = self._store.get_message(message_id)
-        value = None if m is None else (m.destination, m.delivered_imsi, m.state)
+        value = None if m is None else (m.destination, m.delivered_imsi, m.state, m.account)
         self._d[message_id] = value
         if len(self._d) > self._size_max:
             self._d.popitem(last=False)
@@ -170,10 +174,16 @@ def audit(
     stored_twice = 0
     misdelivered_ids: list[str] = []
     duplicate_ids: list[str] = []
+    canary_records = canary_elsewhere = 0
     for rec in read_inbox(netsim_home):
-        inbox_records += 1
         mid = rec.smsc_message_id
         info = cache.get(mid)
+        if info is not None and info[3] == CANARY_ACCOUNT:  # the prober judges its own
+            canary_records += 1
+            if rec.msisdn != info[0]:
+                canary_elsewhere += 1
+            continue
+        inbox_records += 1
         if info is None and rec.time < horizon:  # its message is past record retention
             beyond_retention += 1
             continue
@@ -186,7 +196,7 @@ def audit(
             else:
                 _sample(undetected_ids, mid, sample_max)
             continue
-        destination, delivered_imsi, state = info
+        destination, delivered_imsi, state, _account = info
         if (
             rec.msisdn != destination
             or (delivered_imsi is not None and rec.imsi != delivered_imsi)
@@ -220,7 +230,11 @@ def audit(
     lost_ids: list[str] = []
     accounts: set[str] = {a.name for a in store.list_accounts()}
     total = 0
+    canary_states: dict[str, int] = {}
     for m in iter_messages(store, page_size=page_size):
+        if m.account == CANARY_ACCOUNT:
+            canary_states[m.state.value] = canary_states.get(m.state.value, 0) + 1
+            continue
         total += 1
         accounts.add(m.account)
         if m.state is State.DELIVERED:
@@ -241,6 +255,8 @@ def audit(
         for account in sorted(accounts)
     )
     lost = expired_not_final + delivered_without_evidence
+    for state_name, n in canary_states.items():  # counted a moment apart: never below 0
+        states[state_name] = max(0, states[state_name] - n)
     return {
         "now": now,
         "grace_s": grace_s,
@@ -266,6 +282,12 @@ def audit(
         "inbox_beyond_retention": beyond_retention,
         "retained_from": None if horizon_text is None else float(horizon_text),
         "receipts_pending": receipts_pending,
+        "canary": {
+            "messages": sum(canary_states.values()),
+            "states": dict(sorted(canary_states.items())),
+            "inbox_records": canary_records,
+            "inbox_records_elsewhere": canary_elsewhere,
+        },
         "samples": {
             "lost": lost_ids,
             "misdelivered": misdelivered_ids,

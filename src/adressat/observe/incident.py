@@ -18,6 +18,13 @@ Per message (first rule that applies):
 * ``delivered``: DELIVERED with no alarm naming it;
 * otherwise counted under ``other`` (pending, expired, undeliverable, ...), with its state.
 
+Where each went: ``serving_nodes`` (per account, message id -> the serving node of its
+latest attempt that had one, for every message not delivered normally) and
+``by_serving_node`` (per account, node -> counts per category; "" when no node answered).
+
+The canary prober's messages (account ``_canary``) are left out (docs/canary.md), unless
+the report is asked for that account.
+
 Only the retained window is seen (docs/architecture.md, "Disk: WAL and retention"): messages
 final before ``retained_from`` (the record retention horizon, None while nothing was deleted)
 are gone with their attempts, and alarms raised before it; a window that starts earlier is
@@ -28,7 +35,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adressat.core.model import Message, State
+from adressat.core.model import CANARY_ACCOUNT, Message, State
 from adressat.store.base import Store
 from adressat.store.migrations import RETENTION_HORIZON_META
 
@@ -63,7 +70,10 @@ def incident_report(
     if t2 < t1:
         raise ValueError("the window ends before it starts")
     messages: dict[str, Message] = {m.id: m for m in _submitted_in(store, t1, t2, account)}
+    node_of: dict[str, str] = {}  # message id -> serving node of its latest attempt with one
     for att in store.attempts_between(t1, t2, account):
+        if att.serving_node:
+            node_of[att.message_id] = att.serving_node
         if att.message_id not in messages:
             m = store.get_message(att.message_id)
             if m is not None and (account is None or m.account == account):
@@ -87,12 +97,21 @@ def incident_report(
             ):
                 messages[mid] = m
 
+    if account != CANARY_ACCOUNT:
+        messages = {k: m for k, m in messages.items() if m.account != CANARY_ACCOUNT}
     accounts: dict[str, dict[str, Any]] = {}
     for m in sorted(messages.values(), key=lambda x: (x.submitted_at, x.id)):
         acc = accounts.setdefault(
             m.account,
-            {**{c: [] for c in CATEGORIES}, "other": {}, "alarms": {}},
+            {**{c: [] for c in CATEGORIES}, "other": {}, "alarms": {}, "serving_nodes": {},
+             "by_serving_node": {}},
         )
+        node = node_of.get(m.id)
+        if node is None and m.state is not State.DELIVERED:
+            node = next((a.serving_node for a in reversed(store.attempts_for_message(m.id))
+                         if a.serving_node), None)
+        if m.state is not State.DELIVERED or m.id in named:
+            acc["serving_nodes"][m.id] = node
         if m.state is State.QUARANTINED:
             cat = "quarantined"
         elif m.id in named:
@@ -103,8 +122,12 @@ def incident_report(
             cat = "delivered"
         else:
             acc["other"][m.id] = m.state.value
+            by = acc["by_serving_node"].setdefault(node or "", {})
+            by["other"] = by.get("other", 0) + 1
             continue
         acc[cat].append(m.id)
+        by = acc["by_serving_node"].setdefault(node or "", {})
+        by[cat] = by.get(cat, 0) + 1
         if m.id in named:
             acc["alarms"][m.id] = named[m.id]
     for acc in accounts.values():

@@ -72,8 +72,9 @@ FINAL = Counter("adressat_messages_final",
                 ["account", "route", "state"])
 HELD = Counter("adressat_messages_held", "Messages held by a route breaker, by account and route",
                ["account", "route"])
-ATTEMPTS = Counter("adressat_delivery_attempts", "Delivery attempts by route and outcome",
-                   ["route", "outcome"])
+ATTEMPTS = Counter("adressat_delivery_attempts",
+                   "Delivery attempts by route, outcome and serving node (\"\": none answered)",
+                   ["route", "outcome", "serving_node"])
 ALARMS = Counter("adressat_alarms_raised", "Integrity alarms raised, by kind", ["kind"])
 EPISODES = Counter("adressat_episodes", "Health episodes started (heal or shout), by kind",
                    ["kind", "process"])

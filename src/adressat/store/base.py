@@ -25,6 +25,9 @@ from adressat.core.model import (
     MUTABLE_FIELDS,
     Account,
     AttemptRecord,
+    AttemptView,
+    CanaryProbe,
+    CanaryState,
     Message,
     Receipt,
     State,
@@ -300,6 +303,22 @@ class Store(Protocol):
 
     # --- canary and attribution (issue 10, helper A) ---
     # (insert below this line)
+    # Attempts with a seq above ``after_seq``, in seq order, at most ``limit``: where each went
+    # (account, route, serving node) and how it ended; ``submitted_at`` from its message
+    # (None once that row is gone). A reader keeps the last seq it saw.
+    def attempts_since(self, after_seq: int, limit: int) -> list[AttemptView]: ...
+    # Alarms with an id above ``after_id``, in id order, at most ``limit``.
+    def alarms_since(self, after_id: int, limit: int) -> list[Alarm]: ...
+    # Canary probe results (observe/canary.py), each given its id; one transaction.
+    def append_canary_probes(self, probes: Sequence[CanaryProbe]) -> list[CanaryProbe]: ...
+    def append_canary_probe(self, probe: CanaryProbe) -> CanaryProbe: ...
+    # Probes with an id above ``after_id``, in id order, at most ``limit``.
+    def canary_probes_since(self, after_id: int, limit: int) -> list[CanaryProbe]: ...
+    # Per (route, serving node) with a probe kept: the probes of the last ``window_s`` before
+    # ``now``, the latest probe, and since when it has been passing (core.model.CanaryState).
+    def canary_states(self, now: float, window_s: float) -> list[CanaryState]: ...
+    # Retention: probes sent before ``before``, oldest first, at most ``limit``; how many.
+    def delete_canary_probes(self, before: float, limit: int = 500) -> int: ...
 
 
     # --- alerts (issue 10, helper B) ---

@@ -21,9 +21,13 @@ from adressat.core.model import (
     QUEUED_STATES,
     Account,
     AttemptRecord,
+    AttemptView,
+    CanaryProbe,
+    CanaryState,
     Message,
     Receipt,
     State,
+    canary_state,
     receipt_reference,
     receipt_wanted,
 )
@@ -68,6 +72,11 @@ class _Data:
     timestamps: dict[int, int] = field(default_factory=dict)  # counter_key -> last TP-SCTS
     episodes: list[Episode] = field(default_factory=list)
     next_alarm_id: int = 1  # ids never repeat, also once old alarms are deleted
+    # the seq of each attempt in ``attempts`` (the same index), as SQLite's attempts.seq
+    attempt_seqs: list[int] = field(default_factory=list)
+    next_attempt_seq: int = 1
+    canary_probes: list[CanaryProbe] = field(default_factory=list)
+    next_canary_id: int = 1
 
     def copy(self) -> _Data:
         return _Data(
@@ -85,7 +94,16 @@ class _Data:
             dict(self.timestamps),
             list(self.episodes),
             self.next_alarm_id,
+            list(self.attempt_seqs),
+            self.next_attempt_seq,
+            list(self.canary_probes),
+            self.next_canary_id,
         )
+
+    def add_attempt(self, rec: AttemptRecord) -> None:
+        self.attempts.append(rec)
+        self.attempt_seqs.append(self.next_attempt_seq)
+        self.next_attempt_seq += 1
 
 
 class MemoryStore:
@@ -245,7 +263,7 @@ class MemoryStore:
                     out.append(e)
                     continue
                 out.append(self._put(new, it.now))
-                self._d.attempts.append(it.record)
+                self._d.add_attempt(it.record)
         return out
 
     def claim_due(self, limit: int, now: float, lease_s: float, owner: str) -> list[Message]:
@@ -473,10 +491,12 @@ class MemoryStore:
                 if r.sent_at is None:
                     unsent[r.account] = unsent.get(r.account, 0) + 1
             kept = [
-                a for a in d.attempts if a.message_id not in ids or a.started_at >= final_before
+                (a, seq) for a, seq in zip(d.attempts, d.attempt_seqs, strict=True)
+                if a.message_id not in ids or a.started_at >= final_before
             ]
             attempts = len(d.attempts) - len(kept)
-            d.attempts = kept
+            d.attempts = [a for a, _ in kept]
+            d.attempt_seqs = [seq for _, seq in kept]
             deliveries = 0
             for mid in ids:
                 row = d.deliveries.get(mid)
@@ -519,7 +539,7 @@ class MemoryStore:
     # --- audit ---------------------------------------------------------------------------------
     def append_attempt(self, rec: AttemptRecord) -> None:
         with self._op():
-            self._d.attempts.append(rec)
+            self._d.add_attempt(rec)
 
     def attempts_between(
         self, t1: float, t2: float, account: str | None = None
@@ -691,6 +711,69 @@ class MemoryStore:
 
     # --- canary and attribution (issue 10, helper A) -------------------------
     # (insert below this line)
+    def attempts_since(self, after_seq: int, limit: int) -> list[AttemptView]:
+        with self._lock:
+            d = self._d
+            out: list[AttemptView] = []
+            for a, seq in zip(d.attempts, d.attempt_seqs, strict=True):
+                if seq <= after_seq:
+                    continue
+                if len(out) >= limit:
+                    break
+                m = d.messages.get(a.message_id)
+                out.append(AttemptView(
+                    seq, a.message_id, a.account, a.route, a.serving_node, a.outcome, a.error,
+                    a.started_at, a.ended_at, None if m is None else m.submitted_at,
+                ))
+            return out
+
+    def alarms_since(self, after_id: int, limit: int) -> list[Alarm]:
+        with self._lock:
+            return [a for a in self._d.alarms if a.id > after_id][: max(0, limit)]
+
+    def append_canary_probes(self, probes: Sequence[CanaryProbe]) -> list[CanaryProbe]:
+        with self._op():
+            out = []
+            for p in probes:
+                new = replace(p, id=self._d.next_canary_id)
+                self._d.next_canary_id += 1
+                self._d.canary_probes.append(new)
+                out.append(new)
+            return out
+
+    def append_canary_probe(self, probe: CanaryProbe) -> CanaryProbe:
+        return self.append_canary_probes([probe])[0]
+
+    def canary_probes_since(self, after_id: int, limit: int) -> list[CanaryProbe]:
+        with self._lock:
+            return [p for p in self._d.canary_probes if p.id > after_id][: max(0, limit)]
+
+    def canary_states(self, now: float, window_s: float) -> list[CanaryState]:
+        with self._lock:
+            probes = list(self._d.canary_probes)
+        places: dict[tuple[str, str | None], list[CanaryProbe]] = {}
+        for p in probes:
+            places.setdefault((p.route, p.serving_node), []).append(p)
+        out = []
+        for (route, node) in sorted(places, key=lambda k: (k[0], k[1] or "")):
+            ps = sorted(places[(route, node)], key=lambda p: (p.at, p.id))
+            bad = max((p.at for p in ps if p.result != "passed"), default=-1.0)
+            since = min((p.at for p in ps if p.result == "passed" and p.at > bad), default=None)
+            last = ps[-1]
+            out.append(canary_state(
+                route, node, [(p.at, p.result) for p in ps if p.at >= now - window_s],
+                last.at, last.result, since,
+            ))
+        return out
+
+    def delete_canary_probes(self, before: float, limit: int = 500) -> int:
+        with self._op():
+            old = sorted(
+                (p for p in self._d.canary_probes if p.at < before), key=lambda p: (p.at, p.id)
+            )[: max(0, limit)]
+            gone = {p.id for p in old}
+            self._d.canary_probes = [p for p in self._d.canary_probes if p.id not in gone]
+            return len(gone)
 
 
     # --- alerts (issue 10, helper B) -----------------------------------------

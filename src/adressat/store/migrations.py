@@ -401,7 +401,30 @@ _V11: list[tuple[Dialect, str]] = [
 ]
 
 #: v12: canary probes and attribution of attempts and alarms to the serving node (issue 10).
-_V12: list[tuple[Dialect, str]] = []
+_V12: list[tuple[Dialect, str]] = [
+    # the serving node (netsim's MSC/VLR the register answered, e.g. "msc-2") an attempt
+    # went to, and an alarm's; NULL when none was answered, and for rows older than v12
+    ("any", "ALTER TABLE attempts ADD COLUMN serving_node TEXT"),
+    ("any", "ALTER TABLE alarms ADD COLUMN serving_node TEXT"),
+    # a switchable fault's node scope ("" = every node), as ``route`` scopes it to a route
+    ("any", "ALTER TABLE faults ADD COLUMN node TEXT NOT NULL DEFAULT ''"),
+    (
+        "any",
+        """CREATE TABLE canary_probes (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            route TEXT NOT NULL,
+            serving_node TEXT,
+            destination TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            result TEXT NOT NULL,
+            latency_s REAL,
+            detail TEXT NOT NULL
+        )""",
+    ),
+    ("any", "CREATE INDEX canary_probes_time ON canary_probes (at)"),
+    ("any", "CREATE INDEX canary_probes_place ON canary_probes (route, serving_node, at)"),
+]
 
 
 #: v13: alerts with their lifecycle (issue 10).

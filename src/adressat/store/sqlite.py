@@ -40,9 +40,13 @@ from adressat.core.model import (
     FINAL_STATES,
     Account,
     AttemptRecord,
+    AttemptView,
+    CanaryProbe,
+    CanaryState,
     Message,
     Receipt,
     State,
+    canary_state,
     message_from_values,
     receipt_reference,
     receipt_wanted,
@@ -79,8 +83,10 @@ _RECEIPT_COLS = (
 )
 _ATTEMPT_COLS = (
     "message_id, account, destination, imsi, route, node, attempt, started_at, ended_at, "
-    "outcome, error"
+    "outcome, error, serving_node"
 )
+_ALARM_COLS = "id, at, kind, message_ids, account, route, node, adapter, detail, serving_node"
+_CANARY_COLS = "id, at, route, serving_node, destination, message_id, result, latency_s, detail"
 _STATE_IDX = MESSAGE_COLUMNS.index("state")
 _EXTRA_IDX = MESSAGE_COLUMNS.index("extra")
 
@@ -228,7 +234,7 @@ _NEWEST_RECEIPT = (
 )
 
 _INSERT_ATTEMPT = (
-    f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_DELIVERY = "INSERT INTO deliveries (message_id, imsi, msisdn, at) VALUES (?, ?, ?, ?)"
 # The account (and everything else) is copied from the message row itself: I4 by construction.
@@ -255,6 +261,7 @@ def _attempt_row(rec: AttemptRecord) -> tuple[Any, ...]:
         rec.ended_at,
         rec.outcome,
         rec.error,
+        rec.serving_node,
     )
 
 
@@ -1104,8 +1111,8 @@ class SqliteStore:
     def append_alarm(self, alarm: Alarm) -> Alarm:
         with self._tx() as c:
             cur = c.execute(
-                "INSERT INTO alarms (at, kind, message_ids, account, route, node, adapter, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO alarms (at, kind, message_ids, account, route, node, adapter, detail,"
+                " serving_node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     alarm.at,
                     alarm.kind.value,
@@ -1115,6 +1122,7 @@ class SqliteStore:
                     alarm.node,
                     alarm.adapter,
                     alarm.detail,
+                    alarm.serving_node,
                 ),
             )
             if counts_for_breaker(alarm):
@@ -1137,12 +1145,12 @@ class SqliteStore:
             adapter=row[7],
             detail=row[8],
             id=row[0],
+            serving_node=row[9],
         )
 
     def alarms_between(self, t1: float, t2: float) -> list[Alarm]:
         rows = self._read(
-            "SELECT id, at, kind, message_ids, account, route, node, adapter, detail"
-            " FROM alarms WHERE at >= ? AND at < ? ORDER BY id",
+            f"SELECT {_ALARM_COLS} FROM alarms WHERE at >= ? AND at < ? ORDER BY id",
             (t1, t2),
         )
         return [self._alarm(r) for r in rows]
@@ -1197,10 +1205,11 @@ class SqliteStore:
     def set_fault(self, setting: FaultSetting) -> None:
         with self._tx() as c:
             c.execute(
-                "INSERT INTO faults (name, on_, rate, route, params, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                "INSERT INTO faults (name, on_, rate, route, params, updated_at, node)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
                 " on_ = excluded.on_, rate = excluded.rate, route = excluded.route,"
-                " params = excluded.params, updated_at = excluded.updated_at",
+                " params = excluded.params, updated_at = excluded.updated_at,"
+                " node = excluded.node",
                 (
                     setting.name,
                     int(setting.on),
@@ -1208,14 +1217,18 @@ class SqliteStore:
                     setting.route,
                     json.dumps(setting.params, sort_keys=True),
                     setting.updated_at,
+                    setting.node,
                 ),
             )
 
     def list_faults(self) -> list[FaultSetting]:
         rows = self._read(
-            "SELECT name, on_, rate, route, params, updated_at FROM faults ORDER BY name"
+            "SELECT name, on_, rate, route, params, updated_at, node FROM faults ORDER BY name"
         )
-        return [FaultSetting(r[0], bool(r[1]), r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+        return [
+            FaultSetting(r[0], bool(r[1]), r[2], r[3], json.loads(r[4]), r[5], r[6])
+            for r in rows
+        ]
 
     # --- health -------------------------------------------------------------------------------
     def write_episode(self, episode: Episode) -> Episode:
@@ -1294,6 +1307,101 @@ class SqliteStore:
 
     # --- canary and attribution (issue 10, helper A) -------------------------
     # (insert below this line)
+    def attempts_since(self, after_seq: int, limit: int) -> list[AttemptView]:
+        if limit <= 0:
+            return []
+        rows = self._read(
+            "SELECT a.seq, a.message_id, a.account, a.route, a.serving_node, a.outcome,"
+            " a.error, a.started_at, a.ended_at, m.submitted_at"
+            " FROM attempts a LEFT JOIN messages m ON m.id = a.message_id"
+            " WHERE a.seq > ? ORDER BY a.seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [AttemptView(*r) for r in rows]
+
+    def alarms_since(self, after_id: int, limit: int) -> list[Alarm]:
+        if limit <= 0:
+            return []
+        rows = self._read(
+            f"SELECT {_ALARM_COLS} FROM alarms WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [self._alarm(r) for r in rows]
+
+    def append_canary_probes(self, probes: Sequence[CanaryProbe]) -> list[CanaryProbe]:
+        out = []
+        with self._tx() as c:
+            for p in probes:
+                cur = c.execute(
+                    "INSERT INTO canary_probes (at, route, serving_node, destination,"
+                    " message_id, result, latency_s, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (p.at, p.route, p.serving_node, p.destination, p.message_id, p.result,
+                     p.latency_s, p.detail),
+                )
+                out.append(replace(p, id=int(cur.lastrowid or 0)))
+        return out
+
+    def append_canary_probe(self, probe: CanaryProbe) -> CanaryProbe:
+        return self.append_canary_probes([probe])[0]
+
+    @staticmethod
+    def _canary(r: Sequence[Any]) -> CanaryProbe:
+        return CanaryProbe(*r)
+
+    def canary_probes_since(self, after_id: int, limit: int) -> list[CanaryProbe]:
+        if limit <= 0:
+            return []
+        rows = self._read(
+            f"SELECT {_CANARY_COLS} FROM canary_probes WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [self._canary(r) for r in rows]
+
+    def canary_states(self, now: float, window_s: float) -> list[CanaryState]:
+        out = []
+        with self._lock:
+            c = self._conn
+            places = c.execute(
+                "SELECT DISTINCT route, serving_node FROM canary_probes"
+                " INDEXED BY canary_probes_place ORDER BY route, serving_node"
+            ).fetchall()
+            for route, node in places:
+                window = c.execute(
+                    "SELECT at, result FROM canary_probes INDEXED BY canary_probes_place"
+                    " WHERE route = ? AND serving_node IS ? AND at >= ?",
+                    (route, node, now - window_s),
+                ).fetchall()
+                last = c.execute(
+                    "SELECT at, result FROM canary_probes INDEXED BY canary_probes_place"
+                    " WHERE route = ? AND serving_node IS ? ORDER BY at DESC, id DESC LIMIT 1",
+                    (route, node),
+                ).fetchone()
+                bad = c.execute(
+                    "SELECT MAX(at) FROM canary_probes INDEXED BY canary_probes_place"
+                    " WHERE route = ? AND serving_node IS ? AND result != 'passed'",
+                    (route, node),
+                ).fetchone()[0]
+                since = c.execute(
+                    "SELECT MIN(at) FROM canary_probes INDEXED BY canary_probes_place"
+                    " WHERE route = ? AND serving_node IS ? AND at > ? AND result = 'passed'",
+                    (route, node, -1.0 if bad is None else bad),
+                ).fetchone()[0]
+                out.append(canary_state(
+                    route, node, [(r[0], r[1]) for r in window],
+                    None if last is None else last[0], None if last is None else last[1],
+                    since,
+                ))
+        return out
+
+    def delete_canary_probes(self, before: float, limit: int = 500) -> int:
+        if limit <= 0:
+            return 0
+        with self._one_statement() as c:
+            return c.execute(
+                "DELETE FROM canary_probes WHERE id IN (SELECT id FROM canary_probes"
+                " INDEXED BY canary_probes_time WHERE at < ? ORDER BY at LIMIT ?)",
+                (before, limit),
+            ).rowcount
 
 
     # --- alerts (issue 10, helper B) -----------------------------------------
