@@ -167,6 +167,46 @@
   }
   let charts = null;
 
+  // per place (route, serving node), its failure rate over the last HISTORY_MAX seconds, for
+  // the sparklines of the failure-rate table; places not seen that long are forgotten
+  const PLACES_KEPT_MAX = 200;
+  const placeHistory = new Map();
+  const placeKey = (p) => (p.route || "") + "\u0000" + (p.serving_node || "");
+  function rememberPlaces(at, places) {
+    for (const p of places) {
+      const key = placeKey(p);
+      let h = placeHistory.get(key);
+      if (!h) {
+        if (placeHistory.size >= PLACES_KEPT_MAX) {
+          let oldest = null;
+          for (const [k, v] of placeHistory) if (!oldest || v.lastAt < oldest[1]) oldest = [k, v.lastAt];
+          placeHistory.delete(oldest[0]);
+        }
+        h = { t: [], rate: [], lastAt: at };
+        placeHistory.set(key, h);
+      }
+      h.t.push(at);
+      h.rate.push(num(p.failure_rate) ? p.failure_rate : 0);
+      h.lastAt = at;
+      if (h.t.length > HISTORY_MAX) { h.t.shift(); h.rate.shift(); }
+    }
+    for (const [k, h] of placeHistory) if (at - h.lastAt > HISTORY_MAX) placeHistory.delete(k);
+  }
+  function sparkline(h, at) {
+    const w = 120, ht = 22;
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", `0 0 ${w} ${ht}`);
+    svg.setAttribute("class", "spark");
+    svg.setAttribute("aria-hidden", "true");
+    const top = Math.max(0.05, ...h.rate);
+    const pts = h.t.map((t, i) => (w - ((at - t) / HISTORY_MAX) * w).toFixed(1) + "," +
+      (ht - 1 - (h.rate[i] / top) * (ht - 2)).toFixed(1));
+    const line = document.createElementNS(SVG, "polyline");
+    line.setAttribute("points", pts.join(" "));
+    svg.append(line);
+    return svg;
+  }
+
   function renderLive(b) {
     const s = b.series || {};
     const t = (s.t || []).slice(-SERIES_MAX);
@@ -206,6 +246,7 @@
     drawChart(charts.q, history.t, [history.unfinished, history.due], HISTORY_MAX,
       `queue: ${fmtInt(q.unfinished)} unfinished, ${fmtInt(q.due)} due`, fmtInt);
 
+    rememberPlaces(b.at, b.places || []);
     const places = (b.places || []).slice().sort((a, c) =>
       (c.failure_rate || 0) - (a.failure_rate || 0) || (c.attempts || 0) - (a.attempts || 0));
     // the bars are to scale with each other: full at the worst place, or at 5 % if all are below
@@ -221,14 +262,17 @@
       m.setAttribute("aria-hidden", "true");
       const rate = el("td");
       rate.append(m, el("span", fmtPct(p.failure_rate)));
+      const spark = el("td");
+      const h = placeHistory.get(placeKey(p));
+      if (h) spark.append(sparkline(h, b.at));
       if ((p.failure_rate || 0) >= 0.05 || p.quarantined > 0) r.className = "bad";
       else if ((p.failure_rate || 0) >= 0.01) r.className = "warn";
       r.append(td(route), td(node), td(fmtInt(p.attempts), "num"), td(fmtInt(p.failures), "num"),
-        rate, td(fmtInt(p.subscriber_failures), "num"), td(fmtInt(p.quarantined), "num"),
+        rate, spark, td(fmtInt(p.subscriber_failures), "num"), td(fmtInt(p.quarantined), "num"),
         td(fmtMs(p.latency_p50_ms), "num"), td(fmtMs(p.latency_p95_ms), "num"),
         td(fmtMs(p.latency_p99_ms), "num"));
       return r;
-    }), 10, "no attempts in this window");
+    }), 11, "no attempts in this window");
     if (num(b.places_window_s)) $("places-window").textContent = fmtAge(b.places_window_s);
     note("n-live", "");
   }
