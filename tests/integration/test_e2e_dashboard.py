@@ -4,7 +4,8 @@ with traffic (the test kit's load generator).
 * the page loads with no console error, the numbers appear (bounded wait) and match what the
   JSON APIs answer at about the same time: open alerts, canary rows per route and node, queue
   depth, the last full second of throughput, the places of the failure-rate table;
-* they change without a reload; times are shown in the viewer's zone (the browser runs in
+* they change without a reload (a fault at msc-2: its alert and failure rate come up, as the
+  APIs say); times are shown in the viewer's zone (the browser runs in
   Asia/Kolkata, UTC+05:30, the node in UTC);
 * the care console's lookup form shows the table ``/v1/care/lookup`` answers; its complaint
   form (the caller's number, "about when" in the viewer's zone, the sender) shows the verdict
@@ -225,6 +226,83 @@ def home(tmp_path: Path) -> Path:
     return home
 
 
+def _compare(b: WebDriver, server: ServerProcess) -> dict[str, Any]:
+    """The page's figures against the APIs asked just before the page's round and just after
+    it; returns the page's snapshot."""
+    # each figure against the API asked just before the page's round and just after it
+    live0, alerts0, can0 = (_api(server, p) for p in API)
+    asked = time.time()
+    assert _wait(lambda: float(b.find_element(By.ID, "updated").get_attribute(
+        "data-began") or 0) > asked, 5)
+    page = _snapshot(b)  # one round's figures, read at once
+    live1, alerts1, can1 = (_api(server, p) for p in API)
+
+    # throughput: the last full second; its counts only grow while late attempts come in
+    second = float(page["tp-second"]["t"])
+    shown = {k: _int(page, f"tp-{k}") for k in ("accepted", "delivered", "failed")}
+    s0, s1 = live0["series"], live1["series"]
+    assert second in s1["t"], (second, s1["t"][-5:])
+    for name, value in shown.items():
+        low = s0[name][s0["t"].index(second)] if second in s0["t"] else 0
+        high = s1[name][s1["t"].index(second)]
+        assert low - 2 <= value <= high + 2, (name, value, low, high)
+    assert 0 < shown["accepted"] <= RATE_PER_S * 3, shown
+    # in the viewer's zone, not the node's
+    assert page["tp-second"]["text"] == datetime.fromtimestamp(
+        second, ZoneInfo(VIEWER_ZONE)).strftime("%H:%M:%S"), page["tp-second"]
+
+    # queue depth within what it could move by between the two API answers
+    q0, q1 = live0["queue"], live1["queue"]
+    slack = RATE_PER_S
+    for name in ("unfinished", "due"):
+        value = _int(page, f"q-{name}")
+        assert min(q0[name], q1[name]) - slack <= value <= max(q0[name], q1[name]) + slack, (
+            name, value, q0, q1)
+
+    # open alerts: firing, or resolved and not acknowledged (as /v1/live counts them)
+    open_alerts = int(page["alerts-open"]["value"])
+    counts = [sum(1 for a in x["alerts"] if a["state"] == "firing" or not a["acknowledged"])
+              for x in (alerts0, alerts1)]
+    assert open_alerts in counts, (open_alerts, counts)
+    assert open_alerts in (live0["alerts_open"], live1["alerts_open"]), open_alerts
+    assert len(page["alerts-table"]) == max(open_alerts, 1)  # or the "none" row
+    canary_rows, place_rows = page["canaries-table"], page["places-table"]
+    shown_ids = {r["data"]["id"] for r in page["alerts-table"] if "id" in r["data"]}
+    open_ids = [{a["id"] for a in x["alerts"] if a["state"] == "firing" or not a["acknowledged"]}
+                for x in (alerts0, alerts1)]
+    assert {int(i) for i in shown_ids} in open_ids, (shown_ids, open_ids)
+
+    # canaries: one row per route and node, with its verdict
+    def canaries(body: dict[str, Any]) -> set[tuple[str, str, str]]:
+        return {(c["route"] or "", c["serving_node"] or "", str(bool(c["all_passed"])).lower())
+                for c in body["canaries"]}
+
+    shown_canaries = {(r["data"]["route"], r["data"]["node"], r["data"]["allPassed"])
+                      for r in canary_rows}
+    assert shown_canaries in (canaries(can0), canaries(can1)), (shown_canaries,
+                                                                 canaries(can1))
+    assert len(canary_rows) == len(can1["canaries"])
+    summary = b.find_element(By.ID, "canaries-summary")
+    assert summary.get_attribute("data-total") == str(len(canary_rows))
+
+    # the failure-rate table: the places of the API's answer
+    def places(body: dict[str, Any]) -> set[tuple[str, str]]:
+        return {(p["route"] or "", p["serving_node"] or "") for p in body["places"]}
+
+    shown_places = {(r["data"]["route"], r["data"]["node"]) for r in place_rows
+                    if "route" in r["data"]}
+    assert shown_places in (places(live0), places(live1)), (shown_places, places(live1))
+    assert shown_places, "traffic but no place in the failure-rate table"
+    for r in place_rows:  # each place's failure rate, as the API had it before and after
+        rates = [p["failure_rate"] or 0.0 for x in (live0, live1) for p in x["places"]
+                 if (p["route"] or "", p["serving_node"] or "") == (r["data"]["route"],
+                                                                  r["data"]["node"])]
+        shown_rate = float(r["cells"][4].split()[0]) / 100
+        assert min(rates) - 0.02 <= shown_rate <= max(rates) + 0.02, (r, rates)
+    return page
+
+
+
 # --- the tests ---------------------------------------------------------------------------------
 def test_the_dashboard_shows_what_the_apis_say(home: Path, browser: WebDriver) -> None:
     http_port, smpp_port = free_port(), free_port()
@@ -245,72 +323,30 @@ def test_the_dashboard_shows_what_the_apis_say(home: Path, browser: WebDriver) -
         assert _text(b, "tz") in (VIEWER_ZONE, "Asia/Calcutta")  # ICU's older name for it
         assert not b.find_element(By.ID, "conn").is_displayed()
 
-        # each figure against the API asked just before the page's round and just after it
-        live0, alerts0, can0 = (_api(server, p) for p in API)
-        asked = time.time()
-        assert _wait(lambda: float(b.find_element(By.ID, "updated").get_attribute(
-            "data-began") or 0) > asked, 5)
-        page = _snapshot(b)  # one round's figures, read at once
-        live1, alerts1, can1 = (_api(server, p) for p in API)
-
-        # throughput: the last full second; its counts only grow while late attempts come in
+        page = _compare(b, server)
         second = float(page["tp-second"]["t"])
-        shown = {k: _int(page, f"tp-{k}") for k in ("accepted", "delivered", "failed")}
-        s0, s1 = live0["series"], live1["series"]
-        assert second in s1["t"], (second, s1["t"][-5:])
-        for name, value in shown.items():
-            low = s0[name][s0["t"].index(second)] if second in s0["t"] else 0
-            high = s1[name][s1["t"].index(second)]
-            assert low - 2 <= value <= high + 2, (name, value, low, high)
-        assert 0 < shown["accepted"] <= RATE_PER_S * 3, shown
-        # in the viewer's zone, not the node's
-        assert page["tp-second"]["text"] == datetime.fromtimestamp(
-            second, ZoneInfo(VIEWER_ZONE)).strftime("%H:%M:%S"), page["tp-second"]
-
-        # queue depth within what it could move by between the two API answers
-        q0, q1 = live0["queue"], live1["queue"]
-        slack = RATE_PER_S
-        for name in ("unfinished", "due"):
-            value = _int(page, f"q-{name}")
-            assert min(q0[name], q1[name]) - slack <= value <= max(q0[name], q1[name]) + slack, (
-                name, value, q0, q1)
-
-        # open alerts: firing, or resolved and not acknowledged (as /v1/live counts them)
-        open_alerts = int(page["alerts-open"]["value"])
-        counts = [sum(1 for a in x["alerts"] if a["state"] == "firing" or not a["acknowledged"])
-                  for x in (alerts0, alerts1)]
-        assert open_alerts in counts, (open_alerts, counts)
-        assert open_alerts in (live0["alerts_open"], live1["alerts_open"]), open_alerts
-        assert len(page["alerts-table"]) == max(open_alerts, 1)  # or the "none" row
-        canary_rows, place_rows = page["canaries-table"], page["places-table"]
-
-        # canaries: one row per route and node, with its verdict
-        def canaries(body: dict[str, Any]) -> set[tuple[str, str, str]]:
-            return {(c["route"] or "", c["serving_node"] or "", str(bool(c["all_passed"])).lower())
-                    for c in body["canaries"]}
-
-        shown_canaries = {(r["data"]["route"], r["data"]["node"], r["data"]["allPassed"])
-                          for r in canary_rows}
-        assert shown_canaries in (canaries(can0), canaries(can1)), (shown_canaries,
-                                                                     canaries(can1))
-        assert len(canary_rows) == len(can1["canaries"])
-        summary = b.find_element(By.ID, "canaries-summary")
-        assert summary.get_attribute("data-total") == str(len(canary_rows))
-
-        # the failure-rate table: the places of the API's answer
-        def places(body: dict[str, Any]) -> set[tuple[str, str]]:
-            return {(p["route"] or "", p["serving_node"] or "") for p in body["places"]}
-
-        shown_places = {(r["data"]["route"], r["data"]["node"]) for r in place_rows
-                        if "route" in r["data"]}
-        assert shown_places in (places(live0), places(live1)), (shown_places, places(live1))
-        assert shown_places, "traffic but no place in the failure-rate table"
+        assert int(page["alerts-open"]["value"]) == 0, page["alerts-table"]  # normal traffic
 
         # it moves on without a reload
         assert _wait(lambda: float(b.find_element(By.ID, "tp-second").get_attribute("data-t")
                                    or 0) > second, 5)
         updated = _text(b, "updated")
         assert _wait(lambda: _text(b, "updated") != updated, 5)
+        assert b.execute_script("return window.__loadedOnce") == "yes"
+
+        # a fault at one serving node: the alert naming it and its failure rate come up on
+        # the page by themselves, as the APIs say
+        out = adressat(home, "fault", "on", "system_failure", "--node", "msc-2", "--rate", "0.3")
+        assert out.returncode == 0, out.stderr
+
+        def alert_shown() -> list[dict[str, Any]]:
+            return [r for r in _rows(b, "alerts-table") if "msc-2" in " ".join(r["cells"][1:2])]
+
+        assert _wait(alert_shown, 60, 0.5), (_rows(b, "alerts-table"), _api(server, API[1]))
+        page = _compare(b, server)
+        assert int(page["alerts-open"]["value"]) >= 1
+        msc2 = [r for r in page["places-table"] if r["data"].get("node") == "msc-2"]
+        assert msc2 and float(msc2[0]["cells"][4].split()[0]) > 0, page["places-table"]
         assert b.execute_script("return window.__loadedOnce") == "yes"
 
         # care console: the lookup form shows what /v1/care/lookup answers
