@@ -94,10 +94,16 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
         b.quit()
 
 
+# Chromium puts every HTTP error answer on the console; a node that is not ready (yet) answers
+# /health/ready with 503 and its reasons, which the page shows: the node's word, not a fault
+NOT_READY = "/health/ready - Failed to load resource: the server responded with a status of 503"
+
+
 def _console_errors(b: WebDriver, allowed: tuple[str, ...] = ()) -> list[str]:
     """The console's errors since the last call (reading the log empties it)."""
     return [e["message"] for e in b.get_log("browser")
-            if e["level"] == "SEVERE" and not any(a in e["message"] for a in allowed)]
+            if e["level"] == "SEVERE" and not any(a in e["message"]
+                                                  for a in (NOT_READY, *allowed))]
 
 
 def _text(b: WebDriver, elem_id: str) -> str:

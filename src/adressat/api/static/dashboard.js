@@ -350,16 +350,19 @@
     note("n-canaries", num(b.window_s) ? `over the last ${fmtAge(b.window_s)}` : "");
   }
 
+  // the node's readiness each round (/health/ready: 200, or 503 with the reasons); who and
+  // since when from /status, which counts the whole queue: now and then, and after an outage
+  function renderReady(b) {
+    const h = $("health");
+    const ready = b.ready === true;
+    const reasons = (b.reasons || []).map((r) => (typeof r === "string" ? r : JSON.stringify(r)));
+    h.textContent = ready ? "READY" : "NOT READY" + (reasons.length ? ": " + reasons.join(", ") : "");
+    h.className = "badge " + (ready ? "ok" : "bad");
+  }
   let startedAt = null;
   function renderStatus(b) {
     const node = b.node || {};
-    const health = b.health || {};
     $("node-id").textContent = node.node_id ? "· node " + node.node_id : "";
-    const h = $("health");
-    const ready = health.ready === true;
-    const reasons = (health.reasons || []).map((r) => (typeof r === "string" ? r : r.kind || JSON.stringify(r)));
-    h.textContent = ready ? "READY" : "NOT READY" + (reasons.length ? ": " + reasons.join(", ") : "");
-    h.className = "badge " + (ready ? "ok" : "bad");
     if (startedAt !== null && num(node.started_at) && node.started_at !== startedAt) {
       const r = $("restarted");
       r.textContent = "node restarted at " + fmtTime(node.started_at);
@@ -369,16 +372,23 @@
   }
 
   // --- the loop --------------------------------------------------------------------------------
+  const STATUS_EVERY = 30; // rounds between two questions to /status
   const PANELS = [
-    ["/v1/live", ["p-throughput", "p-latency", "p-queue", "p-places"], "n-live", renderLive],
-    ["/v1/alerts?limit=200", ["p-alerts"], "n-alerts", renderAlerts],
-    ["/v1/canaries", ["p-canaries"], "n-canaries", renderCanaries],
-    ["/status", [], null, renderStatus],
+    { path: "/v1/live", sections: ["p-throughput", "p-latency", "p-queue", "p-places"],
+      noteId: "n-live", render: renderLive },
+    { path: "/v1/alerts?limit=200", sections: ["p-alerts"], noteId: "n-alerts",
+      render: renderAlerts },
+    { path: "/v1/canaries", sections: ["p-canaries"], noteId: "n-canaries",
+      render: renderCanaries },
+    { path: "/health/ready", sections: [], noteId: null, render: renderReady, answers: [503] },
+    { path: "/status", sections: [], noteId: null, render: renderStatus, every: STATUS_EVERY },
   ];
+  let round = 0;
+  let statusDue = true;
   let unreachableSince = null;
 
-  function show(res, sections, noteId, render) {
-    let ok = res.ok && res.body !== null;
+  function show(res, { sections, noteId, render, answers }) {
+    let ok = (res.ok || (answers || []).includes(res.status)) && res.body !== null;
     if (ok) {
       try {
         render(res.body);
@@ -397,7 +407,9 @@
     const began = performance.now();
     const beganAt = Date.now() / 1000;
     try {
-      const answers = await Promise.all(PANELS.map(([path]) => getJson(path)));
+      const asked = PANELS.filter((p) => !p.every || statusDue || round % p.every === 0);
+      round += 1;
+      const answers = await Promise.all(asked.map((p) => getJson(p.path)));
       const reachable = answers.some((a) => a.status !== 0);
       const conn = $("conn");
       if (!reachable) {
@@ -408,10 +420,12 @@
         $("health").textContent = "NO ANSWER";
         $("health").className = "badge bad";
         for (const c of document.querySelectorAll(".card:not(#p-care)")) c.classList.add("stale");
+        statusDue = true; // who answers next may be a restarted node
       } else {
         unreachableSince = null;
         conn.hidden = true;
-        answers.forEach((a, k) => show(a, ...PANELS[k].slice(1)));
+        answers.forEach((a, k) => show(a, asked[k]));
+        if (asked.some((p) => p.every) && answers[answers.length - 1].ok) statusDue = false;
         const u = $("updated");
         u.textContent = fmtTime(Date.now() / 1000);
         u.dateTime = new Date().toISOString();
