@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from store_helpers import make_msg
 
 from adressat.core.integrity import Alarm, AlarmKind, FaultSetting
@@ -157,3 +158,56 @@ def test_v12_on_an_older_database_leaves_old_rows_null(tmp_path: Path) -> None:
         assert s.canary_states(10.0, 10.0) == []
     finally:
         s.close()
+
+
+def _deliver_one(store: Store, account: str, at: float) -> str:
+    from adressat.store.base import FinishedAttempt
+
+    m = make_msg(account=account, submitted_at=at, not_before=at, next_attempt_at=at,
+                 registered_delivery=0)
+    store.insert_messages([m])
+    (claimed,) = [c for c in store.claim_due(10, at, 60.0, "w") if c.id == m.id]
+    store.finish_attempts([FinishedAttempt(
+        claimed, State.DELIVERED, {"error": 0, "delivered_imsi": "1", "delivered_msisdn": "2"},
+        _attempt(m.id, "msc-1", at, "DELIVERED"), at + 0.1)])
+    return m.id
+
+
+def test_canary_records_go_at_the_canary_horizon_and_customers_stay(store: Store) -> None:
+    from adressat.core.model import CANARY_ACCOUNT
+
+    canary = _deliver_one(store, CANARY_ACCOUNT, 1000.0)
+    late_canary = _deliver_one(store, CANARY_ACCOUNT, 3000.0)
+    customer = _deliver_one(store, "acme", 1000.0)
+    assert store.delete_canary_records(2000.0, 0) == 0
+    assert store.delete_canary_records(2000.0, 10) == 1
+    assert store.get_message(canary) is None
+    assert store.attempts_for_message(canary) == []
+    # the customer's message of the same second, and the canary's newer one, stay whole
+    assert (c := store.get_message(customer)) is not None and c.state is State.DELIVERED
+    assert len(store.attempts_for_message(customer)) == 1
+    assert (lc := store.get_message(late_canary)) is not None and lc.state is State.DELIVERED
+    assert store.delete_canary_records(2000.0, 10) == 0
+
+
+def test_sqlite_triggers_refuse_customer_rows_below_the_canary_horizon(tmp_path: Path) -> None:
+    from adressat.core.model import CANARY_ACCOUNT
+
+    s = SqliteStore(tmp_path / "t.db")
+    try:
+        _deliver_one(s, CANARY_ACCOUNT, 1000.0)
+        customer = _deliver_one(s, "acme", 1000.0)
+        assert s.delete_canary_records(2000.0, 10) == 1
+    finally:
+        s.close()
+    conn = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    try:
+        for sql in ("DELETE FROM attempts WHERE message_id = ?",
+                    "DELETE FROM deliveries WHERE message_id = ?",
+                    "DELETE FROM messages WHERE id = ?"):
+            with pytest.raises(sqlite3.IntegrityError):
+                conn.execute(sql, (customer,))
+        with pytest.raises(sqlite3.IntegrityError, match="future"):
+            conn.execute("UPDATE meta SET value = '1e12' WHERE key = 'canary_horizon'")
+    finally:
+        conn.close()

@@ -146,3 +146,17 @@ def test_canary_probes_deleted_after_their_retention_never_after_the_records() -
     r = _pass(store, 1000.0, content_retention_s=1e9, record_retention_s=50.0,
               canary_probes_retention_s=86400.0)
     assert [p.at for p in store.canary_probes_since(0, 10)] == [990.0]
+
+
+def test_canary_messages_go_with_the_probes_retention_customers_with_theirs() -> None:
+    from adressat.core.model import CANARY_ACCOUNT
+
+    store = MemoryStore()
+    canaries = _finish(store, 1000.0, 3, account=CANARY_ACCOUNT)
+    customers = _finish(store, 1000.0, 2)
+    assert len(canaries) == 3 and len(customers) == 2
+    r = _pass(store, 2000.0, content_retention_s=1e9, record_retention_s=1e9,
+              canary_probes_retention_s=200.0, batch_max=2)
+    assert r.canary_messages_deleted == 3  # batch after batch
+    assert all(store.get_message(m.id) is None for m in canaries)
+    assert all(store.get_message(m.id) is not None for m in customers)

@@ -78,6 +78,7 @@ class Retention:
             else min(max(0.0, canary_probes_retention_s), record_retention_s)
         )
         self.canary_probes_deleted = 0
+        self.canary_messages_deleted = 0
         self.passes = 0
         self.failures = 0
         self.purged = 0
@@ -127,6 +128,14 @@ class Retention:
             started = time.perf_counter()
             n = await self.committer.run(lambda s: s.delete_canary_probes(canary_before, limit))
             self.canary_probes_deleted += n
+            if n < limit:
+                break
+            await self._paced(started)
+        while not self._stopping:  # and the canary's messages, as soon (schema v15)
+            started = time.perf_counter()
+            n = await self.committer.run(
+                lambda s: s.delete_canary_records(canary_before, limit))
+            self.canary_messages_deleted += n
             if n < limit:
                 break
             await self._paced(started)

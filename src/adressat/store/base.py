@@ -319,6 +319,12 @@ class Store(Protocol):
     def canary_states(self, now: float, window_s: float) -> list[CanaryState]: ...
     # Retention: probes sent before ``before``, oldest first, at most ``limit``; how many.
     def delete_canary_probes(self, before: float, limit: int = 500) -> int: ...
+    def delete_canary_records(self, final_before: float, limit: int = 500) -> int:
+        """Delete up to ``limit`` messages of the canary account final before
+        ``final_before``, with their attempts, deliveries (and receipts: none are written);
+        the number of messages. Customers' rows are untouched (schema v15)."""
+        ...
+
 
 
     # --- alerts (issue 10, helper B) ---

@@ -16,6 +16,7 @@ from adressat.core.health import Episode
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
 from adressat.core.model import (
+    CANARY_ACCOUNT,
     FINAL_STATES,
     PENDING_STATES,
     QUEUED_STATES,
@@ -775,6 +776,30 @@ class MemoryStore:
             self._d.canary_probes = [p for p in self._d.canary_probes if p.id not in gone]
             return len(gone)
 
+
+    def delete_canary_records(self, final_before: float, limit: int = 500) -> int:
+        with self._op():
+            d = self._d
+            old = sorted(
+                (m for m in d.messages.values() if m.account == CANARY_ACCOUNT
+                 and m.final_at is not None and m.final_at < final_before
+                 and m.submitted_at < final_before),
+                key=lambda m: (m.submitted_at, m.id),
+            )[: max(0, limit)]
+            ids = {m.id for m in old}
+            if not ids:
+                return 0
+            kept = [(a, seq) for a, seq in zip(d.attempts, d.attempt_seqs, strict=True)
+                    if a.message_id not in ids]
+            d.attempts = [a for a, _ in kept]
+            d.attempt_seqs = [seq for _, seq in kept]
+            for mid in ids:
+                d.deliveries.pop(mid, None)
+                rid = d.receipt_by_message.pop(mid, None)
+                if rid is not None:
+                    d.receipts.pop(rid, None)
+                del d.messages[mid]
+            return len(ids)
 
     # --- alerts (issue 10, helper B) -----------------------------------------
     # (insert below this line)

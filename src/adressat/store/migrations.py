@@ -435,6 +435,48 @@ _V13: list[tuple[Dialect, str]] = []
 _V14: list[tuple[Dialect, str]] = []
 
 
+#: v15: the canary prober's messages (account ``_canary``, observe/canary.py) go with their
+#: probes' retention, not the customers' 90 days: at one probe per node every 5 s that is
+#: about 69,000 messages a day, 6 million rows at 90 days for nothing. The audit tables'
+#: triggers let a delete pass below the record horizon (v10) and, for rows of the canary
+#: account only, below ``canary_horizon``; that horizon is never in the future either.
+CANARY_HORIZON_META = "canary_horizon"
+_CANARY_HORIZON = (
+    "COALESCE((SELECT CAST(value AS REAL) FROM meta WHERE key = 'canary_horizon'), -1e308)"
+)
+_IS_CANARY_MESSAGE = "(SELECT account FROM messages WHERE id = OLD.message_id) = '_canary'"
+
+
+def _older_or_canary(table: str, column: str, canary: str, what: str) -> list[tuple[Dialect, str]]:
+    return [
+        ("sqlite", f"DROP TRIGGER IF EXISTS {table}_no_delete"),
+        (
+            "sqlite",
+            f"""CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+               WHEN (OLD.{column} IS NULL OR OLD.{column} >= {_HORIZON})
+                AND NOT ({canary} AND OLD.{column} IS NOT NULL
+                         AND OLD.{column} < {_CANARY_HORIZON})
+               BEGIN SELECT RAISE(ABORT, '{what} (retention deletes only older rows)'); END""",
+        ),
+    ]
+
+
+_V15: list[tuple[Dialect, str]] = [
+    *_older_or_canary("attempts", "started_at", _IS_CANARY_MESSAGE, "attempts are append-only"),
+    *_older_or_canary("deliveries", "at", _IS_CANARY_MESSAGE, "deliveries are write-once"),
+    *_older_or_canary("messages", "final_at", "OLD.account = '_canary'",
+                      "a message is deleted only once final"),
+    *[
+        (
+            "sqlite",
+            f"""CREATE TRIGGER canary_horizon_{event.lower()} BEFORE {event} ON meta
+               WHEN NEW.key = 'canary_horizon' AND CAST(NEW.value AS REAL) > {_NOW_S}
+               BEGIN SELECT RAISE(ABORT, 'a canary horizon in the future'); END""",
+        )
+        for event in ("INSERT", "UPDATE")
+    ],
+]
+
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (1, _V1),
     (2, _V2),
@@ -452,6 +494,7 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (13, _V13),
 
     (14, _V14),
+    (15, _V15),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 

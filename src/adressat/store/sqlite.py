@@ -37,6 +37,7 @@ from adressat.core.health import Episode, EpisodeKind
 from adressat.core.integrity import Alarm, AlarmKind, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
 from adressat.core.model import (
+    CANARY_ACCOUNT,
     FINAL_STATES,
     Account,
     AttemptRecord,
@@ -71,7 +72,12 @@ from adressat.store.base import (
     plan_finish,
     plan_transition,
 )
-from adressat.store.migrations import MESSAGE_COLUMNS, RETENTION_HORIZON_META, migrate_sqlite
+from adressat.store.migrations import (
+    CANARY_HORIZON_META,
+    MESSAGE_COLUMNS,
+    RETENTION_HORIZON_META,
+    migrate_sqlite,
+)
 
 _COLS = ", ".join(MESSAGE_COLUMNS)
 _PLACEHOLDERS = ", ".join("?" for _ in MESSAGE_COLUMNS)
@@ -1403,6 +1409,30 @@ class SqliteStore:
                 (before, limit),
             ).rowcount
 
+
+    def delete_canary_records(self, final_before: float, limit: int = 500) -> int:
+        if limit <= 0:
+            return 0
+        with self._tx() as c:
+            ids = [r[0] for r in c.execute(
+                "SELECT id FROM messages INDEXED BY messages_account WHERE account = ?"
+                " AND submitted_at < ? AND final_at IS NOT NULL AND final_at < ?"
+                " ORDER BY submitted_at LIMIT ?",
+                (CANARY_ACCOUNT, final_before, final_before, limit),
+            )]
+            if not ids:
+                return 0
+            # the horizon the triggers let the canary account's rows go below (schema v15)
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (CANARY_HORIZON_META, repr(float(final_before))),
+            )
+            marks = ", ".join("?" * len(ids))
+            c.execute(f"DELETE FROM attempts WHERE message_id IN ({marks})", ids)
+            c.execute(f"DELETE FROM deliveries WHERE message_id IN ({marks})", ids)
+            c.execute(f"DELETE FROM receipts WHERE message_id IN ({marks})", ids)
+            return int(c.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids).rowcount)
 
     # --- alerts (issue 10, helper B) -----------------------------------------
     # (insert below this line)
