@@ -469,6 +469,7 @@ def print_banner(node: Node) -> None:
         f"adressat listening: SMPP 3.4 on {s.smpp_host}:{node.smpp_port}\n"
         f"  health, metrics, status: http://{s.http_host}:{node.http_port}/health/ready"
         f"  /metrics  /status\n"
+        f"  dashboard: http://{s.http_host}:{node.http_port}/\n"
         f"  store: {s.store_path}  (SQLite, WAL, synchronous=FULL)\n"
         f"  network: simulated, {s.subscribers:,} subscribers from +{first}\n"
         f"First message:\n"
