@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from adressat import __version__
 from adressat.app.settings import Settings, default_home
@@ -493,8 +494,251 @@ def _print_episodes(episodes: list, held: list[str]) -> None:  # type: ignore[ty
               f" {e.failures} failures")
 
 
+# --- care and operator views (issue 10, helper C; docs/care.md) ----------------------------------
+def _fail(text: str) -> int:
+    """A mistake of the caller: one line on stderr, exit 2, nothing changed."""
+    print(f"adressat: {text}", file=sys.stderr)
+    return 2
+
+
+def _cli_time(text: str | None, default: float, name: str, now: float) -> float:
+    from adressat.observe.care import check_time
+
+    if text is None:
+        return default
+    try:
+        t = parse_time(text)
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(f"{name}: {e}") from None
+    return check_time(t, now, name)
+
+
+def _cells(row: dict[str, object]) -> str:
+    buckets = row["buckets"]
+    assert isinstance(buckets, list)
+    return f"{row['total']:>7}" + "".join(f"{b:>8}" for b in buckets)
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from adressat.observe.care import QUEUE_COLUMNS, queue_shape
+
+    store = _store(args)
+    try:
+        shape = queue_shape(store, time.time())
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(shape, sort_keys=True))
+        return 0
+    head = f"{'':<28}{'total':>7}" + "".join(f"{c:>8}" for c in QUEUE_COLUMNS)
+    print(head)
+    print(f"{'TOTAL':<28}" + _cells(shape["total"]))
+    for r in shape["routes"]:
+        print(f"{'route ' + str(r['route'] or '-'):<28}" + _cells(r))
+    for r in shape["serving_nodes"]:
+        print(f"{'serving node ' + str(r['serving_node'] or '-'):<28}" + _cells(r))
+    return 0
+
+
+def cmd_message(args: argparse.Namespace) -> int:
+    from adressat.observe.care import message_history
+
+    store = _store(args)
+    try:
+        h = message_history(store, args.id, time.time())
+    finally:
+        store.close()
+    if h is None:
+        return _fail(f"no message {args.id[:64]!r}")
+    if args.json:
+        print(json.dumps(h, sort_keys=True))
+        return 0
+    print(f"message {h['id']}  account {h['account']}  from {h['sender']}  to +{h['destination']}")
+    print(f"state {h['state']}  route {h['route'] or '-'}  submitted {_when(h['submitted_at'])}"
+          f"  expires {_when(h['expires_at'])}  ({h['content_octets']} octets, text not shown)")
+    ids = h["identities"]
+    print("identities: " + "  ".join(f"{k}={v or '-'}" for k, v in ids.items()))
+    for e in h["history"]:
+        print(f"  {_when(e['at'])}  {e['state'] or '':<12} {e['detail']}")
+    for a in h["attempts"]:
+        print(f"attempt {a['attempt']}: {_when(a['started_at'])}  imsi {a['imsi'] or '-'}"
+              f"  node {a['serving_node'] or '-'}  route {a['route']}  outcome {a['outcome']}"
+              f"  error {a['error'] if a['error'] is not None else '-'}")
+    r = h["receipt"]
+    if r is None:
+        print("receipt: none")
+    else:
+        sent = "not yet" if r["sent_at"] is None else _when(r["sent_at"])
+        print(f"receipt: {r['state']}  created {_when(r['created_at'])}  sent {sent}")
+    return 0
+
+
+def cmd_care(args: argparse.Namespace) -> int:
+    from adressat.observe import care
+
+    s = _settings(args)
+    now = time.time()
+    try:
+        number = care.parse_number(args.number)
+        if args.care_cmd == "lookup":
+            until = _cli_time(args.until, now, "--until", now)
+            since = _cli_time(args.since, until - 86400.0, "--since", now)
+            if until < since:
+                raise ValueError("--until is before --since")
+        else:
+            about = _cli_time(args.about, now, "--about", now)
+            sender = care.parse_sender(args.sender)
+            window = s.care_complaint_window_s if args.window is None else args.window
+            if window > s.care_complaint_window_s_max:
+                raise ValueError(f"--window must be <= {s.care_complaint_window_s_max} s")
+    except ValueError as e:  # CareError too
+        return _fail(str(e))
+    store = _store(args)
+    try:
+        if args.care_cmd == "lookup":
+            out = care.lookup(store, number, since, until,
+                              limit=s.care_lookup_messages_max, now=now)
+        else:
+            complaint, out = care.judge_complaint(
+                store, number, about, sender, window_s=window, now=now,
+                limit=s.care_complaint_candidates_max,
+            )
+            out["complaint_id"] = store.add_complaint(complaint).id
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+        return 0
+    if args.care_cmd == "lookup":
+        rows = out["messages"]
+        print(f"+{number}: {len(rows)} messages from {_when(since)} to {_when(until)}"
+              + ("  (limit reached: narrow the window)" if out["truncated"] else ""))
+        for m in rows:
+            other = {"to": f"from {m['sender']}", "from": f"to {m['destination']}"}.get(
+                m["direction"], f"from {m['sender']}, for {m['destination']}")
+            print(f"  {_when(m['submitted_at'])}  {m['id']}  {m['direction']:<4} {other:<22}"
+                  f" {m['state']:<13} route {m['route'] or '-'}  node {m['serving_node'] or '-'}"
+                  f"  account {m['account']}")
+        return 0
+    print(f"complaint {out['complaint_id']} recorded: {out['verdict'].upper()}"
+          f"  ({out['candidates']} messages from {out['sender']} within"
+          f" {out['window_s']:.0f} s of {_when(about)})")
+    m = out["message"]
+    if m is not None:
+        print(f"  message {m['id']} of account {m['account']}, intended for {m['intended_for']},"
+              f" reached {m['reached'] or '-'}, state {m['state']}")
+    print(f"  route {out['route'] or '-'}  serving node {out['serving_node'] or '-'}")
+    for acc, ms in out["same_way"]["accounts"].items():
+        print(f"  account {acc}: {len(ms)} other messages the same way:"
+              f" {' '.join(x['id'] for x in ms)}")
+    if out["verdict"] == "unexplained":
+        print("  nothing on record reached this number: the node believes every candidate went"
+              " to its destination (a signal in itself)")
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """submit_sm on a transceiver bind, then wait (bounded) for its receipt."""
+    import asyncio
+
+    from adressat.smpp.errors import SmppError
+    from adressat.testing.esme import BindFailed, ConnectionLost, EsmeClient
+
+    port = args.smpp_port
+    if port is None:
+        try:
+            port = int(json.loads((Path(args.home) / "node.json").read_text())["smpp_port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return _fail(f"no node runs for {args.home} (no node.json); start `adressat run`")
+    import shlex
+
+    from adressat.app.node import cli_prefix
+
+    again = cli_prefix(sys.argv[0], sys.executable) + " --home " + shlex.quote(
+        str(Path(args.home).resolve()))
+    if len(args.source) > 11 or not args.source.isprintable():
+        return _fail("--from: 1..11 printable characters (alphanumeric sender id)")
+
+    async def go() -> int:
+        client = EsmeClient(args.smpp_host, port, args.account, args.password, window=1,
+                            source_addr=args.source)
+        try:
+            await client.connect(timeout_s=10.0)
+        except BindFailed as e:
+            print(f"adressat: bind as {args.account!r} refused ({e}); add the account with"
+                  " `adressat account add`", file=sys.stderr)
+            return 1
+        except (OSError, ConnectionLost) as e:
+            print(f"adressat: cannot reach SMPP {args.smpp_host}:{port}: {e}", file=sys.stderr)
+            return 1
+        try:
+            t0 = time.monotonic()
+            resp = await client.submit(args.to, args.text.encode())
+            if int(resp.command_status) != 0:
+                status = int(resp.command_status)
+                print(f"adressat: submit_sm refused: command_status 0x{status:08x}",
+                      file=sys.stderr)
+                return 1
+            mid = str(resp.fields["message_id"])
+            print(f"submitted {mid} to {args.to}: accepted")
+            await client.wait_receipts([mid], timeout_s=args.wait_s)
+            receipt = client.receipts.get(mid)
+            if receipt is None:
+                print(f"no receipt within {args.wait_s:.0f} s; its history:")
+                print(f"  {again} message show {mid}")
+                return 1
+            stat = receipt.stat.value if receipt.stat is not None else "?"
+            print(f"receipt {stat} after {time.monotonic() - t0:.2f} s; its history:")
+            print(f"  {again} message show {mid}")
+            return 0 if stat == "DELIVRD" else 1
+        except (ConnectionLost, SmppError) as e:
+            print(f"adressat: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+class _Parser(argparse.ArgumentParser):
+    """A mistake on the command line is one line on stderr and exit 2 (the usage is one
+    ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _home_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``--home`` before or after the subcommand: every subcommand at every level takes it
+    (SUPPRESS: one given before stays unless one is given after)."""
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public walk
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for child in action.choices.values():
+                if "--home" not in child._option_string_actions:  # noqa: SLF001
+                    child.add_argument("--home", default=argparse.SUPPRESS,
+                                       help="data directory")
+                _home_everywhere(child)
+
+
+#: the commands that may create the store in an empty data directory; every other one is
+#: refused where there is none (a mistyped --home must not create an empty store and answer
+#: from it)
+CREATES_STORE = frozenset({("run",), ("account", "add")})
+
+
+def missing_store(args: argparse.Namespace) -> str | None:
+    """Why this command cannot run on ``--home``, or None."""
+    command = (args.cmd, *(v for k, v in vars(args).items() if k.endswith("_cmd") and v))
+    if command[:2] in CREATES_STORE or command[:1] in CREATES_STORE:
+        return None
+    if not (Path(args.home) / "adressat.db").is_file():
+        return (f"no adressat store in {args.home} (no adressat.db): wrong --home?"
+                " `adressat run --home DIR` creates one (and `account add`)")
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="adressat", description=__doc__)
+    p = _Parser(prog="adressat", description=__doc__)
     p.add_argument("--version", action="version", version=f"adressat {__version__}")
     p.add_argument(
         "--home",
@@ -710,8 +954,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 
     # --- subcommands of issue 10: care and operator views (helper C) ---
+    q = sub.add_parser("queue", help="the queue by route and serving node against age (qshape)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=cmd_queue)
+
+    msg = sub.add_parser("message", help="one message's history (never its text)")
+    msub = msg.add_subparsers(dest="message_cmd", required=True)
+    ms = msub.add_parser("show", help="states, attempts, identities, node, route, receipt")
+    ms.add_argument("id")
+    ms.add_argument("--json", action="store_true")
+    msg.set_defaults(fn=cmd_message)
+
+    care = sub.add_parser("care", help="care console: a subscriber's messages, complaints")
+    csub = care.add_subparsers(dest="care_cmd", required=True)
+    cl = csub.add_parser("lookup", help="messages to and from a number (never the text)")
+    cl.add_argument("number", help="the subscriber's number, e.g. +46701000001")
+    cl.add_argument("--since", default=None, metavar="T",
+                    help="ISO 8601 or epoch seconds (default: 24 hours ago)")
+    cl.add_argument("--until", default=None, metavar="T", help="ISO 8601 or epoch (default: now)")
+    cl.add_argument("--json", action="store_true")
+    cc = csub.add_parser("complaint",
+                         help="'I received a message that was not for me': judged and recorded")
+    cc.add_argument("number", help="the complainant's number")
+    cc.add_argument("--about", required=True, metavar="T",
+                    help="about when it arrived (ISO 8601 or epoch seconds)")
+    cc.add_argument("--sender", required=True, metavar="S",
+                    help="the sender as shown on the handset (number or sender id)")
+    cc.add_argument("--window", type=_duration, default=None, metavar="DURATION",
+                    help="candidates submitted this long before or after --about"
+                    f" (default {_default('care_complaint_window_s')} s)")
+    cc.add_argument("--json", action="store_true")
+    care.set_defaults(fn=cmd_care)
+
+    se = sub.add_parser("send", help="one message over SMPP to the running node, with its receipt"
+                        " (a first message; the shipped test ESME)")
+    se.add_argument("--to", required=True, metavar="NUMBER", help="destination, e.g. 46701000000")
+    se.add_argument("--text", default="hello from adressat")
+    se.add_argument("--account", default="demo", help="system_id (default demo)")
+    se.add_argument("--password", default="demo")
+    se.add_argument("--from", dest="source", default="adressat", metavar="SENDER",
+                    help="alphanumeric sender id (default adressat)")
+    se.add_argument("--smpp-host", default="127.0.0.1")
+    se.add_argument("--smpp-port", type=int, default=None,
+                    help="default: the running node's, from <home>/node.json")
+    se.add_argument("--wait-s", type=_positive_seconds, default=15.0,
+                    help="how long to wait for the receipt (default 15)")
+    se.set_defaults(fn=cmd_send)
 
 
+    _home_everywhere(p)
     return p
 
 
@@ -720,6 +1011,10 @@ def main(argv: list[str] | None = None) -> int:
 
     private_umask()  # the data directory is its owner's only (app/home.py)
     args = build_parser().parse_args(argv)
+    why = missing_store(args)
+    if why is not None:
+        print(f"adressat: {why}", file=sys.stderr)
+        return 2
     return int(args.fn(args))
 
 

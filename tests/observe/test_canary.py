@@ -91,9 +91,12 @@ def test_after_the_deadline_unstored_it_needs_the_store() -> None:
         v = decide(t, T + 10.0, Facts(state))
         assert v is not None and v.result == "lost" and state.value in v.detail
     assert decide(t, T + 10.0, Facts(None)).result == "lost"  # type: ignore[union-attr]
-    # still pending (queued, held): waits until its validity is over, then lost
-    assert decide(t, T + 30.0, Facts(State.HELD)) is None
-    v = decide(t, T + 60.0, Facts(State.HELD))
+    # held by its route's breaker: no evidence either way, said at once
+    v = decide(t, T + 10.0, Facts(State.HELD))
+    assert v is not None and (v.result, v.detail) == ("held", "route_held")
+    # still pending (queued): waits until its validity is over, then lost
+    assert decide(t, T + 30.0, Facts(State.DEFERRED)) is None
+    v = decide(t, T + 60.0, Facts(State.DEFERRED))
     assert v is not None and v.result == "lost" and "past_validity" in v.detail
     # stored meanwhile: late, whatever the store said
     on_store(t, IMSI, NUMBER, DIGEST, T + 20.0)
@@ -136,8 +139,8 @@ def test_probe_contents_differ_and_digest_is_of_the_packed_tp_ud() -> None:
 # --- one prober on a real network, worker and store ----------------------------------------
 
 
-async def _run_prober(tmp_path: Path, fault: tuple[str, str] | None, seconds: float
-                      ) -> list[tuple[str, str]]:
+async def _run_prober(tmp_path: Path, fault: tuple[str, str] | None, seconds: float,
+                      breaker: int = 0) -> list[tuple[str, str]]:
     store = MemoryStore()
     committer = GroupCommitter(store, inline=True).start()
     board = FaultSwitchboard(seed=5)
@@ -147,12 +150,14 @@ async def _run_prober(tmp_path: Path, fault: tuple[str, str] | None, seconds: fl
     worker = DeliveryWorker(committer, {"netsim": adapter},
                             lambda r: "netsim" if r == "netsim" else "none",
                             RetryPolicy((0.2,), 0.0), owner="t", node=1, rng=random.Random(1),
-                            interval_s=0.01, breaker_alarms_threshold=0, concurrency_max=50,
+                            interval_s=0.01, breaker_alarms_threshold=breaker,
+                            concurrency_max=50, held_refresh_s=0.05,
                             claim_batch_max=50, lease_s=30.0, delivery_timeout_s=5.0,
                             on_final=lambda m: None)
     prober = CanaryProber(committer, ["netsim"], net.register.canaries(),
                           net.register.identity, tp_ud_digest, worker.wake, tag_key,
-                          interval_s=0.3, deadline_s=1.0, validity_s=3.0, check_interval_s=0.05)
+                          held=lambda: worker.held_routes, interval_s=0.3, deadline_s=1.0,
+                          validity_s=3.0, check_interval_s=0.05)
     net.on_stored(prober.on_stored)
     if fault is not None:
         board.on(fault[0], rate=1.0, node=fault[1])
@@ -193,3 +198,15 @@ def test_prober_sees_a_misdelivering_node(tmp_path: Path) -> None:
     at2 = {r for n, r in got if n == "msc-2"}
     assert at2 == {"misdelivered"}
     assert {r for n, r in got if n != "msc-2"} == {"passed"}
+
+
+def test_a_held_route_gets_no_probes_and_its_probes_in_flight_are_held_not_failed(
+        tmp_path: Path) -> None:
+    """The breaker trips at msc-2's first misdelivery and holds the whole route: the other
+    nodes' probes say "held" (no evidence), never "lost" or "failed", and none is sent
+    while the route is held."""
+    got = asyncio.run(_run_prober(tmp_path, ("swapping_node", "msc-2"), 2.5, breaker=1))
+    assert ("msc-2", "misdelivered") in got
+    assert {r for n, r in got if n != "msc-2"} <= {"passed", "held"}
+    # sent every 0.3 s for 2.5 s if nothing held them: 8 rounds; the hold stops them
+    assert len([n for n, _ in got if n == "msc-1"]) <= 3

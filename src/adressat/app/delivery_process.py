@@ -135,6 +135,7 @@ class DeliveryNode:
                 tp_ud_digest,
                 self.worker.wake,
                 tag_key,
+                held=lambda: self.worker.held_routes,
                 node_id=s.node_id,
                 interval_s=s.canary_interval_s,
                 deadline_s=s.canary_deadline_s,

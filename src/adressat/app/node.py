@@ -14,12 +14,15 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from adressat.api import canary as canary_api
+from adressat.api import care as care_api
 from adressat.api import dashboard
 from adressat.api.http import HttpListener
 from adressat.core.accept import AcceptLimits
@@ -162,6 +165,7 @@ class Node:
             # alerts (helper B)
 
             # care and operator views (helper C)
+            care_api.mount(self._reader, self.committer, s),
 
             # dashboard (helper D)
             dashboard.mount,
@@ -462,9 +466,22 @@ class Node:
         log.info("stopped", extra={"node": self.settings.node_id})
 
 
+def cli_prefix(argv0: str, executable: str) -> str:
+    """How to call ``adressat`` again, pasted into a shell: the script this node was started
+    with (an absolute path: ``.venv/bin`` is seldom on PATH), else the interpreter with ``-m``."""
+    path = Path(argv0)
+    if path.name == "adressat" and path.is_file():
+        return shlex.quote(str(path.resolve()))
+    return f"{shlex.quote(executable)} -m adressat.cli"
+
+
 def print_banner(node: Node) -> None:
     s = node.settings
     first = node.first_msisdn
+    cmd = cli_prefix(sys.argv[0], sys.executable) + " --home " + shlex.quote(str(s.home.resolve()))
+    # send finds the SMPP port in <home>/node.json
+    smpp = "" if s.smpp_host in ("127.0.0.1", "0.0.0.0", "::") else (
+        f" --smpp-host {shlex.quote(s.smpp_host)}")
     print(
         f"adressat listening: SMPP 3.4 on {s.smpp_host}:{node.smpp_port}\n"
         f"  health, metrics, status: http://{s.http_host}:{node.http_port}/health/ready"
@@ -472,12 +489,13 @@ def print_banner(node: Node) -> None:
         f"  dashboard: http://{s.http_host}:{node.http_port}/\n"
         f"  store: {s.store_path}  (SQLite, WAL, synchronous=FULL)\n"
         f"  network: simulated, {s.subscribers:,} subscribers from +{first}\n"
-        f"First message:\n"
-        f"  adressat --home {s.home} account add demo --password demo\n"
-        f"  then bind an SMPP client as system_id 'demo' password 'demo' to "
-        f"{s.smpp_host}:{node.smpp_port}\n"
-        f"  and submit_sm to {first} (TON 1, NPI 1) with registered_delivery 1.\n"
-        f"  adressat --home {s.home} audit --json   # counts and invariant figures",
+        f"First message (paste these in another terminal):\n"
+        f"  {cmd} account add demo --password demo\n"
+        f"  {cmd} send --to {first} --text hello{smpp}   # waits for its receipt\n"
+        f"  {cmd} audit --json   # counts and invariant figures\n"
+        f"  Any SMPP 3.4 client works too: bind as system_id 'demo' password 'demo' to"
+        f" {s.smpp_host}:{node.smpp_port}, submit_sm to {first} (TON 1, NPI 1),"
+        f" registered_delivery 1.",
         flush=True,
     )
 

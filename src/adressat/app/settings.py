@@ -110,6 +110,10 @@ class Settings:
 
 
     # care and operator views (issue 10, helper C)
+    care_complaint_window_s: float = 3600.0  # candidates submitted within this of "about when"
+    care_complaint_window_s_max: float = 7 * 86400.0  # the widest window a person may ask for
+    care_complaint_candidates_max: int = 10_000  # messages of the sender read per complaint
+    care_lookup_messages_max: int = 1000  # messages one lookup answers with (newest first)
 
 
     def with_(self, **changes: object) -> Settings:

@@ -246,7 +246,7 @@ class AttemptView:
 
 #: Results of a canary probe (observe/canary.py).
 CANARY_RESULTS: tuple[str, ...] = (
-    "passed", "misdelivered", "wrong_content", "late", "lost", "failed",
+    "passed", "misdelivered", "wrong_content", "late", "lost", "failed", "held",
 )
 
 

@@ -57,7 +57,7 @@ from adressat.netsim.inbox import evidence_from, read_inbox
 from adressat.store.base import Store
 from adressat.store.migrations import RETENTION_HORIZON_META
 
-__all__ = ["audit", "iter_messages"]
+__all__ = ["audit", "detail_field", "iter_messages"]
 
 _CACHE_MAX = 4096
 
@@ -74,6 +74,10 @@ def _detail_field(detail: str, key: str) -> str | None:
         if word.startswith(prefix):
             return word[len(prefix):]
     return None
+
+
+#: public name: the care console reads the identities in alarms the same way
+detail_field = _detail_field
 
 
 def _key(*parts: object) -> int:

@@ -17,6 +17,9 @@ Results (``CanaryProbe.result``):
 * ``late``: the canary's handset stored it, after the deadline;
 * ``failed``: not stored by the deadline, and the node answered an attempt with a failure
   (System Failure and the like: the attempt record names the serving node and the error);
+* ``held``: not stored by the deadline because its route's breaker holds it: no evidence
+  either way (not a pass, not a failure of the place); while a route is held no probe is
+  sent on it, so after an incident the all-clear starts when the route is released;
 * ``lost``: not stored by the deadline, and the message is final without delivery, or
   DELIVERED by the SMSC's account while the handset has nothing, or still pending when its
   validity (``canary_validity_s``) is over.
@@ -153,6 +156,8 @@ def decide(t: Track, now: float, facts: Facts | None = None) -> Verdict | None:
         return Verdict("failed", None, f"error={facts.node_failure}")
     if facts.state is None:
         return Verdict("lost", None, "message=gone")
+    if facts.state is State.HELD:
+        return Verdict("held", None, "route_held")
     if facts.state is State.DELIVERED:  # the SMSC says delivered; the handset has nothing
         return Verdict("lost", None, "state=DELIVERED")
     if facts.state in FINAL_STATES:
@@ -212,6 +217,7 @@ class CanaryProber:
     digest_of: Callable[[str, bytes], str]
     wake: Callable[[], None]
     tag_key: bytes
+    held: Callable[[], frozenset[str]] = frozenset  # routes a breaker holds (the worker's)
     node_id: int = 1
     interval_s: float = 5.0
     deadline_s: float = 10.0
@@ -284,8 +290,9 @@ class CanaryProber:
         now = self.clock()
         msgs: list[Message] = []
         tracks: list[tuple[_Place, Track]] = []
+        held = self.held()
         for place in self._places:
-            if place.in_flight >= _IN_FLIGHT_PER_PLACE_MAX:
+            if place.in_flight >= _IN_FLIGHT_PER_PLACE_MAX or place.route in held:
                 continue
             try:
                 msg, track = self.build(place, now)

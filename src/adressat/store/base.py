@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, runtime_checkable
 
+from adressat.core.care import Complaint
 from adressat.core.health import Episode
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
@@ -333,6 +334,30 @@ class Store(Protocol):
 
     # --- care and operator views (issue 10, helper C) ---
     # (insert below this line)
+    # ``add_complaint``: appends one complaint (returned with its id; ids never repeat).
+    # ``complaints_since``: those with an id above ``after_id``, oldest first, at most
+    # ``limit``. ``complaint_counts``: every complaint kept, per (route, serving_node, verdict).
+    def add_complaint(self, complaint: Complaint) -> Complaint: ...
+    def complaints_since(self, after_id: int, limit: int) -> list[Complaint]: ...
+    def complaint_counts(self) -> dict[tuple[str, str, str], int]: ...
+    # Messages submitted in ``[since, until)`` whose destination is ``number`` or whose
+    # source_addr is one of ``sources``; newest first, at most ``limit``.
+    def messages_of_number(
+        self, number: str, sources: Sequence[str], since: float, until: float, limit: int
+    ) -> list[Message]: ...
+    # Messages submitted in ``[since, until)`` whose source_addr is one of ``sources``,
+    # oldest first, at most ``limit`` (the complaint's candidates).
+    def messages_from_sources(
+        self, sources: Sequence[str], since: float, until: float, limit: int
+    ) -> list[Message]: ...
+    # The queue (messages not final) as (route, serving node of the last attempt or None,
+    # age bucket, count): bucket i counts ages below ``edges_s[i]`` (and at or above the edge
+    # before), bucket ``len(edges_s)`` the rest; age is ``now - submitted_at``.
+    def queue_shape(
+        self, now: float, edges_s: Sequence[float]
+    ) -> list[tuple[str, str | None, int, int]]: ...
+    # The receipt outbox row of a message as (state, created_at, sent_at), None when none.
+    def receipt_times(self, message_id: str) -> tuple[str, float, float | None] | None: ...
 
 
 

@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 
 from adressat.core.breaker import counts as counts_for_breaker
+from adressat.core.care import Complaint
 from adressat.core.health import Episode
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
@@ -475,6 +476,7 @@ class MemoryStore:
                 e for e in self._d.episodes
                 if e.ended_at is None or e.ended_at >= final_before
             ]
+            self._delete_complaints(final_before, limit)  # care (issue 10)
             d = self._d
             gone = self._final_before(final_before)[: max(0, limit)]
             # as SQLite: the newest receipt's message and the newest alarm stay until newer
@@ -807,3 +809,88 @@ class MemoryStore:
 
     # --- care and operator views (issue 10, helper C) ------------------------
     # (insert below this line)
+    # complaints live beside ``_d`` (kept out of the shared record of savepoints): an append
+    # is one step, and a savepoint that rolls back after it leaves it (SQLite would not)
+    def _complaints(self) -> list[Complaint]:
+        got: list[Complaint] | None = getattr(self, "_complaint_rows", None)
+        if got is None:
+            got = []
+            self._complaint_rows = got
+        return got
+
+    def _delete_complaints(self, before: float, limit: int) -> None:
+        rows = self._complaints()
+        old = sorted((c for c in rows if c.at < before), key=lambda c: (c.at, c.id))
+        gone = {c.id for c in old[: max(0, limit)]}
+        rows[:] = [c for c in rows if c.id not in gone]
+
+    def add_complaint(self, complaint: Complaint) -> Complaint:
+        with self._op():
+            rows = self._complaints()
+            self._complaint_last_id = getattr(self, "_complaint_last_id", 0) + 1
+            new = replace(complaint, id=self._complaint_last_id)
+            rows.append(new)
+            return new
+
+    def complaints_since(self, after_id: int, limit: int) -> list[Complaint]:
+        with self._lock:
+            return [c for c in self._complaints() if c.id > after_id][: max(0, limit)]
+
+    def complaint_counts(self) -> dict[tuple[str, str, str], int]:
+        out: dict[tuple[str, str, str], int] = {}
+        with self._lock:
+            for c in self._complaints():
+                key = (c.route, c.serving_node, c.verdict)
+                out[key] = out.get(key, 0) + 1
+        return out
+
+    def messages_of_number(
+        self, number: str, sources: Sequence[str], since: float, until: float, limit: int
+    ) -> list[Message]:
+        with self._lock:
+            ms = [
+                m for m in self._d.messages.values()
+                if (m.destination == number or m.source_addr in sources)
+                and since <= m.submitted_at < until
+            ]
+        ms.sort(key=lambda m: (m.submitted_at, m.id), reverse=True)
+        return ms[: max(0, limit)]
+
+    def messages_from_sources(
+        self, sources: Sequence[str], since: float, until: float, limit: int
+    ) -> list[Message]:
+        with self._lock:
+            ms = [
+                m for m in self._d.messages.values()
+                if m.source_addr in sources and since <= m.submitted_at < until
+            ]
+        ms.sort(key=lambda m: (m.submitted_at, m.id))
+        return ms[: max(0, limit)]
+
+    def queue_shape(
+        self, now: float, edges_s: Sequence[float]
+    ) -> list[tuple[str, str | None, int, int]]:
+        counts: dict[tuple[str, str | None, int], int] = {}
+        with self._lock:
+            last: dict[str, str | None] = {}
+            for a in self._d.attempts:
+                last[a.message_id] = getattr(a, "serving_node", None)
+            for m in self._d.messages.values():
+                if m.state in FINAL_STATES:
+                    continue
+                age = now - m.submitted_at
+                b = next((i for i, e in enumerate(edges_s) if age < e), len(edges_s))
+                key = (m.route, last.get(m.id), b)
+                counts[key] = counts.get(key, 0) + 1
+        return sorted(
+            ((r, n, b, c) for (r, n, b), c in counts.items()),
+            key=lambda t: (t[0], t[1] or "", t[2]),
+        )
+
+    def receipt_times(self, message_id: str) -> tuple[str, float, float | None] | None:
+        with self._lock:
+            rid = self._d.receipt_by_message.get(message_id)
+            r = None if rid is None else self._d.receipts.get(rid)
+            if r is None:
+                return None
+            return (r.state.value, r.final_at, r.sent_at)  # created with the final state

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from adressat.core.breaker import counts as counts_for_breaker
+from adressat.core.care import Complaint
 from adressat.core.health import Episode, EpisodeKind
 from adressat.core.integrity import Alarm, AlarmKind, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
@@ -192,6 +193,24 @@ _COUNT_UNFINISHED = (
     "  WHERE state = 'DISPATCHED')"
     " + (SELECT COUNT(*) FROM messages INDEXED BY messages_held WHERE state = 'HELD')"
     " + (SELECT COUNT(*) FROM messages INDEXED BY messages_accepted WHERE state = 'ACCEPTED')"
+)
+
+_COMPLAINT_COLS = "id, at, number, about_at, sender, message_id, verdict, route, serving_node"
+#: the unfinished messages (id, route, submitted_at), each state through its partial index
+_UNFINISHED = (
+    "SELECT id, route, submitted_at FROM messages INDEXED BY messages_expiry"
+    f" WHERE state IN {_QUEUED}"
+    " UNION ALL SELECT id, route, submitted_at FROM messages INDEXED BY messages_dispatched"
+    " WHERE state = 'DISPATCHED'"
+    " UNION ALL SELECT id, route, submitted_at FROM messages INDEXED BY messages_held"
+    " WHERE state = 'HELD'"
+    " UNION ALL SELECT id, route, submitted_at FROM messages INDEXED BY messages_accepted"
+    " WHERE state = 'ACCEPTED'"
+)
+#: the serving node of a message's last attempt (attempts.serving_node: schema v12)
+_LAST_SERVING_NODE = (
+    "(SELECT a.serving_node FROM attempts AS a INDEXED BY attempts_message"
+    " WHERE a.message_id = u.id ORDER BY a.seq DESC LIMIT 1)"
 )
 
 _COUNT_UNFINISHED_BY_STATE = (
@@ -998,6 +1017,12 @@ class SqliteStore:
                 " AND ended_at < ? ORDER BY started_at LIMIT ?)",
                 (final_before, final_before, limit),
             )
+            # care complaints recorded before the horizon go too (issue 10)
+            c.execute(
+                "DELETE FROM complaints WHERE id IN (SELECT id FROM complaints INDEXED BY"
+                " complaints_time WHERE at < ? ORDER BY at LIMIT ?)",
+                (final_before, limit),
+            )
             if not rows and not alarm_ids:
                 return DeletedRecords()
             # the horizon the audit tables' triggers let deletes pass below, set in this very
@@ -1415,7 +1440,7 @@ class SqliteStore:
             return 0
         with self._tx() as c:
             ids = [r[0] for r in c.execute(
-                "SELECT id FROM messages INDEXED BY messages_account WHERE account = ?"
+                "SELECT id FROM messages INDEXED BY messages_account_time WHERE account = ?"
                 " AND submitted_at < ? AND final_at IS NOT NULL AND final_at < ?"
                 " ORDER BY submitted_at LIMIT ?",
                 (CANARY_ACCOUNT, final_before, final_before, limit),
@@ -1440,3 +1465,87 @@ class SqliteStore:
 
     # --- care and operator views (issue 10, helper C) ------------------------
     # (insert below this line)
+    def add_complaint(self, complaint: Complaint) -> Complaint:
+        with self._one_statement() as c:
+            cur = c.execute(
+                "INSERT INTO complaints (at, number, about_at, sender, message_id, verdict,"
+                " route, serving_node) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (complaint.at, complaint.number, complaint.about_at, complaint.sender,
+                 complaint.message_id, complaint.verdict, complaint.route,
+                 complaint.serving_node),
+            )
+            return replace(complaint, id=int(cur.lastrowid or 0))
+
+    def complaints_since(self, after_id: int, limit: int) -> list[Complaint]:
+        rows = self._read(
+            f"SELECT {_COMPLAINT_COLS} FROM complaints WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, max(0, limit)),
+        )
+        return [Complaint(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], int(r[0]))
+                for r in rows]
+
+    def complaint_counts(self) -> dict[tuple[str, str, str], int]:
+        rows = self._read(
+            "SELECT route, serving_node, verdict, COUNT(*) FROM complaints"
+            " GROUP BY route, serving_node, verdict"
+        )
+        return {(r[0], r[1], r[2]): int(r[3]) for r in rows}
+
+    def messages_of_number(
+        self, number: str, sources: Sequence[str], since: float, until: float, limit: int
+    ) -> list[Message]:
+        marks = ", ".join("?" * len(sources)) or "NULL"
+        # no index by destination (schema v14): the window is read per account through
+        # messages_account_time (index only), the accounts found by skipping through it
+        sql = (
+            "WITH RECURSIVE acc(name) AS (SELECT MIN(account) FROM messages"
+            " UNION ALL SELECT (SELECT MIN(account) FROM messages WHERE account > acc.name)"
+            " FROM acc WHERE acc.name IS NOT NULL)"
+            f" SELECT {_COLS} FROM messages WHERE rowid IN ("
+            " SELECT m.rowid FROM acc JOIN messages AS m INDEXED BY messages_account_time"
+            "  ON m.account = acc.name"
+            "  WHERE m.submitted_at >= ? AND m.submitted_at < ? AND m.destination = ?"
+            " UNION SELECT rowid FROM messages INDEXED BY messages_source"
+            f"  WHERE source_addr IN ({marks}) AND submitted_at >= ? AND submitted_at < ?)"
+            " ORDER BY submitted_at DESC, id DESC LIMIT ?"
+        )
+        params = (since, until, number, *sources, since, until, max(0, limit))
+        return [_from_row(r) for r in self._read(sql, params)]
+
+    def messages_from_sources(
+        self, sources: Sequence[str], since: float, until: float, limit: int
+    ) -> list[Message]:
+        if not sources:
+            return []
+        marks = ", ".join("?" * len(sources))
+        rows = self._read(
+            f"SELECT {_COLS} FROM messages INDEXED BY messages_source"
+            f" WHERE source_addr IN ({marks}) AND submitted_at >= ? AND submitted_at < ?"
+            " ORDER BY submitted_at, id LIMIT ?",
+            (*sources, since, until, max(0, limit)),
+        )
+        return [_from_row(r) for r in rows]
+
+    def queue_shape(
+        self, now: float, edges_s: Sequence[float]
+    ) -> list[tuple[str, str | None, int, int]]:
+        bucket = "CASE" + "".join(
+            f" WHEN ? - submitted_at < ? THEN {i}" for i in range(len(edges_s))
+        ) + f" ELSE {len(edges_s)} END"
+        params: list[Any] = []
+        for edge in edges_s:
+            params += [now, float(edge)]
+        rows = self._read(
+            f"SELECT route, node, {bucket} AS b, COUNT(*) FROM ("
+            f"SELECT u.route, u.submitted_at, {_LAST_SERVING_NODE} AS node"
+            f" FROM ({_UNFINISHED}) AS u"
+            ") GROUP BY route, node, b ORDER BY route, node, b",
+            params,
+        )
+        return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+    def receipt_times(self, message_id: str) -> tuple[str, float, float | None] | None:
+        rows = self._read(
+            "SELECT state, created_at, sent_at FROM receipts WHERE message_id = ?", (message_id,)
+        )
+        return None if not rows else (rows[0][0], float(rows[0][1]), rows[0][2])
