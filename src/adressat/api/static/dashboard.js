@@ -468,7 +468,11 @@
       const r = el("tr");
       const id = m.id;
       r.dataset.id = String(id);
-      r.append(td(id), td(m.direction), td(m.sender), td(m.destination),
+      // "reached": this number's handset acknowledged it, though it was for another number
+      const reached = m.direction === "reached";
+      if (reached) r.className = "bad";
+      r.append(td(id), td(reached ? "reached it, for another" : m.direction, reached ? "state-bad" : ""),
+        td(m.sender), td(m.destination),
         td(timeEl(m.submitted_at)), td(timeEl(m.final_at)), td(m.state), td(m.route),
         td(m.serving_node));
       return r;
