@@ -38,6 +38,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not 1 <= args.subscribers <= 2_700_000:
         print("--subscribers must be 1..2700000", file=sys.stderr)
         return 2
+    from adressat.cli_alarm import run_settings as alert_run_settings
+
+    alerting = alert_run_settings(args)
+    if isinstance(alerting, str):
+        print(alerting, file=sys.stderr)
+        return 2
     run(
         _settings(
             args,
@@ -63,6 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             **{k: v for k in CANARY_SETTINGS if (v := getattr(args, k, None)) is not None},
 
             # issue 10 settings: alerts (B)
+            **alerting,
 
             # issue 10 settings: care and views (C)
 
@@ -232,11 +239,14 @@ def node_health(home: Path) -> dict[str, object]:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from adressat.observe.alerts import audit_verdict
     from adressat.observe.audit import audit
 
     store = _store(args)
     try:
         report = audit(store, Path(args.home), time.time(), grace_s=args.grace_s)
+        # the verdict: ok once every breach is acknowledged (docs/alerts.md)
+        audit_verdict(store, report)
         episodes = store.episodes(open_only=True)
     finally:
         store.close()
@@ -951,6 +961,10 @@ def build_parser() -> argparse.ArgumentParser:
     inc.set_defaults(fn=cmd_incident)
 
     # --- subcommands of issue 10: alerts (helper B) ---
+    from adressat.cli_alarm import add_alarm_parser, add_run_arguments
+
+    add_run_arguments(r)
+    add_alarm_parser(sub)
 
 
     # --- subcommands of issue 10: care and operator views (helper C) ---

@@ -170,6 +170,8 @@ def test_fault_on_off_list(home: Path) -> None:
     for key in ("misdelivered_detected", "misdelivered_undetected", "quarantined", "held"):
         assert key in audit  # type: ignore[operator]
     assert audit["quarantined"] == 1 and audit["held"] == 1  # type: ignore[index]
+    # alarms no alert evaluator ever saw (no node ran on this store) count as unacknowledged
+    assert audit["alarms_unseen_by_alerts"] == 2 and audit["ok"] is False  # type: ignore[index]
 
 
 # --- against a running server --------------------------------------------------------------------
@@ -252,6 +254,18 @@ def test_fault_switched_while_running_breaker_seen_and_released(server: ServerPr
         audit = _json(home, "audit", "--json")
         assert audit["misdelivered_undetected"] == 0  # type: ignore[index]
         assert audit["quarantined"] == len(acme["quarantined"])  # type: ignore[index]
+        # the breach was seen (an integrity alert) and is not acknowledged yet: not ok, exit 1;
+        # once a person acknowledges every alert the verdict (and the exit code) is ok
+        assert audit["ok"] is False and audit["alerts_unacknowledged"] >= 1  # type: ignore[index]
+        assert adressat(home, "audit").returncode == 1
+        alerts = _json(home, "alarm", "list", "--json")
+        assert alerts and all(a["rule"] == "integrity" for a in alerts)  # type: ignore[union-attr]
+        for a in alerts:  # type: ignore[union-attr]
+            out = adressat(home, "alarm", "ack", str(a["id"]), "--note", "tag fault found")
+            assert out.returncode == 0, out.stderr
+        audit = _json(home, "audit", "--json")
+        assert audit["ok"] is True, audit  # type: ignore[index]
+        assert adressat(home, "audit").returncode == 0
     finally:
         close_all()
 

@@ -82,6 +82,14 @@ def own_route_kind(name: str) -> str:
     return "netsim" if name == "netsim" else "none"
 
 
+def route_kinds(s: Settings) -> Callable[[str], str]:
+    """``own_route_kind``, with the routes that routing rules send into the simulated network
+    (``kind: netsim``) as netsim routes too."""
+    netsim = {"netsim"} | {str(r.get("route")) for r in s.routing_rules
+                           if r.get("kind") == "netsim"}
+    return lambda name: "netsim" if name in netsim else "none"
+
+
 class DeliveryNode:
     """Delivery worker + simulated network + fault switchboards on one group committer."""
 
@@ -103,7 +111,7 @@ class DeliveryNode:
         self.worker = DeliveryWorker(
             committer,
             {"netsim": self.adapter},
-            own_route_kind,
+            route_kinds(s),
             RetryPolicy(s.retry_delays_s, s.retry_jitter_fraction),
             owner=f"node-{s.node_id}-{os.getpid()}",
             node=s.node_id,
@@ -129,7 +137,7 @@ class DeliveryNode:
             first, last = netsim_settings(s).msisdn_range
             self.prober = CanaryProber(
                 committer,
-                netsim_routes(Router("own", [(first, last)], None)),
+                netsim_routes(Router("own", [(first, last)], None, s.routing_rules)),
                 self.network.register.canaries(),
                 self.network.register.identity,
                 tp_ud_digest,

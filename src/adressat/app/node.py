@@ -37,6 +37,7 @@ from adressat.store.commit import GroupCommitter
 from adressat.store.sqlite import SqliteStore
 from adressat.transport.smpp_server import SmppServer
 
+from .alerting import Alerting
 from .delivery_process import DeliveryNode, DeliveryProcess, netsim_settings
 from .home import prepare_home, private_umask
 from .ingress import Ingress
@@ -100,7 +101,7 @@ class Node:
                        " only (bench/e2e.py), never in service."},
             )
         self.first_msisdn, last = netsim_settings(s).msisdn_range
-        self.router = Router(OWN_OPERATOR, [(self.first_msisdn, last)], None)
+        self.router = Router(OWN_OPERATOR, [(self.first_msisdn, last)], None, s.routing_rules)
         self.receipts = ReceiptSender(self.committer, resend_s=s.receipt_resend_s)
         self.retention = Retention(self.committer, content_retention_s=s.content_retention_s,
                                    record_retention_s=s.record_retention_s,
@@ -157,12 +158,14 @@ class Node:
             ),
             sessions_max=s.sessions_max,
         )
+        self.alerting = Alerting(self)  # the alert rules, webhook, /v1/alerts, /v1/live
         # the listener's pages and APIs beyond health, metrics and status (api/*.py)
         mounts: list[Any] = [
             # canary (helper A)
             canary_api.mount(self._reader.canary_states, s.canary_window_s),
 
             # alerts (helper B)
+            self.alerting.mount,
 
             # care and operator views (helper C)
             care_api.mount(self._reader, self.committer, s),
@@ -301,6 +304,7 @@ class Node:
             mx.counter("adressat_binds_refused",
                        "Binds refused: over an account's sessions or binds per minute",
                        self.service.binds_refused),
+            *self.alerting.families(),
         ]
         self._scraped = (now, families)
         return families
@@ -353,6 +357,7 @@ class Node:
             "sessions_bound": sessions,
             "routes_held": sorted(held),
             "accepted": self.ingress.accepted,
+            "alerts": self.alerting.status(),
         }
 
     def _write_node_file(self) -> None:
@@ -409,6 +414,7 @@ class Node:
             asyncio.create_task(self._probe_loop(), name="store-probe"),
             asyncio.create_task(self._stall_loop(), name="stall-check"),
             asyncio.create_task(self.retention.run(), name="retention"),
+            *self.alerting.start(),
         ]
         self.smpp_port = await self.server.start(self.settings.smpp_host, self.settings.smpp_port)
         self.http_port = await self.http.start(self.settings.http_host, self.settings.http_port)

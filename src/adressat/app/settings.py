@@ -106,7 +106,36 @@ class Settings:
     canaries_per_node: int = 2  # canary SIMs netsim designates per serving node
 
 
-    # alerts (issue 10, helper B)
+    # alerts (issue 10, helper B; docs/alerts.md has why each default is what it is)
+    alert_interval_s: float = 1.0  # the rules run this often in the SMPP process
+    alert_hold_s: float = 60.0  # a condition gone this long (with evidence): resolved
+    alert_failure_window_s: int = 10  # failure rate judged over the last seconds
+    alert_failure_attempts_min: int = 50  # attempts of a place in that window, at least
+    alert_failure_failures_min: int = 10  # network failures in that window, at least
+    alert_failure_rate_margin: float = 0.02  # over baseline and peers by at least this
+    alert_failure_rate_ratio: float = 2.0  # and at least this many times them
+    alert_failure_z_min: float = 4.0  # and this far out of the reference's binomial noise
+    alert_baseline_s: float = 600.0  # the time constant of a place's own baseline (EWMA)
+    alert_latency_window_s: int = 30
+    alert_latency_attempts_min: int = 100
+    alert_latency_p95_ms_floor: float = 1000.0  # p95 attempt latency never alerts below
+    alert_latency_ratio: float = 3.0  # times the baseline (and the peers') p95
+    alert_canary_failures_in_row: int = 2  # failed/lost/late canary probes of a place
+    alert_canary_passes_min: int = 2  # canary passes after the last evidence to resolve
+    alert_complaint_hold_s: float = 600.0
+    alert_places_max: int = 512  # places in the live windows (least recently seen go)
+    alert_place_idle_s: float = 600.0  # a place not seen this long leaves the windows
+    live_window_s: int = 120  # the per-second series of GET /v1/live
+    alert_retention_s: float = 90 * 24 * 3600.0  # resolved and acknowledged alerts kept
+    alert_webhook_url: str = ""  # "": no webhook
+    alert_webhook_secret_file: str = ""  # "": <home>/webhook.key, made once (0600)
+    alert_webhook_queue_max: int = 1000  # changes waiting; one more is dropped (counted)
+    alert_webhook_tries_max: int = 8
+    alert_webhook_backoff_s_min: float = 0.5  # doubling between tries...
+    alert_webhook_backoff_s_max: float = 30.0  # ...up to this
+    alert_webhook_timeout_s: float = 5.0
+    # routing rules (routing/router.py's dicts; e.g. a prefix to a second netsim-kind route)
+    routing_rules: tuple[dict[str, object], ...] = ()
 
 
     # care and operator views (issue 10, helper C)

@@ -55,6 +55,7 @@ from adressat.netsim import (
     RegisterError,
     Unknown,
 )
+from adressat.netsim.faults import ROUTE as NETSIM_ROUTE
 from adressat.netsim.forward import TP_UD_BYTES_MAX
 from adressat.smpp.constants import EsmClass
 from adressat.sms import (
@@ -196,6 +197,14 @@ class NetsimAdapter:
         self._acked_by: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     async def deliver(self, msg: Message, addressed: Addressed | None = None) -> Outcome:
+        # the network's faults know which of the SMSC's routes this dialogue is on
+        token = NETSIM_ROUTE.set(msg.route)
+        try:
+            return await self._deliver(msg, addressed)
+        finally:
+            NETSIM_ROUTE.reset(token)
+
+    async def _deliver(self, msg: Message, addressed: Addressed | None = None) -> Outcome:
         # Exactly these values are checked and then sent; besides them only the TP-SCTS
         # (and, first attempted before schema v9, the TP-MR) is read from ``msg``: it names
         # no recipient.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,11 @@ __all__ = [
 ]
 
 ParamValue = bool | int | float | str
+
+#: The SMSC's route an MT-ForwardSM dialogue belongs to, set by the delivery adapter around it
+#: (several routes of the SMSC may lead into this one network): a fault switched on with
+#: ``route=R`` fires only on R's dialogues. Unset: ``route_name``.
+ROUTE: ContextVar[str | None] = ContextVar("netsim_route", default=None)
 
 
 class Faults:
@@ -393,7 +399,7 @@ class FaultSwitchboard(Faults):
                 raise ValueError(f"{name}: {key} must be >= 0")
 
     def _fires(self, name: str, node: str | None = None) -> bool:
-        return self.fires(name, self.route_name, node)
+        return self.fires(name, ROUTE.get() or self.route_name, node)
 
     # -- hooks ------------------------------------------------------------------------------
 

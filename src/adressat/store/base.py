@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, runtime_checkable
 
+from adressat.core.alert import AlertRecord
 from adressat.core.care import Complaint
 from adressat.core.health import Episode
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
@@ -330,6 +331,39 @@ class Store(Protocol):
 
     # --- alerts (issue 10, helper B) ---
     # (insert below this line)
+    # Alerts (core.alert, docs/alerts.md). ``open_alert`` inserts one (its id given);
+    # ``update_alert`` writes what the evaluator owns (state, severity, times, summary,
+    # evidence, alarm ids) of the alert with that id and returns it as stored, with the ack
+    # fields as they are there (None: no such alert): never the ack. ``ack_alert`` writes the
+    # ack once (by, note, at ``now``): an alert acked before is returned unchanged; None for an
+    # unknown id; ValueError for an empty ``by`` or ``note``. ``alerts``: newest first;
+    # ``state`` "firing"/"resolved", ``acknowledged`` True/False, ``open_only``: firing or not
+    # acknowledged (read through a partial index). ``delete_alerts``: retention, at most
+    # ``limit`` alerts resolved and acknowledged before ``before``; how many.
+    def open_alert(self, alert: AlertRecord) -> AlertRecord: ...
+    def update_alert(self, alert: AlertRecord) -> AlertRecord | None: ...
+    def ack_alert(self, alert_id: int, by: str, note: str, now: float) -> AlertRecord | None: ...
+    def alert(self, alert_id: int) -> AlertRecord | None: ...
+    def alerts(
+        self,
+        state: str | None = None,
+        limit: int = 100,
+        *,
+        acknowledged: bool | None = None,
+        open_only: bool = False,
+    ) -> list[AlertRecord]: ...
+    def delete_alerts(self, before: float, limit: int = 500) -> int: ...
+    # Messages claimable now (ROUTED/DEFERRED, due, not before their schedule, unexpired),
+    # counted up to ``limit`` (the live view's queue shape; cheap: the queued partial index).
+    def count_due(self, now: float, limit: int = 100_000) -> int: ...
+    # The highest attempt seq there is (0: none): where a new alert evaluator starts reading
+    # (the live windows want the present, not the history).
+    def last_attempt_seq(self) -> int: ...
+    # ``attempts_since`` for the alert evaluator's hot path: plain tuples (seq, account,
+    # route, serving_node, outcome, error, started_at, ended_at), no join, in seq order.
+    def attempt_outcomes_since(
+        self, after_seq: int, limit: int
+    ) -> list[tuple[int, str, str, str | None, str, int | None, float, float | None]]: ...
 
 
     # --- care and operator views (issue 10, helper C) ---

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 
+from adressat.core.alert import AlertRecord, check_ack, check_alert, check_alert_filters
 from adressat.core.breaker import counts as counts_for_breaker
 from adressat.core.care import Complaint
 from adressat.core.health import Episode
@@ -79,6 +80,8 @@ class _Data:
     next_attempt_seq: int = 1
     canary_probes: list[CanaryProbe] = field(default_factory=list)
     next_canary_id: int = 1
+    alerts: dict[int, AlertRecord] = field(default_factory=dict)
+    next_alert_id: int = 1
 
     def copy(self) -> _Data:
         return _Data(
@@ -100,6 +103,8 @@ class _Data:
             self.next_attempt_seq,
             list(self.canary_probes),
             self.next_canary_id,
+            dict(self.alerts),
+            self.next_alert_id,
         )
 
     def add_attempt(self, rec: AttemptRecord) -> None:
@@ -805,6 +810,92 @@ class MemoryStore:
 
     # --- alerts (issue 10, helper B) -----------------------------------------
     # (insert below this line)
+    def open_alert(self, alert: AlertRecord) -> AlertRecord:
+        check_alert(alert)
+        with self._op():
+            new = replace(alert, id=self._d.next_alert_id, place=dict(alert.place),
+                          evidence=dict(alert.evidence))
+            self._d.next_alert_id += 1
+            self._d.alerts[new.id] = new
+            return new
+
+    def update_alert(self, alert: AlertRecord) -> AlertRecord | None:
+        check_alert(alert)
+        with self._op():
+            old = self._d.alerts.get(alert.id)
+            if old is None:
+                return None
+            new = replace(
+                old, severity=alert.severity, state=alert.state,
+                last_evidence_at=alert.last_evidence_at, resolved_at=alert.resolved_at,
+                summary=alert.summary, evidence=dict(alert.evidence),
+                alarm_first_id=alert.alarm_first_id, alarm_last_id=alert.alarm_last_id,
+            )
+            self._d.alerts[alert.id] = new
+            return new
+
+    def ack_alert(self, alert_id: int, by: str, note: str, now: float) -> AlertRecord | None:
+        check_ack(by, note)
+        with self._op():
+            old = self._d.alerts.get(alert_id)
+            if old is None or old.acked_at is not None:
+                return old
+            new = replace(old, acked_at=now, acked_by=by, note=note)
+            self._d.alerts[alert_id] = new
+            return new
+
+    def alert(self, alert_id: int) -> AlertRecord | None:
+        with self._lock:
+            return self._d.alerts.get(alert_id)
+
+    def alerts(
+        self,
+        state: str | None = None,
+        limit: int = 100,
+        *,
+        acknowledged: bool | None = None,
+        open_only: bool = False,
+    ) -> list[AlertRecord]:
+        check_alert_filters(state, limit)
+        with self._lock:
+            out = [
+                a for _, a in sorted(self._d.alerts.items(), reverse=True)
+                if (state is None or a.state == state)
+                and (acknowledged is None or a.acknowledged == acknowledged)
+                and (not open_only or a.open)
+            ]
+        return out[:limit]
+
+    def delete_alerts(self, before: float, limit: int = 500) -> int:
+        with self._op():
+            gone = sorted(
+                (a for a in self._d.alerts.values()
+                 if a.acked_at is not None and a.state == "resolved"
+                 and a.resolved_at is not None and a.resolved_at < before),
+                key=lambda a: (a.resolved_at or 0.0, a.id),
+            )[: max(0, limit)]
+            for a in gone:
+                del self._d.alerts[a.id]
+            return len(gone)
+
+    def attempt_outcomes_since(
+        self, after_seq: int, limit: int
+    ) -> list[tuple[int, str, str, str | None, str, int | None, float, float | None]]:
+        return [(v.seq, v.account, v.route, v.serving_node, v.outcome, v.error, v.started_at,
+                 v.ended_at) for v in self.attempts_since(after_seq, limit)]
+
+    def last_attempt_seq(self) -> int:
+        with self._lock:
+            return max(self._d.attempt_seqs, default=0)
+
+    def count_due(self, now: float, limit: int = 100_000) -> int:
+        with self._lock:
+            n = sum(
+                1 for m in self._d.messages.values()
+                if m.state in (State.ROUTED, State.DEFERRED) and m.expires_at > now
+                and m.next_attempt_at <= now and m.not_before <= now
+            )
+        return min(n, max(0, limit))
 
 
     # --- care and operator views (issue 10, helper C) ------------------------

@@ -427,8 +427,37 @@ _V12: list[tuple[Dialect, str]] = [
 ]
 
 
-#: v13: alerts with their lifecycle (issue 10).
-_V13: list[tuple[Dialect, str]] = []
+#: v13: alerts with their lifecycle (issue 10, docs/alerts.md). The evaluator (SMPP process)
+#: opens and updates a row (state, evidence); ``adressat alarm ack`` writes only the ack
+#: columns, once. ``place`` and ``evidence`` are JSON. The open ones (firing or not yet
+#: acknowledged) have a partial index: the evaluator, ``audit`` and the metrics read only them.
+_V13: list[tuple[Dialect, str]] = [
+    (
+        "any",
+        """CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            rule TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            place TEXT NOT NULL,
+            state TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            last_evidence_at REAL NOT NULL,
+            resolved_at REAL,
+            acked_at REAL,
+            acked_by TEXT,
+            note TEXT,
+            summary TEXT NOT NULL,
+            evidence TEXT NOT NULL,
+            alarm_first_id INTEGER,
+            alarm_last_id INTEGER
+        )""",
+    ),
+    (
+        "any",
+        "CREATE INDEX alerts_open ON alerts (id) WHERE state = 'firing' OR acked_at IS NULL",
+    ),
+    ("any", "CREATE INDEX alerts_closed ON alerts (resolved_at) WHERE acked_at IS NOT NULL"),
+]
 
 
 #: v14: care complaints and the indexes of the operator's views (issue 10).

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from adressat.core.alert import AlertRecord, check_ack, check_alert, check_alert_filters
 from adressat.core.breaker import counts as counts_for_breaker
 from adressat.core.care import Complaint
 from adressat.core.health import Episode, EpisodeKind
@@ -1461,6 +1462,127 @@ class SqliteStore:
 
     # --- alerts (issue 10, helper B) -----------------------------------------
     # (insert below this line)
+    _ALERT_COLS = (
+        "id, rule, severity, place, state, started_at, last_evidence_at, resolved_at,"
+        " acked_at, acked_by, note, summary, evidence, alarm_first_id, alarm_last_id"
+    )
+
+    @staticmethod
+    def _alert(row: Sequence[Any]) -> AlertRecord:
+        return AlertRecord(
+            rule=row[1], severity=row[2], place=json.loads(row[3]), state=row[4],
+            started_at=row[5], last_evidence_at=row[6], resolved_at=row[7], acked_at=row[8],
+            acked_by=row[9], note=row[10], summary=row[11], evidence=json.loads(row[12]),
+            alarm_first_id=row[13], alarm_last_id=row[14], id=int(row[0]),
+        )
+
+    def open_alert(self, alert: AlertRecord) -> AlertRecord:
+        check_alert(alert)
+        with self._one_statement() as c:
+            cur = c.execute(
+                "INSERT INTO alerts (rule, severity, place, state, started_at, last_evidence_at,"
+                " resolved_at, acked_at, acked_by, note, summary, evidence, alarm_first_id,"
+                " alarm_last_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (alert.rule, alert.severity, json.dumps(dict(alert.place), sort_keys=True),
+                 alert.state, alert.started_at, alert.last_evidence_at, alert.resolved_at,
+                 alert.acked_at, alert.acked_by, alert.note, alert.summary,
+                 json.dumps(dict(alert.evidence), sort_keys=True), alert.alarm_first_id,
+                 alert.alarm_last_id),
+            )
+            return replace(alert, id=int(cur.lastrowid or 0))
+
+    def update_alert(self, alert: AlertRecord) -> AlertRecord | None:
+        check_alert(alert)
+        with self._tx() as c:
+            n = c.execute(
+                "UPDATE alerts SET severity = ?, state = ?, last_evidence_at = ?,"
+                " resolved_at = ?, summary = ?, evidence = ?, alarm_first_id = ?,"
+                " alarm_last_id = ? WHERE id = ?",
+                (alert.severity, alert.state, alert.last_evidence_at, alert.resolved_at,
+                 alert.summary, json.dumps(dict(alert.evidence), sort_keys=True),
+                 alert.alarm_first_id, alert.alarm_last_id, alert.id),
+            ).rowcount
+            if n != 1:
+                return None
+            row = c.execute(
+                f"SELECT {self._ALERT_COLS} FROM alerts WHERE id = ?", (alert.id,)
+            ).fetchone()
+            return self._alert(row)
+
+    def ack_alert(self, alert_id: int, by: str, note: str, now: float) -> AlertRecord | None:
+        check_ack(by, note)
+        with self._tx() as c:
+            c.execute(
+                "UPDATE alerts SET acked_at = ?, acked_by = ?, note = ?"
+                " WHERE id = ? AND acked_at IS NULL",
+                (now, by, note, alert_id),
+            )
+            row = c.execute(
+                f"SELECT {self._ALERT_COLS} FROM alerts WHERE id = ?", (alert_id,)
+            ).fetchone()
+            return None if row is None else self._alert(row)
+
+    def alert(self, alert_id: int) -> AlertRecord | None:
+        rows = self._read(f"SELECT {self._ALERT_COLS} FROM alerts WHERE id = ?", (alert_id,))
+        return self._alert(rows[0]) if rows else None
+
+    def alerts(
+        self,
+        state: str | None = None,
+        limit: int = 100,
+        *,
+        acknowledged: bool | None = None,
+        open_only: bool = False,
+    ) -> list[AlertRecord]:
+        check_alert_filters(state, limit)
+        where: list[str] = []
+        params: list[Any] = []
+        source = "alerts"
+        if open_only:
+            source = "alerts INDEXED BY alerts_open"
+            where.append("(state = 'firing' OR acked_at IS NULL)")
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if acknowledged is not None:
+            where.append("acked_at IS NOT NULL" if acknowledged else "acked_at IS NULL")
+        sql = f"SELECT {self._ALERT_COLS} FROM {source}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [self._alert(r) for r in self._read(sql, params)]
+
+    def delete_alerts(self, before: float, limit: int = 500) -> int:
+        with self._one_statement() as c:
+            return c.execute(
+                "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts INDEXED BY alerts_closed"
+                " WHERE acked_at IS NOT NULL AND state = 'resolved' AND resolved_at < ?"
+                " ORDER BY resolved_at LIMIT ?)",
+                (before, max(0, limit)),
+            ).rowcount
+
+    def attempt_outcomes_since(
+        self, after_seq: int, limit: int
+    ) -> list[tuple[int, str, str, str | None, str, int | None, float, float | None]]:
+        if limit <= 0:
+            return []
+        return self._read(
+            "SELECT seq, account, route, serving_node, outcome, error, started_at, ended_at"
+            " FROM attempts WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+
+    def last_attempt_seq(self) -> int:
+        return int(self._read("SELECT COALESCE(MAX(seq), 0) FROM attempts")[0][0])
+
+    def count_due(self, now: float, limit: int = 100_000) -> int:
+        return int(self._read(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM messages INDEXED BY messages_expiry"
+            f" WHERE state IN {_QUEUED} AND expires_at > ? AND next_attempt_at <= ?"
+            " AND not_before <= ? LIMIT ?)",
+            (now, now, now, max(0, limit)),
+        )[0][0])
 
 
     # --- care and operator views (issue 10, helper C) ------------------------
