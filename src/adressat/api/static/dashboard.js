@@ -298,8 +298,11 @@
       r.dataset.id = String(a.id);
       r.dataset.state = a.state;
       const p = a.place || {};
-      const where = Object.entries(p).filter(([, v]) => v)
-        .map(([k, v]) => (k === "serving_node" ? "node" : k) + " " + v).join(" · ") || "—";
+      const where = el("td", null, "place");
+      for (const [k, v] of Object.entries(p)) {
+        if (v) where.append(el("div", (k === "serving_node" ? "node" : k) + " " + v));
+      }
+      if (!where.childNodes.length) where.textContent = "—";
       const what = el("td");
       what.append(el("strong", a.rule), el("br"), el("span", a.summary || ""));
       const since = el("td");
@@ -308,7 +311,7 @@
       else since.append(el("span", "resolved " + fmtTime(a.resolved_at), "state-ok"));
       const ack = a.acknowledged ? "by " + (a.acked_by || "?") + (a.note ? ": " + a.note : "")
         : "not yet";
-      r.append(td(a.severity, "sev-" + a.severity), td(where), what, since, td(ack));
+      r.append(td(a.severity, "sev-" + a.severity), where, what, since, td(ack));
       return r;
     }), 5, "no open alerts");
     const now = Date.now() / 1000;
