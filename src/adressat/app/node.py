@@ -23,6 +23,7 @@ from typing import Any
 
 from adressat.api import canary as canary_api
 from adressat.api import care as care_api
+from adressat.api import dashboard
 from adressat.api.http import HttpListener
 from adressat.core.accept import AcceptLimits
 from adressat.core.model import CANARY_ACCOUNT, Message
@@ -171,6 +172,7 @@ class Node:
             care_api.mount(self._reader, self.committer, s),
 
             # dashboard (helper D)
+            dashboard.mount,
 
         ]
         self.http = HttpListener(self, mounts)
@@ -493,6 +495,7 @@ def print_banner(node: Node) -> None:
         f"adressat listening: SMPP 3.4 on {s.smpp_host}:{node.smpp_port}\n"
         f"  health, metrics, status: http://{s.http_host}:{node.http_port}/health/ready"
         f"  /metrics  /status\n"
+        f"  dashboard: http://{s.http_host}:{node.http_port}/\n"
         f"  store: {s.store_path}  (SQLite, WAL, synchronous=FULL)\n"
         f"  network: simulated, {s.subscribers:,} subscribers from +{first}\n"
         f"First message (paste these in another terminal):\n"
