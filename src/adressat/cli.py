@@ -437,7 +437,12 @@ def cmd_incident(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """One screen for a person: is the node running and ready, and if not, why; the store,
-    the delivery process, the queue, receipts, sessions, held routes, episodes."""
+    the delivery process, the queue and its shape, receipts, sessions, held routes, episodes,
+    per route and serving node whether the canaries have all passed and since when, the open
+    alerts."""
+    from adressat.app.settings import Settings
+    from adressat.observe.overview import overview
+
     home = Path(args.home)
     got = node_get(home, "/status")
     if got is not None and args.json:
@@ -448,11 +453,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         episodes = store.episodes(limit=5)
         held = sorted(store.held_routes())
         unfinished = store.count_unfinished_by_state()
+        view = (overview(store, time.time(), Settings().canary_window_s) if got is None
+                else None)
     finally:
         store.close()
     if got is None:
+        assert view is not None
+        if args.json:
+            print(json.dumps({"running": False, "queue": {k.value: v for k, v in
+                                                          unfinished.items()},
+                              "routes_held": held, **view}, sort_keys=True))
+            return 2
         print(f"adressat at {home}: NOT RUNNING (no node answers for this data directory)")
         print("queue: " + "  ".join(f"{k.value}={v}" for k, v in unfinished.items()))
+        _print_overview(view)
         _print_episodes(episodes, held)
         return 2
     st = got[1]
@@ -484,8 +498,50 @@ def cmd_status(args: argparse.Namespace) -> int:
     for e in h["episodes_open"]:
         print(f"  OPEN {e['kind']} ({e['process']}): {e['cause']}, since"
               f" {_when(e['started_at'])}, {e['failures']} failures")
+    _print_overview(st)
     _print_episodes([e for e in episodes if e.ended_at is not None], st["routes_held"])
     return 0 if h["ready"] else 1
+
+
+def _print_overview(view: dict) -> None:  # type: ignore[type-arg]
+    """Canaries per place, open alerts, the queue's shape (observe/overview.py)."""
+    from adressat.observe.overview import OPEN_ALERTS_SHOWN_MAX
+
+    window = view.get("canary_window_s", 0.0)
+    canaries = view.get("canaries", [])
+    print(f"canaries (last {window:.0f} s):" + (" none probed" if not canaries else ""))
+    for c in canaries:
+        place = f"route {c['route']}  {c['serving_node'] or '-'}"
+        if c["probes"] == 0:
+            said = "NO PROBES in the window"
+        elif c["all_passed"]:
+            since = c["passing_since"]
+            said = "ALL PASSED" + ("" if since is None else f" since {_when(since)}")
+        elif c["last_result"] == "passed":
+            said = f"PASSING again since {_when(c['passing_since'])}, not yet the whole window"
+        else:
+            said = f"FAILING: last {c['last_result']} at {_when(c['last_at'])}"
+        if c["route_held"]:
+            said += "; route held: no probes until it is released"
+        print(f"  {place:<28}{said}  ({c['passed']}/{c['probes']} passed)")
+    alerts = view.get("alerts_open", [])
+    print(f"alerts open: {len(alerts) if alerts else 'none'}"
+          + (f" (showing the newest {len(alerts)})" if len(alerts) >= OPEN_ALERTS_SHOWN_MAX
+             else ""))
+    for a in alerts:
+        place = "  ".join(f"{k}={v}" for k, v in sorted(a["place"].items()) if v)
+        ack = "acknowledged" if a["acknowledged"] else "UNACKNOWLEDGED"
+        print(f"  #{a['id']} {a['severity'].upper()} {a['rule']}  {place}  {a['state']}"
+              f" since {_when(a['started_at'])}, {ack}")
+    shape = view.get("queue_shape")
+    if shape and shape["total"]["total"]:
+        cols = shape["columns"][1:]
+        print("queue shape (age since submission):  " + "  ".join(
+            f"{c}={n}" for c, n in zip(cols, shape["total"]["buckets"], strict=True) if n))
+        for r in shape["routes"]:
+            print(f"  route {r['route']}: {r['total']}")
+        for r in shape["serving_nodes"]:
+            print(f"  serving node {r['serving_node'] or '(not yet attempted)'}: {r['total']}")
 
 
 def _when(t: float) -> str:

@@ -150,6 +150,14 @@ def test_a_misdelivering_node_is_named_and_the_others_pass(tmp_path: Path) -> No
             conn.close()
         assert nodes == {"msc-2"}
         assert attempt_nodes - {None} == NODES  # None: an attempt no node answered
+        # adressat status says it per place, and names msc-2 in an open alert
+        lines = _wait(lambda: _status_lines(home, "serving_node=msc-2"), 10.0)
+        assert lines, adressat(home, "status").stdout
+        assert any(line.startswith("#") and "CRITICAL" in line and "UNACKNOWLEDGED" in line
+                   for line in lines["serving_node=msc-2"])
+        assert any("FAILING: last misdelivered" in line for line in lines["msc-2 "])
+        for node in sorted(NODES - {"msc-2"}):
+            assert all("ALL PASSED since" in line for line in lines[node + " "]), lines
         # switched off: msc-2 passes again, and says since when
         assert adressat(home, "fault", "off", "swapping_node").returncode == 0
         off = time.time() + 1.0
@@ -160,6 +168,21 @@ def test_a_misdelivering_node_is_named_and_the_others_pass(tmp_path: Path) -> No
             return since is not None and since >= off - 1.0
 
         assert _wait(recovered, 15.0), _canaries(server)
+        lines = _status_lines(home, "msc-2 ")
+        assert any("PASSING again since" in line or "ALL PASSED" in line
+                   for line in lines["msc-2 "]), lines
+    # stopped: status reads the same from the store, and says the node is not running
+    out = adressat(home, "status")
+    assert out.returncode == 2 and "NOT RUNNING" in out.stdout
+    assert "route netsim  msc-2" in out.stdout and "alerts open:" in out.stdout
+
+
+def _status_lines(home: Path, *keys: str) -> dict[str, list[str]]:
+    """The lines of ``adressat status`` that hold each key (empty dict if one has none)."""
+    text = adressat(home, "status").stdout
+    got = {k: [ln.strip() for ln in text.splitlines() if k in ln] for k in
+           (*keys, "msc-1 ", "msc-2 ", "msc-3 ", "msc-4 ")}
+    return got if all(got.values()) else {}
 
 
 def test_canary_traffic_is_not_customer_traffic(tmp_path: Path) -> None:

@@ -23,12 +23,14 @@ from typing import Any
 
 from adressat.api import canary as canary_api
 from adressat.api import care as care_api
+from adressat.api import dashboard
 from adressat.api.http import HttpListener
 from adressat.core.accept import AcceptLimits
 from adressat.core.model import CANARY_ACCOUNT, Message
 from adressat.observe import metrics as mx
 from adressat.observe.health import EpisodeRecorder, NodeHealth
 from adressat.observe.logs import setup_logging
+from adressat.observe.overview import overview
 from adressat.routing import Router
 from adressat.smpp.session import SessionLimits
 from adressat.store.checkpoint import WalCheckpointer
@@ -170,6 +172,7 @@ class Node:
             care_api.mount(self._reader, self.committer, s),
 
             # dashboard (helper D)
+            dashboard.mount,
 
         ]
         self.http = HttpListener(self, mounts)
@@ -356,6 +359,8 @@ class Node:
             "routes_held": sorted(held),
             "accepted": self.ingress.accepted,
             "alerts": self.alerting.status(),
+            **await loop.run_in_executor(None, overview, r, time.time(),
+                                         self.settings.canary_window_s),
         }
 
     def _write_node_file(self) -> None:
@@ -490,6 +495,7 @@ def print_banner(node: Node) -> None:
         f"adressat listening: SMPP 3.4 on {s.smpp_host}:{node.smpp_port}\n"
         f"  health, metrics, status: http://{s.http_host}:{node.http_port}/health/ready"
         f"  /metrics  /status\n"
+        f"  dashboard: http://{s.http_host}:{node.http_port}/\n"
         f"  store: {s.store_path}  (SQLite, WAL, synchronous=FULL)\n"
         f"  network: simulated, {s.subscribers:,} subscribers from +{first}\n"
         f"First message (paste these in another terminal):\n"
