@@ -61,12 +61,14 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=100.0, help="messages per second")
     p.add_argument("--subscribers", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--home", type=Path, default=None,
+                   help="keep the node's data here (a new directory) to look at afterwards")
     args = p.parse_args()
     if args.minutes <= 0 or args.rate <= 0:
         print("--minutes and --rate must be > 0", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="adressat-bench-alerts-") as tmp:
-        home = Path(tmp) / "home"
+        home = args.home or Path(tmp) / "home"
         if adressat(home, "account", "add", "bench", "--password", "bench").returncode != 0:
             print("account add failed", file=sys.stderr)
             return 1
@@ -116,6 +118,13 @@ def main() -> int:
                 "latency_p95_ms_max": p95_max,
                 "delivered": report["states"]["DELIVERED"],
                 "audit_ok": report["ok"],
+                "lost_samples": report["samples"]["lost"][:5],
+                # what the verdict weighs (a breach the node did not detect, alerts no person
+                # acknowledged, alarms no alert has seen, the node's health)
+                "audit": {k: report.get(k) for k in (
+                    "lost", "misdelivered", "misdelivered_undetected", "duplicates_stored",
+                    "alerts_unacknowledged", "alarms_unseen_by_alerts", "figures_ok")}
+                | {"node_healthy": report.get("node", {}).get("healthy")},
                 "load_error": repr(errors[0]) if errors else None,
             }, sort_keys=True))
         finally:

@@ -4,13 +4,15 @@ send (submit_multi, cancel_sm, replace_sm, data_sm, malformed frames)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import smpplib.client
 import smpplib.consts
@@ -26,6 +28,9 @@ HOST = "127.0.0.1"
 FIRST_MSISDN = 46701000000
 _msisdns = itertools.count(FIRST_MSISDN + 1000)
 OPEN: list[Esme | RawEsme] = []  # closed by the test modules after each test
+
+
+_T = TypeVar("_T")
 
 
 def close_all() -> None:
@@ -59,13 +64,66 @@ def customer_inbox(home: Path) -> list[InboxRecord]:
     return [r for r in read_inbox(home) if r.smsc_message_id not in canary]
 
 
-def wait_for(cond: Callable[[], bool], timeout_s: float = 10.0, step_s: float = 0.05) -> bool:
+def wait_for(cond: Callable[[], _T], timeout_s: float = 10.0, step_s: float = 0.05) -> _T:
+    """``cond()``'s first true answer within ``timeout_s`` (polled every ``step_s``), else
+    its answer at the end: bounded, and the caller asserts on what it returns."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if cond():
-            return True
+        got = cond()
+        if got:
+            return got
         time.sleep(step_s)
     return cond()
+
+
+class BackgroundLoad:
+    """Paced submits as account "load" from a thread of its own, a second of traffic at a time
+    (each second's run answered before the next), until stopped; bounded by ``seconds_max``.
+    ``destination(n)``: the n-th message's number. ``submitted``: submits acknowledged."""
+
+    def __init__(self, port: int, rate_per_s: float, destination: Callable[[int], str],
+                 seconds_max: float = 120.0, registered_delivery: int = 0) -> None:
+        self.port = port
+        self.rate = rate_per_s
+        self.destination = destination
+        self.seconds_max = seconds_max
+        self.registered_delivery = registered_delivery
+        self.stop = threading.Event()
+        self.submitted = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as e:  # noqa: BLE001 - said by the test
+            self.error = e
+
+    async def _main(self) -> None:
+        from adressat.testing.load import LoadClient
+
+        client = await LoadClient.connect("127.0.0.1", self.port, "load", "load")
+        n = 0
+        try:
+            t0 = time.monotonic()
+            while not self.stop.is_set() and time.monotonic() - t0 < self.seconds_max:
+                dests = [self.destination(n + i) for i in range(max(1, int(self.rate)))]
+                n += len(dests)
+                started = time.monotonic()
+                run = await client.submit_all(dests, rate_per_s=self.rate, window=50,
+                                              registered_delivery=self.registered_delivery)
+                self.submitted += len(run.acked())
+                await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+        finally:
+            await client.close()
+
+    def __enter__(self) -> BackgroundLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self._thread.join(30)
 
 
 class Esme:

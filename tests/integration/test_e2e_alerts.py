@@ -17,11 +17,12 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_kit import BackgroundLoad, wait_for
 
 from adressat.testing.load import LoadClient
 from adressat.testing.server import ServerProcess, adressat, audit
@@ -32,49 +33,12 @@ FIRST = 46701000000
 SUBSCRIBERS = 20_000
 
 
-class Load:
-    """Paced submits (``rate_per_s``) to random subscribers in a thread of its own, until
-    stopped (bounded by ``seconds_max``)."""
-
-    def __init__(self, port: int, rate_per_s: float = 100.0, seconds_max: float = 120.0,
-                 seed: int = 7) -> None:
-        self.port = port
-        self.rate = rate_per_s
-        self.seconds_max = seconds_max
-        self.rng = random.Random(seed)
-        self.stop_flag = threading.Event()
-        self.submitted = 0
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as e:  # noqa: BLE001 - said by the test
-            self.error = e
-
-    async def _main(self) -> None:
-        client = await LoadClient.connect("127.0.0.1", self.port, "load", "load")
-        try:
-            t0 = time.monotonic()
-            while not self.stop_flag.is_set() and time.monotonic() - t0 < self.seconds_max:
-                # one second of traffic at a time (a run is answered before the next)
-                dests = [str(FIRST + self.rng.randrange(SUBSCRIBERS))
-                         for _ in range(int(self.rate))]
-                started = time.monotonic()
-                await client.submit_all(dests, rate_per_s=self.rate, window=50)
-                self.submitted += len(dests)
-                await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
-        finally:
-            await client.close()
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop_flag.set()
-        self._thread.join(15)
+def Load(port: int, rate_per_s: float = 100.0, seconds_max: float = 120.0,  # noqa: N802
+         seed: int = 7) -> BackgroundLoad:
+    """Paced submits to random subscribers (e2e_kit.BackgroundLoad)."""
+    rng = random.Random(seed)
+    return BackgroundLoad(port, rate_per_s, lambda _n: str(FIRST + rng.randrange(SUBSCRIBERS)),
+                          seconds_max)
 
 
 def _json(server: ServerProcess, path: str) -> Any:
@@ -83,14 +47,7 @@ def _json(server: ServerProcess, path: str) -> Any:
     return json.loads(body)
 
 
-def _wait(cond: Callable[[], Any], timeout_s: float, step_s: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(step_s)
-    return cond()
+_wait = partial(wait_for, step_s=0.2)
 
 
 def _node(home: Path, *args: str) -> ServerProcess:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from e2e_kit import wait_for
 
 from adressat.store.sqlite import SqliteStore
 from adressat.testing.server import ServerProcess, adressat, audit
@@ -30,14 +31,7 @@ NODES = {"msc-1", "msc-2", "msc-3", "msc-4"}
 _T = TypeVar("_T")
 
 
-def _wait(cond: Callable[[], _T], timeout_s: float, step_s: float = 0.2) -> _T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(step_s)
-    return cond()
+_wait = partial(wait_for, step_s=0.2)
 
 
 def _canaries(server: ServerProcess, query: str = "") -> dict[str, Any]:

@@ -23,19 +23,19 @@ import asyncio
 import json
 import shutil
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from e2e_kit import BackgroundLoad, wait_for
 
 from adressat.store.sqlite import SqliteStore
 from adressat.testing.esme import EsmeClient
-from adressat.testing.load import LoadClient
 from adressat.testing.server import ServerProcess, adressat, free_port
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -53,14 +53,7 @@ CARE_NUMBER = "46701000123"
 CARE_MESSAGES = 5
 
 
-def _wait(cond: Callable[[], Any], timeout_s: float, step_s: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(step_s)
-    return cond()
+_wait = partial(wait_for, step_s=0.2)
 
 
 def _api(server: ServerProcess, path: str) -> Any:
@@ -161,46 +154,10 @@ def _screenshot(b: WebDriver, name: str) -> Path:
 
 
 # --- the node and its traffic --------------------------------------------------------------------
-class Traffic:
-    """Submits at RATE_PER_S from a thread of its own until stopped (bounded by a deadline)."""
-
-    def __init__(self, smpp_port: int, duration_s_max: float = 240.0) -> None:
-        self.port = smpp_port
-        self.duration_s_max = duration_s_max
-        self.stop = threading.Event()
-        self.submitted = 0
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._submit())
-        except BaseException as e:  # noqa: BLE001 - handed to the test
-            self.error = e
-
-    async def _submit(self) -> None:
-        client = await LoadClient.connect("127.0.0.1", self.port, "load", "load")
-        deadline = time.monotonic() + self.duration_s_max
-        n = 0
-        try:
-            for _ in range(10_000):
-                if self.stop.is_set() or time.monotonic() > deadline:
-                    break
-                dests = [str(46701000200 + (n + i) % 5000) for i in range(RATE_PER_S // 2)]
-                run = await client.submit_all(dests, registered_delivery=1, window=50,
-                                              rate_per_s=RATE_PER_S)
-                n += len(dests)
-                self.submitted += len(run.acked())
-        finally:
-            await client.close()
-
-    def __enter__(self) -> Traffic:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(30)
+def Traffic(smpp_port: int, duration_s_max: float = 240.0) -> BackgroundLoad:  # noqa: N802
+    """RATE_PER_S with receipts, to 5,000 numbers in turn (e2e_kit.BackgroundLoad)."""
+    return BackgroundLoad(smpp_port, RATE_PER_S, lambda n: str(46701000200 + n % 5000),
+                          duration_s_max, registered_delivery=1)
 
 
 def _node(home: Path, http_port: int, smpp_port: int) -> ServerProcess:

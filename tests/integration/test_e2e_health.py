@@ -15,9 +15,11 @@ import json
 import os
 import signal
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
+from e2e_kit import wait_for
 
 from adressat.store.sqlite import SqliteStore
 from adressat.testing.esme import EsmeClient
@@ -31,14 +33,7 @@ def _ready(server: ServerProcess) -> tuple[int, dict[str, object]]:
     return code, json.loads(body)
 
 
-def _wait(cond, timeout_s: float, step_s: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(step_s)
-    return cond()
+_wait = partial(wait_for, step_s=0.1)
 
 
 def test_live_ready_and_status_of_a_healthy_node(tmp_path: Path) -> None:
