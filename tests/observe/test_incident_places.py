@@ -56,3 +56,25 @@ def test_incident_report_names_serving_nodes_and_leaves_canaries_out(tmp_path: P
     assert figures["total"] == 2 and figures["quarantined"] == 1
     assert figures["canary"]["messages"] == 1
     assert figures["canary"]["states"] == {"QUARANTINED": 1}
+
+
+def test_audit_judges_a_delivery_only_once_its_evidence_was_there_to_read(
+        tmp_path: Path) -> None:
+    """On a running node the audit reads the handsets' inbox, then the store: a message
+    DELIVERED at or after the audit's ``now`` may have its record written after the inbox
+    was read, so it is not judged; one delivered before with no record is lost."""
+    store = MemoryStore()
+    early, late = make_msg(), make_msg()
+    store.insert_messages([early, late])
+    assert len(store.claim_due(10, 1000.0, 60.0, "w")) == 2
+    store.transition(early.id, State.DISPATCHED, State.DELIVERED, 1050.0, error=0,
+                     delivered_imsi="1", delivered_msisdn=early.destination)
+    store.transition(late.id, State.DISPATCHED, State.DELIVERED, 1100.0, error=0,
+                     delivered_imsi="2", delivered_msisdn=late.destination)
+    figures = audit(store, tmp_path, 1100.0)  # no inbox record for either
+    assert figures["lost_delivered_without_evidence"] == 1
+    assert figures["samples"]["lost"] == [early.id]
+    assert figures["delivered_after_evidence_read"] == 1
+    later = audit(store, tmp_path, 1100.5)  # a moment later both are judged
+    assert later["lost_delivered_without_evidence"] == 2
+    assert later["delivered_after_evidence_read"] == 0

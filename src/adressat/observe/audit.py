@@ -5,7 +5,9 @@
 * ``lost`` (I1): messages past ``expires_at + grace_s`` that are not final, plus DELIVERED
   messages for which the delivered identity has no (non-duplicate) inbox record.
   HELD messages are not expired while held (fail closed, an operator decides); past their
-  validity they are reported as ``held_past_validity``, not as lost.
+  validity they are reported as ``held_past_validity``, not as lost. A message DELIVERED at
+  or after ``now`` is not judged (``delivered_after_evidence_read``): on a running node the
+  inbox is read before the store, and its record may be newer than what was read.
 * ``misdelivered`` (I2): inbox records stored by a handset whose MSISDN is not the message's
   destination, or whose IMSI is not the identity the store recorded as delivered, or (for a
   message not delivered) not the IMSI the SMSC addressed when an acknowledgement-identity
@@ -229,6 +231,10 @@ def audit(
     expired_not_final = 0
     delivered_without_evidence = 0
     before_evidence = 0
+    # delivered at or after ``now``: its handset's record may have been written after the
+    # inbox was read above (a live node); one final before ``now`` had its record written
+    # before it (the handset stores, then acknowledges), so it must be in what was read
+    after_evidence = 0
     whole_from = evidence_from(netsim_home)
     held_past_validity = 0
     lost_ids: list[str] = []
@@ -244,6 +250,8 @@ def audit(
         if m.state is State.DELIVERED:
             if whole_from is not None and (m.final_at or 0.0) < whole_from:
                 before_evidence += 1  # its record was in an inbox file dropped since
+            elif (m.final_at or 0.0) >= now:
+                after_evidence += 1
             elif _key(m.id, m.delivered_imsi) not in evidence:
                 delivered_without_evidence += 1
                 _sample(lost_ids, m.id, sample_max)
@@ -271,6 +279,7 @@ def audit(
         "lost_delivered_without_evidence": delivered_without_evidence,
         # delivered before the oldest inbox file kept (the evidence log is bounded)
         "delivered_before_evidence": before_evidence,
+        "delivered_after_evidence_read": after_evidence,
         "evidence_from": whole_from,
         "held_past_validity": held_past_validity,
         "misdelivered": misdelivered,
