@@ -17,9 +17,9 @@ import json
 import random
 import threading
 import time
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from e2e_kit import BackgroundLoad, wait_for
@@ -47,7 +47,11 @@ def _json(server: ServerProcess, path: str) -> Any:
     return json.loads(body)
 
 
-_wait = partial(wait_for, step_s=0.2)
+_R = TypeVar("_R")
+
+
+def _wait(cond: Callable[[], _R], timeout_s: float, step_s: float = 0.2) -> _R:
+    return wait_for(cond, timeout_s, step_s)
 
 
 def _node(home: Path, *args: str) -> ServerProcess:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +31,11 @@ NODES = {"msc-1", "msc-2", "msc-3", "msc-4"}
 _T = TypeVar("_T")
 
 
-_wait = partial(wait_for, step_s=0.2)
+_R = TypeVar("_R")
+
+
+def _wait(cond: Callable[[], _R], timeout_s: float, step_s: float = 0.2) -> _R:
+    return wait_for(cond, timeout_s, step_s)
 
 
 def _canaries(server: ServerProcess, query: str = "") -> dict[str, Any]:

@@ -24,11 +24,10 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -53,7 +52,11 @@ CARE_NUMBER = "46701000123"
 CARE_MESSAGES = 5
 
 
-_wait = partial(wait_for, step_s=0.2)
+_R = TypeVar("_R")
+
+
+def _wait(cond: Callable[[], _R], timeout_s: float, step_s: float = 0.2) -> _R:
+    return wait_for(cond, timeout_s, step_s)
 
 
 def _api(server: ServerProcess, path: str) -> Any:

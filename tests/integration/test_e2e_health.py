@@ -15,8 +15,9 @@ import json
 import os
 import signal
 import time
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from e2e_kit import wait_for
@@ -33,7 +34,11 @@ def _ready(server: ServerProcess) -> tuple[int, dict[str, object]]:
     return code, json.loads(body)
 
 
-_wait = partial(wait_for, step_s=0.1)
+_R = TypeVar("_R")
+
+
+def _wait(cond: Callable[[], _R], timeout_s: float, step_s: float = 0.1) -> _R:
+    return wait_for(cond, timeout_s, step_s)
 
 
 def test_live_ready_and_status_of_a_healthy_node(tmp_path: Path) -> None:
