@@ -17,6 +17,7 @@ The secret is read from a file (``--alert-webhook-secret-file``) or made once at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -57,12 +58,10 @@ def load_webhook_secret(home: Path, secret_file: Path | None = None) -> bytes:
             raise ValueError(f"{secret_file}: a webhook secret needs at least 16 octets")
         return secret
     path = home / "webhook.key"
-    try:
+    with contextlib.suppress(FileNotFoundError):  # none yet: made below
         secret = path.read_bytes().strip()
         if len(secret) >= 16:
             return secret
-    except FileNotFoundError:
-        pass
     secret = os.urandom(32).hex().encode("ascii")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
