@@ -47,6 +47,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from adressat.netsim.faults import NO_FAULTS, Faults
 from adressat.netsim.forward import Ack, Failure, FailureReason, NetSms
@@ -70,6 +71,7 @@ LateAckCallback = Callable[[str, int, Ack], None]
 #: an SMS-DELIVER (its evidence record is written); the digest is of the TP-UD it got
 StoredCallback = Callable[[str, str, str, int, str], None]
 log = logging.getLogger(__name__)
+_C = TypeVar("_C")
 
 
 @dataclass(slots=True)
@@ -83,6 +85,17 @@ class NetworkStats:
     misdirected: int = 0
     late_acks: int = 0  # reported on the late-ack channel
     late_acks_dropped: int = 0  # over late_acks_pending_max
+
+
+def _register(callbacks: list[_C], callback: _C) -> Callable[[], None]:
+    """Add ``callback`` to ``callbacks``; the function returned takes it out again."""
+    callbacks.append(callback)
+
+    def unregister() -> None:
+        if callback in callbacks:
+            callbacks.remove(callback)
+
+    return unregister
 
 
 class Network:
@@ -323,38 +336,20 @@ class Network:
     def on_alert(self, callback: AlertCallback) -> Callable[[], None]:
         """Call ``callback(msisdn)`` when a subscriber with a failed delivery is reachable
         again. Returns a function that unregisters it. Callbacks must not block."""
-        self._alert_callbacks.append(callback)
-
-        def unregister() -> None:
-            if callback in self._alert_callbacks:
-                self._alert_callbacks.remove(callback)
-
-        return unregister
+        return _register(self._alert_callbacks, callback)
 
     def on_stored(self, callback: StoredCallback) -> Callable[[], None]:
         """Call ``callback(imsi, msisdn, smsc_message_id, part_index, content_sha256)`` every
         time a handset stores an SMS-DELIVER (a resend it discards too), right after its
         evidence record is written: an observer (the canary prober) sees which handset got
         what. Returns a function that unregisters it. Callbacks must not block."""
-        self._stored_callbacks.append(callback)
-
-        def unregister() -> None:
-            if callback in self._stored_callbacks:
-                self._stored_callbacks.remove(callback)
-
-        return unregister
+        return _register(self._stored_callbacks, callback)
 
     def on_late_ack(self, callback: LateAckCallback) -> Callable[[], None]:
         """Call ``callback(smsc_message_id, part_index, ack)`` for every acknowledgement
         that arrives outside its MT-ForwardSM (late, duplicated, stray). Returns a function
         that unregisters it. Callbacks must not block."""
-        self._late_ack_callbacks.append(callback)
-
-        def unregister() -> None:
-            if callback in self._late_ack_callbacks:
-                self._late_ack_callbacks.remove(callback)
-
-        return unregister
+        return _register(self._late_ack_callbacks, callback)
 
     def report_late_ack(
         self, smsc_message_id: str, part_index: int, ack: Ack, *, at: float | None = None
