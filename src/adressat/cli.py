@@ -1023,6 +1023,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_alarm_parser(sub)
 
 
+    # --- subcommands of issue 11: connector, route, account partner (helper E) ---
+    # (insert below this line)
+
+    # --- subcommands of issue 11: np (helper D) ---
+    # (insert below this line)
+
     # --- subcommands of issue 10: care and operator views (helper C) ---
     q = sub.add_parser("queue", help="the queue by route and serving node against age (qshape)")
     q.add_argument("--json", action="store_true")

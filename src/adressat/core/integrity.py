@@ -30,6 +30,12 @@ class AlarmKind(StrEnum):
     ROUTING_MISMATCH = "routing_mismatch"  # refused before sending: the lookup answer is wrong
     # a retry after a timeout would go to another identity than the one that may have it
     RETRY_IDENTITY_CHANGED = "retry_identity_changed"
+    # interconnect (issue 11): a partner's receipt that matches no message we forwarded there
+    # (or matched more than one), and a partner message id answered for two of our messages.
+    # Never applied to another message; not breaker kinds (the partner's fault, not a wrong
+    # recipient of ours), counted per connector.
+    PARTNER_RECEIPT_UNMATCHED = "partner_receipt_unmatched"
+    PARTNER_ID_REUSED = "partner_id_reused"
 
 
 #: Alarms that say a message may have reached (or was about to reach) a wrong identity. These

@@ -14,6 +14,10 @@ Decisions recorded here:
 * ``DEFERRED -> QUARANTINED`` exists so a late identity mismatch found after the lease was
   recovered still fails closed.
 * Lease recovery after a crash is ``DISPATCHED -> DEFERRED``.
+* ``FORWARDED`` (issue 11): a partner operator answered ESME_ROK. It leaves only by the
+  partner's receipt (DELIVERED, UNDELIVERABLE (also for its DELETED), EXPIRED, REJECTED)
+  or, when none came by validity end plus a grace, ``UNKNOWN``: final, and the sender's
+  receipt says so (message_state UNKNOWN) rather than guessing.
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ TRANSITIONS: Mapping[State, frozenset[State]] = {
     S.ACCEPTED: frozenset({S.ROUTED, S.REJECTED, S.UNDELIVERABLE, S.CANCELLED}),
     S.ROUTED: frozenset({S.DISPATCHED, S.HELD, S.EXPIRED, S.UNDELIVERABLE, S.CANCELLED}),
     S.DISPATCHED: frozenset(
-        {S.DELIVERED, S.DEFERRED, S.UNDELIVERABLE, S.QUARANTINED, S.EXPIRED, S.HELD}
+        {S.DELIVERED, S.DEFERRED, S.UNDELIVERABLE, S.QUARANTINED, S.EXPIRED, S.HELD,
+         S.FORWARDED}
+    ),
+    # a partner accepted it: only its receipt (or the end of waiting for one) ends it; never
+    # claimed again (I3: another attempt could reach the recipient a second time)
+    S.FORWARDED: frozenset(
+        {S.DELIVERED, S.UNDELIVERABLE, S.EXPIRED, S.REJECTED, S.UNKNOWN}
     ),
     S.DEFERRED: frozenset(
         {S.DISPATCHED, S.HELD, S.EXPIRED, S.UNDELIVERABLE, S.QUARANTINED, S.CANCELLED}
@@ -40,6 +50,7 @@ TRANSITIONS: Mapping[State, frozenset[State]] = {
     S.REJECTED: frozenset(),
     S.QUARANTINED: frozenset(),
     S.CANCELLED: frozenset(),
+    S.UNKNOWN: frozenset(),
 }
 
 

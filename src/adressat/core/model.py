@@ -20,12 +20,16 @@ class State(StrEnum):
     DISPATCHED = "DISPATCHED"
     DEFERRED = "DEFERRED"
     HELD = "HELD"
+    #: handed to a partner operator over SMPP (it answered ESME_ROK); its fate is the
+    #: partner's receipt, or UNKNOWN at validity end plus a grace (issue 11)
+    FORWARDED = "FORWARDED"
     DELIVERED = "DELIVERED"
     EXPIRED = "EXPIRED"
     UNDELIVERABLE = "UNDELIVERABLE"
     REJECTED = "REJECTED"
     QUARANTINED = "QUARANTINED"
     CANCELLED = "CANCELLED"  # cancel_sm by the submitter; receipt stat DELETED
+    UNKNOWN = "UNKNOWN"  # a partner never said what became of it (receipt stat UNKNOWN)
 
 
 #: The account of the canary prober's messages (observe/canary.py). Names starting with "_"
@@ -41,6 +45,7 @@ FINAL_STATES: frozenset[State] = frozenset(
         State.REJECTED,
         State.QUARANTINED,
         State.CANCELLED,
+        State.UNKNOWN,
     }
 )
 #: States the scheduler may claim from (when due).
@@ -315,3 +320,73 @@ class Account:
     name: str
     password_hash: str
     throughput_per_s: int | None = None
+    #: A partner operator's account (issue 11): it submits only to ``partner_ranges``
+    #: (E.164 prefixes, digits; anything else ESME_RINVDSTADR), and a message it submitted is
+    #: never routed out again through one of ``partner_connectors`` (loop prevention).
+    partner: bool = False
+    partner_ranges: tuple[str, ...] = ()
+    partner_connectors: tuple[str, ...] = ()
+
+
+# --- interconnect (issue 11) ---------------------------------------------------------------
+
+#: Connector bind modes: one transceiver session, or a transmitter and a receiver side by side.
+CONNECTOR_BINDS: tuple[str, ...] = ("trx", "tx")
+#: Live states of a connector (``ConnectorStatus.state``).
+CONNECTOR_STATES: tuple[str, ...] = ("bound", "connecting", "down", "stopped")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorConfig:
+    """An SMPP client connection to another operator or hub, as the operator configured it
+    (``adressat connector add``). ``throughput_per_s`` 0: no limit of ours (the partner may
+    still throttle). ``payload``: a long message may go whole in ``message_payload``; else as
+    UDH parts, one submit_sm each."""
+
+    name: str
+    host: str
+    port: int
+    system_id: str
+    password: str
+    bind: str = "trx"
+    window: int = 10
+    throughput_per_s: int = 0
+    system_type: str = ""
+    enquire_link_s: float = 30.0
+    payload: bool = False
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorStatus:
+    """What a running node last said about one connector (written by the delivery process
+    about once a second while something changes; ``updated_at`` tells how fresh)."""
+
+    name: str
+    state: str  # CONNECTOR_STATES
+    since: float  # in this state since
+    sessions: int = 0  # sessions bound now
+    window_in_use: int = 0
+    sent: int = 0  # submit_sm answered ESME_ROK, since the node started
+    failed: int = 0  # refused or unanswered
+    receipts: int = 0  # receipts received
+    detail: str = ""  # a short reason (the last bind status, "connection refused", ...)
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    """One operator-defined route (``adressat route add``): a rule, first match by
+    ``position``. Matches when every given criterion does: a destination prefix (any of
+    ``prefixes``; none: any), the resolved ``operator``, the submitting ``account``, the local
+    time ``window`` ("HH:MM-HH:MM"). ``via``: connector names in failover order."""
+
+    name: str
+    via: tuple[str, ...]
+    prefixes: tuple[str, ...] = ()
+    operator: str | None = None
+    account: str | None = None
+    window: str | None = None
+    position: int = 0
+    created_at: float = 0.0

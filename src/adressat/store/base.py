@@ -395,6 +395,15 @@ class Store(Protocol):
 
 
 
+    # --- interconnect config: connectors, routes, partner accounts (issue 11, helper E) ---
+    # (insert below this line)
+
+
+    # --- forwards to partners and their receipts (issue 11, main) ---
+    # (insert below this line)
+
+
+
 def check_changes(changes: Mapping[str, object]) -> None:
     bad = set(changes) - MUTABLE_FIELDS
     if bad:

@@ -985,3 +985,10 @@ class MemoryStore:
             if r is None:
                 return None
             return (r.state.value, r.final_at, r.sent_at)  # created with the final state
+
+    # --- interconnect config: connectors, routes, partner accounts (issue 11, helper E) ---
+    # (insert below this line)
+
+
+    # --- forwards to partners and their receipts (issue 11, main) ---
+    # (insert below this line)

@@ -550,6 +550,10 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
 
     (14, _V14),
     (15, _V15),
+    # issue 11, main: forwards (v16)
+
+    # issue 11, helper E: interconnect config (v17)
+
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 

@@ -1671,3 +1671,10 @@ class SqliteStore:
             "SELECT state, created_at, sent_at FROM receipts WHERE message_id = ?", (message_id,)
         )
         return None if not rows else (rows[0][0], float(rows[0][1]), rows[0][2])
+
+    # --- interconnect config: connectors, routes, partner accounts (issue 11, helper E) ---
+    # (insert below this line)
+
+
+    # --- forwards to partners and their receipts (issue 11, main) ---
+    # (insert below this line)
