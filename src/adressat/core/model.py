@@ -390,3 +390,36 @@ class RouteConfig:
     window: str | None = None
     position: int = 0
     created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardPart:
+    """One part of a message handed to a partner over one of our connectors (issue 11), keyed
+    by (message_id, part). ``partner_id``: the partner's message id for it in canonical form
+    (``core.interconnect.canonical_id``); None for a part the partner never accepted (then
+    ``state`` is already final). ``state``: FORWARDED until the part's receipt, then the final
+    state that receipt said."""
+
+    message_id: str
+    part: int  # 1-based
+    parts: int
+    connector: str
+    partner_id: str | None
+    state: State = State.FORWARDED
+    error: int | None = None
+    at: float = 0.0
+    receipt_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerReceipt:
+    """A receipt a partner sent over one of our connectors: the id it names (as sent, with
+    every canonical reading of it, the literal one first), the final state it says (None: not
+    final, e.g. ENROUTE), the partner's own error text (``err:``, at most 3 characters)."""
+
+    connector: str
+    candidates: tuple[str, ...]
+    state: State | None
+    received_at: float
+    partner_err: str = ""
+    session: int = 0

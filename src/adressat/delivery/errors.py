@@ -61,6 +61,30 @@ class DeliveryError(IntEnum):
         " (stale after a SIM swap, or another number's IMSI); nothing sent; temporary",
     )
 
+    # interconnect (issue 11): 40..49
+    PARTNER_REFUSED = (
+        40, "the partner operator refused the message (its command_status in the record); "
+        "permanent",
+    )
+    PARTNER_UNAVAILABLE = (
+        41, "no connector of the route could take it (unbound, or refused it for now); "
+        "temporary",
+    )
+    PARTNER_NO_RECEIPT = (
+        42, "handed to a partner, which never said what became of it (final UNKNOWN)",
+    )
+    PARTNER_UNANSWERED = (
+        43, "sent to a partner, no answer (timeout or connection lost): retried through the "
+        "same connector only; temporary",
+    )
+    PARTNER_NOT_DELIVERED = (
+        44, "the partner's receipt says it was not delivered (its err: in the record)",
+    )
+    ROUTING_LOOP = (
+        45, "the route would send it back to the partner it came from, or past the hop limit;"
+        " permanent",
+    )
+
 
 #: Codes that mean an integrity failure (the message is QUARANTINED). ``ROUTING_MISMATCH`` is
 #: not one of them: it is a refusal before sending (alarm, breaker, message retried or HELD).

@@ -22,6 +22,7 @@ from adressat.core.care import Complaint
 from adressat.core.health import Episode
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
+from adressat.store.forwards import ForwardResult, ReceiptResult
 from adressat.core.model import (
     FINAL_STATES,
     MUTABLE_FIELDS,
@@ -30,7 +31,9 @@ from adressat.core.model import (
     AttemptView,
     CanaryProbe,
     CanaryState,
+    ForwardPart,
     Message,
+    PartnerReceipt,
     Receipt,
     State,
     evolve,
@@ -401,6 +404,26 @@ class Store(Protocol):
 
     # --- forwards to partners and their receipts (issue 11, main) ---
     # (insert below this line)
+    # store/forwards.py has the rules. ``record_forwarded``: the attempt's outcome (``item``,
+    # DISPATCHED -> FORWARDED, as in ``finish_attempts``) and its parts' partner ids in ONE
+    # transaction; a partner id the connector gave another message too raises a
+    # ``partner_id_reused`` alarm; receipts held for these ids are applied. Raises what
+    # ``finish_attempts`` would return for the item (StaleState, ...).
+    # ``apply_partner_receipt``: a receipt from a partner, by (connector, readings of its id):
+    # applied, held for its mapping, or alarmed when it matches more than one message.
+    # ``expire_held_receipts``: held receipts received before ``received_before`` are given up,
+    # one ``partner_receipt_unmatched`` alarm each. ``expire_forwarded``: FORWARDED messages
+    # whose validity ended before ``now - grace_s`` end UNKNOWN.
+    def record_forwarded(
+        self, item: FinishedAttempt, parts: Sequence[ForwardPart]
+    ) -> ForwardResult: ...
+    def apply_partner_receipt(self, receipt: PartnerReceipt, now: float) -> ReceiptResult: ...
+    def expire_held_receipts(
+        self, received_before: float, now: float, limit: int = 500
+    ) -> list[Alarm]: ...
+    def expire_forwarded(self, now: float, grace_s: float, limit: int = 500) -> list[Message]: ...
+    def forwards_of_message(self, message_id: str) -> list[ForwardPart]: ...
+    def count_held_receipts(self) -> int: ...
 
 
 

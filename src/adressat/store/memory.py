@@ -27,7 +27,9 @@ from adressat.core.model import (
     AttemptView,
     CanaryProbe,
     CanaryState,
+    ForwardPart,
     Message,
+    PartnerReceipt,
     Receipt,
     State,
     canary_state,
@@ -42,6 +44,7 @@ from adressat.core.scheduling import (
     should_expire,
     takes_scts,
 )
+from adressat.store import forwards
 from adressat.store.base import (
     AccountExists,
     DeletedRecords,
@@ -57,6 +60,7 @@ from adressat.store.base import (
     plan_finish,
     plan_transition,
 )
+from adressat.store.forwards import ForwardResult, ReceiptResult
 
 
 @dataclass
@@ -82,6 +86,10 @@ class _Data:
     next_canary_id: int = 1
     alerts: dict[int, AlertRecord] = field(default_factory=dict)
     next_alert_id: int = 1
+    # issue 11, main: forwards to partners, receipts held for their mapping
+    forwards: dict[tuple[str, int], ForwardPart] = field(default_factory=dict)
+    held_receipts: dict[int, PartnerReceipt] = field(default_factory=dict)
+    next_held_id: int = 1
 
     def copy(self) -> _Data:
         return _Data(
@@ -105,6 +113,9 @@ class _Data:
             self.next_canary_id,
             dict(self.alerts),
             self.next_alert_id,
+            dict(self.forwards),
+            dict(self.held_receipts),
+            self.next_held_id,
         )
 
     def add_attempt(self, rec: AttemptRecord) -> None:
@@ -513,6 +524,8 @@ class MemoryStore:
                     deliveries += 1
             for mid in ids:
                 del d.messages[mid]
+            for key in [k for k in d.forwards if k[0] in ids]:
+                del d.forwards[key]
             newest_alarm = max((a.id for a in d.alarms), default=0)
             old_alarms = sorted(
                 (a for a in d.alarms if a.at < final_before and a.id < newest_alarm),
@@ -612,7 +625,8 @@ class MemoryStore:
     # --- figures for metrics and readiness ------------------------------------------------------
     def count_unfinished_by_state(self) -> dict[State, int]:
         out = dict.fromkeys(
-            (State.ACCEPTED, State.ROUTED, State.DEFERRED, State.DISPATCHED, State.HELD), 0
+            (State.ACCEPTED, State.ROUTED, State.DEFERRED, State.DISPATCHED, State.HELD,
+             State.FORWARDED), 0
         )
         with self._lock:
             for m in self._d.messages.values():
@@ -992,3 +1006,96 @@ class MemoryStore:
 
     # --- forwards to partners and their receipts (issue 11, main) ---
     # (insert below this line)
+    def record_forwarded(
+        self, item: FinishedAttempt, parts: Sequence[ForwardPart]
+    ) -> ForwardResult:
+        with self.savepoint():
+            result = self.finish_attempts([item])[0]
+            if isinstance(result, Exception):
+                raise result
+            return forwards.record_forwarded(self, result, parts, item.now)
+
+    def apply_partner_receipt(self, receipt: PartnerReceipt, now: float) -> ReceiptResult:
+        with self.savepoint():
+            return forwards.apply_partner_receipt(self, receipt, now)
+
+    def expire_held_receipts(
+        self, received_before: float, now: float, limit: int = 500
+    ) -> list[Alarm]:
+        with self.savepoint():
+            return forwards.expire_held_receipts(self, received_before, now, limit)
+
+    def expire_forwarded(self, now: float, grace_s: float, limit: int = 500) -> list[Message]:
+        with self.savepoint():
+            return forwards.expire_forwarded(self, now, grace_s, limit)
+
+    def forwards_of_message(self, message_id: str) -> list[ForwardPart]:
+        return self.fw_of_message(message_id)
+
+    def count_held_receipts(self) -> int:
+        with self._lock:
+            return len(self._d.held_receipts)
+
+    # the primitives of store.forwards (ForwardTables), inside the caller's savepoint
+    def fw_insert(self, parts: Sequence[ForwardPart]) -> None:
+        with self._op():
+            for p in parts:
+                if (p.message_id, p.part) in self._d.forwards:
+                    raise ValueError("a part is forwarded once")
+            for p in parts:
+                self._d.forwards[(p.message_id, p.part)] = p
+
+    def fw_by_partner(self, connector: str, ids: Sequence[str]) -> list[ForwardPart]:
+        wanted = set(ids)
+        with self._lock:
+            return [f for f in self._d.forwards.values()
+                    if f.connector == connector and f.partner_id in wanted]
+
+    def fw_of_message(self, message_id: str) -> list[ForwardPart]:
+        with self._lock:
+            return sorted((f for (mid, _), f in self._d.forwards.items() if mid == message_id),
+                          key=lambda f: f.part)
+
+    def fw_set(self, part: ForwardPart) -> None:
+        with self._op():
+            key = (part.message_id, part.part)
+            if key in self._d.forwards:
+                self._d.forwards[key] = part
+
+    def held_insert(self, receipt: PartnerReceipt) -> None:
+        with self._op():
+            self._d.held_receipts[self._d.next_held_id] = receipt
+            self._d.next_held_id += 1
+
+    def held_matching(
+        self, connector: str, ids: Sequence[str]
+    ) -> list[tuple[int, PartnerReceipt]]:
+        wanted = set(ids)
+        with self._lock:
+            return sorted(
+                (i, r) for i, r in self._d.held_receipts.items()
+                if r.connector == connector and wanted & set(r.candidates)
+            )
+
+    def held_delete(self, held_id: int) -> None:
+        with self._op():
+            self._d.held_receipts.pop(held_id, None)
+
+    def held_before(
+        self, received_before: float, limit: int
+    ) -> list[tuple[int, PartnerReceipt]]:
+        with self._lock:
+            return sorted(
+                (i, r) for i, r in self._d.held_receipts.items()
+                if r.received_at < received_before
+            )[: max(0, limit)]
+
+    def forwarded_due(self, expired_before: float, limit: int) -> list[Message]:
+        with self._lock:
+            due = sorted(
+                (m for m in self._d.messages.values()
+                 if m.state is State.FORWARDED and m.expires_at < expired_before),
+                key=lambda m: (m.expires_at, m.id),
+            )[: max(0, limit)]
+            return [replace(m, extra=dict(m.extra)) for m in due]
+

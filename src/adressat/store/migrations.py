@@ -532,6 +532,49 @@ _V15: list[tuple[Dialect, str]] = [
     ],
 ]
 
+#: v16 (issue 11): messages handed to partner operators. ``forwards``: one row per part
+#: (the partner's id in canonical form, core.interconnect), looked up by (connector, partner
+#: id) when a receipt comes; ``partner_receipts_held``: receipts that came before their
+#: mapping was committed, one row per reading of the id (``held_id`` groups them), kept until
+#: the mapping commits or they are given up with an alarm. FORWARDED messages are found for
+#: their UNKNOWN end through a partial index of their own, like every other unfinished state.
+_V16: list[tuple[Dialect, str]] = [
+    (
+        "any",
+        """CREATE TABLE forwards (
+            message_id TEXT NOT NULL,
+            part INTEGER NOT NULL,
+            parts INTEGER NOT NULL,
+            connector TEXT NOT NULL,
+            partner_id TEXT,
+            state TEXT NOT NULL,
+            error INTEGER,
+            at REAL NOT NULL,
+            receipt_at REAL,
+            PRIMARY KEY (message_id, part)
+        )""",
+    ),
+    ("any", "CREATE INDEX forwards_partner ON forwards (connector, partner_id)"),
+    (
+        "any",
+        """CREATE TABLE partner_receipts_held (
+            held_id INTEGER NOT NULL,
+            connector TEXT NOT NULL,
+            reading TEXT NOT NULL,
+            readings TEXT NOT NULL,
+            state TEXT,
+            partner_err TEXT NOT NULL DEFAULT '',
+            received_at REAL NOT NULL,
+            session INTEGER NOT NULL DEFAULT 0
+        )""",
+    ),
+    ("any", "CREATE INDEX partner_receipts_held_reading ON partner_receipts_held"
+            " (connector, reading)"),
+    ("any", "CREATE INDEX partner_receipts_held_time ON partner_receipts_held"
+            " (received_at, held_id)"),
+    ("any", "CREATE INDEX messages_forwarded ON messages (expires_at) WHERE state = 'FORWARDED'"),
+]
+
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (1, _V1),
     (2, _V2),
@@ -551,6 +594,7 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (14, _V14),
     (15, _V15),
     # issue 11, main: forwards (v16)
+    (16, _V16),
 
     # issue 11, helper E: interconnect config (v17)
 

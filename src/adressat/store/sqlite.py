@@ -46,7 +46,9 @@ from adressat.core.model import (
     AttemptView,
     CanaryProbe,
     CanaryState,
+    ForwardPart,
     Message,
+    PartnerReceipt,
     Receipt,
     State,
     canary_state,
@@ -74,6 +76,8 @@ from adressat.store.base import (
     plan_finish,
     plan_transition,
 )
+from adressat.store import forwards
+from adressat.store.forwards import ForwardResult, ReceiptResult
 from adressat.store.migrations import (
     CANARY_HORIZON_META,
     MESSAGE_COLUMNS,
@@ -194,6 +198,8 @@ _COUNT_UNFINISHED = (
     "  WHERE state = 'DISPATCHED')"
     " + (SELECT COUNT(*) FROM messages INDEXED BY messages_held WHERE state = 'HELD')"
     " + (SELECT COUNT(*) FROM messages INDEXED BY messages_accepted WHERE state = 'ACCEPTED')"
+    " + (SELECT COUNT(*) FROM messages INDEXED BY messages_forwarded"
+    "  WHERE state = 'FORWARDED')"
 )
 
 _COMPLAINT_COLS = "id, at, number, about_at, sender, message_id, verdict, route, serving_node"
@@ -207,6 +213,8 @@ _UNFINISHED = (
     " WHERE state = 'HELD'"
     " UNION ALL SELECT id, route, submitted_at FROM messages INDEXED BY messages_accepted"
     " WHERE state = 'ACCEPTED'"
+    " UNION ALL SELECT id, route, submitted_at FROM messages INDEXED BY messages_forwarded"
+    " WHERE state = 'FORWARDED'"
 )
 #: the serving node of a message's last attempt (attempts.serving_node: schema v12)
 _LAST_SERVING_NODE = (
@@ -223,6 +231,8 @@ _COUNT_UNFINISHED_BY_STATE = (
     "  WHERE state = 'HELD'"
     " UNION ALL SELECT 'ACCEPTED', COUNT(*) FROM messages INDEXED BY messages_accepted"
     "  WHERE state = 'ACCEPTED'"
+    " UNION ALL SELECT 'FORWARDED', COUNT(*) FROM messages INDEXED BY messages_forwarded"
+    "  WHERE state = 'FORWARDED'"
 )
 _DUE_SCAN_MAX = 1000
 _OLDEST_DUE = (
@@ -358,6 +368,26 @@ _UNAVAILABLE_CAUSES = {
     "SQLITE_CANTOPEN": "cant_open",
     "SQLITE_PROTOCOL": "lock_timeout",
 }
+
+
+_FORWARD_COLS = "message_id, part, parts, connector, partner_id, state, error, at, receipt_at"
+
+
+def _forward_row(p: ForwardPart) -> tuple[Any, ...]:
+    return (p.message_id, p.part, p.parts, p.connector, p.partner_id, p.state.value, p.error,
+            p.at, p.receipt_at)
+
+
+def _forward(r: Sequence[Any]) -> ForwardPart:
+    return ForwardPart(r[0], int(r[1]), int(r[2]), r[3], r[4], State(r[5]), r[6], float(r[7]),
+                       r[8])
+
+
+def _held(r: Sequence[Any]) -> tuple[int, PartnerReceipt]:
+    return int(r[0]), PartnerReceipt(
+        r[1], tuple(r[2].split(",")), None if r[3] is None else State(r[3]), float(r[5]),
+        r[4], int(r[6]),
+    )
 
 
 def unavailable(e: sqlite3.Error) -> StoreUnavailable | None:
@@ -1058,6 +1088,7 @@ class SqliteStore:
                     f"DELETE FROM deliveries WHERE message_id IN ({marks}) AND at < ?",
                     (*ids, final_before),
                 ).rowcount
+                c.execute(f"DELETE FROM forwards WHERE message_id IN ({marks})", ids)
                 messages += c.execute(
                     f"DELETE FROM messages WHERE rowid IN ({marks})", [r[0] for r in part]
                 ).rowcount
@@ -1678,3 +1709,117 @@ class SqliteStore:
 
     # --- forwards to partners and their receipts (issue 11, main) ---
     # (insert below this line)
+    def record_forwarded(
+        self, item: FinishedAttempt, parts: Sequence[ForwardPart]
+    ) -> ForwardResult:
+        with self._tx():
+            result = self.finish_attempts([item])[0]
+            if isinstance(result, Exception):
+                raise result
+            return forwards.record_forwarded(self, result, parts, item.now)
+
+    def apply_partner_receipt(self, receipt: PartnerReceipt, now: float) -> ReceiptResult:
+        with self._tx():
+            return forwards.apply_partner_receipt(self, receipt, now)
+
+    def expire_held_receipts(
+        self, received_before: float, now: float, limit: int = 500
+    ) -> list[Alarm]:
+        with self._tx():
+            return forwards.expire_held_receipts(self, received_before, now, limit)
+
+    def expire_forwarded(self, now: float, grace_s: float, limit: int = 500) -> list[Message]:
+        with self._tx():
+            return forwards.expire_forwarded(self, now, grace_s, limit)
+
+    def forwards_of_message(self, message_id: str) -> list[ForwardPart]:
+        return self.fw_of_message(message_id)
+
+    def count_held_receipts(self) -> int:
+        return int(self._read("SELECT COUNT(DISTINCT held_id) FROM partner_receipts_held")[0][0])
+
+    # the primitives of store.forwards (ForwardTables), inside the caller's transaction
+    def fw_insert(self, parts: Sequence[ForwardPart]) -> None:
+        with self._tx() as c:
+            c.executemany(
+                f"INSERT INTO forwards ({_FORWARD_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_forward_row(p) for p in parts],
+            )
+
+    def fw_by_partner(self, connector: str, ids: Sequence[str]) -> list[ForwardPart]:
+        marks = ", ".join("?" * len(ids))
+        rows = self._read(
+            f"SELECT {_FORWARD_COLS} FROM forwards INDEXED BY forwards_partner"
+            f" WHERE connector = ? AND partner_id IN ({marks})",
+            (connector, *ids),
+        )
+        return [_forward(r) for r in rows]
+
+    def fw_of_message(self, message_id: str) -> list[ForwardPart]:
+        rows = self._read(
+            f"SELECT {_FORWARD_COLS} FROM forwards WHERE message_id = ? ORDER BY part",
+            (message_id,),
+        )
+        return [_forward(r) for r in rows]
+
+    def fw_set(self, part: ForwardPart) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE forwards SET state = ?, error = ?, receipt_at = ?"
+                " WHERE message_id = ? AND part = ?",
+                (part.state.value, part.error, part.receipt_at, part.message_id, part.part),
+            )
+
+    def held_insert(self, receipt: PartnerReceipt) -> None:
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT COALESCE(MAX(held_id), 0) + 1 FROM partner_receipts_held"
+            ).fetchone()
+            held_id = int(row[0])
+            readings = ",".join(receipt.candidates)
+            state = None if receipt.state is None else receipt.state.value
+            c.executemany(
+                "INSERT INTO partner_receipts_held (held_id, connector, reading, readings,"
+                " state, partner_err, received_at, session) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (held_id, receipt.connector, reading, readings, state,
+                     receipt.partner_err, receipt.received_at, receipt.session)
+                    for reading in receipt.candidates
+                ],
+            )
+
+    def held_matching(
+        self, connector: str, ids: Sequence[str]
+    ) -> list[tuple[int, PartnerReceipt]]:
+        marks = ", ".join("?" * len(ids))
+        rows = self._read(
+            "SELECT DISTINCT held_id, connector, readings, state, partner_err, received_at,"
+            " session FROM partner_receipts_held INDEXED BY partner_receipts_held_reading"
+            f" WHERE connector = ? AND reading IN ({marks}) ORDER BY held_id",
+            (connector, *ids),
+        )
+        return [_held(r) for r in rows]
+
+    def held_delete(self, held_id: int) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM partner_receipts_held WHERE held_id = ?", (held_id,))
+
+    def held_before(
+        self, received_before: float, limit: int
+    ) -> list[tuple[int, PartnerReceipt]]:
+        rows = self._read(
+            "SELECT held_id, connector, readings, state, partner_err, received_at, session"
+            " FROM partner_receipts_held INDEXED BY partner_receipts_held_time"
+            " WHERE received_at < ? GROUP BY held_id ORDER BY held_id LIMIT ?",
+            (received_before, limit),
+        )
+        return [_held(r) for r in rows]
+
+    def forwarded_due(self, expired_before: float, limit: int) -> list[Message]:
+        rows = self._read(
+            f"SELECT {_COLS} FROM messages INDEXED BY messages_forwarded"
+            " WHERE state = 'FORWARDED' AND expires_at < ? ORDER BY expires_at LIMIT ?",
+            (expired_before, limit),
+        )
+        return [_from_row(r) for r in rows]
+

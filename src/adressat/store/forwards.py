@@ -1,0 +1,217 @@
+"""Forwards to partner operators and the partners' receipts (issue 11), for every back end.
+
+The rules live here once; each back end supplies a few primitives over its own tables
+(:class:`ForwardTables`) and calls these functions inside one of its savepoints, so each is
+one unit of work:
+
+* :func:`record_forwarded`: the attempt's outcome (DISPATCHED -> FORWARDED) and the partner
+  ids of its parts, in ONE transaction (a restart finds the mapping or finds the message
+  still DISPATCHED, which lease recovery brings back). A partner id the same connector
+  already gave another message is recorded for both and alarmed (``partner_id_reused``): a
+  receipt for it is then applied to neither. Receipts that came before this commit (held)
+  are applied now.
+* :func:`apply_partner_receipt`: a receipt is looked up by (connector, every reading of its
+  id). No match: it is *held* (durable), not dropped, until its mapping commits or
+  ``expire_held_receipts`` gives up on it with a ``partner_receipt_unmatched`` alarm. Several
+  messages match: alarm, applied to none. A part's final state ends the message once every
+  part has one (DELIVERED only if all are).
+* :func:`expire_forwarded`: FORWARDED past validity end plus a grace ends UNKNOWN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from adressat.core.integrity import Alarm, AlarmKind
+from adressat.core.interconnect import (
+    ERROR_NO_RECEIPT,
+    ERROR_NOT_DELIVERED,
+    ERROR_OK,
+    message_final_state,
+)
+from adressat.core.model import ForwardPart, Message, PartnerReceipt, State
+
+__all__ = [
+    "ForwardResult",
+    "ForwardTables",
+    "ReceiptResult",
+    "apply_partner_receipt",
+    "expire_forwarded",
+    "expire_held_receipts",
+    "record_forwarded",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardResult:
+    """``Store.record_forwarded``: the message as it is now (FORWARDED, or final when held
+    receipts ended it), the alarms raised, and the held receipts applied."""
+
+    message: Message
+    alarms: tuple[Alarm, ...] = ()
+    applied: tuple[Message, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptResult:
+    """``Store.apply_partner_receipt``. ``outcome``: ``final`` (the message ended),
+    ``part`` (a part ended, others are open), ``held`` (no mapping yet), ``ambiguous`` (more
+    than one message; alarm), ``repeat`` (the part had ended already), ``intermediate`` (not
+    a final state), ``late`` (the message had ended already, e.g. UNKNOWN)."""
+
+    outcome: str
+    message: Message | None = None
+    alarm: Alarm | None = None
+
+
+class ForwardTables(Protocol):
+    """What a back end provides (private to the store; each call inside the caller's
+    savepoint)."""
+
+    def transition(
+        self, message_id: str, expected_state: State, new_state: State, now: float, *,
+        expected_attempts: int | None = None, **changes: object,
+    ) -> Message: ...
+    def get_message(self, message_id: str) -> Message | None: ...
+    def append_alarm(self, alarm: Alarm) -> Alarm: ...
+    def fw_insert(self, parts: Sequence[ForwardPart]) -> None: ...
+    def fw_by_partner(self, connector: str, ids: Sequence[str]) -> list[ForwardPart]: ...
+    def fw_of_message(self, message_id: str) -> list[ForwardPart]: ...
+    def fw_set(self, part: ForwardPart) -> None: ...
+    def held_insert(self, receipt: PartnerReceipt) -> None: ...
+    # held receipts of ``connector`` any of whose readings is one of ``ids``, oldest first
+    def held_matching(self, connector: str, ids: Sequence[str]) -> list[tuple[int, PartnerReceipt]]: ...
+    def held_delete(self, held_id: int) -> None: ...
+    def held_before(self, received_before: float, limit: int) -> list[tuple[int, PartnerReceipt]]: ...
+    def forwarded_due(self, expired_before: float, limit: int) -> list[Message]: ...
+
+
+def _alarm(kind: AlarmKind, now: float, ids: Sequence[str], msg: Message | None,
+           connector: str, detail: str) -> Alarm:
+    return Alarm(
+        at=now,
+        kind=kind,
+        message_ids=tuple(dict.fromkeys(ids)),
+        account=msg.account if msg is not None else "",
+        route=msg.route if msg is not None else "",
+        adapter="smpp",
+        detail=f"connector={connector} {detail}".strip(),
+    )
+
+
+def record_forwarded(
+    t: ForwardTables, forwarded: Message, parts: Sequence[ForwardPart], now: float
+) -> ForwardResult:
+    """After the caller wrote ``forwarded`` (the attempt's FORWARDED outcome) in the same
+    savepoint: its parts, the reuse alarms, the held receipts."""
+    alarms: list[Alarm] = []
+    for p in parts:
+        if p.partner_id is None:
+            continue
+        others = [f.message_id for f in t.fw_by_partner(p.connector, (p.partner_id,))
+                  if f.message_id != p.message_id]
+        if others:
+            alarms.append(t.append_alarm(_alarm(
+                AlarmKind.PARTNER_ID_REUSED, now, [*others, p.message_id], forwarded,
+                p.connector, f"partner_id={p.partner_id}",
+            )))
+    t.fw_insert(parts)
+    if any(p.state is not State.FORWARDED for p in parts):
+        _end_if_done(t, forwarded.id, now, "")  # a part refused: ends it if none is open
+    applied: list[Message] = []
+    for p in parts:
+        if p.partner_id is None:
+            continue
+        for held_id, receipt in t.held_matching(p.connector, (p.partner_id,)):
+            t.held_delete(held_id)
+            result = apply_partner_receipt(t, receipt, now)
+            if result.alarm is not None:
+                alarms.append(result.alarm)
+            if result.message is not None:
+                applied.append(result.message)
+    current = t.get_message(forwarded.id) or forwarded
+    return ForwardResult(current, tuple(alarms), tuple(applied))
+
+
+def _end_if_done(t: ForwardTables, message_id: str, now: float, partner_err: str) -> Message | None:
+    """The message's final state once every part has one (FORWARDED -> final), else None.
+    ``partner_err``: the partner's own error text of the receipt that ended it, kept."""
+    parts = sorted(t.fw_of_message(message_id), key=lambda f: f.part)
+    if not parts:
+        return None
+    final, failed = message_final_state(
+        [None if f.state is State.FORWARDED else f.state for f in parts]
+    )
+    if final is None:
+        return None
+    msg = t.get_message(message_id)
+    if msg is None or msg.state is not State.FORWARDED:
+        return None
+    extra = dict(msg.extra)
+    error = ERROR_OK
+    if failed is not None:
+        extra["failed_part"] = failed
+        error = parts[failed - 1].error or ERROR_NOT_DELIVERED
+        if partner_err:
+            extra["partner_err"] = partner_err[:3]
+    return t.transition(message_id, State.FORWARDED, final, now, error=error, extra=extra)
+
+
+def apply_partner_receipt(t: ForwardTables, receipt: PartnerReceipt, now: float) -> ReceiptResult:
+    rows = t.fw_by_partner(receipt.connector, receipt.candidates)
+    if not rows:
+        t.held_insert(receipt)
+        return ReceiptResult("held")
+    messages = {f.message_id for f in rows}
+    if len(rows) > 1:  # two messages (or two parts) under one id: which one is unknowable
+        msg = t.get_message(rows[0].message_id)
+        alarm = t.append_alarm(_alarm(
+            AlarmKind.PARTNER_RECEIPT_UNMATCHED, now, sorted(messages), msg, receipt.connector,
+            f"partner_id={receipt.candidates[0]} matches={len(rows)} applied=none",
+        ))
+        return ReceiptResult("ambiguous", alarm=alarm)
+    row = rows[0]
+    msg = t.get_message(row.message_id)
+    if row.state is not State.FORWARDED:
+        return ReceiptResult("repeat", msg)
+    if receipt.state is None:
+        return ReceiptResult("intermediate", msg)
+    if msg is None or msg.state is not State.FORWARDED:
+        return ReceiptResult("late", msg)
+    error = (ERROR_OK if receipt.state is State.DELIVERED
+             else ERROR_NOT_DELIVERED)
+    t.fw_set(replace(row, state=receipt.state, error=error, receipt_at=now))
+    ended = _end_if_done(t, row.message_id, now, receipt.partner_err)
+    if ended is not None:
+        return ReceiptResult("final", ended)
+    return ReceiptResult("part", msg)
+
+
+def expire_held_receipts(
+    t: ForwardTables, received_before: float, now: float, limit: int
+) -> list[Alarm]:
+    """Held receipts older than ``received_before``: no mapping came; alarmed and dropped."""
+    alarms: list[Alarm] = []
+    for held_id, receipt in t.held_before(received_before, limit):
+        t.held_delete(held_id)
+        alarms.append(t.append_alarm(_alarm(
+            AlarmKind.PARTNER_RECEIPT_UNMATCHED, now, (), None, receipt.connector,
+            f"partner_id={receipt.candidates[0]} matches=0 applied=none",
+        )))
+    return alarms
+
+
+def expire_forwarded(t: ForwardTables, now: float, grace_s: float, limit: int) -> list[Message]:
+    """FORWARDED messages whose validity ended more than ``grace_s`` ago: UNKNOWN (the sender
+    is told: message_state UNKNOWN), their open parts too."""
+    out: list[Message] = []
+    for msg in t.forwarded_due(now - grace_s, limit):
+        for f in t.fw_of_message(msg.id):
+            if f.state is State.FORWARDED:
+                t.fw_set(replace(f, state=State.UNKNOWN,
+                                 error=ERROR_NO_RECEIPT))
+        out.append(t.transition(msg.id, State.FORWARDED, State.UNKNOWN, now,
+                                error=ERROR_NO_RECEIPT))
+    return out
