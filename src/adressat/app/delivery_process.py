@@ -46,10 +46,13 @@ from typing import Any
 
 from adressat.core.health import Episode
 from adressat.core.integrity import FaultSetting
-from adressat.core.model import CANARY_ACCOUNT, Message
+from adressat.core.model import CANARY_ACCOUNT, ConnectorConfig, Message
 from adressat.core.retry import RetryPolicy
 from adressat.delivery.faults import InternalFaults
+from adressat.delivery.connectors import Client, ConnectorSet
 from adressat.delivery.netsim_adapter import NetsimAdapter
+from adressat.delivery.partner_receipts import PartnerReceipts
+from adressat.delivery.smpp_adapter import RouteTarget, SmppAdapter
 from adressat.delivery.worker import DeliveryWorker
 from adressat.netsim import Faults, FaultSwitchboard, NetsimSettings, Network
 from adressat.observe.canary import CanaryProber, netsim_routes, tp_ud_digest
@@ -57,6 +60,7 @@ from adressat.observe.faults import FAULT_COUNTERS_META, network_switchboard
 from adressat.observe.logs import setup_logging
 from adressat.observe.metrics import multiprocess_env, observe_batch
 from adressat.routing import Router
+from adressat.routing.table import RoutingTable
 from adressat.store.commit import GroupCommitter
 
 from .home import private_umask
@@ -108,10 +112,21 @@ class DeliveryNode:
         self.internal_faults = InternalFaults(seed=s.netsim_seed)
         self._faults_applied: dict[str, FaultSetting] = {}
         self.adapter = NetsimAdapter(self.network, tag_key, guards=s.integrity_guards)
+        # interconnect (issue 11): the operator's routes and connectors, from the store
+        first, last = netsim_settings(s).msisdn_range
+        self.routes = RoutingTable("own", [(first, last)], s.routing_rules)
+        self.connectors = ConnectorSet(committer, self._make_connector, clock=time.time)
+        self.smpp_adapter = SmppAdapter(
+            tag_key,
+            route=self._route_target,
+            connector=self.connectors.get,  # type: ignore[arg-type]
+            payload_allowed=self.connectors.payload_allowed,
+            guards=s.integrity_guards,
+        )
         self.worker = DeliveryWorker(
             committer,
-            {"netsim": self.adapter},
-            route_kinds(s),
+            {"netsim": self.adapter, "smpp": self.smpp_adapter},
+            self.routes.kind,
             RetryPolicy(s.retry_delays_s, s.retry_jitter_fraction),
             owner=f"node-{s.node_id}-{os.getpid()}",
             node=s.node_id,
@@ -129,6 +144,12 @@ class DeliveryNode:
             loop_failures_max=s.delivery_loop_failures_max,
             backoff_s_max=s.delivery_backoff_s_max,
             on_episode=on_episode,
+            forwarded_grace_s=s.forwarded_grace_s,
+            partner_receipt_hold_s=s.partner_receipt_hold_s,
+        )
+        self.partner_receipts = PartnerReceipts(
+            committer, clock=time.time, on_final=self.worker.finished_elsewhere,
+            on_alarm=self.worker.alarm_recorded,
         )
         # the canary prober (observe/canary.py): its probes go in through accept_message
         # and this committer, and it watches what the handsets store
@@ -150,6 +171,43 @@ class DeliveryNode:
                 validity_s=s.canary_validity_s,
             )
         self._tasks: list[asyncio.Task[Any]] = []
+
+    def _route_target(self, name: str) -> RouteTarget | None:
+        if self.routes.kind(name) != "smpp":
+            return None
+        return RouteTarget(self.routes.via(name))
+
+    def _make_connector(self, cfg: ConnectorConfig) -> Client:
+        from adressat.transport.smpp_client import SmppConnector
+
+        name = cfg.name
+        receipts = self.partner_receipts
+
+        async def on_deliver(pdu: Any, session: int) -> int:
+            return await receipts.on_deliver(name, getattr(pdu, "pdu", pdu), session)
+
+        return SmppConnector(
+            cfg, on_deliver=on_deliver,
+            response_timeout_s=self.settings.connector_response_timeout_s,
+            reconnect_s_min=self.settings.connector_reconnect_s_min,
+            reconnect_s_max=self.settings.connector_reconnect_s_max,
+        )
+
+    async def _interconnect_loop(self) -> None:
+        """Routes and connectors in step with the store, connector statuses out."""
+        interval_s = self.settings.interconnect_refresh_s
+        while True:
+            try:
+                routes = await self.committer.read(lambda st: st.list_routes())
+                self.routes.update(routes)
+                await self.connectors.refresh()
+                await self.connectors.write_statuses()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - said loudly, tried again next second
+                log.error("interconnect refresh failed",
+                          extra={"node": self.settings.node_id, "error_type": type(e).__name__})
+            await asyncio.sleep(interval_s)
 
     @property
     def worker_task(self) -> asyncio.Task[Any] | None:
@@ -251,10 +309,15 @@ class DeliveryNode:
             await self.committer.read(lambda st: st.recent_deliveries(limit))
         )
         log.info("deliveries remembered", extra={"count": remembered})
+        # the operator's routes and connectors before the first claim: a queued message of
+        # a partner route must not meet an empty table (and end UNROUTABLE)
+        self.routes.update(await self.committer.read(lambda st: st.list_routes()))
+        await self.connectors.refresh()
         self._tasks = [
             asyncio.create_task(self.worker.run(), name="delivery"),
             asyncio.create_task(self._fault_loop(), name="faults"),
             self.network.start(),
+            asyncio.create_task(self._interconnect_loop(), name="interconnect"),
         ]
         if self.prober is not None:
             self.network.on_stored(self.prober.on_stored)
@@ -269,6 +332,7 @@ class DeliveryNode:
                 t.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.settings.delivery_timeout_s + 1)
+        await self.connectors.stop()  # a clean unbind towards every partner
         await self.network.aclose()
 
 

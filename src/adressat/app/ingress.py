@@ -16,7 +16,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from adressat.core.accept import AcceptLimits, Refusal, Refused, Submission, accept_message
 from adressat.core.ids import IdGenerator
@@ -24,6 +24,7 @@ from adressat.core.model import Message, State
 from adressat.delivery.errors import DeliveryError
 from adressat.observe.metrics import ACCEPTED, FINAL, TurnCounts
 from adressat.routing import Route, Router, normalise
+from adressat.routing.table import RoutingTable
 from adressat.store.base import Store
 from adressat.store.commit import CommitQueueFull, GroupCommitter, InsertDone
 
@@ -51,7 +52,7 @@ class Ingress:
     def __init__(
         self,
         committer: GroupCommitter,
-        router: Router,
+        router: Router | RoutingTable,
         *,
         node: int,
         tag_key: bytes,
@@ -59,6 +60,7 @@ class Ingress:
         queue_messages_max: int,
         on_committed: Callable[[list[Message]], None],
         clock: Callable[[], float] = time.time,
+        hops_max: int = 5,
     ) -> None:
         self.committer = committer
         self.router = router
@@ -76,6 +78,9 @@ class Ingress:
         self.store_writable: Callable[[], bool] = lambda: True
         self._accepted = TurnCounts(ACCEPTED)
         self._routes: dict[str, Route] = {}
+        # interconnect (issue 11): a route's connectors (for loop prevention) and the hop limit
+        self.via: Callable[[str], tuple[str, ...]] = lambda name: ()
+        self.hops_max = hops_max
         self.accepted = 0
         self.refused = 0
 
@@ -83,6 +88,25 @@ class Ingress:
         route = self.router.route(destination, account, self.clock())
         self._routes[route.name] = route
         return route.name
+
+    def _ends_at_once(self, m: Message) -> int | None:
+        """The error a message ends UNDELIVERABLE with in its own accepting transaction (its
+        sender gets a receipt), or None when it is queued: no way out of its route
+        (``UNROUTABLE``), or a way out only back to the partner it came from, or more SMSC
+        hops than ``hops_max`` (``ROUTING_LOOP``)."""
+        kind = self.route_kind(m.route)
+        if kind == "none":
+            return int(DeliveryError.UNROUTABLE)
+        if kind != "smpp":
+            return None
+        if int(m.extra.get("hops", 0)) >= self.hops_max:
+            return int(DeliveryError.ROUTING_LOOP)
+        no_via = m.extra.get("no_via")
+        if no_via:
+            excluded = set(str(no_via).split(","))
+            if all(c in excluded for c in self.via(m.route)):
+                return int(DeliveryError.ROUTING_LOOP)
+        return None
 
     def route_kind(self, name: str) -> str:
         route = self._routes.get(name)
@@ -93,7 +117,7 @@ class Ingress:
     def build(self, sub: Submission, now: float) -> Message:
         """Validate and build (not yet durable). Raises Refused."""
         mid = self.ids.next_id(int(now * 1000), self._entropy.randbytes(8))
-        return accept_message(
+        msg = accept_message(
             sub,
             now=now,
             message_id=mid,
@@ -102,6 +126,10 @@ class Ingress:
             tag_key=self.tag_key,
             limits=self.limits,
         )
+        route = self._routes.get(msg.route)
+        if route is not None and route.kind == "smpp":  # attribution: which operator
+            msg = replace(msg, extra={**msg.extra, "operator": route.operator})
+        return msg
 
     def check_capacity(self) -> None:
         if self.queue.value >= self.queue.limit or not self.store_writable():
@@ -144,20 +172,20 @@ class Ingress:
         """Commit built messages and call ``done(None)`` once they are durable (and the
         worker has been woken), or ``done(error)``: the per-message path, no future. Raises
         Overloaded at once (nothing queued, ``done`` never called)."""
-        unroutable = [m.id for m in msgs if self.route_kind(m.route) == "none"]
-        queued = len(msgs) - len(unroutable)
+        ended = [(m.id, err) for m in msgs if (err := self._ends_at_once(m)) is not None]
+        queued = len(msgs) - len(ended)
         if self.queue.value + queued > self.queue.limit:
             raise Overloaded(queue_full=True)
         after = functools.partial(self._committed, msgs, queued, done)
         try:
-            if unroutable:
+            if ended:
                 now = self.clock()
 
                 def op(store: Store) -> None:
                     store.insert_messages(msgs)
-                    for mid in unroutable:
+                    for mid, error in ended:
                         store.transition(mid, State.ROUTED, State.UNDELIVERABLE, now,
-                                         error=int(DeliveryError.UNROUTABLE))
+                                         error=error)
 
                 self.committer.enqueue(op).add_done_callback(
                     lambda f: after(asyncio.CancelledError() if f.cancelled()
@@ -177,7 +205,7 @@ class Ingress:
             self.accepted += len(msgs)
             for m in msgs:
                 self._accepted.add(m.account)
-                if m.route and self.route_kind(m.route) == "none":
+                if m.route and self._ends_at_once(m) is not None:
                     FINAL.labels(m.account, m.route, State.UNDELIVERABLE.value).inc()
             if log.isEnabledFor(logging.DEBUG):
                 for m in msgs:

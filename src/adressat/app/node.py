@@ -18,6 +18,7 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ from adressat.observe import metrics as mx
 from adressat.observe.health import EpisodeRecorder, NodeHealth
 from adressat.observe.logs import setup_logging
 from adressat.observe.overview import overview
-from adressat.routing import Router
+from adressat.routing.portability import PortabilityTable
+from adressat.routing.table import RoutingTable
 from adressat.smpp.session import SessionLimits
 from adressat.store.checkpoint import WalCheckpointer
 from adressat.store.commit import GroupCommitter
@@ -102,7 +104,9 @@ class Node:
                        " only (bench/e2e.py), never in service."},
             )
         self.first_msisdn, last = netsim_settings(s).msisdn_range
-        self.router = Router(OWN_OPERATOR, [(self.first_msisdn, last)], None, s.routing_rules)
+        # the operator's routes (store) and the portability table, reloaded while running
+        self.router = RoutingTable(OWN_OPERATOR, [(self.first_msisdn, last)], s.routing_rules,
+                                   portability=self._portability_source())
         self.receipts = ReceiptSender(self.committer, resend_s=s.receipt_resend_s)
         self.retention = Retention(self.committer, content_retention_s=s.content_retention_s,
                                    record_retention_s=s.record_retention_s,
@@ -118,7 +122,9 @@ class Node:
                                 validity_s_max=s.validity_s_max),
             queue_messages_max=s.queue_messages_max,
             on_committed=self._on_committed,
+            hops_max=s.hops_max,
         )
+        self.ingress.via = self.router.via
         self.ingress.store_writable = lambda: self.health.store_writable
         # the delivery half: a process of its own (the default, one core each), or in this
         # process on the same committer (tests, debugging)
@@ -407,6 +413,7 @@ class Node:
         self.checkpointer.start(asyncio.get_running_loop())  # the locked part on the loop
         await self.episodes.close_stale()
         await self._refresh_gauge()
+        await self._refresh_routes()  # before the first submit: routes as configured
         if self.delivery_process is not None:
             await self.delivery_process.start()
         elif self.delivery is not None:
@@ -417,6 +424,7 @@ class Node:
             asyncio.create_task(self._probe_loop(), name="store-probe"),
             asyncio.create_task(self._stall_loop(), name="stall-check"),
             asyncio.create_task(self.retention.run(), name="retention"),
+            asyncio.create_task(self._routes_loop(), name="routes"),
             *self.alerting.start(),
         ]
         self.smpp_port = await self.server.start(self.settings.smpp_host, self.settings.smpp_port)
@@ -425,6 +433,27 @@ class Node:
         log.info("listening", extra={"smpp_host": self.settings.smpp_host,
                                      "smpp_port": self.smpp_port, "http_port": self.http_port,
                                      "node": self.settings.node_id})
+
+    def _portability_source(self) -> Callable[[float], PortabilityTable | None] | None:
+        """The portability snapshot of the data directory (``adressat np load``), reloaded
+        when it changes."""
+        from adressat.routing.np_snapshot import SnapshotWatcher, snapshot_path
+
+        return SnapshotWatcher(snapshot_path(self.settings.home)).table
+
+    async def _refresh_routes(self) -> None:
+        self.router.update(await self.committer.read(lambda st: st.list_routes()))
+        self.router.refresh(time.time())
+
+    async def _routes_loop(self) -> None:
+        """The operator's routes and the portability table, within a second of a change."""
+        while True:
+            await asyncio.sleep(self.settings.interconnect_refresh_s)
+            try:
+                await self._refresh_routes()
+            except Exception as e:  # noqa: BLE001 - said loudly, tried again next second
+                log.error("routes refresh failed",
+                          extra={"node": self.settings.node_id, "error_type": type(e).__name__})
 
     async def _refresh_gauge(self) -> None:
         n = await asyncio.get_running_loop().run_in_executor(

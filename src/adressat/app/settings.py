@@ -145,6 +145,15 @@ class Settings:
     care_lookup_messages_max: int = 1000  # messages one lookup answers with (newest first)
 
 
+    # interconnect (issue 11; docs/interconnect.md)
+    interconnect_refresh_s: float = 1.0  # routes and connectors read from the store this often
+    connector_response_timeout_s: float = 10.0  # a submit_sm unanswered this long: unanswered
+    connector_reconnect_s_min: float = 1.0  # reconnect backoff, doubling with jitter...
+    connector_reconnect_s_max: float = 30.0  # ...up to this
+    forwarded_grace_s: float = 3600.0  # FORWARDED past validity end + this: UNKNOWN
+    partner_receipt_hold_s: float = 300.0  # a receipt without a mapping this long: alarm
+    hops_max: int = 5  # SMSC hops (our vendor TLV) a message may have made; more: a loop
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 

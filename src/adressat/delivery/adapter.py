@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from adressat.core.model import Message
+from adressat.core.model import ExtraValue, ForwardPart, Message
 from adressat.delivery.errors import DeliveryError
 
 
@@ -25,6 +25,8 @@ class OutcomeKind(enum.Enum):
     """Will never succeed (UNDELIVERABLE)."""
     QUARANTINE = "QUARANTINE"
     """Integrity failure (QUARANTINED): never retried, never sent to anyone else."""
+    FORWARDED = "FORWARDED"
+    """A partner operator accepted it (FORWARDED): its receipt ends it, nothing resends it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,11 @@ class Outcome:
     reason: str = ""
     related: tuple[str, ...] = ()
     addressed_imsi: str | None = None
+    #: FORWARDED: the parts as handed to the partner (partner ids, refused parts)
+    forwards: tuple[ForwardPart, ...] = ()
+    #: kept on the message's ``extra`` whatever the outcome: where it went (``connector``,
+    #: ``operator``, ``partner_id``) and the partner's answer (``partner_status``)
+    attribution: tuple[tuple[str, ExtraValue], ...] = ()
 
     @classmethod
     def delivered(cls, imsi: str, msisdn: str, node: str | None) -> Outcome:

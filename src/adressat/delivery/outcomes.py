@@ -39,7 +39,22 @@ def plan_outcome(msg: Message, outcome: Outcome, now: float, *, retry: RetryPoli
     validity is over, DEFERRED until the end when none fits before it), or HELD when its
     route's breaker is open (with the retry as the fallback, should the route be released
     meanwhile); a permanent failure UNDELIVERABLE; an integrity failure QUARANTINED."""
+    plan = _plan_kind(msg, outcome, now, retry=retry, jitter=jitter, held=held)
+    if not outcome.attribution:
+        return plan
+    return _attributed(plan, {**msg.extra, **dict(outcome.attribution)})
+
+
+def _attributed(plan: Plan, extra: dict[str, object]) -> Plan:
+    fallback = None if plan.fallback is None else _attributed(plan.fallback, extra)
+    return Plan(plan.new_state, {**plan.changes, "extra": extra}, fallback)
+
+
+def _plan_kind(msg: Message, outcome: Outcome, now: float, *, retry: RetryPolicy,
+               jitter: float, held: frozenset[str]) -> Plan:
     kind = outcome.kind
+    if kind is OutcomeKind.FORWARDED:
+        return Plan(State.FORWARDED, {"error": int(DeliveryError.OK)})
     if kind is OutcomeKind.DELIVERED:
         return Plan(
             State.DELIVERED,

@@ -155,6 +155,8 @@ class DeliveryWorker:
         loop_failures_max: int = 20,
         backoff_s_max: float = 5.0,
         on_episode: Callable[[Episode], None] | None = None,
+        forwarded_grace_s: float = 3600.0,
+        partner_receipt_hold_s: float = 300.0,
     ) -> None:
         if concurrency_max < 1 or claim_batch_max < 1:
             raise ValueError("concurrency_max and claim_batch_max must be >= 1")
@@ -184,6 +186,8 @@ class DeliveryWorker:
         self.held_refresh_s = held_refresh_s
         self.faults = faults
         self.current_imsi = current_imsi
+        self.forwarded_grace_s = forwarded_grace_s
+        self.partner_receipt_hold_s = partner_receipt_hold_s
         if loop_failures_max < 1:
             raise ValueError("loop_failures_max must be >= 1")
         # heal or shout: a failed turn is an episode (opened at the first failure, closed by
@@ -220,6 +224,7 @@ class DeliveryWorker:
         self.expired = 0
         self.undeliverable = 0
         self.quarantined = 0
+        self.forwarded = 0
         self.stale = 0
         self.recovered = 0
         self.store_errors = 0
@@ -504,7 +509,28 @@ class DeliveryWorker:
                 self._log_final(msg, "expired", None)
                 self._notify_final(msg)
             if len(expired) < limit:
-                return
+                break
+        await self._expire_forwarded(now)
+
+    async def _expire_forwarded(self, now: float) -> None:
+        """Interconnect (issue 11): FORWARDED messages no receipt ended by validity end plus
+        ``forwarded_grace_s`` end UNKNOWN (the sender is told so); receipts held longer than
+        ``partner_receipt_hold_s`` for a mapping that never came are given up, alarmed."""
+        limit = self.claim_batch_max
+        grace_s, hold_s = self.forwarded_grace_s, self.partner_receipt_hold_s
+        try:
+            ended = await self.committer.run(lambda s: s.expire_forwarded(now, grace_s, limit))
+            alarms = await self.committer.run(
+                lambda s: s.expire_held_receipts(now - hold_s, now, limit))
+        except StoreError as e:
+            self.store_errors += 1
+            self._failed(e, "expire_forwarded")
+            return
+        for msg in ended:
+            self._log_final(msg, "partner_no_receipt", None)
+            self._notify_final(msg)
+        for alarm in alarms:
+            self._after_alarm(alarm, False)
 
     def _spawn(self, msg: Message) -> None:
         task = asyncio.get_running_loop().create_task(self.process(msg))
@@ -566,8 +592,8 @@ class DeliveryWorker:
             return None  # a first attempt
         if (msg.error is None or msg.error == 0) and msg.addressed_imsi is None:
             return None  # nothing went wrong before, and nothing was addressed
-        if self.current_imsi is None:
-            return None
+        if self.current_imsi is None or self._adapter_name(msg.route) != "netsim":
+            return None  # a partner's route: the adapter pins the retry to its connector
         try:
             attempts = await self.committer.run(lambda s: s.attempts_for_message(msg.id))
         except StoreError:
@@ -729,6 +755,8 @@ class DeliveryWorker:
             error=int(outcome.error),
             serving_node=outcome.node,
         )
+        if outcome.kind is OutcomeKind.FORWARDED and plan.new_state is State.FORWARDED:
+            return await self._write_forwarded(msg, outcome, plan, record, started_at, ended_at)
 
         alarmed = plan.new_state is State.QUARANTINED or (
             sent and int(outcome.error) in ALARMED_TEMPORARY
@@ -853,6 +881,45 @@ class DeliveryWorker:
                 log.error("on_integrity failed",
                           extra={"message_id": new.id, "error_type": type(e).__name__})
         if new.is_final:
+            self._notify_final(new)
+        return new
+
+    async def _write_forwarded(
+        self, msg: Message, outcome: Outcome, plan: Plan, record: AttemptRecord,
+        started_at: float, ended_at: float,
+    ) -> Message | None:
+        """A partner accepted it: FORWARDED with its parts' partner ids in ONE transaction
+        (``Store.record_forwarded``); receipts that came first are applied in it."""
+        item = FinishedAttempt(msg, plan.new_state, plan.changes, record, ended_at)
+        parts = outcome.forwards
+        try:
+            result = await self.committer.run(lambda s: s.record_forwarded(item, parts))
+        except StaleState as e:
+            self.stale += 1
+            log.warning("outcome dropped: message moved by someone else",
+                        extra={"message_id": msg.id, "account": msg.account,
+                               "route": msg.route, "state": e.actual.value,
+                               "outcome": outcome.kind.value})
+            await self._append_only(record)
+            return None
+        except StoreError as e:
+            self.store_errors += 1
+            log.error("outcome not written",
+                      extra={"message_id": msg.id, "account": msg.account, "route": msg.route,
+                             "error_type": type(e).__name__})
+            if isinstance(e, StoreUnavailable) and len(self._unwritten) < self.concurrency_max:
+                # the partner has it: written again once the store works, never resent
+                self._unwritten.append((msg, outcome, plan, started_at, ended_at, True))
+                self._failed(e, "outcome")
+            return None
+        for alarm in result.alarms:
+            self._after_alarm(alarm, False)
+        new = result.message
+        self.forwarded += 1
+        for m in result.applied:
+            if m.is_final:
+                self._notify_final(m)
+        if new.is_final and all(m.id != new.id for m in result.applied):
             self._notify_final(new)
         return new
 
@@ -1004,6 +1071,17 @@ class DeliveryWorker:
             self.quarantined += 1
         elif state is State.HELD:
             self.held += 1
+
+    def finished_elsewhere(self, msg: Message) -> None:
+        """A message that reached its final state outside an attempt (a partner's receipt):
+        counted, logged and hinted like the others."""
+        self._count(msg.state)
+        self._log_final(msg, "partner_receipt", None)
+        self._notify_final(msg)
+
+    def alarm_recorded(self, alarm: Alarm) -> None:
+        """An alarm the store recorded outside an attempt (a partner's receipt)."""
+        self._after_alarm(alarm, False)
 
     def _notify_final(self, msg: Message) -> None:
         if msg.account != CANARY_ACCOUNT:  # customer figures leave the prober's out

@@ -132,6 +132,11 @@ class PortabilityTable:
                 return r.operator
         return None
 
+    def ported_number(self, e164: str) -> str | None:
+        """The operator of ``e164`` when it is listed as a single ported number (not by a
+        range, which is the numbering plan's)."""
+        return self._numbers.get(e164)
+
     @property
     def ranges(self) -> tuple[PortedRange, ...]:
         return tuple(self._ranges)

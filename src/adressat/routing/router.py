@@ -23,6 +23,13 @@ Rules are a small config structure, a list of dicts, validated at construction::
         {"prefix": "4690", "route": "blocked", "kind": "none"},
     ]
 
+Portability overrides the numbering plan both ways: a number the portability table lists as
+a single ported number (ported in or out; its ranges are the numbering plan) is routed by the operator serving it now, so a rule that names only a
+prefix (a numbering-plan rule) does not match it; rules that also name an operator, an
+account or a time window are deliberate overrides (DESIGN.md, Routing 3) and do.
+A number ported into the own network therefore goes to netsim whatever prefix rules say, and
+a number of the own range ported out goes to its operator's route.
+
 Keys: ``route`` (required, route name), ``kind`` ("smpp" default, "netsim", "none"),
 ``account`` (exact system id / API account; absent or "*" = any), ``prefix`` (digits; absent =
 any), ``operator`` (resolved operator; absent = any), ``window`` ("HH:MM-HH:MM", start
@@ -102,6 +109,12 @@ class RouteRule:
         window = spec.get("window")
         window_min = _parse_window(where, window) if window is not None else None
         return cls(route, kind, account, prefix, operator, window_min)
+
+    @property
+    def plan_only(self) -> bool:
+        """Only a prefix: a numbering-plan rule, which portability overrides."""
+        return bool(self.prefix) and self.operator is None and self.account is None \
+            and self.window_min is None
 
     def matches(self, destination: str, account: str, operator: str, minute: int) -> bool:
         if self.account is not None and account != self.account:
@@ -198,10 +211,14 @@ class Router:
     def route(self, destination_e164: str, account: str, now: float) -> Route:
         """The route for a destination submitted by ``account`` at wall-clock time ``now``
         (seconds since the epoch; only used for rule windows)."""
-        operator = self.operator_for(destination_e164)
+        ported = (None if self.portability is None
+                  else self.portability.ported_number(destination_e164))
+        operator = ported if ported is not None else self.operator_for(destination_e164)
         if self.rules:
             minute = -1
             for rule in self.rules:
+                if ported is not None and rule.plan_only:
+                    continue  # a ported number is not where its prefix says (see above)
                 if rule.window_min is not None and minute < 0:
                     local = datetime.fromtimestamp(now, self._tz)
                     minute = local.hour * 60 + local.minute

@@ -1,0 +1,133 @@
+"""Receipts from partner operators, over our connectors (issue 11).
+
+A partner's deliver_sm with a receipt (esm_class 0x04, SMPP 3.4 §5.2.12) names the partner's
+message id (the ``receipted_message_id`` TLV, else the text's ``id:``) and the outcome (the
+``message_state`` TLV, else ``stat:``). :meth:`PartnerReceipts.on_deliver` applies it in one
+store transaction (``Store.apply_partner_receipt``) and only then answers the partner
+ESME_ROK: a receipt the store did not take is answered ESME_RX_T_APPN (temporary: the
+partner sends it again) and never lost by us. A receipt that comes before its mapping is
+committed (a partner that answers at once, even before its submit_sm_resp) is held in the
+store, not dropped, and applied when the mapping commits; any session of the connector will
+do, since the lookup is by connector. A deliver_sm that is not a receipt (a mobile-originated
+message) is refused ESME_RX_R_APPN: a connector is for our traffic out, partners submit to
+us over a partner bind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from adressat.core.integrity import Alarm
+from adressat.core.interconnect import PARTNER_ID_LENGTH_MAX, id_candidates, receipt_final_state
+from adressat.core.model import Message, PartnerReceipt
+from adressat.smpp.constants import CommandStatus as S
+from adressat.smpp.constants import EsmClass, TlvTag
+from adressat.smpp.pdus import Pdu
+from adressat.sms.receipt import ReceiptError, parse_receipt
+from adressat.store.base import StoreError
+from adressat.store.commit import GroupCommitter
+
+__all__ = ["PartnerReceipts", "ReadReceipt", "read_receipt", "ESME_RX_T_APPN", "ESME_RX_R_APPN"]
+
+log = logging.getLogger("adressat.interconnect")
+
+ESME_RX_T_APPN = 0x64  # SMPP 3.4 §5.1.3: ESME receiver temporary app error
+ESME_RX_R_APPN = 0x65  # ... reject the message, permanent
+#: esm_class message types that carry an outcome: a delivery receipt, an intermediate
+#: notification (SMPP 3.4 §5.2.12)
+_RECEIPT_TYPES = frozenset({EsmClass.TYPE_DELIVERY_RECEIPT,
+                            EsmClass.TYPE_INTERMEDIATE_NOTIFICATION})
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReceipt:
+    partner_id: str
+    message_state: int | None
+    stat: str | None
+    err: str
+
+
+def read_receipt(pdu: Pdu) -> ReadReceipt | None:
+    """What a deliver_sm says as a receipt; None when it is not one we can read."""
+    esm = pdu.fields.get("esm_class", 0)
+    if not isinstance(esm, int) or (esm & EsmClass.TYPE_MASK) not in _RECEIPT_TYPES:
+        return None
+    rid = pdu.tlv(TlvTag.RECEIPTED_MESSAGE_ID)
+    state = pdu.tlv(TlvTag.MESSAGE_STATE)
+    text = pdu.fields.get("short_message", b"")
+    parsed = None
+    if isinstance(text, bytes) and text:
+        try:
+            parsed = parse_receipt(text)
+        except ReceiptError:
+            parsed = None
+    raw = rid if isinstance(rid, str) and rid else (parsed.id if parsed is not None else None)
+    if not raw or len(raw) > PARTNER_ID_LENGTH_MAX:
+        return None
+    return ReadReceipt(
+        raw,
+        state if isinstance(state, int) else None,
+        None if parsed is None or parsed.stat is None else parsed.stat.value,
+        "" if parsed is None or parsed.err is None else parsed.err,
+    )
+
+
+class PartnerReceipts:
+    """Applies partners' receipts (one per deliver_sm) and says what became final."""
+
+    def __init__(
+        self,
+        committer: GroupCommitter,
+        *,
+        clock: Callable[[], float],
+        on_final: Callable[[Message], None],
+        on_alarm: Callable[[Alarm], None],
+    ) -> None:
+        self.committer = committer
+        self.clock = clock
+        self.on_final = on_final
+        self.on_alarm = on_alarm
+        self.counts: dict[tuple[str, str], int] = {}  # (connector, outcome) -> receipts
+
+    def _count(self, connector: str, outcome: str) -> None:
+        key = (connector, outcome)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    async def on_deliver(self, connector: str, pdu: Pdu, session: int) -> int:
+        """The command_status to answer the partner's deliver_sm with, once it is durable."""
+        read = read_receipt(pdu)
+        if read is None:
+            self._count(connector, "not_a_receipt")
+            log.warning("deliver_sm from a partner refused: not a receipt we can read",
+                        extra={"connector": connector, "session": session})
+            return ESME_RX_R_APPN
+        now = self.clock()
+        try:
+            candidates = id_candidates(read.partner_id)
+        except ValueError:
+            self._count(connector, "not_a_receipt")
+            return ESME_RX_R_APPN
+        receipt = PartnerReceipt(
+            connector, candidates, receipt_final_state(read.message_state, read.stat), now,
+            read.err, session,
+        )
+        try:
+            result = await self.committer.run(lambda s: s.apply_partner_receipt(receipt, now))
+        except StoreError as e:
+            self._count(connector, "not_written")
+            log.error("partner receipt not written; the partner will send it again",
+                      extra={"connector": connector, "partner_id": candidates[0],
+                             "error_type": type(e).__name__})
+            return ESME_RX_T_APPN
+        self._count(connector, result.outcome)
+        if result.alarm is not None:
+            self.on_alarm(result.alarm)
+        if result.outcome == "final" and result.message is not None:
+            self.on_final(result.message)
+        log.debug("partner receipt", extra={
+            "connector": connector, "partner_id": candidates[0], "outcome": result.outcome,
+            "message_id": None if result.message is None else result.message.id,
+            "session": session})
+        return int(S.ESME_ROK)
