@@ -624,6 +624,16 @@ def cmd_message(args: argparse.Namespace) -> int:
           f"  expires {_when(h['expires_at'])}  ({h['content_octets']} octets, text not shown)")
     ids = h["identities"]
     print("identities: " + "  ".join(f"{k}={v or '-'}" for k, v in ids.items()))
+    if h["connector"] or h["forwards"]:
+        status = h["partner_status"]
+        print(f"interconnect: connector {h['connector'] or '-'}  operator {h['operator'] or '-'}"
+              f"  partner id {h['partner_id'] or '-'}"
+              + (f"  partner status 0x{int(status):08x}" if status is not None else "")
+              + (f"  failed part {h['failed_part']}" if h["failed_part"] else ""))
+    for f in h["forwards"]:
+        print(f"  part {f['part']}/{f['parts']}: {f['connector']}  partner id"
+              f" {f['partner_id'] or '-'}  {f['state']}"
+              + (f"  receipt {_when(f['receipt_at'])}" if f["receipt_at"] else ""))
     for e in h["history"]:
         print(f"  {_when(e['at'])}  {e['state'] or '':<12} {e['detail']}")
     for a in h["attempts"]:

@@ -35,6 +35,8 @@ STAT: dict[State, tuple[ReceiptStat, MessageState]] = {
     State.QUARANTINED: (ReceiptStat.UNDELIV, MessageState.UNDELIVERABLE),
     State.REJECTED: (ReceiptStat.REJECTD, MessageState.REJECTED),
     State.CANCELLED: (ReceiptStat.DELETED, MessageState.DELETED),
+    # a partner never said (issue 11): not guessed, said as it is
+    State.UNKNOWN: (ReceiptStat.UNKNOWN, MessageState.UNKNOWN),
 }
 
 

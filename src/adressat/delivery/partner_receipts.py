@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from adressat.core.integrity import Alarm
 from adressat.core.interconnect import PARTNER_ID_LENGTH_MAX, id_candidates, receipt_final_state
 from adressat.core.model import Message, PartnerReceipt
+from adressat.observe.metrics import PARTNER_RECEIPTS
 from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.constants import EsmClass, TlvTag
 from adressat.smpp.pdus import Pdu
@@ -94,6 +95,7 @@ class PartnerReceipts:
     def _count(self, connector: str, outcome: str) -> None:
         key = (connector, outcome)
         self.counts[key] = self.counts.get(key, 0) + 1
+        PARTNER_RECEIPTS.labels(connector, outcome).inc()
 
     async def on_deliver(self, connector: str, pdu: Pdu, session: int) -> int:
         """The command_status to answer the partner's deliver_sm with, once it is durable."""

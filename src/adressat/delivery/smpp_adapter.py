@@ -40,6 +40,7 @@ from adressat.core.tag import verify_tag
 from adressat.delivery.adapter import Addressed, Outcome, OutcomeKind
 from adressat.delivery.errors import DeliveryError
 from adressat.delivery.netsim_adapter import concat_reference
+from adressat.observe.metrics import PARTNER_SUBMITS
 from adressat.smpp.constants import CommandId as C
 from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.constants import EsmClass, TlvTag
@@ -249,6 +250,7 @@ class SmppAdapter:
                 continue
             except SubmitUnanswered:
                 self.unanswered += 1
+                PARTNER_SUBMITS.labels(name, "unanswered").inc()
                 if number == 1:
                     return Outcome(OutcomeKind.TEMPORARY,
                                    error=int(DeliveryError.PARTNER_UNANSWERED),
@@ -260,6 +262,7 @@ class SmppAdapter:
             status = int(answer.status)
             if status != S.ESME_ROK or not answer.message_id:
                 self.refused += 1
+                PARTNER_SUBMITS.labels(name, "refused").inc()
                 if number == 1:  # an ESME_ROK without an id: as good as refused
                     return status if status != S.ESME_ROK else int(S.ESME_RSYSERR)
                 parts.append(self._failed_part(msg, number, total, name,
@@ -270,6 +273,7 @@ class SmppAdapter:
             except ValueError:
                 pid = None
             self.submitted += 1
+            PARTNER_SUBMITS.labels(name, "accepted").inc()
             if pid is None:  # accepted, but no id we could ever match a receipt to
                 parts.append(self._failed_part(msg, number, total, name,
                                                DeliveryError.PARTNER_NO_RECEIPT, State.UNKNOWN))

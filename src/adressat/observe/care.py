@@ -309,6 +309,11 @@ def message_history(store: Store, message_id: str, now: float) -> dict[str, Any]
         events.append({"at": al.at, "state": None, "detail": f"alarm {al.kind.value}"})
     if m.final_at is not None:
         events.append({"at": m.final_at, "state": m.state.value, "detail": "final"})
+    forwards = store.forwards_of_message(m.id)
+    for f in forwards:
+        if f.receipt_at is not None:
+            events.append({"at": f.receipt_at, "state": None,
+                           "detail": f"part {f.part}: partner receipt {f.state.value}"})
     events.sort(key=lambda e: e["at"])
     receipt = store.receipt_times(m.id)
     return {
@@ -327,6 +332,18 @@ def message_history(store: Store, message_id: str, now: float) -> dict[str, Any]
         "content_octets": len(m.content),
         "identities": {"addressed_imsi": m.addressed_imsi, "delivered_imsi": m.delivered_imsi,
                        "delivered_msisdn": m.delivered_msisdn},
+        # interconnect (issue 11): where it went beyond our network, and the partner's ids
+        "connector": m.extra.get("connector"),
+        "operator": m.extra.get("operator"),
+        "partner_id": m.extra.get("partner_id"),
+        "partner_status": m.extra.get("partner_status"),
+        "failed_part": m.extra.get("failed_part"),
+        "forwards": [
+            {"part": f.part, "parts": f.parts, "connector": f.connector,
+             "partner_id": f.partner_id, "state": f.state.value, "error": f.error,
+             "at": f.at, "receipt_at": f.receipt_at}
+            for f in forwards
+        ],
         "attempts": [
             {"attempt": a.attempt, "started_at": a.started_at, "ended_at": a.ended_at,
              "imsi": a.imsi, "destination": a.destination, "route": a.route,

@@ -76,6 +76,14 @@ ATTEMPTS = Counter("adressat_delivery_attempts",
                    "Delivery attempts by route, outcome and serving node (\"\": none answered)",
                    ["route", "outcome", "serving_node"])
 ALARMS = Counter("adressat_alarms_raised", "Integrity alarms raised, by kind", ["kind"])
+# interconnect (issue 11): what each partner said, by connector
+PARTNER_SUBMITS = Counter("adressat_partner_submits",
+                          "submit_sm to partners by connector and result (accepted, refused,"
+                          " unanswered)", ["connector", "result"])
+PARTNER_RECEIPTS = Counter("adressat_partner_receipts",
+                           "Receipts from partners by connector and outcome (final, part, held,"
+                           " ambiguous, repeat, intermediate, late, not_a_receipt, not_written)",
+                           ["connector", "outcome"])
 EPISODES = Counter("adressat_episodes", "Health episodes started (heal or shout), by kind",
                    ["kind", "process"])
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
