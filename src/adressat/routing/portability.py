@@ -366,7 +366,7 @@ def _parse(text: str, b: _Builder, format: FileFormat | None) -> None:
                         raise ValueError("expected: range <from> <to> <operator>")
                     add_range(*_make_range(fields[1], fields[2], fields[3]), lineno)
                 elif "," in line:
-                    raise ValueError("a comma in a native-format file (CSV starts with one)")
+                    raise ValueError("a comma in a native-format entry (is the file CSV?)")
                 else:
                     raise ValueError("unknown entry kind (expected 'range' or 'number')")
         except ValueError as exc:  # PortabilityFileError is one, and has its line already
