@@ -26,9 +26,10 @@ is fine: the number wins, both ways: ported in to us or out of our range). Error
 Layout (for 1,000,000 ported numbers): the numbers as a sorted ``array('q')`` and their
 operators as an ``array('H')`` of indices into a tuple of names, looked up by bisect; ranges
 the same way (starts, ends, digit counts, operator indices). Measured on this machine against
-a ``dict[str, str]`` of the same million (tracemalloc, timeit, 10,000 lookups half hits):
-arrays 10.0 MB and 1.5-2.0 us a lookup; the dict 90.8 MB (an int-keyed dict 41.9 MB) and
-0.5-0.7 us. Both meet the 5 us target; the arrays take a ninth of the memory and load from a
+a ``dict[str, str]`` of the same million (tracemalloc; timeit and per-call medians over
+10,000 random lookups, half hits): arrays 10.0 MB and 1.5-2.0 us a lookup (bench/np.py,
+random probes on a loaded machine: median 2.5-3.0 us); the dict 90.8 MB (an int-keyed dict
+41.9 MB) and 0.5-0.9 us. Both meet the 5 us target; the arrays take a ninth of the memory and load from a
 snapshot by ``frombytes`` in milliseconds (np_snapshot.py), where a dict is rebuilt item by
 item, so the arrays are kept.
 """
