@@ -29,9 +29,9 @@ the same way (starts, ends, digit counts, operator indices). Measured on this ma
 a ``dict[str, str]`` of the same million (tracemalloc; timeit and per-call medians over
 10,000 random lookups, half hits): arrays 10.0 MB and 1.5-2.0 us a lookup (bench/np.py,
 random probes on a loaded machine: median 2.5-3.0 us); the dict 90.8 MB (an int-keyed dict
-41.9 MB) and 0.5-0.9 us. Both meet the 5 us target; the arrays take a ninth of the memory and load from a
-snapshot by ``frombytes`` in milliseconds (np_snapshot.py), where a dict is rebuilt item by
-item, so the arrays are kept.
+41.9 MB) and 0.5-0.9 us. Both meet the 5 us target; the arrays take a ninth of the memory
+and load from a snapshot by ``frombytes`` in milliseconds (np_snapshot.py), where a dict is
+rebuilt item by item, so the arrays are kept.
 """
 
 from __future__ import annotations
@@ -99,6 +99,14 @@ class PortabilityTable:
 
     __slots__ = ("_operators", "_nums", "_nops", "_rstarts", "_rends", "_rdigits", "_rops",
                  "source")
+    _operators: tuple[str, ...]
+    _nums: array[int]  # sorted ported numbers ...
+    _nops: array[int]  # ... and their operators (indices into _operators)
+    _rstarts: array[int]  # ranges, sorted, not overlapping
+    _rends: array[int]
+    _rdigits: array[int]
+    _rops: array[int]
+    source: str  # the file it came from ("" when built in code)
 
     def __init__(
         self,
