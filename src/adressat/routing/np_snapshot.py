@@ -212,7 +212,7 @@ def _decode(path: Path, data: bytes) -> tuple[PortabilityTable, SnapshotInfo]:
     except UnicodeDecodeError:
         raise SnapshotError(path, "operator names not UTF-8") from None
     operators = tuple(names_raw.split("\n")) if n_ops else ()
-    if len(operators) != n_ops:
+    if len(operators) != n_ops or (not n_ops and names_raw):
         raise SnapshotError(path, "operator names do not match their count")
     nums = _from_little("q", take(n_nums * 8))
     nops = _from_little("H", take(n_nums * 2))
