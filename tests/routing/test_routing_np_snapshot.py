@@ -243,3 +243,30 @@ def test_watcher_rejects_a_bad_interval(tmp_path: Path) -> None:
         SnapshotWatcher(tmp_path / "s.bin", check_s=-1.0)
     with pytest.raises(ValueError):
         SnapshotWatcher(tmp_path / "s.bin", check_s=float("nan"))
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    numbers=st.dictionaries(st.integers(10**6, 10**15 - 1).map(str),
+                            st.sampled_from(["own", "a", "b-2", "c.d"]), max_size=40),
+    spans=st.lists(st.tuples(st.integers(1, 14), st.integers(0, 10**6)), max_size=6),
+    saved_at=st.floats(0, 2e9),
+)
+def test_round_trip_of_any_table(
+    tmp_path_factory: pytest.TempPathFactory, numbers: dict[str, str],
+    spans: list[tuple[int, int]], saved_at: float,
+) -> None:
+    # one range per digit count at most, so none overlap
+    ranges = {d: (str(10 ** (d - 1)), str(10 ** (d - 1) + min(w, 9 * 10 ** (d - 1) - 1)), "r")
+              for d, w in spans}
+    t = PortabilityTable(list(ranges.values()), numbers)
+    path = tmp_path_factory.mktemp("s") / "s.bin"
+    save(t, path, saved_at=saved_at)
+    back, info = np_snapshot.load_with_info(path)
+    assert back.arrays() == t.arrays() and info.saved_at == saved_at
+    for n in numbers:
+        assert back.operator_for(n) == t.operator_for(n) == numbers[n]
