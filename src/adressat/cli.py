@@ -1038,6 +1038,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # --- subcommands of issue 11: np (helper D) ---
     # (insert below this line)
+    from adressat.cli_np import add_np_parser
+
+    add_np_parser(sub)
 
     # --- subcommands of issue 10: care and operator views (helper C) ---
     q = sub.add_parser("queue", help="the queue by route and serving node against age (qshape)")
