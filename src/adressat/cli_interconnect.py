@@ -207,7 +207,7 @@ def cmd_connector(args: argparse.Namespace) -> int:
             print(f"{'sent':<17}{s['sent']}  failed {s['failed']}  receipts {s['receipts']}")
             if s["detail"]:
                 print(f"{'detail':<17}{s['detail']}")
-            print(f"{'routes':<17}{', '.join(view['routes']) or '-'}")  # type: ignore[arg-type]
+            print(f"{'routes':<17}{', '.join(view['routes']) or '-'}")
             return 0
         if sub == "set":
             new = _connector_from(args, cfg, now)
