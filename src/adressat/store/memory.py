@@ -107,7 +107,7 @@ class _Data:
     next_canary_id: int = 1
     alerts: dict[int, AlertRecord] = field(default_factory=dict)
     next_alert_id: int = 1
-    interconnect: _Interconnect = field(default_factory=lambda: _Interconnect())
+    interconnect: _Interconnect = field(default_factory=_Interconnect)
 
     def copy(self) -> _Data:
         return _Data(
