@@ -185,16 +185,18 @@ def cmd_account(args: argparse.Namespace) -> int:
                 return 2
             try:
                 store.add_account(
-                    args.name, hash_password(args.password, os.urandom(16)), args.throughput
+                    args.name, hash_password(args.password, os.urandom(16)), args.throughput,
+                    **getattr(args, "partner_kwargs", {}),  # cli_interconnect: --partner
                 )
             except AccountExists:
                 print(f"account {args.name} exists", file=sys.stderr)
                 return 1
             print(f"account {args.name} added")
         elif args.account_cmd == "list":
+            from adressat.cli_interconnect import account_line
+
             for a in store.list_accounts():
-                tp = a.throughput_per_s if a.throughput_per_s else "unlimited"
-                print(f"{a.name}\tthroughput_per_s={tp}")
+                print(account_line(a))
         elif args.account_cmd == "remove":
             if not store.remove_account(args.name):
                 print(f"no account {args.name}", file=sys.stderr)
@@ -363,44 +365,6 @@ def cmd_fault(args: argparse.Namespace) -> int:
                 if r["node"]:
                     state += f" node={r['node']}"
                 print(f"{r['name']}\t{state}\tfired={r['fired']}\t{r['description']}")
-        return 0
-    finally:
-        store.close()
-
-
-def cmd_route(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
-        if args.route_cmd == "release":
-            held = args.name in store.held_routes()
-            n = store.release_route(args.name, time.time())
-            if not held and n == 0:
-                print(f"route {args.name} is not held", file=sys.stderr)
-                return 1
-            print(f"route {args.name} released: {n} held messages back to ROUTED")
-            return 0
-        rows = [
-            {
-                "name": r.name,
-                "held": r.held,
-                "held_at": r.held_at,
-                "reason": r.reason,
-                "alarms": r.alarms,
-                "alarms_total": r.alarms_total,
-                "held_messages": r.held_messages,
-            }
-            for r in store.route_status()
-        ]
-        if args.json:
-            print(json.dumps(rows, sort_keys=True))
-        else:
-            for r in rows:
-                state = "HELD" if r["held"] else "open"
-                print(
-                    f"{r['name']}\t{state}\theld_messages={r['held_messages']}"
-                    f"\talarms={r['alarms']}\talarms_total={r['alarms_total']}"
-                    + (f"\treason={r['reason']}" if r["reason"] else "")
-                )
         return 0
     finally:
         store.close()
@@ -799,7 +763,7 @@ def _home_everywhere(parser: argparse.ArgumentParser) -> None:
 #: the commands that may create the store in an empty data directory; every other one is
 #: refused where there is none (a mistyped --home must not create an empty store and answer
 #: from it)
-CREATES_STORE = frozenset({("run",), ("account", "add")})
+CREATES_STORE = frozenset({("run",), ("account", "add"), ("connector", "add")})
 
 
 def missing_store(args: argparse.Namespace) -> str | None:
@@ -1005,15 +969,6 @@ def build_parser() -> argparse.ArgumentParser:
     foff.add_argument("name")
     f.set_defaults(fn=cmd_fault)
 
-    ro = sub.add_parser("route", help="route breakers: list, release")
-    ro.add_argument("--home", default=argparse.SUPPRESS, help="data directory")
-    rsub = ro.add_subparsers(dest="route_cmd", required=True)
-    rl = rsub.add_parser("list", help="held or not, alarms, held messages")
-    rl.add_argument("--json", action="store_true")
-    rr = rsub.add_parser("release", help="close the breaker; held messages go out again")
-    rr.add_argument("name")
-    ro.set_defaults(fn=cmd_route)
-
     inc = sub.add_parser("incident", help="which messages an incident affected")
     inc.add_argument("--home", default=argparse.SUPPRESS, help="data directory")
     isub = inc.add_subparsers(dest="incident_cmd", required=True)
@@ -1035,6 +990,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # --- subcommands of issue 11: connector, route, account partner (helper E) ---
     # (insert below this line)
+    from adressat.cli_interconnect import add_interconnect_parsers
+
+    add_interconnect_parsers(sub)  # connector, route (moved here), account add --partner
 
     # --- subcommands of issue 11: np (helper D) ---
     # (insert below this line)

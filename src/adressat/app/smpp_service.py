@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from adressat.core.accept import Refused, Submission
+from adressat.core.interconnect_config import in_ranges
 from adressat.core.model import Message, State
 from adressat.core.passwords import verify_password
 from adressat.core.tag import binding_tag
@@ -162,6 +163,9 @@ class SmppService:
     account_sessions: dict[str, set[SmppConnection]] = field(default_factory=dict)
     bind_windows: dict[str, BindWindow] = field(default_factory=dict)
     binds_refused: int = 0  # over account_sessions_max or account_binds_per_minute_max
+    # partner accounts (issue 11): the E.164 prefixes each may submit to, from its account
+    # record as loaded at its latest bind; an account not here is not a partner
+    partner_ranges: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     # -- connection events ----------------------------------------------------------------------
     def on_bound(self, conn: SmppConnection) -> None:
@@ -227,6 +231,10 @@ class SmppService:
             self.buckets[system_id] = TokenBucket(float(rate), float(rate), self.clock())
         elif not rate:
             self.buckets.pop(system_id, None)
+        if account.partner:
+            self.partner_ranges[system_id] = account.partner_ranges
+        else:
+            self.partner_ranges.pop(system_id, None)
         log.info("bound", extra={"session": conn.conn_id, "account": system_id,
                                  "mode": C(pdu.command_id).name})
         return pdu.response(system_id=self.system_id)
@@ -285,6 +293,17 @@ class SmppService:
         bucket = self.buckets.get(account)
         if bucket is not None and not bucket.take(self.clock(), messages):
             raise SubmitError(S.ESME_RTHROTTLED)
+
+    def _build(self, account: str, sub: Submission, now: float) -> Message:
+        """The message of a submission (validated, normalised, not yet durable): the one way
+        from a submit to a message for submit_sm, data_sm and submit_multi alike. A partner
+        account's destination must lie in its ranges, judged on the E.164 number after
+        normalisation (so "0701..." and "+4670..." are one number): else ESME_RINVDSTADR."""
+        msg = self.ingress.build(sub, now)
+        ranges = self.partner_ranges.get(account)
+        if ranges is not None and not in_ranges(msg.destination, ranges):
+            raise SubmitError(S.ESME_RINVDSTADR)
+        return msg
 
     def _submission(self, account: str, pdu: Pdu, dest: tuple[int, int, str] | None = None,
                     ) -> Submission:
@@ -375,7 +394,7 @@ class SmppService:
             self._throttle(account)
             sub = self._submission(account, pdu)
             self.ingress.check_capacity()
-            msg = self.ingress.build(sub, self.clock())
+            msg = self._build(account, sub, self.clock())
             self.ingress.commit_then(
                 [msg], functools.partial(self._committed, conn, pdu, msg.id, t0))
         except SubmitError as e:
@@ -443,7 +462,7 @@ class SmppService:
             ton, npi, addr = int(d["dest_addr_ton"]), int(d["dest_addr_npi"]), str(
                 d["destination_addr"])
             try:
-                msg = self.ingress.build(self._submission(account, pdu, (ton, npi, addr)), now)
+                msg = self._build(account, self._submission(account, pdu, (ton, npi, addr)), now)
                 if msg.destination not in seen:  # one number listed twice gets it once
                     seen.add(msg.destination)
                     msgs.append(msg)

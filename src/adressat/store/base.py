@@ -32,9 +32,12 @@ from adressat.core.model import (
     CanaryProbe,
     CanaryState,
     ForwardPart,
+    ConnectorConfig,
+    ConnectorStatus,
     Message,
     PartnerReceipt,
     Receipt,
+    RouteConfig,
     State,
     evolve,
 )
@@ -97,6 +100,35 @@ class AccountExists(StoreError):
         self.name = name
 
 
+class ConnectorExists(StoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"connector {name} already exists")
+        self.name = name
+
+
+class RouteExists(StoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"route {name} already exists")
+        self.name = name
+
+
+class ConnectorInUse(StoreError):
+    """A connector that a route's ``via`` names cannot be removed (``routes``: those)."""
+
+    def __init__(self, name: str, routes: Sequence[str]) -> None:
+        super().__init__(f"connector {name} is in use by route {', '.join(routes)}")
+        self.name = name
+        self.routes = tuple(routes)
+
+
+class UnknownConnector(StoreError):
+    """A route's ``via`` names a connector that does not exist (``names``: those)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__(f"no connector {', '.join(names)}")
+        self.names = tuple(names)
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     """One item of :meth:`Store.apply_transitions` (same meaning as :meth:`Store.transition`)."""
@@ -146,8 +178,16 @@ class Store(Protocol):
     def close(self) -> None: ...
 
     # --- accounts ----------------------------------------------------------------------------
+    # ``partner_ranges`` None: not a partner; else a partner account (issue 11) that submits
+    # only to those E.164 prefixes (at least one). ValueError for what may not be stored.
     def add_account(
-        self, name: str, password_hash: str, throughput_per_s: int | None = None
+        self,
+        name: str,
+        password_hash: str,
+        throughput_per_s: int | None = None,
+        *,
+        partner_ranges: Sequence[str] | None = None,
+        partner_connectors: Sequence[str] = (),
     ) -> None: ...
     def get_account(self, name: str) -> Account | None: ...
     def list_accounts(self) -> list[Account]: ...
@@ -400,6 +440,29 @@ class Store(Protocol):
 
     # --- interconnect config: connectors, routes, partner accounts (issue 11, helper E) ---
     # (insert below this line)
+    # Each checks with ``core.interconnect`` first (ValueError, nothing written).
+    # ``add_connector``: ConnectorExists; stored with the cfg's created_at/updated_at.
+    # ``update_connector``: False when there is none; keeps the stored created_at.
+    # ``remove_connector``: ConnectorInUse while a route's via names it; its status goes too.
+    def add_connector(self, cfg: ConnectorConfig) -> ConnectorConfig: ...
+    def get_connector(self, name: str) -> ConnectorConfig | None: ...
+    def list_connectors(self) -> list[ConnectorConfig]: ...  # by name
+    def update_connector(self, cfg: ConnectorConfig) -> bool: ...
+    def remove_connector(self, name: str) -> bool: ...
+    # What the running node says of its connectors: upsert by name; all rows, by name.
+    def put_connector_statuses(self, statuses: Sequence[ConnectorStatus]) -> None: ...
+    def connector_statuses(self) -> list[ConnectorStatus]: ...
+    # ``add_route``: RouteExists; UnknownConnector when via names one that does not exist;
+    # position 0 -> after the last (max + 1, from 1); a position taken -> inserted there, the
+    # routes from it on move one down. Returned with the position it got.
+    def add_route(self, cfg: RouteConfig) -> RouteConfig: ...
+    def list_routes(self) -> list[RouteConfig]: ...  # by position (first match first)
+    def remove_route(self, name: str) -> bool: ...  # its breaker row (held, alarms) stays
+    # Messages that reached a final state at or after ``since``, per (route, state), counting
+    # at most ``rows_max`` messages (``route list``: the last hour).
+    def final_counts_by_route(
+        self, since: float, rows_max: int = 200_000
+    ) -> dict[tuple[str, str], int]: ...
 
 
     # --- forwards to partners and their receipts (issue 11, main) ---

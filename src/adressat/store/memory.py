@@ -16,6 +16,12 @@ from adressat.core.breaker import counts as counts_for_breaker
 from adressat.core.care import Complaint
 from adressat.core.health import Episode
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
+from adressat.core.interconnect_config import (
+    check_connector,
+    check_connector_status,
+    check_partner,
+    check_route,
+)
 from adressat.core.lifecycle import check_transition
 from adressat.core.model import (
     CANARY_ACCOUNT,
@@ -28,9 +34,12 @@ from adressat.core.model import (
     CanaryProbe,
     CanaryState,
     ForwardPart,
+    ConnectorConfig,
+    ConnectorStatus,
     Message,
     PartnerReceipt,
     Receipt,
+    RouteConfig,
     State,
     canary_state,
     receipt_reference,
@@ -47,12 +56,16 @@ from adressat.core.scheduling import (
 from adressat.store import forwards
 from adressat.store.base import (
     AccountExists,
+    ConnectorExists,
+    ConnectorInUse,
     DeletedRecords,
     DuplicateMessage,
     FinishedAttempt,
     NotPending,
+    RouteExists,
     StoreError,
     Transition,
+    UnknownConnector,
     UnknownMessage,
     apply_each,
     check_changes,
@@ -61,6 +74,18 @@ from adressat.store.base import (
     plan_transition,
 )
 from adressat.store.forwards import ForwardResult, ReceiptResult
+
+
+@dataclass
+class _Interconnect:
+    """Connectors, their status and the operator's routes (issue 11)."""
+
+    connectors: dict[str, ConnectorConfig] = field(default_factory=dict)
+    statuses: dict[str, ConnectorStatus] = field(default_factory=dict)
+    routes: dict[str, RouteConfig] = field(default_factory=dict)
+
+    def copy(self) -> _Interconnect:
+        return _Interconnect(dict(self.connectors), dict(self.statuses), dict(self.routes))
 
 
 @dataclass
@@ -90,6 +115,7 @@ class _Data:
     forwards: dict[tuple[str, int], ForwardPart] = field(default_factory=dict)
     held_receipts: dict[int, PartnerReceipt] = field(default_factory=dict)
     next_held_id: int = 1
+    interconnect: _Interconnect = field(default_factory=_Interconnect)
 
     def copy(self) -> _Data:
         return _Data(
@@ -116,6 +142,7 @@ class _Data:
             dict(self.forwards),
             dict(self.held_receipts),
             self.next_held_id,
+            self.interconnect.copy(),
         )
 
     def add_attempt(self, rec: AttemptRecord) -> None:
@@ -166,12 +193,21 @@ class MemoryStore:
 
     # --- accounts ------------------------------------------------------------------------------
     def add_account(
-        self, name: str, password_hash: str, throughput_per_s: int | None = None
+        self,
+        name: str,
+        password_hash: str,
+        throughput_per_s: int | None = None,
+        *,
+        partner_ranges: Sequence[str] | None = None,
+        partner_connectors: Sequence[str] = (),
     ) -> None:
+        check_partner(partner_ranges, partner_connectors)
         with self._op():
             if name in self._d.accounts:
                 raise AccountExists(name)
-            self._d.accounts[name] = Account(name, password_hash, throughput_per_s)
+            self._d.accounts[name] = Account(
+                name, password_hash, throughput_per_s, partner_ranges is not None,
+                tuple(partner_ranges or ()), tuple(partner_connectors))
 
     def get_account(self, name: str) -> Account | None:
         with self._lock:
@@ -1002,6 +1038,99 @@ class MemoryStore:
 
     # --- interconnect config: connectors, routes, partner accounts (issue 11, helper E) ---
     # (insert below this line)
+    def add_connector(self, cfg: ConnectorConfig) -> ConnectorConfig:
+        check_connector(cfg)
+        with self._op():
+            ic = self._d.interconnect
+            if cfg.name in ic.connectors:
+                raise ConnectorExists(cfg.name)
+            ic.connectors[cfg.name] = cfg
+        return cfg
+
+    def get_connector(self, name: str) -> ConnectorConfig | None:
+        with self._lock:
+            return self._d.interconnect.connectors.get(name)
+
+    def list_connectors(self) -> list[ConnectorConfig]:
+        with self._lock:
+            return sorted(self._d.interconnect.connectors.values(), key=lambda c: c.name)
+
+    def update_connector(self, cfg: ConnectorConfig) -> bool:
+        check_connector(cfg)
+        with self._op():
+            ic = self._d.interconnect
+            old = ic.connectors.get(cfg.name)
+            if old is None:
+                return False
+            ic.connectors[cfg.name] = replace(cfg, created_at=old.created_at)
+            return True
+
+    def remove_connector(self, name: str) -> bool:
+        with self._op():
+            ic = self._d.interconnect
+            using = [r.name for r in self._routes_in_order() if name in r.via]
+            if using:
+                raise ConnectorInUse(name, using)
+            ic.statuses.pop(name, None)
+            return ic.connectors.pop(name, None) is not None
+
+    def put_connector_statuses(self, statuses: Sequence[ConnectorStatus]) -> None:
+        for st in statuses:
+            check_connector_status(st)
+        with self._op():
+            for st in statuses:
+                self._d.interconnect.statuses[st.name] = st
+
+    def connector_statuses(self) -> list[ConnectorStatus]:
+        with self._lock:
+            return sorted(self._d.interconnect.statuses.values(), key=lambda s: s.name)
+
+    def _routes_in_order(self) -> list[RouteConfig]:
+        return sorted(self._d.interconnect.routes.values(), key=lambda r: (r.position, r.name))
+
+    def add_route(self, cfg: RouteConfig) -> RouteConfig:
+        check_route(cfg)
+        with self._op():
+            ic = self._d.interconnect
+            if cfg.name in ic.routes:
+                raise RouteExists(cfg.name)
+            missing = [v for v in cfg.via if v not in ic.connectors]
+            if missing:
+                raise UnknownConnector(missing)
+            last = max((r.position for r in ic.routes.values()), default=0)
+            position = cfg.position
+            if position == 0 or position > last:
+                position = last + 1
+            else:
+                for r in list(ic.routes.values()):
+                    if r.position >= position:
+                        ic.routes[r.name] = replace(r, position=r.position + 1)
+            out = replace(cfg, position=position, via=tuple(cfg.via),
+                          prefixes=tuple(cfg.prefixes))
+            ic.routes[out.name] = out
+        return out
+
+    def list_routes(self) -> list[RouteConfig]:
+        with self._lock:
+            return self._routes_in_order()
+
+    def remove_route(self, name: str) -> bool:
+        with self._op():
+            return self._d.interconnect.routes.pop(name, None) is not None
+
+    def final_counts_by_route(
+        self, since: float, rows_max: int = 200_000
+    ) -> dict[tuple[str, str], int]:
+        with self._lock:
+            done = sorted((m for m in self._d.messages.values()
+                           if m.final_at is not None and m.final_at >= since),
+                          key=lambda m: m.final_at or 0.0)
+        out: dict[tuple[str, str], int] = {}
+        for group in ([m for m in done if m.content], [m for m in done if not m.content]):
+            for m in group[:max(0, rows_max)]:
+                key = (m.route, m.state.value)
+                out[key] = out.get(key, 0) + 1
+        return out
 
 
     # --- forwards to partners and their receipts (issue 11, main) ---

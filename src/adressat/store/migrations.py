@@ -575,6 +575,71 @@ _V16: list[tuple[Dialect, str]] = [
     ("any", "CREATE INDEX messages_forwarded ON messages (expires_at) WHERE state = 'FORWARDED'"),
 ]
 
+#: v17: the interconnect configuration (issue 11): connectors (SMPP client connections out),
+#: what the running node says of them, the operator's routes, and partner accounts.
+#: ``route_rules`` is a table of its own, beside ``routes``: ``routes`` is the breaker's
+#: (held, reason, alarms; a row appears the first time an alarm or a trip names a route,
+#: netsim's and unroutable's too), ``route_rules`` is what the operator configured. They share
+#: the name: an operator route's breaker is the ``routes`` row of its name. Kept apart, the
+#: breaker's writes (alarms, trips) never meet the configuration's columns, a removed route's
+#: breaker state stays with the messages still held on it until they are released, and a
+#: route configured under a name that alarms already named takes no special case.
+#: Columns ``window_size`` and ``time_window``, not ``window``: WINDOW is a reserved word of
+#: PostgreSQL. Lists (prefixes, via, ranges, connectors) are JSON arrays of strings.
+#: A connector's password is stored as given: adressat is the client and sends it at bind.
+_V17: list[tuple[Dialect, str]] = [
+    (
+        "any",
+        """CREATE TABLE connectors (
+            name TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            port INTEGER NOT NULL,
+            system_id TEXT NOT NULL,
+            password TEXT NOT NULL,
+            bind TEXT NOT NULL,
+            window_size INTEGER NOT NULL,
+            throughput_per_s INTEGER NOT NULL,
+            system_type TEXT NOT NULL,
+            enquire_link_s REAL NOT NULL,
+            payload INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+    ),
+    (
+        "any",
+        """CREATE TABLE connector_status (
+            name TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            since REAL NOT NULL,
+            sessions INTEGER NOT NULL,
+            window_in_use INTEGER NOT NULL,
+            sent INTEGER NOT NULL,
+            failed INTEGER NOT NULL,
+            receipts INTEGER NOT NULL,
+            detail TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+    ),
+    (
+        "any",
+        """CREATE TABLE route_rules (
+            name TEXT PRIMARY KEY,
+            position INTEGER NOT NULL,
+            prefixes TEXT NOT NULL,
+            operator TEXT,
+            account TEXT,
+            time_window TEXT,
+            via TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+    ),
+    ("any", "CREATE INDEX route_rules_position ON route_rules (position)"),
+    ("any", "ALTER TABLE accounts ADD COLUMN partner INTEGER NOT NULL DEFAULT 0"),
+    ("any", "ALTER TABLE accounts ADD COLUMN partner_ranges TEXT NOT NULL DEFAULT '[]'"),
+    ("any", "ALTER TABLE accounts ADD COLUMN partner_connectors TEXT NOT NULL DEFAULT '[]'"),
+]
+
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (1, _V1),
     (2, _V2),
@@ -597,6 +662,7 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (16, _V16),
 
     # issue 11, helper E: interconnect config (v17)
+    (17, _V17),
 
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)

@@ -37,6 +37,12 @@ from adressat.core.breaker import counts as counts_for_breaker
 from adressat.core.care import Complaint
 from adressat.core.health import Episode, EpisodeKind
 from adressat.core.integrity import Alarm, AlarmKind, FaultSetting, RouteStatus
+from adressat.core.interconnect_config import (
+    check_connector,
+    check_connector_status,
+    check_partner,
+    check_route,
+)
 from adressat.core.lifecycle import check_transition
 from adressat.core.model import (
     CANARY_ACCOUNT,
@@ -47,9 +53,12 @@ from adressat.core.model import (
     CanaryProbe,
     CanaryState,
     ForwardPart,
+    ConnectorConfig,
+    ConnectorStatus,
     Message,
     PartnerReceipt,
     Receipt,
+    RouteConfig,
     State,
     canary_state,
     message_from_values,
@@ -59,15 +68,19 @@ from adressat.core.model import (
 from adressat.core.scheduling import counter_key, give_scts, takes_scts
 from adressat.store.base import (
     AccountExists,
+    ConnectorExists,
+    ConnectorInUse,
     DeletedRecords,
     DuplicateDelivery,
     DuplicateMessage,
     FinishedAttempt,
     NotPending,
+    RouteExists,
     StaleState,
     StoreError,
     StoreUnavailable,
     Transition,
+    UnknownConnector,
     UnknownMessage,
     apply_each,
     check_changes,
@@ -97,6 +110,17 @@ _ATTEMPT_COLS = (
     "message_id, account, destination, imsi, route, node, attempt, started_at, ended_at, "
     "outcome, error, serving_node"
 )
+_ACCOUNT_COLS = (
+    "name, password_hash, throughput_per_s, partner, partner_ranges, partner_connectors"
+)
+_CONNECTOR_COLS = (
+    "name, host, port, system_id, password, bind, window_size, throughput_per_s, system_type,"
+    " enquire_link_s, payload, created_at, updated_at"
+)
+_STATUS_COLS = (
+    "name, state, since, sessions, window_in_use, sent, failed, receipts, detail, updated_at"
+)
+_ROUTE_COLS = "name, via, prefixes, operator, account, time_window, position, created_at"
 _ALARM_COLS = "id, at, kind, message_ids, account, route, node, adapter, detail, serving_node"
 _CANARY_COLS = "id, at, route, serving_node, destination, message_id, result, latency_s, detail"
 _STATE_IDX = MESSAGE_COLUMNS.index("state")
@@ -554,28 +578,38 @@ class SqliteStore:
 
     # --- accounts ------------------------------------------------------------------------------
     def add_account(
-        self, name: str, password_hash: str, throughput_per_s: int | None = None
+        self,
+        name: str,
+        password_hash: str,
+        throughput_per_s: int | None = None,
+        *,
+        partner_ranges: Sequence[str] | None = None,
+        partner_connectors: Sequence[str] = (),
     ) -> None:
+        check_partner(partner_ranges, partner_connectors)
         with self._tx() as c:
             try:
                 c.execute(
-                    "INSERT INTO accounts (name, password_hash, throughput_per_s) VALUES (?, ?, ?)",
-                    (name, password_hash, throughput_per_s),
+                    "INSERT INTO accounts (name, password_hash, throughput_per_s, partner,"
+                    " partner_ranges, partner_connectors) VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, password_hash, throughput_per_s, int(partner_ranges is not None),
+                     json.dumps(list(partner_ranges or ())), json.dumps(list(partner_connectors))),
                 )
             except sqlite3.IntegrityError:
                 raise AccountExists(name) from None
 
+    @staticmethod
+    def _account(row: Sequence[Any]) -> Account:
+        return Account(row[0], row[1], row[2], bool(row[3]), tuple(json.loads(row[4])),
+                       tuple(json.loads(row[5])))
+
     def get_account(self, name: str) -> Account | None:
-        rows = self._read(
-            "SELECT name, password_hash, throughput_per_s FROM accounts WHERE name = ?", (name,)
-        )
-        return Account(*rows[0]) if rows else None
+        rows = self._read(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE name = ?", (name,))
+        return self._account(rows[0]) if rows else None
 
     def list_accounts(self) -> list[Account]:
-        rows = self._read(
-            "SELECT name, password_hash, throughput_per_s FROM accounts ORDER BY name"
-        )
-        return [Account(*r) for r in rows]
+        rows = self._read(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY name")
+        return [self._account(r) for r in rows]
 
     def remove_account(self, name: str) -> bool:
         with self._tx() as c:
@@ -1705,6 +1739,135 @@ class SqliteStore:
 
     # --- interconnect config: connectors, routes, partner accounts (issue 11, helper E) ---
     # (insert below this line)
+    @staticmethod
+    def _connector(row: Sequence[Any]) -> ConnectorConfig:
+        return ConnectorConfig(row[0], row[1], int(row[2]), row[3], row[4], row[5], int(row[6]),
+                               int(row[7]), row[8], float(row[9]), bool(row[10]),
+                               float(row[11]), float(row[12]))
+
+    @staticmethod
+    def _connector_values(cfg: ConnectorConfig) -> tuple[Any, ...]:
+        return (cfg.name, cfg.host, cfg.port, cfg.system_id, cfg.password, cfg.bind,
+                cfg.window, cfg.throughput_per_s, cfg.system_type, float(cfg.enquire_link_s),
+                int(cfg.payload), float(cfg.created_at), float(cfg.updated_at))
+
+    def add_connector(self, cfg: ConnectorConfig) -> ConnectorConfig:
+        check_connector(cfg)
+        with self._one_statement() as c:
+            try:
+                c.execute(f"INSERT INTO connectors ({_CONNECTOR_COLS})"
+                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          self._connector_values(cfg))
+            except sqlite3.IntegrityError:
+                raise ConnectorExists(cfg.name) from None
+        return cfg
+
+    def get_connector(self, name: str) -> ConnectorConfig | None:
+        rows = self._read(f"SELECT {_CONNECTOR_COLS} FROM connectors WHERE name = ?", (name,))
+        return self._connector(rows[0]) if rows else None
+
+    def list_connectors(self) -> list[ConnectorConfig]:
+        rows = self._read(f"SELECT {_CONNECTOR_COLS} FROM connectors ORDER BY name")
+        return [self._connector(r) for r in rows]
+
+    def update_connector(self, cfg: ConnectorConfig) -> bool:
+        check_connector(cfg)
+        v = self._connector_values(cfg)
+        with self._one_statement() as c:
+            return c.execute(
+                "UPDATE connectors SET host = ?, port = ?, system_id = ?, password = ?, bind = ?,"
+                " window_size = ?, throughput_per_s = ?, system_type = ?, enquire_link_s = ?,"
+                " payload = ?, updated_at = ? WHERE name = ?",
+                (*v[1:11], v[12], cfg.name),
+            ).rowcount > 0
+
+    def remove_connector(self, name: str) -> bool:
+        with self._tx() as c:
+            using = [r for (r, via) in c.execute("SELECT name, via FROM route_rules"
+                                                " ORDER BY position, name").fetchall()
+                     if name in json.loads(via)]
+            if using:
+                raise ConnectorInUse(name, using)
+            c.execute("DELETE FROM connector_status WHERE name = ?", (name,))
+            return c.execute("DELETE FROM connectors WHERE name = ?", (name,)).rowcount > 0
+
+    def put_connector_statuses(self, statuses: Sequence[ConnectorStatus]) -> None:
+        for st in statuses:
+            check_connector_status(st)
+        if not statuses:
+            return
+        with self._one_statement() as c:
+            c.executemany(
+                f"INSERT INTO connector_status ({_STATUS_COLS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                " state = excluded.state, since = excluded.since, sessions = excluded.sessions,"
+                " window_in_use = excluded.window_in_use, sent = excluded.sent,"
+                " failed = excluded.failed, receipts = excluded.receipts,"
+                " detail = excluded.detail, updated_at = excluded.updated_at",
+                [(st.name, st.state, st.since, st.sessions, st.window_in_use, st.sent, st.failed,
+                  st.receipts, st.detail, st.updated_at) for st in statuses],
+            )
+
+    def connector_statuses(self) -> list[ConnectorStatus]:
+        rows = self._read(f"SELECT {_STATUS_COLS} FROM connector_status ORDER BY name")
+        return [ConnectorStatus(r[0], r[1], float(r[2]), int(r[3]), int(r[4]), int(r[5]),
+                                int(r[6]), int(r[7]), r[8], float(r[9])) for r in rows]
+
+    @staticmethod
+    def _route(row: Sequence[Any]) -> RouteConfig:
+        return RouteConfig(row[0], tuple(json.loads(row[1])), tuple(json.loads(row[2])), row[3],
+                           row[4], row[5], int(row[6]), float(row[7]))
+
+    def add_route(self, cfg: RouteConfig) -> RouteConfig:
+        check_route(cfg)
+        with self._tx() as c:
+            if c.execute("SELECT 1 FROM route_rules WHERE name = ?", (cfg.name,)).fetchone():
+                raise RouteExists(cfg.name)
+            known = {r[0] for r in c.execute("SELECT name FROM connectors").fetchall()}
+            missing = [v for v in cfg.via if v not in known]
+            if missing:
+                raise UnknownConnector(missing)
+            last = int(c.execute("SELECT COALESCE(MAX(position), 0) FROM route_rules")
+                       .fetchone()[0])
+            position = cfg.position
+            if position == 0 or position > last:
+                position = last + 1
+            else:
+                c.execute("UPDATE route_rules SET position = position + 1 WHERE position >= ?",
+                          (position,))
+            out = replace(cfg, position=position, via=tuple(cfg.via),
+                          prefixes=tuple(cfg.prefixes))
+            c.execute(
+                f"INSERT INTO route_rules ({_ROUTE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (out.name, json.dumps(list(out.via)), json.dumps(list(out.prefixes)),
+                 out.operator, out.account, out.window, out.position, float(out.created_at)),
+            )
+        return out
+
+    def list_routes(self) -> list[RouteConfig]:
+        rows = self._read(f"SELECT {_ROUTE_COLS} FROM route_rules ORDER BY position, name")
+        return [self._route(r) for r in rows]
+
+    def remove_route(self, name: str) -> bool:
+        with self._one_statement() as c:
+            return c.execute("DELETE FROM route_rules WHERE name = ?", (name,)).rowcount > 0
+
+    def final_counts_by_route(
+        self, since: float, rows_max: int = 200_000
+    ) -> dict[tuple[str, str], int]:
+        # the final messages of the window from the two partial indexes of final_at (texts
+        # kept, texts purged), each read up to ``rows_max``: no scan of the whole table
+        rows = self._read(
+            "SELECT route, state, COUNT(*) FROM ("
+            " SELECT * FROM (SELECT route, state FROM messages INDEXED BY messages_final_content"
+            "  WHERE final_at >= ? AND final_at IS NOT NULL AND content != x'' LIMIT ?)"
+            " UNION ALL"
+            " SELECT * FROM (SELECT route, state FROM messages INDEXED BY messages_final_purged"
+            "  WHERE final_at >= ? AND final_at IS NOT NULL AND content = x'' LIMIT ?)"
+            ") GROUP BY route, state",
+            (since, max(0, rows_max), since, max(0, rows_max)),
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
     # --- forwards to partners and their receipts (issue 11, main) ---
