@@ -85,6 +85,7 @@ def _reach(store: Store, state: State) -> str:
         S.DISPATCHED: [S.ROUTED, S.DISPATCHED],
         S.DEFERRED: [S.ROUTED, S.DISPATCHED, S.DEFERRED],
         S.HELD: [S.ROUTED, S.HELD],
+        S.FORWARDED: [S.ROUTED, S.DISPATCHED, S.FORWARDED],
     }
     m = make_msg(state=S.ACCEPTED)
     store.insert_messages([m])

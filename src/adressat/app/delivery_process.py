@@ -48,8 +48,8 @@ from adressat.core.health import Episode
 from adressat.core.integrity import FaultSetting
 from adressat.core.model import CANARY_ACCOUNT, ConnectorConfig, Message
 from adressat.core.retry import RetryPolicy
-from adressat.delivery.faults import InternalFaults
 from adressat.delivery.connectors import Client, ConnectorSet
+from adressat.delivery.faults import InternalFaults
 from adressat.delivery.netsim_adapter import NetsimAdapter
 from adressat.delivery.partner_receipts import PartnerReceipts
 from adressat.delivery.smpp_adapter import RouteTarget, SmppAdapter

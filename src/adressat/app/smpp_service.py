@@ -13,11 +13,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from adressat.core.accept import Refused, Submission
 from adressat.core.interconnect_config import in_ranges
 from adressat.core.model import Message, State
+from adressat.delivery.smpp_adapter import HOPS_TLV
 from adressat.core.passwords import verify_password
 from adressat.core.tag import binding_tag
 from adressat.observe.metrics import FINAL, REFUSED, SUBMIT_LATENCY, TurnCounts
@@ -166,6 +167,7 @@ class SmppService:
     # partner accounts (issue 11): the E.164 prefixes each may submit to, from its account
     # record as loaded at its latest bind; an account not here is not a partner
     partner_ranges: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    partner_via: dict[str, str] = field(default_factory=dict)  # connectors it never goes back
 
     # -- connection events ----------------------------------------------------------------------
     def on_bound(self, conn: SmppConnection) -> None:
@@ -233,8 +235,12 @@ class SmppService:
             self.buckets.pop(system_id, None)
         if account.partner:
             self.partner_ranges[system_id] = account.partner_ranges
+            # loop prevention: never back out through the partner's own connectors (by
+            # default the connector of the account's name)
+            self.partner_via[system_id] = ",".join(account.partner_connectors or (system_id,))
         else:
             self.partner_ranges.pop(system_id, None)
+            self.partner_via.pop(system_id, None)
         log.info("bound", extra={"session": conn.conn_id, "account": system_id,
                                  "mode": C(pdu.command_id).name})
         return pdu.response(system_id=self.system_id)
@@ -299,6 +305,9 @@ class SmppService:
         from a submit to a message for submit_sm, data_sm and submit_multi alike. A partner
         account's destination must lie in its ranges, judged on the E.164 number after
         normalisation (so "0701..." and "+4670..." are one number): else ESME_RINVDSTADR."""
+        no_via = self.partner_via.get(account)
+        if no_via is not None:
+            sub = replace(sub, extra={**sub.extra, "no_via": no_via})
         msg = self.ingress.build(sub, now)
         ranges = self.partner_ranges.get(account)
         if ranges is not None and not in_ranges(msg.destination, ranges):
@@ -381,6 +390,9 @@ class SmppService:
         umr = pdu.tlv("user_message_reference")
         if isinstance(umr, int):
             extra["user_message_reference"] = umr
+        hops = pdu.tlv(HOPS_TLV)  # SMSCs it has been through (another adressat's count)
+        if isinstance(hops, bytes) and len(hops) == 1:
+            extra["hops"] = hops[0]
         return content, esm_class
 
     def _submit(self, conn: SmppConnection, pdu: Pdu) -> Pdu | Later:

@@ -24,9 +24,10 @@ Rules are a small config structure, a list of dicts, validated at construction::
     ]
 
 Portability overrides the numbering plan both ways: a number the portability table lists as
-a single ported number (ported in or out; its ranges are the numbering plan) is routed by the operator serving it now, so a rule that names only a
-prefix (a numbering-plan rule) does not match it; rules that also name an operator, an
-account or a time window are deliberate overrides (DESIGN.md, Routing 3) and do.
+a single ported number (ported in or out; its ranges are the numbering plan) is routed by
+the operator serving it now, so a rule that names only a prefix (a numbering-plan rule) does
+not match it; rules that also name an operator, an account or a time window are deliberate
+overrides (DESIGN.md, Routing 3) and do.
 A number ported into the own network therefore goes to netsim whatever prefix rules say, and
 a number of the own range ported out goes to its operator's route.
 

@@ -22,7 +22,6 @@ from adressat.core.care import Complaint
 from adressat.core.health import Episode
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
-from adressat.store.forwards import ForwardResult, ReceiptResult
 from adressat.core.model import (
     FINAL_STATES,
     MUTABLE_FIELDS,
@@ -31,9 +30,9 @@ from adressat.core.model import (
     AttemptView,
     CanaryProbe,
     CanaryState,
-    ForwardPart,
     ConnectorConfig,
     ConnectorStatus,
+    ForwardPart,
     Message,
     PartnerReceipt,
     Receipt,
@@ -41,6 +40,7 @@ from adressat.core.model import (
     State,
     evolve,
 )
+from adressat.store.forwards import ForwardResult, ReceiptResult
 
 _T = TypeVar("_T")
 

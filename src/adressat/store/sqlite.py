@@ -52,9 +52,9 @@ from adressat.core.model import (
     AttemptView,
     CanaryProbe,
     CanaryState,
-    ForwardPart,
     ConnectorConfig,
     ConnectorStatus,
+    ForwardPart,
     Message,
     PartnerReceipt,
     Receipt,
@@ -66,6 +66,7 @@ from adressat.core.model import (
     receipt_wanted,
 )
 from adressat.core.scheduling import counter_key, give_scts, takes_scts
+from adressat.store import forwards
 from adressat.store.base import (
     AccountExists,
     ConnectorExists,
@@ -89,7 +90,6 @@ from adressat.store.base import (
     plan_finish,
     plan_transition,
 )
-from adressat.store import forwards
 from adressat.store.forwards import ForwardResult, ReceiptResult
 from adressat.store.migrations import (
     CANARY_HORIZON_META,
