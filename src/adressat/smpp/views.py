@@ -45,6 +45,8 @@ HEADER_FIELDS = frozenset({"command_status", "command_id"})
 #: the field holding the TLVs a view has no field of its own for
 OTHER_TLVS = "other_tlvs"
 
+_COMMAND_ID, _STATUS = "command_id", "command_status"  # header fields, looked up by name
+
 OtherTlvs = tuple[tuple[int, TlvValue], ...]
 
 
@@ -115,9 +117,9 @@ class _View:
         """The Pdu to send (sequence_number 0: the session assigns one). A response with a
         non-zero status and every body field at its default has no body (SMPP 3.4 4.4.2)."""
         spec = _SPECS[type(self)]
-        cid = getattr(self, "command_id") if "command_id" in spec.header else (
+        cid = getattr(self, _COMMAND_ID) if _COMMAND_ID in spec.header else (
             next(iter(spec.command_ids)))
-        status = int(getattr(self, "command_status")) if "command_status" in spec.header else 0
+        status = int(getattr(self, _STATUS)) if _STATUS in spec.header else 0
         fields: dict[str, FieldValue] = {name: getattr(self, name) for name, _ in spec.body}
         tlvs: list[tuple[int, TlvValue]] = []
         for name, tag, _ in spec.tlvs:
