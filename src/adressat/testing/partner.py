@@ -384,19 +384,19 @@ class PartnerSink:
         self.submits.append(ReceivedSubmit(**base, status=status, message_id=resp_id,
                                            receipt_id=receipt_id if wants_receipt else ""))
         self._touch()
-        if wants_receipt and (m.receipt_before_resp or m.receipt_delay_s is not None):
-            rec = SentReceipt(receipt_id, system_id, m.receipt_stat, bogus=False)
-            origin = (view, conn)
-            if m.receipt_before_resp:
-                self._receipt_now(rec, origin)
-            else:
-                self._later(m.receipt_delay_s or 0.0, self._receipt_now, rec, origin)
         resp = pdu.response(status, message_id=resp_id) if status == S.ESME_ROK else (
             pdu.response(status))
-        if m.resp_delay_s <= 0:
+        first: SentReceipt | None = None
+        if wants_receipt and (m.receipt_before_resp or m.receipt_delay_s is not None):
+            rec = SentReceipt(receipt_id, system_id, m.receipt_stat, bogus=False)
+            if m.receipt_before_resp:
+                first = rec
+            else:
+                self._later(m.receipt_delay_s or 0.0, self._receipt_now, rec, (view, conn))
+        if m.resp_delay_s <= 0 and first is None:
             return resp
         self._owe(conn, +1)
-        return self._answer_later(conn, resp, m.resp_delay_s)
+        return self._answer_later(conn, resp, m.resp_delay_s, first, view)
 
     def _base(self, conn: _PartnerConnection, pdu: Pdu, view: SubmitSm) -> dict[str, Any]:
         return {
@@ -407,9 +407,14 @@ class PartnerSink:
             "tlvs": pdu.tlvs, "received_at": self.clock(),
         }
 
-    async def _answer_later(self, conn: _PartnerConnection, resp: Pdu, delay_s: float) -> Pdu:
+    async def _answer_later(self, conn: _PartnerConnection, resp: Pdu, delay_s: float,
+                            receipt: SentReceipt | None, view: SubmitSm) -> Pdu:
         try:
-            await asyncio.sleep(delay_s)
+            if receipt is not None:
+                self._receipt_now(receipt, (view, conn))
+                await asyncio.sleep(0)  # the deliver_sm is written before the response
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
         finally:
             self._owe(conn, -1)
         return resp
