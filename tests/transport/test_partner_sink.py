@@ -276,3 +276,22 @@ def test_stop_and_restart_on_the_same_port() -> None:
         await sink.stop()
 
     run(go())
+
+
+def test_receipts_not_sent_survive_a_restart_unless_lost() -> None:
+    async def go(lose: bool) -> int:
+        sink = PartnerSink(PartnerModes(receipt_delay_s=0.2))
+        port = await sink.start()
+        client = await _esme(port)
+        await client.submit("4673", b"x")
+        await sink.stop(lose_receipts=lose)  # before the receipt was due
+        await sink.start()
+        await client.connect(retry_for_s=2.0)
+        await until(lambda: len(client.receipt_log) == 1, 1.0)
+        n = len(client.receipt_log)
+        await client.close()
+        await sink.stop()
+        return n
+
+    assert run(go(False)) == 1
+    assert run(go(True)) == 0

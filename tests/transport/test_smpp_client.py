@@ -295,6 +295,10 @@ def test_clean_unbind_on_stop() -> None:
         assert c.status().state == "stopped" and not c.bound
         with pytest.raises(NotBound):
             await c.submit(sm())
+        await c.start()  # a stopped connector starts again
+        assert await until(lambda: c.bound)
+        await c.stop()
+        assert sink.unbinds == 2
         await sink.stop()
 
     run(go())

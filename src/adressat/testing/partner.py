@@ -247,19 +247,23 @@ class PartnerSink:
         log.info("partner listening", extra={"port": self.port})
         return self.port
 
-    async def stop(self) -> None:
-        """Stop listening and drop every connection without a word."""
+    async def stop(self, *, lose_receipts: bool = False) -> None:
+        """Stop listening and drop every connection without a word. Receipts not sent yet
+        are kept (a partner with a durable store: they go out once a receiver binds after
+        ``start()``) unless ``lose_receipts``."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
         for conn in list(self.connections):
             if conn._transport is not None:
                 conn._transport.abort()
-        for t in list(self._timers):
-            t.cancel()
-        self._timers.clear()
-        for task in list(self._tasks):
-            task.cancel()
+        if lose_receipts:
+            for t in list(self._timers):
+                t.cancel()
+            self._timers.clear()
+            self._pending.clear()
+            for task in list(self._tasks):
+                task.cancel()
         if server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2.0)

@@ -609,7 +609,8 @@ class SmppConnector:
         self.failed = 0
         self.receipts = 0
         self._bucket = _TokenBucket(config.throughput_per_s, throughput_burst_s)
-        self._in_use = 0
+        self._in_use = 0  # slots taken (waiting for the throughput, or sent)
+        self._in_flight = 0  # submits sent and not answered yet
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._links: list[_Link] = []
         self._retiring: set[asyncio.Task[None]] = set()
@@ -628,7 +629,8 @@ class SmppConnector:
         return self._config
 
     async def start(self) -> None:
-        """Start the session task(s) and return at once (they reconnect forever)."""
+        """Start the session task(s) and return at once (they reconnect forever). After
+        :meth:`stop`, starts again."""
         if self._started:
             return
         self._started = True
@@ -649,6 +651,7 @@ class SmppConnector:
         for task in list(self._retiring):
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout_s)
+        self._started = False  # start() may run it again
         self._refresh()
 
     def reconfigure(self, config: ConnectorConfig) -> None:
@@ -700,11 +703,14 @@ class SmppConnector:
                 fut = conn.request(pdu.to_pdu())
             except ConnectionError:
                 raise NotBound(self.name) from None
+            self._in_flight += 1
             try:
                 resp = await fut
             except (ConnectionError, TimeoutError) as e:
                 self.failed += 1
                 raise SubmitUnanswered(f"{self.name}: {e}") from None
+            finally:
+                self._in_flight -= 1
         finally:
             self._give_slot()
         if resp.command_id == C.SUBMIT_SM_RESP:
@@ -727,7 +733,7 @@ class SmppConnector:
             state=self._state,
             since=self._since,
             sessions=sum(1 for link in self._links if link.bound_conn is not None),
-            window_in_use=self._in_use,
+            window_in_use=self._in_flight,
             sent=self.sent,
             failed=self.failed,
             receipts=self.receipts,
