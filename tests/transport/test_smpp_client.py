@@ -478,3 +478,21 @@ def test_receipt_before_the_response_reaches_on_deliver_first() -> None:
         await sink.stop()
 
     run(go())
+
+
+def test_a_submit_that_cannot_be_encoded_is_a_local_error_and_sends_nothing() -> None:
+    async def go() -> None:
+        sink = PartnerSink()
+        port = await sink.start()
+        c = connector(port, window=1)
+        await c.start()
+        assert await until(lambda: c.bound)
+        with pytest.raises(ValueError):
+            await c.submit(sm(dest="4" * 30))  # destination_addr longer than 20
+        assert c.status().window_in_use == 0 and c.status().failed == 0
+        assert (await c.submit(sm())).status == 0  # the slot was given back
+        assert len(sink.submits) == 1
+        await c.stop()
+        await sink.stop()
+
+    run(go())

@@ -19,6 +19,7 @@ Message text (``short_message``, ``message_payload``) and passwords are never in
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple, Self, TypeVar, cast
@@ -71,6 +72,24 @@ class _Spec(NamedTuple):
     tlvs: tuple[tuple[str, int, type], ...]  # (field, tag, python type)
     tlv_by_tag: Mapping[int, tuple[str, type]]
     header: frozenset[str]
+    body_names: tuple[str, ...]
+    get_body: Callable[[Any], tuple[Any, ...]]
+    tlv_tags: tuple[int, ...]
+    get_tlvs: Callable[[Any], tuple[Any, ...]]
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function giving these attributes as a tuple (also for one name, or none)."""
+    if not names:
+        return lambda obj: ()
+    get = operator.attrgetter(*names)
+    if len(names) == 1:
+        return lambda obj: (get(obj),)
+    return cast(Callable[[Any], tuple[Any, ...]], get)
+
+
+_STATUS_ENUM: dict[int, int] = {int(s): s for s in CommandStatus}
+_CID_ENUM: dict[int, CommandId] = {int(c): c for c in CommandId}
 
 
 _SPECS: dict[type, _Spec] = {}
@@ -118,18 +137,20 @@ class _View:
         non-zero status and every body field at its default has no body (SMPP 3.4 4.4.2)."""
         spec = _SPECS[type(self)]
         cid = getattr(self, _COMMAND_ID) if _COMMAND_ID in spec.header else (
-            next(iter(spec.command_ids)))
+            _CID_ENUM[next(iter(spec.command_ids))])
         status = int(getattr(self, _STATUS)) if _STATUS in spec.header else 0
-        fields: dict[str, FieldValue] = {name: getattr(self, name) for name, _ in spec.body}
-        tlvs: list[tuple[int, TlvValue]] = []
-        for name, tag, _ in spec.tlvs:
-            value = getattr(self, name)
-            if value is not None:
-                tlvs.append((tag, value))
+        fields: dict[str, FieldValue] = dict(zip(spec.body_names, spec.get_body(self),
+                                                 strict=True))
+        tlvs: list[tuple[int, TlvValue]] = [
+            (tag, value) for tag, value in zip(spec.tlv_tags, spec.get_tlvs(self), strict=True)
+            if value is not None
+        ]
         tlvs.extend(getattr(self, OTHER_TLVS))
         if status and not tlvs and all(not v for v in fields.values()):
             return Pdu.make(cid, sequence_number, status)
-        return Pdu.make(cid, sequence_number, status, tlvs=tlvs, **fields)
+        # every body field is here, in schema order, with the schema's type (checked when
+        # the class was registered): what Pdu.make would build, without its checks
+        return Pdu(cid, sequence_number, _STATUS_ENUM.get(status, status), fields, tuple(tlvs))
 
 
 V = TypeVar("V", bound=_View)
@@ -161,9 +182,12 @@ def _view(*command_ids: CommandId) -> Callable[[type[V]], type[V]]:
                 raise TypeError(f"{cls.__name__}.{f.name} is neither a body field nor a TLV")
         if tuple(n for n, _ in body) != schema_body:
             raise TypeError(f"{cls.__name__}: body fields differ from the schema")
+        body_names = tuple(n for n, _ in body)
         _SPECS[cls] = _Spec(
             frozenset(int(c) for c in command_ids), tuple(body), tuple(tlvs),
             {tag: (name, typ) for name, tag, typ in tlvs}, frozenset(header),
+            body_names, _getter(body_names), tuple(TlvTag(t) for _, t, _ in tlvs),
+            _getter(tuple(n for n, _, _ in tlvs)),
         )
         return cls
 

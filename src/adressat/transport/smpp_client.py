@@ -690,7 +690,8 @@ class SmppConnector:
 
         NotBound (at once, or when the session goes while waiting): nothing was sent.
         SubmitUnanswered: sent, no answer in ``response_timeout_s`` or the session went
-        first. Any answer, ESME_ROK or not, is a SubmitAnswer."""
+        first. Any answer, ESME_ROK or not, is a SubmitAnswer. A ``pdu`` that is not valid
+        SMPP (a field too long) raises SmppEncodeError (a ValueError): nothing was sent."""
         if self._tx_conn() is None:
             raise NotBound(self.name)
         await self._take_slot()
