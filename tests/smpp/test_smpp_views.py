@@ -4,9 +4,13 @@ drives encode and decode (whole and one byte at a time)."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import subprocess
 import typing
+from pathlib import Path
 
 import pytest
+from smpp_pcap import write_pcap
 
 from adressat.smpp.codec import PduReader, decode, encode
 from adressat.smpp.constants import CommandId as C
@@ -202,3 +206,18 @@ def test_hops_tlv_is_in_the_vendor_range_and_registered() -> None:
     assert 0x1400 <= tag <= 0x3FFF
     pdu = decode(encode(SubmitSm(destination_addr="1", adressat_hops=3).to_pdu(1)))
     assert pdu.tlv("adressat_hops") == 3
+
+
+def test_tshark_dissects_the_view_frames_without_complaint(tmp_path: Path) -> None:
+    """Wireshark's SMPP dissector reads every golden view frame (adressat_hops among them:
+    a vendor-specific tag) with no malformed packet or expert warning."""
+    tshark = shutil.which("tshark")
+    assert tshark, "tshark is required for this conformance test (apt-get install tshark)"
+    pcap = tmp_path / "views.pcap"
+    write_pcap(pcap, [wire for _, _, _, wire in GOLDEN])
+    out = subprocess.run([tshark, "-n", "-r", str(pcap), "-d", "tcp.port==2775,smpp", "-V"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.count("Short Message Peer to Peer") == len(GOLDEN)
+    for bad in ("Malformed", "Expert Info (Error", "Expert Info (Warning", "[Dissector bug"):
+        assert bad not in out, bad
+    assert "0x14ad" in out.lower()
