@@ -186,6 +186,7 @@ class _Connection(asyncio.Protocol):
         self.session_id = next(_session_ids)
         self.session = Session(Role.ESME, self.clock(), limits)
         self.peer = ""
+        self.partner_system_id = ""  # from its bind response
         loop = asyncio.get_running_loop()
         self.closed: asyncio.Future[str] = loop.create_future()  # result: the reason
         self._transport: asyncio.Transport | None = None
@@ -482,13 +483,18 @@ class _Link:
                 log.warning("connector connect failed", extra={
                     "connector": c.name, "bind": self.role, "reason": detail,
                     "peer": f"{self.config.host}:{self.config.port}"})
+            except Exception as e:  # noqa: BLE001 - ours; the link must go on reconnecting
+                detail = type(e).__name__
+                log.exception("connector bind failed", extra={
+                    "connector": c.name, "bind": self.role,
+                    "peer": f"{self.config.host}:{self.config.port}"})
             else:
                 bound_at = loop.time()
                 self.conn = conn
                 self._set("bound", "")
                 log.info("connector bound", extra={
                     "connector": c.name, "session": conn.session_id, "bind": self.role,
-                    "peer": conn.peer})
+                    "peer": conn.peer, "partner_system_id": conn.partner_system_id})
                 reason = await asyncio.shield(conn.closed)
                 self.conn = None
                 detail = f"closed: {reason}"
@@ -526,15 +532,15 @@ class _Link:
                             password=cfg.password, system_type=cfg.system_type,
                             interface_version=INTERFACE_VERSION_34)
             resp = await conn.request(bind)  # bounded by the session's response timeout
+            status = int(resp.command_status)
+            if resp.command_id == C.GENERIC_NACK or status != S.ESME_ROK:
+                conn.close("bind refused")
+                raise _BindRefused(status or S.ESME_RUNKNOWNERR)
+            conn.partner_system_id = BindResp.from_pdu(resp).system_id
         except BaseException:
-            for conn in made:
-                conn.abort()
+            for made_conn in made:
+                made_conn.abort()
             raise
-        status = int(resp.command_status)
-        if resp.command_id == C.GENERIC_NACK or status != S.ESME_ROK:
-            conn.close("bind refused")
-            raise _BindRefused(status or S.ESME_RUNKNOWNERR)
-        BindResp.from_pdu(resp)  # a bind response of the right kind (the session matched it)
         return conn
 
     def on_connection_closed(self, conn: _Connection) -> None:
