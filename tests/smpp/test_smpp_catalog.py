@@ -46,6 +46,8 @@ SPEC_TLVS = {
     0x0420: 1, 0x0421: 1, 0x0422: 1, 0x0423: 3, 0x0424: None, 0x0425: 1, 0x0426: 1,
     0x0427: 1, 0x0501: 1, 0x1201: 1, 0x1203: 2, 0x1204: 1, 0x130C: 0, 0x1380: 1, 0x1383: 2,
 }  # fmt: skip
+# adressat's own tags, in the vendor-specific range 0x1400-0x3FFF: adressat_hops.
+VENDOR_TLVS = {0x14AD: 1}
 
 
 def test_status_catalog_complete_and_described() -> None:
@@ -66,9 +68,11 @@ def test_command_ids_and_responses() -> None:
 
 
 def test_tlv_registry_matches_spec_table() -> None:
-    assert {int(t) for t in TLVS} == set(SPEC_TLVS) == {int(t) for t in TlvTag}
+    known = SPEC_TLVS | VENDOR_TLVS
+    assert {int(t) for t in TLVS} == set(known) == {int(t) for t in TlvTag}
+    assert all(0x1400 <= t <= 0x3FFF for t in VENDOR_TLVS)
     for tag, spec in TLVS.items():
-        size = SPEC_TLVS[tag]
+        size = known[tag]
         if size is not None:
             assert spec.length_min == spec.length_max == size, spec.name
         else:

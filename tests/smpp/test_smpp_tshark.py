@@ -81,7 +81,9 @@ def _value(rng: random.Random, f: Field) -> Any:
 
 def _tlv(rng: random.Random) -> tuple[int, Any]:
     if rng.random() < 0.2:
-        return rng.randrange(0x1400, 0x4000), rng.randbytes(rng.randrange(8))  # vendor range
+        vendor = rng.randrange(0x1400, 0x4000)
+        if vendor not in TLVS:  # adressat's own (adressat_hops) has a type
+            return vendor, rng.randbytes(rng.randrange(8))  # vendor range
     tag = rng.choice(SAFE_TLVS)
     spec = TLVS[tag]
     if spec.kind is TlvKind.CSTRING:

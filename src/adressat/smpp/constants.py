@@ -257,3 +257,6 @@ class TlvTag(IntEnum):
     ALERT_ON_MESSAGE_DELIVERY = 0x130C
     ITS_REPLY_TYPE = 0x1380
     ITS_SESSION_INFO = 0x1383
+    # vendor-specific range 0x1400-0x3FFF (section 5.3.2), adressat's own: how many SMSCs a
+    # message passed through, so a loop between operators ends (Jasmin #376)
+    ADRESSAT_HOPS = 0x14AD

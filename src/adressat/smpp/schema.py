@@ -316,6 +316,7 @@ TLVS: Mapping[TlvTag, TlvSpec] = {
     T.ALERT_ON_MESSAGE_DELIVERY: TlvSpec("alert_on_message_delivery", TlvKind.OCTETS, 0, 0),
     T.ITS_REPLY_TYPE: _ti("its_reply_type", 1),
     T.ITS_SESSION_INFO: TlvSpec("its_session_info", TlvKind.OCTETS, 2, 2),
+    T.ADRESSAT_HOPS: _ti("adressat_hops", 1),  # vendor-specific (see TlvTag.ADRESSAT_HOPS)
 }
 
 TLV_TAG_BY_NAME: Mapping[str, TlvTag] = {spec.name: tag for tag, spec in TLVS.items()}

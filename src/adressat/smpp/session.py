@@ -24,7 +24,7 @@ from enum import Enum, StrEnum
 
 from .codec import PduReader, encode
 from .constants import RESPONSE_BIT, CommandId, CommandStatus
-from .errors import SmppError
+from .errors import SmppEncodeError, SmppError
 from .pdus import Pdu, error_response
 
 C = CommandId
@@ -259,9 +259,16 @@ class Session:
             pass
         else:
             pdu = self._send_request(pdu, now)
+        try:
+            data = encode(pdu)
+        except SmppEncodeError:
+            # nothing went out: a request that cannot be encoded takes no window slot
+            if not cid & RESPONSE_BIT and cid not in UNANSWERED:
+                self._outstanding.pop(pdu.sequence_number, None)
+            raise
         self._last_tx = now
         self.last_sent = pdu
-        self._out += encode(pdu)
+        self._out += data
         return self.data_to_send()
 
     def _send_request(self, pdu: Pdu, now: float) -> Pdu:
