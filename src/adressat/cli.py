@@ -74,6 +74,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             # issue 10 settings: care and views (C)
 
             **{k: v for k in HEALTH_SETTINGS if (v := getattr(args, k, None)) is not None},
+            # issue 11: interconnect
+            **{k: v for k in INTERCONNECT_SETTINGS if (v := getattr(args, k, None)) is not None},
         )
     )
     return 0
@@ -95,6 +97,9 @@ EDGE_LIMITS = ("sessions_max", "account_sessions_max", "account_binds_per_minute
 
 CANARY_SETTINGS = ("canary_interval_s", "canary_deadline_s", "canary_window_s",
                    "canaries_per_node")
+INTERCONNECT_SETTINGS = ("connector_response_timeout_s", "connector_reconnect_s_min",
+                         "connector_reconnect_s_max", "forwarded_grace_s",
+                         "partner_receipt_hold_s", "hops_max")
 HEALTH_SETTINGS = ("delivery_heartbeat_timeout_s", "due_wait_s_max", "stall_check_interval_s",
                    "store_probe_interval_s")
 
@@ -881,6 +886,23 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--pdu-read-timeout-s", type=_seconds, metavar="S",
                       help="from a PDU's first octet to its last, or the session is closed"
                       f" ({_default('pdu_read_timeout_s')}; 0: never)")
+    ic = r.add_argument_group("interconnect (docs/interconnect.md; defaults: app/settings.py)")
+    ic.add_argument("--connector-response-timeout-s", type=_positive_seconds, metavar="S",
+                    help="a submit_sm to a partner unanswered this long is unanswered (retried"
+                    f" through the same connector) ({_default('connector_response_timeout_s')})")
+    ic.add_argument("--connector-reconnect-s-min", type=_positive_seconds, metavar="S",
+                    help="first reconnect delay, doubling with jitter"
+                    f" ({_default('connector_reconnect_s_min')})")
+    ic.add_argument("--connector-reconnect-s-max", type=_positive_seconds, metavar="S",
+                    help=f"longest reconnect delay ({_default('connector_reconnect_s_max')})")
+    ic.add_argument("--forwarded-grace-s", type=_seconds, metavar="S",
+                    help="a forwarded message without a receipt this long after its validity"
+                    f" ends UNKNOWN ({_default('forwarded_grace_s')})")
+    ic.add_argument("--partner-receipt-hold-s", type=_positive_seconds, metavar="S",
+                    help="a partner's receipt that matches nothing is kept this long for its"
+                    f" mapping, then alarmed ({_default('partner_receipt_hold_s')})")
+    ic.add_argument("--hops-max", type=int, metavar="N",
+                    help=f"SMSC hops a message may have made ({_default('hops_max')})")
     canary = r.add_argument_group("canary prober (docs/canary.md; defaults: app/settings.py)")
     canary.add_argument("--canary-interval-s", type=_seconds, metavar="S",
                         help="a probe per route and serving node this often"

@@ -24,8 +24,8 @@ from adressat.delivery.smpp_adapter import (
     content_of,
 )
 from adressat.smpp.constants import CommandStatus as S
-from adressat.smpp.constants import EsmClass, TlvTag
-from adressat.smpp.pdus import Pdu
+from adressat.smpp.constants import EsmClass
+from adressat.smpp.views import SubmitSm
 
 DEST = "46761234567"
 
@@ -42,10 +42,10 @@ class Partner:
 
     answers: list[int | str] = field(default_factory=lambda: [0])
     bound: bool = True
-    got: list[Pdu] = field(default_factory=list)
+    got: list[SubmitSm] = field(default_factory=list)
     ids: int = 100
 
-    async def submit(self, pdu: Pdu) -> Answer:
+    async def submit(self, pdu: SubmitSm) -> Answer:
         if not self.bound:
             raise NotBound()
         self.got.append(pdu)
@@ -84,9 +84,10 @@ def test_short_message_is_forwarded_with_its_partner_id() -> None:
     assert (part.connector, part.partner_id, part.part, part.parts) == ("a", "65", 1, 1)
     assert dict(out.attribution) == {"connector": "a", "partner_id": "65"}
     [pdu] = a.got
-    assert pdu.fields["destination_addr"] == DEST and pdu.fields["dest_addr_ton"] == 1
-    assert pdu.fields["registered_delivery"] == 1  # we need the receipt, whatever was asked
-    assert pdu.tlv(HOPS_TLV) == b"\x01"
+    assert pdu.destination_addr == DEST and pdu.dest_addr_ton == 1
+    assert pdu.registered_delivery == 1  # we need the receipt, whatever was asked
+    assert pdu.adressat_hops == 1
+    assert pdu.to_pdu().tlv(HOPS_TLV) == 1
     assert b.got == []
 
 
@@ -159,11 +160,11 @@ def test_long_message_as_parts_or_payload(payload: bool) -> None:
     assert out.kind is OutcomeKind.FORWARDED
     if payload:
         [pdu] = a.got
-        assert pdu.tlv(TlvTag.MESSAGE_PAYLOAD) == text.encode()
+        assert pdu.message_payload == text.encode() and pdu.short_message == b""
         assert len(out.forwards) == 1
     else:
         assert len(a.got) == 3 and [f.part for f in out.forwards] == [1, 2, 3]
-        assert all(p.fields["esm_class"] & EsmClass.GSM_UDHI for p in a.got)
+        assert all(p.esm_class & EsmClass.GSM_UDHI for p in a.got)
         assert content_of(a.got)[1] == text.encode()
         assert len({f.partner_id for f in out.forwards}) == 3
 
@@ -182,4 +183,4 @@ def test_build_submits_refuses_what_cannot_be_carried() -> None:
     with pytest.raises(ValueError):
         build_submits(m, payload=False)
     [pdu] = build_submits(m, payload=True)
-    assert pdu.tlv(TlvTag.MESSAGE_PAYLOAD) == m.content
+    assert pdu.message_payload == m.content

@@ -61,7 +61,9 @@ from adressat.observe.logs import setup_logging
 from adressat.observe.metrics import multiprocess_env, observe_batch
 from adressat.routing import Router
 from adressat.routing.table import RoutingTable
+from adressat.smpp.views import DeliverSm
 from adressat.store.commit import GroupCommitter
+from adressat.transport.smpp_client import SmppConnector
 
 from .home import private_umask
 from .settings import Settings
@@ -178,13 +180,11 @@ class DeliveryNode:
         return RouteTarget(self.routes.via(name))
 
     def _make_connector(self, cfg: ConnectorConfig) -> Client:
-        from adressat.transport.smpp_client import SmppConnector
-
         name = cfg.name
         receipts = self.partner_receipts
 
-        async def on_deliver(pdu: Any, session: int) -> int:
-            return await receipts.on_deliver(name, getattr(pdu, "pdu", pdu), session)
+        async def on_deliver(pdu: DeliverSm, session: int) -> int:
+            return await receipts.on_deliver(name, pdu, session)
 
         return SmppConnector(
             cfg, on_deliver=on_deliver,

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 from adressat.core.accept import Refused, Submission
 from adressat.core.interconnect_config import in_ranges
 from adressat.core.model import Message, State
-from adressat.delivery.smpp_adapter import HOPS_TLV
 from adressat.core.passwords import verify_password
 from adressat.core.tag import binding_tag
+from adressat.delivery.smpp_adapter import HOPS_TLV
 from adressat.observe.metrics import FINAL, REFUSED, SUBMIT_LATENCY, TurnCounts
 from adressat.smpp.constants import CommandId as C
 from adressat.smpp.constants import CommandStatus as S
@@ -391,8 +391,8 @@ class SmppService:
         if isinstance(umr, int):
             extra["user_message_reference"] = umr
         hops = pdu.tlv(HOPS_TLV)  # SMSCs it has been through (another adressat's count)
-        if isinstance(hops, bytes) and len(hops) == 1:
-            extra["hops"] = hops[0]
+        if isinstance(hops, int):
+            extra["hops"] = hops
         return content, esm_class
 
     def _submit(self, conn: SmppConnection, pdu: Pdu) -> Pdu | Later:

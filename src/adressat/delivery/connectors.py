@@ -13,20 +13,16 @@ can tell a running node's fresh figures from a stopped node's last ones.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
 from adressat.core.model import ConnectorConfig, ConnectorStatus
-from adressat.smpp.pdus import Pdu
 from adressat.store.commit import GroupCommitter
 
 __all__ = ["ConnectorSet", "Client"]
 
 log = logging.getLogger("adressat.interconnect")
-
-OnDeliver = Callable[[str, Pdu, int], Awaitable[int]]
-
 
 class Client(Protocol):
     """What the set needs of one client (``transport.smpp_client.SmppConnector``)."""

@@ -24,8 +24,8 @@ from adressat.core.interconnect import PARTNER_ID_LENGTH_MAX, id_candidates, rec
 from adressat.core.model import Message, PartnerReceipt
 from adressat.observe.metrics import PARTNER_RECEIPTS
 from adressat.smpp.constants import CommandStatus as S
-from adressat.smpp.constants import EsmClass, TlvTag
-from adressat.smpp.pdus import Pdu
+from adressat.smpp.constants import EsmClass
+from adressat.smpp.views import DeliverSm
 from adressat.sms.receipt import ReceiptError, parse_receipt
 from adressat.store.base import StoreError
 from adressat.store.commit import GroupCommitter
@@ -50,26 +50,22 @@ class ReadReceipt:
     err: str
 
 
-def read_receipt(pdu: Pdu) -> ReadReceipt | None:
+def read_receipt(pdu: DeliverSm) -> ReadReceipt | None:
     """What a deliver_sm says as a receipt; None when it is not one we can read."""
-    esm = pdu.fields.get("esm_class", 0)
-    if not isinstance(esm, int) or (esm & EsmClass.TYPE_MASK) not in _RECEIPT_TYPES:
+    if (pdu.esm_class & EsmClass.TYPE_MASK) not in _RECEIPT_TYPES:
         return None
-    rid = pdu.tlv(TlvTag.RECEIPTED_MESSAGE_ID)
-    state = pdu.tlv(TlvTag.MESSAGE_STATE)
-    text = pdu.fields.get("short_message", b"")
     parsed = None
-    if isinstance(text, bytes) and text:
+    if pdu.short_message:
         try:
-            parsed = parse_receipt(text)
+            parsed = parse_receipt(pdu.short_message)
         except ReceiptError:
             parsed = None
-    raw = rid if isinstance(rid, str) and rid else (parsed.id if parsed is not None else None)
+    raw = pdu.receipted_message_id or (parsed.id if parsed is not None else None)
     if not raw or len(raw) > PARTNER_ID_LENGTH_MAX:
         return None
     return ReadReceipt(
         raw,
-        state if isinstance(state, int) else None,
+        pdu.message_state,
         None if parsed is None or parsed.stat is None else parsed.stat.value,
         "" if parsed is None or parsed.err is None else parsed.err,
     )
@@ -97,7 +93,7 @@ class PartnerReceipts:
         self.counts[key] = self.counts.get(key, 0) + 1
         PARTNER_RECEIPTS.labels(connector, outcome).inc()
 
-    async def on_deliver(self, connector: str, pdu: Pdu, session: int) -> int:
+    async def on_deliver(self, connector: str, pdu: DeliverSm, session: int) -> int:
         """The command_status to answer the partner's deliver_sm with, once it is durable."""
         read = read_receipt(pdu)
         if read is None:

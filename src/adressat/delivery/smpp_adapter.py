@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from adressat.core.interconnect import canonical_id
@@ -41,12 +41,12 @@ from adressat.delivery.adapter import Addressed, Outcome, OutcomeKind
 from adressat.delivery.errors import DeliveryError
 from adressat.delivery.netsim_adapter import concat_reference
 from adressat.observe.metrics import PARTNER_SUBMITS
-from adressat.smpp.constants import CommandId as C
 from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.constants import EsmClass, TlvTag
-from adressat.smpp.pdus import Pdu
+from adressat.smpp.views import SubmitSm
 from adressat.sms import Concat, EncodingError, SegmentationError, codec_for_data_coding
 from adressat.sms.segment import segment_payload
+from adressat.transport.smpp_client import NotBound, SubmitUnanswered
 
 __all__ = [
     "HOPS_TLV",
@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 SHORT_MESSAGE_OCTETS_MAX = 254
 #: A vendor-specific TLV (SMPP 3.4 §5.3.2: 0x1400..0x3FFF) counting SMSC hops: another
 #: adressat that gets the message from us sees how far it has come (loop limit, Jasmin #376).
-HOPS_TLV = 0x1423
+HOPS_TLV = int(TlvTag.ADRESSAT_HOPS)
 #: Temporary refusals (SMPP 3.4 §5.1.3): try another connector now, or later.
 TEMPORARY_STATUSES: frozenset[int] = frozenset(
     {int(S.ESME_RTHROTTLED), int(S.ESME_RMSGQFUL), int(S.ESME_RSYSERR), 0x64}  # RX_T_APPN
@@ -81,7 +81,7 @@ class Connector(Protocol):
 
     @property
     def bound(self) -> bool: ...
-    async def submit(self, pdu: Pdu) -> SubmitAnswerLike: ...
+    async def submit(self, pdu: SubmitSm) -> SubmitAnswerLike: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,36 +92,30 @@ class RouteTarget:
     operator: str = ""
 
 
-def build_submits(msg: Message, *, payload: bool) -> list[Pdu]:
+def build_submits(msg: Message, *, payload: bool) -> list[SubmitSm]:
     """The submit_sm PDUs for ``msg`` (sequence numbers 0: the session numbers them).
     Raises ValueError when the content cannot be carried."""
-    base = {
-        "source_addr_ton": msg.source_ton,
-        "source_addr_npi": msg.source_npi,
-        "source_addr": msg.source_addr,
-        "dest_addr_ton": 1,  # international
-        "dest_addr_npi": 1,  # E.164
-        "destination_addr": msg.destination,
-        "protocol_id": msg.protocol_id,
-        "priority_flag": msg.priority,
-        "registered_delivery": 1,
-        "data_coding": msg.data_coding,
-    }
-    hops = int(msg.extra.get("hops", 0)) + 1
+    base = SubmitSm(
+        source_addr_ton=msg.source_ton,
+        source_addr_npi=msg.source_npi,
+        source_addr=msg.source_addr,
+        dest_addr_ton=1,  # international
+        dest_addr_npi=1,  # E.164
+        destination_addr=msg.destination,
+        protocol_id=msg.protocol_id,
+        priority_flag=msg.priority,
+        registered_delivery=1,
+        data_coding=msg.data_coding,
+        esm_class=msg.esm_class,
+        adressat_hops=min(int(msg.extra.get("hops", 0)) + 1, 127),
+    )
     content = msg.content
-    if len(content) <= SHORT_MESSAGE_OCTETS_MAX or msg.esm_class & EsmClass.GSM_UDHI:
-        if len(content) > SHORT_MESSAGE_OCTETS_MAX:
-            if not payload:
-                raise ValueError("content with its own UDH exceeds one short_message")
-            return [Pdu.make(C.SUBMIT_SM, 0, esm_class=msg.esm_class,
-                             tlvs=((TlvTag.MESSAGE_PAYLOAD, content), (HOPS_TLV, _hops(hops))),
-                             **base)]
-        return [Pdu.make(C.SUBMIT_SM, 0, esm_class=msg.esm_class, short_message=content,
-                         tlvs=((HOPS_TLV, _hops(hops)),), **base)]
+    if len(content) <= SHORT_MESSAGE_OCTETS_MAX:
+        return [replace(base, short_message=content)]
     if payload:
-        return [Pdu.make(C.SUBMIT_SM, 0, esm_class=msg.esm_class,
-                         tlvs=((TlvTag.MESSAGE_PAYLOAD, content), (HOPS_TLV, _hops(hops))),
-                         **base)]
+        return [replace(base, message_payload=content)]
+    if msg.esm_class & EsmClass.GSM_UDHI:
+        raise ValueError("content with its own UDH exceeds one short_message")
     try:
         alphabet = codec_for_data_coding(msg.data_coding).alphabet
         segments = segment_payload(content, alphabet, concat=Concat.UDH8,
@@ -129,38 +123,27 @@ def build_submits(msg: Message, *, payload: bool) -> list[Pdu]:
     except (EncodingError, SegmentationError, ValueError) as e:
         raise ValueError("content cannot be segmented") from e
     return [
-        Pdu.make(C.SUBMIT_SM, 0, esm_class=msg.esm_class | EsmClass.GSM_UDHI,
-                 short_message=seg.udh + seg.payload, tlvs=((HOPS_TLV, _hops(hops)),), **base)
+        replace(base, esm_class=msg.esm_class | EsmClass.GSM_UDHI,
+                short_message=seg.udh + seg.payload)
         for seg in segments
     ]
 
 
-def _hops(n: int) -> bytes:
-    return bytes((min(n, 255),))
-
-
-def content_of(pdus: Sequence[Pdu]) -> tuple[str, bytes, int, int]:
+def content_of(pdus: Sequence[SubmitSm]) -> tuple[str, bytes, int, int]:
     """(destination, content, data_coding, esm_class) exactly as these PDUs carry them: what
     the binding tag is checked against. Parts are joined with their concatenation UDH
     (which we added) taken off again."""
     first = pdus[0]
-    dest = str(first.fields["destination_addr"])
-    dcs = int(first.fields["data_coding"])  # type: ignore[arg-type]
-    esm = int(first.fields["esm_class"])  # type: ignore[arg-type]
     if len(pdus) == 1:
-        payload = first.tlv(TlvTag.MESSAGE_PAYLOAD)
-        body = payload if isinstance(payload, bytes) else first.fields["short_message"]
-        assert isinstance(body, bytes)
-        return dest, body, dcs, esm
+        return first.destination_addr, first.content, first.data_coding, first.esm_class
     chunks: list[bytes] = []
     for p in pdus:
-        if str(p.fields["destination_addr"]) != dest:
-            return "", b"", dcs, esm  # parts to different numbers: can never match
-        sm = p.fields["short_message"]
-        assert isinstance(sm, bytes)
-        udh_len = sm[0] + 1 if sm else 0
-        chunks.append(sm[udh_len:])
-    return dest, b"".join(chunks), dcs, esm & ~EsmClass.GSM_UDHI
+        if p.destination_addr != first.destination_addr:
+            return "", b"", first.data_coding, first.esm_class  # can never match
+        sm = p.short_message
+        chunks.append(sm[sm[0] + 1:] if sm else b"")
+    return (first.destination_addr, b"".join(chunks), first.data_coding,
+            first.esm_class & ~EsmClass.GSM_UDHI)
 
 
 class SmppAdapter:
@@ -231,12 +214,10 @@ class SmppAdapter:
             return None
         return addressed[len(ADDRESSED_PREFIX):]
 
-    async def _submit_all(self, msg: Message, name: str, conn: Connector, pdus: list[Pdu],
+    async def _submit_all(self, msg: Message, name: str, conn: Connector, pdus: list[SubmitSm],
                           operator: str) -> Outcome | int:
         """Submit every part on ``conn``. An int: the first part's refusal status (-1: the
         connector was not bound after all); nothing was accepted, the next may take it."""
-        from adressat.transport.smpp_client import NotBound, SubmitUnanswered
-
         parts: list[ForwardPart] = []
         total = len(pdus)
         for number, pdu in enumerate(pdus, start=1):

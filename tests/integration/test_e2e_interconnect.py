@@ -1,0 +1,315 @@
+"""Other operators, against the running node (issue 11): ``adressat connector add`` and
+``route add`` on a fresh home, ``adressat run``, an ESME submitting to numbers of another
+operator, and a partner SMSC of our own (``adressat.testing.partner``) that behaves or
+misbehaves: receipts at once and before the submit_sm_resp, ids in other spellings, one id
+for every message, receipts for ids never given, a partner that vanishes mid-window, a
+throttling one, a second connector to fail over to. Judged from the outside: what the
+partner received, what the sender got back, and the store's own record."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_kit import close_all
+
+from adressat.smpp.constants import CommandStatus as S
+from adressat.testing.esme import EsmeClient
+from adressat.testing.partner import PartnerModes, PartnerSink
+from adressat.testing.server import ServerProcess, adressat, free_port
+
+pytestmark = pytest.mark.slow
+
+OUT = "4676"  # another operator's numbers
+
+
+def _dest(n: int) -> str:
+    return f"4676{n:07d}"
+
+
+class Node:
+    """A home with an account ``acme``, connectors and routes, and the running node."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.server: ServerProcess | None = None
+        self.cli("account", "add", "acme", "--password", "pw")
+
+    def cli(self, *args: str, ok: bool = True) -> Any:
+        out = adressat(self.home, *args)
+        if ok:
+            assert out.returncode == 0, out.stderr
+        return out
+
+    def start(self, *args: str) -> ServerProcess:
+        self.server = ServerProcess(self.home, None, "--quiet-network", "--subscribers", "1000",
+                                    "--canary-interval-s", "0", "--retry-delays-s", "1,1,2",
+                                    "--connector-reconnect-s-min", "0.1",
+                                    "--connector-reconnect-s-max", "0.5", *args).start()
+        return self.server
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def db(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        conn = sqlite3.connect(f"file:{self.home / 'adressat.db'}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def states(self) -> dict[str, str]:
+        return dict(self.db("SELECT id, state FROM messages WHERE account = 'acme'"))
+
+    def alarms(self, kind: str) -> list[Any]:
+        return self.db("SELECT kind, message_ids, detail FROM alarms WHERE kind = ?", (kind,))
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    n = Node(tmp_path / "home")
+    try:
+        yield n
+    finally:
+        close_all()
+        n.stop()
+
+
+async def _partner(modes: PartnerModes, port: int | None = None) -> PartnerSink:
+    sink = PartnerSink(modes, port=port or free_port())
+    await sink.start()
+    return sink
+
+
+async def _submit_all(port: int, count: int, first: int = 0) -> tuple[EsmeClient, list[str]]:
+    client = EsmeClient("127.0.0.1", port, "acme", "pw", window=20)
+    await client.connect()
+    resps = await asyncio.gather(*(client.submit(_dest(first + i), b"interconnect %d" % i)
+                                   for i in range(count)))
+    assert all(r.command_status == S.ESME_ROK for r in resps)
+    return client, [str(r.fields["message_id"]) for r in resps]
+
+
+def _connect(node: Node, name: str, port: int, *extra: str) -> None:
+    node.cli("connector", "add", name, "--host", "127.0.0.1", "--port", str(port),
+             "--system-id", "adressat", "--password", "pw", "--window", "10", *extra)
+
+
+async def _receipts(client: EsmeClient, ids: list[str], timeout_s: float = 30.0) -> dict[str, str]:
+    missing = await client.wait_receipts(ids, timeout_s=timeout_s)
+    assert missing == set(), f"{len(missing)} receipts missing"
+    # exactly one receipt per message to its sender, never a second
+    per_id: dict[str, int] = {}
+    for r in client.receipt_log:
+        per_id[r.message_id or ""] = per_id.get(r.message_id or "", 0) + 1
+    assert all(per_id[m] == 1 for m in ids), "a message receipted twice"
+    return {m: client.receipts[m].stat.value for m in ids}
+
+
+def test_forwarded_then_delivered_with_receipts_and_every_hop_recorded(node: Node) -> None:
+    async def go() -> None:
+        sink = await _partner(PartnerModes(receipt_delay_s=0.2, id_style="hex"))
+        _connect(node, "hub", sink.port)
+        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
+        server = await asyncio.to_thread(node.start)
+        client, ids = await _submit_all(server.port, 30)
+        try:
+            stats = await _receipts(client, ids)
+            assert set(stats.values()) == {"DELIVRD"}
+            # the partner got each message once, to the number the sender gave
+            got = sorted((s.destination, s.content) for s in sink.submits)
+            assert got == sorted((_dest(i), b"interconnect %d" % i) for i in range(30))
+            assert set(node.states().values()) == {"DELIVERED"}
+            # every message names its route, connector, operator and partner id
+            show = json.loads(node.cli("message", "show", ids[0], "--json").stdout)
+            assert (show["route"], show["connector"]) == ("out", "hub")
+            assert show["partner_id"] and show["forwards"][0]["state"] == "DELIVERED"
+            text = node.cli("message", "show", ids[0]).stdout
+            assert "connector hub" in text and "partner id" in text
+            listed = json.loads(node.cli("connector", "list", "--json").stdout)
+            [hub] = [c for c in listed if c["name"] == "hub"]
+            assert hub["state"] == "bound" and hub["sent"] >= 30
+        finally:
+            await client.close()
+            await sink.stop()
+
+    asyncio.run(go())
+
+
+def test_receipts_at_once_and_before_the_response_in_other_spellings(node: Node) -> None:
+    async def go() -> None:
+        sink = await _partner(PartnerModes(receipt_delay_s=0.0, receipt_before_resp=True,
+                                           id_style="hex_in_resp_decimal_in_receipt"))
+        _connect(node, "hub", sink.port)
+        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
+        server = await asyncio.to_thread(node.start)
+        client, ids = await _submit_all(server.port, 60)
+        try:
+            stats = await _receipts(client, ids)
+            assert set(stats.values()) == {"DELIVRD"}  # none lost, none misapplied
+            assert node.alarms("partner_receipt_unmatched") == []
+            assert node.db("SELECT COUNT(*) FROM partner_receipts_held") == [(0,)]
+        finally:
+            await client.close()
+            await sink.stop()
+
+    asyncio.run(go())
+
+
+def test_one_id_for_every_message_is_alarmed_and_never_misapplied(node: Node) -> None:
+    async def go() -> None:
+        sink = await _partner(PartnerModes(receipt_delay_s=0.1, fixed_id="42"))
+        _connect(node, "hub", sink.port)
+        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
+        server = await asyncio.to_thread(
+            node.start, "--forwarded-grace-s", "0")
+        client = EsmeClient("127.0.0.1", server.port, "acme", "pw", window=5)
+        await client.connect()
+        try:
+            # a validity of 4 s: with the partner's ids useless, each must end UNKNOWN
+            resps = [await client.submit(_dest(i), b"same id", validity_period="000000000004000R")
+                     for i in range(5)]
+            ids = [str(r.fields["message_id"]) for r in resps]
+            stats = await _receipts(client, ids, timeout_s=30)
+            # the first message's receipt may match before the second took the id; never
+            # another message's receipt applied to it, and the rest are UNKNOWN
+            assert list(stats.values()).count("DELIVRD") <= 1
+            assert stats[ids[-1]] == "UNKNOWN"
+            assert len(node.alarms("partner_id_reused")) == 4
+            assert node.alarms("partner_receipt_unmatched")  # the ambiguous receipts
+        finally:
+            await client.close()
+            await sink.stop()
+
+    asyncio.run(go())
+
+
+def test_receipts_for_ids_never_given_are_alarmed(node: Node) -> None:
+    async def go() -> None:
+        sink = await _partner(PartnerModes(receipt_delay_s=0.1, bogus_receipts=True))
+        _connect(node, "hub", sink.port)
+        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
+        server = await asyncio.to_thread(node.start, "--partner-receipt-hold-s", "1")
+        client, ids = await _submit_all(server.port, 5)
+        try:
+            stats = await _receipts(client, ids)
+            assert set(stats.values()) == {"DELIVRD"}
+            for _ in range(100):
+                if node.alarms("partner_receipt_unmatched"):
+                    break
+                await asyncio.sleep(0.1)
+            [kind, message_ids, detail] = node.alarms("partner_receipt_unmatched")[0]
+            assert "connector=hub" in detail and json.loads(message_ids) == []
+        finally:
+            await client.close()
+            await sink.stop()
+
+    asyncio.run(go())
+
+
+def test_a_partner_that_vanishes_mid_window_loses_nothing(node: Node) -> None:
+    async def go() -> None:
+        sink = await _partner(PartnerModes(receipt_delay_s=0.1, vanish_after=8,
+                                           resp_delay_s=0.05))
+        _connect(node, "hub", sink.port)
+        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
+        server = await asyncio.to_thread(node.start, "--connector-response-timeout-s", "2")
+        client, ids = await _submit_all(server.port, 40)
+        try:
+            stats = await _receipts(client, ids, timeout_s=60)
+            assert set(stats.values()) == {"DELIVRD"}
+            assert sink.vanished == 1
+            # a submit the partner got but never answered may be sent again, to it alone;
+            # every message reached the partner, none more than twice
+            counts: dict[str, int] = {}
+            for s in sink.submits:
+                counts[s.destination] = counts.get(s.destination, 0) + 1
+            assert set(counts) == {_dest(i) for i in range(40)}
+            assert max(counts.values()) <= 2
+            assert sum(counts.values()) - 40 <= 10  # at most a window resent
+        finally:
+            await client.close()
+            await sink.stop()
+
+    asyncio.run(go())
+
+
+def test_throttling_and_failover_to_the_second_connector(node: Node) -> None:
+    async def go() -> None:
+        throttled = await _partner(PartnerModes(receipt_delay_s=0.1, throttle_every=3))
+        down_port = free_port()  # nothing listens: "a" never binds
+        _connect(node, "a", down_port)
+        _connect(node, "b", throttled.port)
+        node.cli("route", "add", "out", "--prefix", OUT, "--via", "a,b")
+        server = await asyncio.to_thread(node.start)
+        client, ids = await _submit_all(server.port, 30)
+        try:
+            stats = await _receipts(client, ids, timeout_s=60)
+            assert set(stats.values()) == {"DELIVRD"}
+            assert {s.destination for s in throttled.submits} == {_dest(i) for i in range(30)}
+            accepted = [s for s in throttled.submits if s.status == 0]
+            assert len(accepted) == 30  # each accepted exactly once
+            rows = node.db("SELECT DISTINCT connector FROM forwards")
+            assert rows == [("b",)]
+            listed = json.loads(node.cli("connector", "list", "--json").stdout)
+            states = {c["name"]: c["state"] for c in listed}
+            assert states["a"] in ("down", "connecting") and states["b"] == "bound"
+        finally:
+            await client.close()
+            await throttled.stop()
+
+    asyncio.run(go())
+
+
+def test_a_permanent_refusal_ends_undeliverable_with_the_partners_status(node: Node) -> None:
+    async def go() -> None:
+        sink = await _partner(PartnerModes(receipt_delay_s=0.1,
+                                           refuse={"46769": int(S.ESME_RINVDSTADR)}))
+        _connect(node, "hub", sink.port)
+        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
+        server = await asyncio.to_thread(node.start)
+        client = EsmeClient("127.0.0.1", server.port, "acme", "pw")
+        await client.connect()
+        try:
+            r = await client.submit("46769000001", b"refused")
+            mid = str(r.fields["message_id"])
+            stats = await _receipts(client, [mid])
+            assert stats[mid] == "UNDELIV"
+            show = json.loads(node.cli("message", "show", mid, "--json").stdout)
+            assert show["state"] == "UNDELIVERABLE" and show["error"] == 40
+            assert show["partner_status"] == int(S.ESME_RINVDSTADR)
+        finally:
+            await client.close()
+            await sink.stop()
+
+    asyncio.run(go())
+
+
+def test_a_route_added_while_running_takes_effect_without_a_restart(node: Node) -> None:
+    async def go() -> None:
+        sink = await _partner(PartnerModes(receipt_delay_s=0.1))
+        server = await asyncio.to_thread(node.start)
+        client = EsmeClient("127.0.0.1", server.port, "acme", "pw")
+        await client.connect()
+        try:
+            before = await client.submit(_dest(1), b"no route yet")
+            mid = str(before.fields["message_id"])
+            assert (await _receipts(client, [mid]))[mid] == "UNDELIV"  # unroutable
+            _connect(node, "hub", sink.port)
+            node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
+            await asyncio.sleep(2.5)  # "within 2 s": both processes poll every second
+            after = await client.submit(_dest(2), b"routed now")
+            mid = str(after.fields["message_id"])
+            assert (await _receipts(client, [mid]))[mid] == "DELIVRD"
+            assert [s.destination for s in sink.submits] == [_dest(2)]
+        finally:
+            await client.close()
+            await sink.stop()
+
+    asyncio.run(go())
