@@ -10,7 +10,6 @@ import asyncio
 from dataclasses import dataclass, field, replace
 
 import pytest
-from adressat.transport.smpp_client import NotBound, SubmitUnanswered
 from delivery_kit import KEY, make_msg
 
 from adressat.core.model import State
@@ -26,6 +25,7 @@ from adressat.delivery.smpp_adapter import (
 from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.constants import EsmClass
 from adressat.smpp.views import SubmitSm
+from adressat.transport.smpp_client import NotBound, SubmitUnanswered
 
 DEST = "46761234567"
 

@@ -60,8 +60,10 @@ class OutcomeClass(StrEnum):
 
 
 # delivery/errors.py codes
-SUBSCRIBER_ERRORS: frozenset[int] = frozenset({1, 2, 3})
-NETWORK_ERRORS: frozenset[int] = frozenset({4, 5, 6, 10, 34})
+SUBSCRIBER_ERRORS: frozenset[int] = frozenset({1, 2, 3, 44})
+# 40..43, 45: a partner refusing, unbound, unanswered, silent, or a loop: the place's fault
+# (44, the partner's receipt says its subscriber did not get it, is the subscriber's)
+NETWORK_ERRORS: frozenset[int] = frozenset({4, 5, 6, 10, 34, 40, 41, 42, 43, 45})
 INTEGRITY_ERRORS: frozenset[int] = frozenset({30, 31, 32, 33, 35})
 _CLASSES = tuple(OutcomeClass)
 _CLASS_INDEX = {c: i for i, c in enumerate(_CLASSES)}
@@ -69,7 +71,7 @@ _CLASS_INDEX = {c: i for i, c in enumerate(_CLASSES)}
 
 def classify(outcome: str, error: int | None) -> OutcomeClass:
     """The class of one attempt from its audit record's outcome and error code."""
-    if outcome == "DELIVERED":
+    if outcome in ("DELIVERED", "FORWARDED"):  # FORWARDED: the partner took it
         return OutcomeClass.OK
     if outcome in ("QUARANTINE", "QUARANTINED") or error in INTEGRITY_ERRORS:
         return OutcomeClass.INTEGRITY
