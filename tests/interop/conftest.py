@@ -1,0 +1,66 @@
+"""Session fixtures: real third-party peers on 127.0.0.1, free ports, logs in tmp dirs.
+How to use each one: README.md in this folder."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import kannel as kannel_mod  # noqa: E402
+from peers import Stack, need  # noqa: E402
+
+from adressat.testing.server import ServerProcess, adressat  # noqa: E402
+
+
+@dataclass
+class Node:
+    """A running adressat node with one ESME account (``system_id``/``password``)."""
+
+    server: ServerProcess
+    home: Path
+    system_id: str
+    password: str
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+
+def start_node(home: Path, accounts: list[tuple[str, str]]) -> ServerProcess:
+    """``adressat account add`` for each (name, password), then ``adressat run``. Connectors
+    and routes (``adressat connector add`` / ``route add``) go in the same way before
+    ``start()``: see README.md."""
+    for name, pw in accounts:
+        out = adressat(home, "account", "add", name, "--password", pw)
+        assert out.returncode == 0, out.stderr
+    return ServerProcess(home, None, "--quiet-network").start()
+
+
+@pytest.fixture(scope="session")
+def kannel_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """The adressat node Kannel's bearerbox binds to (account ``kannel``/``kannelpw``)."""
+    home = tmp_path_factory.mktemp("kannel-node")
+    srv = start_node(home, [("kannel", "kannelpw")])
+    try:
+        yield Node(srv, home, "kannel", "kannelpw")
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def kannel(kannel_node: Node, tmp_path_factory: pytest.TempPathFactory,
+           ) -> Iterator[kannel_mod.Kannel]:
+    """Kannel (bearerbox + smsbox) bound as a transceiver ESME to ``kannel_node``."""
+    need(kannel_mod.BEARERBOX, kannel_mod.SMSBOX)
+    stack = Stack(tmp_path_factory.mktemp("kannel"))
+    try:
+        yield kannel_mod.start(stack, smsc_port=kannel_node.port,
+                               system_id=kannel_node.system_id, password=kannel_node.password)
+    finally:
+        stack.close()
