@@ -20,7 +20,8 @@ class DlrServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query,
+                                           keep_blank_values=True)
                 with owner._lock:
                     owner.hits.append({k: v[0] for k, v in q.items()})
                 self.send_response(200)
