@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import jasmin as jasmin_mod  # noqa: E402
 import kannel as kannel_mod  # noqa: E402
 from peers import Stack, need  # noqa: E402
 
@@ -62,5 +63,33 @@ def kannel(kannel_node: Node, tmp_path_factory: pytest.TempPathFactory,
     try:
         yield kannel_mod.start(stack, smsc_port=kannel_node.port,
                                system_id=kannel_node.system_id, password=kannel_node.password)
+    finally:
+        stack.close()
+
+
+@pytest.fixture(scope="session")
+def jasmin_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """The adressat node behind Jasmin: Jasmin's smppc connector binds to it as ESME
+    ``jasmin``/``jasminpw``; what Jasmin forwarded is in its inbox (netsim numbers)."""
+    home = tmp_path_factory.mktemp("jasmin-upstream")
+    srv = start_node(home, [("jasmin", "jasminpw")])
+    try:
+        yield Node(srv, home, "jasmin", "jasminpw")
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def jasmin(jasmin_upstream: Node, tmp_path_factory: pytest.TempPathFactory,
+           ) -> Iterator[jasmin_mod.Jasmin]:
+    """Jasmin 0.11.1 (with RabbitMQ, Redis): SMPP server for ``jasmin_mod.USER``, every MT
+    routed to ``jasmin_upstream``."""
+    need(str(jasmin_mod.JASMIND), jasmin_mod.RABBITMQ_SERVER, jasmin_mod.REDIS_SERVER,
+         jasmin_mod.EPMD)
+    stack = Stack(tmp_path_factory.mktemp("jasmin"))
+    try:
+        yield jasmin_mod.start(stack, upstream_port=jasmin_upstream.port,
+                               upstream_system_id=jasmin_upstream.system_id,
+                               upstream_password=jasmin_upstream.password)
     finally:
         stack.close()
