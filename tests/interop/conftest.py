@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import jasmin as jasmin_mod  # noqa: E402
 import kannel as kannel_mod  # noqa: E402
+import osmo as osmo_mod  # noqa: E402
 from peers import Stack, need  # noqa: E402
 
 from adressat.testing.server import ServerProcess, adressat  # noqa: E402
@@ -91,5 +92,18 @@ def jasmin(jasmin_upstream: Node, tmp_path_factory: pytest.TempPathFactory,
         yield jasmin_mod.start(stack, upstream_port=jasmin_upstream.port,
                                upstream_system_id=jasmin_upstream.system_id,
                                upstream_password=jasmin_upstream.password)
+    finally:
+        stack.close()
+
+
+@pytest.fixture(scope="session")
+def osmo_msc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[osmo_mod.OsmoMsc]:
+    """OsmoMSC's SMSC (with OsmoSTP, OsmoHLR): SMPP server for ``osmo_mod.SYSTEM_ID``."""
+    need(osmo_mod.OSMO_MSC, osmo_mod.OSMO_STP, osmo_mod.OSMO_HLR)
+    if not osmo_mod.kernel_has_sctp():
+        need(osmo_mod.GCC)
+    stack = Stack(tmp_path_factory.mktemp("osmo"))
+    try:
+        yield osmo_mod.start(stack)
     finally:
         stack.close()
