@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from e2e_kit import Esme, close_all  # noqa: E402
+from capture import Capture  # noqa: E402
 from osmo import OsmoMsc  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -43,3 +44,22 @@ def test_osmo_msc_accepts_with_one_id_for_all_and_sends_no_receipts(osmo_msc: Os
         assert not e.pump(lambda: bool(e.delivered), NO_RECEIPT_WAIT_S), e.delivered
     finally:
         close_all()
+
+
+def test_tshark_decodes_the_osmo_session(osmo_msc: OsmoMsc, tmp_path: Path) -> None:
+    with Capture(tmp_path, osmo_msc.smpp_port) as cap:
+        e = Esme(osmo_msc.smpp_port, osmo_msc.system_id, osmo_msc.password)
+        try:
+            for s in [e.submit(f"467100010{i:02d}", b"captured", registered_delivery=1)
+                      for i in range(3)]:
+                assert e.resp(s, 10).status == 0
+        finally:
+            close_all()  # unbind + close
+    report = cap.decode()
+    assert not report.problems, report.text()
+    bind, submit, unbind = 0x09, 0x04, 0x06
+    resp = 0x80000000
+    assert report.commands() == [bind, bind | resp, *[submit, submit | resp] * 3, unbind,
+                                 unbind | resp] or sorted(report.commands()) == sorted(
+        [bind, bind | resp, *[submit, submit | resp] * 3, unbind, unbind | resp]), report.text()
+    assert all(p.command_status == 0 for p in report.pdus if p.command_id & resp), report.text()
