@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from conftest import Node  # noqa: E402
 from e2e_kit import Esme, close_all, customer_inbox, wait_for  # noqa: E402
+from capture import Capture  # noqa: E402
 from jasmin import Jasmin  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,22 @@ def _s(v: object) -> str:
     return v.decode() if isinstance(v, bytes) else str(v or "")
 
 
-def test_jasmin_accepts_and_returns_receipts(jasmin: Jasmin, jasmin_upstream: Node) -> None:
+def test_jasmin_accepts_and_returns_receipts(jasmin: Jasmin, jasmin_upstream: Node,
+                                             tmp_path: Path) -> None:
+    with Capture(tmp_path, jasmin.smpp_port) as cap:
+        _session(jasmin, jasmin_upstream)
+    # the whole session, as Wireshark's SMPP dissector reads it: nothing malformed
+    report = cap.decode()
+    assert not report.problems, report.text()
+    deliver, deliver_resp = 0x05, 0x80000005
+    assert report.commands().count(deliver) == N, report.text()
+    assert report.commands().count(deliver_resp) == N, report.text()
+    assert report.commands()[0] == 0x09 and report.commands()[-1] == 0x80000006, report.text()
+    assert all(p.command_status == 0 for p in report.pdus if p.command_id & 0x80000000), \
+        report.text()
+
+
+def _session(jasmin: Jasmin, jasmin_upstream: Node) -> None:
     e = Esme(jasmin.smpp_port, jasmin.system_id, jasmin.password)
     try:
         dests = [str(next(_numbers)) for _ in range(N)]
