@@ -3,45 +3,25 @@ How to use each one: README.md in this folder."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import jasmin as jasmin_mod  # noqa: E402
-import kannel as kannel_mod  # noqa: E402
-import osmo as osmo_mod  # noqa: E402
+import peer_jasmin as jasmin_mod  # noqa: E402
+import peer_kannel as kannel_mod  # noqa: E402
+import peer_osmo as osmo_mod  # noqa: E402
+from adressat_nodes import Node, start_node  # noqa: E402
 from peers import Stack, need  # noqa: E402
 
-from adressat.testing.server import ServerProcess, adressat  # noqa: E402
 
-
-@dataclass
-class Node:
-    """A running adressat node with one ESME account (``system_id``/``password``)."""
-
-    server: ServerProcess
-    home: Path
-    system_id: str
-    password: str
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-
-def start_node(home: Path, accounts: list[tuple[str, str]]) -> ServerProcess:
-    """``adressat account add`` for each (name, password), then ``adressat run``. Connectors
-    and routes (``adressat connector add`` / ``route add``) go in the same way before
-    ``start()``: see README.md."""
-    for name, pw in accounts:
-        out = adressat(home, "account", "add", name, "--password", pw)
-        assert out.returncode == 0, out.stderr
-    return ServerProcess(home, None, "--quiet-network").start()
+def _record(workdir: Path, startup: object) -> None:
+    """Startup seconds, kept beside the logs (``startup.json``)."""
+    (workdir / "startup.json").write_text(json.dumps(startup) + "\n")
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +42,10 @@ def kannel(kannel_node: Node, tmp_path_factory: pytest.TempPathFactory,
     need(kannel_mod.BEARERBOX, kannel_mod.SMSBOX)
     stack = Stack(tmp_path_factory.mktemp("kannel"))
     try:
-        yield kannel_mod.start(stack, smsc_port=kannel_node.port,
-                               system_id=kannel_node.system_id, password=kannel_node.password)
+        k = kannel_mod.start(stack, smsc_port=kannel_node.port,
+                             system_id=kannel_node.system_id, password=kannel_node.password)
+        _record(stack.workdir, {"total_s": k.startup_s})
+        yield k
     finally:
         stack.close()
 
@@ -89,9 +71,11 @@ def jasmin(jasmin_upstream: Node, tmp_path_factory: pytest.TempPathFactory,
          jasmin_mod.EPMD)
     stack = Stack(tmp_path_factory.mktemp("jasmin"))
     try:
-        yield jasmin_mod.start(stack, upstream_port=jasmin_upstream.port,
-                               upstream_system_id=jasmin_upstream.system_id,
-                               upstream_password=jasmin_upstream.password)
+        j = jasmin_mod.start(stack, upstream_port=jasmin_upstream.port,
+                             upstream_system_id=jasmin_upstream.system_id,
+                             upstream_password=jasmin_upstream.password)
+        _record(stack.workdir, j.startup_s)
+        yield j
     finally:
         stack.close()
 
@@ -104,6 +88,8 @@ def osmo_msc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[osmo_mod.Osmo
         need(osmo_mod.GCC)
     stack = Stack(tmp_path_factory.mktemp("osmo"))
     try:
-        yield osmo_mod.start(stack)
+        o = osmo_mod.start(stack)
+        _record(stack.workdir, o.startup_s)
+        yield o
     finally:
         stack.close()

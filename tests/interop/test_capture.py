@@ -10,10 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from capture import Capture  # noqa: E402
 from peers import HOST, need  # noqa: E402
-
-
+from smpp_capture import Capture  # noqa: E402
 
 
 def _send(port_sock: socket.socket, frames: list[bytes]) -> None:

@@ -12,10 +12,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from conftest import Node  # noqa: E402
+from adressat_nodes import Node  # noqa: E402
 from e2e_kit import Esme, close_all, customer_inbox, wait_for  # noqa: E402
-from capture import Capture  # noqa: E402
-from jasmin import Jasmin  # noqa: E402
+from peer_jasmin import Jasmin  # noqa: E402
+from smpp_capture import Capture  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -14,10 +14,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from conftest import Node  # noqa: E402
+from adressat_nodes import Node  # noqa: E402
 from dlr_server import DlrServer  # noqa: E402
 from e2e_kit import customer_inbox, wait_for  # noqa: E402
-from kannel import Kannel  # noqa: E402
+from peer_kannel import Kannel  # noqa: E402
 
 from adressat.delivery.netsim_adapter import build_parts  # noqa: E402
 from adressat.netsim.inbox import InboxRecord  # noqa: E402

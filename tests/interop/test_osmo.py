@@ -13,8 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from e2e_kit import Esme, close_all  # noqa: E402
-from capture import Capture  # noqa: E402
-from osmo import OsmoMsc  # noqa: E402
+from peer_osmo import OsmoMsc  # noqa: E402
+from smpp_capture import Capture  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
