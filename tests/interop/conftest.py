@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,30 @@ from peers import Stack, need  # noqa: E402
 def _record(workdir: Path, startup: object) -> None:
     """Startup seconds, kept beside the logs (``startup.json``)."""
     (workdir / "startup.json").write_text(json.dumps(startup) + "\n")
+
+
+@pytest.fixture
+def node_factory(tmp_path_factory: pytest.TempPathFactory,
+                 ) -> Iterator[Callable[..., Node]]:
+    """``node_factory(accounts=[(name, pw)], setup=[[cli args], ...], run_args=[...])`` starts
+    an adressat node in a fresh home (the first account is the Node's system_id/password);
+    every node it started is stopped after the test. For the connector tests: ``setup`` holds
+    the ``connector add`` / ``route add`` commands (README.md)."""
+    started: list[Node] = []
+
+    def make(accounts: Sequence[tuple[str, str]] = (("acme", "pw1"),),
+             setup: Sequence[Sequence[str]] = (), run_args: Sequence[str] = ()) -> Node:
+        home = tmp_path_factory.mktemp("node")
+        srv = start_node(home, accounts, setup, run_args)
+        node = Node(srv, home, accounts[0][0], accounts[0][1])
+        started.append(node)
+        return node
+
+    try:
+        yield make
+    finally:
+        for n in reversed(started):
+            n.server.stop()
 
 
 @pytest.fixture(scope="session")
