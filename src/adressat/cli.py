@@ -98,7 +98,7 @@ EDGE_LIMITS = ("sessions_max", "account_sessions_max", "account_binds_per_minute
 CANARY_SETTINGS = ("canary_interval_s", "canary_deadline_s", "canary_window_s",
                    "canaries_per_node")
 INTERCONNECT_SETTINGS = ("connector_response_timeout_s", "connector_reconnect_s_min",
-                         "connector_reconnect_s_max", "forwarded_grace_s",
+                         "connector_reconnect_s_max", "connector_down_s_max", "forwarded_grace_s",
                          "partner_receipt_hold_s", "hops_max")
 HEALTH_SETTINGS = ("delivery_heartbeat_timeout_s", "due_wait_s_max", "stall_check_interval_s",
                    "store_probe_interval_s")
@@ -895,6 +895,9 @@ def build_parser() -> argparse.ArgumentParser:
                     f" ({_default('connector_reconnect_s_min')})")
     ic.add_argument("--connector-reconnect-s-max", type=_positive_seconds, metavar="S",
                     help=f"longest reconnect delay ({_default('connector_reconnect_s_max')})")
+    ic.add_argument("--connector-down-s-max", type=_positive_seconds, metavar="S",
+                    help="a connector not bound this long opens a connector_down episode"
+                    f" ({_default('connector_down_s_max')})")
     ic.add_argument("--forwarded-grace-s", type=_seconds, metavar="S",
                     help="a forwarded message without a receipt this long after its validity"
                     f" ends UNKNOWN ({_default('forwarded_grace_s')})")

@@ -247,7 +247,7 @@ def test_throttling_and_failover_to_the_second_connector(node: Node) -> None:
         _connect(node, "a", down_port)
         _connect(node, "b", throttled.port)
         node.cli("route", "add", "out", "--prefix", OUT, "--via", "a,b")
-        server = await asyncio.to_thread(node.start)
+        server = await asyncio.to_thread(node.start, "--connector-down-s-max", "1")
         client, ids = await _submit_all(server.port, 30)
         try:
             stats = await _receipts(client, ids, timeout_s=60)
@@ -260,6 +260,15 @@ def test_throttling_and_failover_to_the_second_connector(node: Node) -> None:
             listed = json.loads(node.cli("connector", "list", "--json").stdout)
             states = {c["name"]: c["state"] for c in listed}
             assert states["a"] in ("down", "connecting") and states["b"] == "bound"
+            # heal or shout: a connector down is an episode, and the node says so
+            for _ in range(50):
+                status = node.cli("status", "--json", ok=False)
+                if "connector_down" in status.stdout:
+                    break
+                await asyncio.sleep(0.2)
+            assert status.returncode != 0 and "connector_down" in status.stdout
+            report = json.loads(status.stdout)
+            assert "connector_down: a" in json.dumps(report)
         finally:
             await client.close()
             await throttled.stop()

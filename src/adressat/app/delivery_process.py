@@ -117,7 +117,9 @@ class DeliveryNode:
         # interconnect (issue 11): the operator's routes and connectors, from the store
         first, last = netsim_settings(s).msisdn_range
         self.routes = RoutingTable("own", [(first, last)], s.routing_rules)
-        self.connectors = ConnectorSet(committer, self._make_connector, clock=time.time)
+        self.connectors = ConnectorSet(committer, self._make_connector, clock=time.time,
+                                       down_s_max=s.connector_down_s_max)
+
         self.smpp_adapter = SmppAdapter(
             tag_key,
             route=self._route_target,
@@ -149,6 +151,7 @@ class DeliveryNode:
             forwarded_grace_s=s.forwarded_grace_s,
             partner_receipt_hold_s=s.partner_receipt_hold_s,
         )
+        self.connectors.health = self.worker.health
         self.partner_receipts = PartnerReceipts(
             committer, clock=time.time, on_final=self.worker.finished_elsewhere,
             on_alarm=self.worker.alarm_recorded,

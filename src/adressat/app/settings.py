@@ -150,6 +150,7 @@ class Settings:
     connector_response_timeout_s: float = 10.0  # a submit_sm unanswered this long: unanswered
     connector_reconnect_s_min: float = 1.0  # reconnect backoff, doubling with jitter...
     connector_reconnect_s_max: float = 30.0  # ...up to this
+    connector_down_s_max: float = 10.0  # not bound longer: a connector_down episode
     forwarded_grace_s: float = 3600.0  # FORWARDED past validity end + this: UNKNOWN
     partner_receipt_hold_s: float = 300.0  # a receipt without a mapping this long: alarm
     hops_max: int = 5  # SMSC hops (our vendor TLV) a message may have made; more: a loop

@@ -26,6 +26,9 @@ class EpisodeKind(StrEnum):
     DELIVERY_PROCESS_DOWN = "delivery_process_down"
     #: a due message has waited unclaimed past the limit
     DELIVERY_STALLED = "delivery_stalled"
+    #: a configured connector to a partner has not been bound for longer than its limit
+    #: (cause: the connectors down when it opened); its messages wait or fail over
+    CONNECTOR_DOWN = "connector_down"
 
 
 @dataclass(frozen=True, slots=True)

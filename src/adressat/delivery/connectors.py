@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
+from adressat.core.health import EpisodeKind
 from adressat.core.model import ConnectorConfig, ConnectorStatus
+from adressat.observe.health import EpisodeRecorder
 from adressat.store.commit import GroupCommitter
 
 __all__ = ["ConnectorSet", "Client"]
@@ -43,8 +45,14 @@ class ConnectorSet:
         *,
         clock: Callable[[], float],
         status_s_max: float = 2.0,
+        health: EpisodeRecorder | None = None,
+        down_s_max: float = 10.0,
     ) -> None:
         self.committer = committer
+        self.health = health
+        self.down_s_max = down_s_max
+        self._bound: dict[str, bool] = {}
+        self._down_since: dict[str, float] = {}
         self.make = make
         self.clock = clock
         self.status_s_max = status_s_max
@@ -89,9 +97,39 @@ class ConnectorSet:
                 log.info("connector changed", extra={"connector": name})
                 self._clients[name].reconfigure(cfg)
 
+    def _watch(self, statuses: list[ConnectorStatus], now: float) -> None:
+        """Heal or shout: a connector going down is a WARNING at once, one down past
+        ``down_s_max`` opens a ``connector_down`` episode (node not ready, ``status`` and
+        ``audit`` say so) until every connector is bound again."""
+        for st in statuses:
+            bound = st.state == "bound"
+            if bound:
+                self._down_since.pop(st.name, None)
+            else:  # since the first look that found it unbound (its state flips with retries)
+                self._down_since.setdefault(st.name, now)
+            was = self._bound.get(st.name)
+            if was and not bound:
+                log.warning("connector down", extra={"connector": st.name, "state": st.state,
+                                                     "reason": st.detail})
+            elif was is False and bound:
+                log.info("connector up again", extra={"connector": st.name})
+            self._bound[st.name] = bound
+        for name in [n for n in self._bound if n not in self._clients]:
+            del self._bound[name]
+            self._down_since.pop(name, None)
+        if self.health is None:
+            return
+        down = sorted(name for name, since in self._down_since.items()
+                      if now - since > self.down_s_max)
+        if down:
+            self.health.failed(EpisodeKind.CONNECTOR_DOWN, ",".join(down)[:120])
+        elif self.health.is_open(EpisodeKind.CONNECTOR_DOWN):
+            self.health.recovered(EpisodeKind.CONNECTOR_DOWN)
+
     async def write_statuses(self) -> None:
         now = self.clock()
         statuses = [replace(c.status(), updated_at=now) for c in self._clients.values()]
+        self._watch(statuses, now)
         fresh = now - self._written_at >= self.status_s_max
         changed = [s for s in statuses
                    if replace(s, updated_at=0.0) != replace(
