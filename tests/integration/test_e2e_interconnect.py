@@ -135,6 +135,9 @@ def test_forwarded_then_delivered_with_receipts_and_every_hop_recorded(node: Nod
             listed = json.loads(node.cli("connector", "list", "--json").stdout)
             [hub] = [c for c in listed if c["name"] == "hub"]
             assert hub["state"] == "bound" and hub["sent"] >= 30
+            # the audit takes the partner's receipts for evidence, not our handsets' inbox
+            report = json.loads(node.cli("audit", "--json").stdout)
+            assert report["lost"] == 0 and report["delivered_by_partner"] == 30
         finally:
             await client.close()
             await sink.stop()
@@ -320,5 +323,40 @@ def test_a_route_added_while_running_takes_effect_without_a_restart(node: Node) 
         finally:
             await client.close()
             await sink.stop()
+
+    asyncio.run(go())
+
+
+def test_a_partners_message_never_goes_back_to_it_and_hops_are_limited(node: Node) -> None:
+    async def go() -> None:
+        back = await _partner(PartnerModes(receipt_delay_s=0.1))
+        other = await _partner(PartnerModes(receipt_delay_s=0.1))
+        node.cli("account", "add", "tele2", "--password", "t2pw", "--partner",
+                 "--ranges", "4676,4670")
+        _connect(node, "tele2", back.port)  # our connector to the same operator
+        _connect(node, "hub", other.port)
+        node.cli("route", "add", "only-back", "--prefix", "46761", "--via", "tele2")
+        node.cli("route", "add", "out", "--prefix", OUT, "--via", "tele2,hub")
+        server = await asyncio.to_thread(node.start)
+        client = EsmeClient("127.0.0.1", server.port, "tele2", "t2pw")
+        await client.connect()
+        try:
+            looped = await client.submit("46761000001", b"would loop")
+            around = await client.submit("46762000001", b"goes around")
+            far = await client.submit("46762000002", b"many hops", tlvs={"adressat_hops": 5})
+            ids = [str(r.fields["message_id"]) for r in (looped, around, far)]
+            stats = await _receipts(client, ids)
+            assert stats == {ids[0]: "UNDELIV", ids[1]: "DELIVRD", ids[2]: "UNDELIV"}
+            assert list(back.submits) == []  # nothing went back to the partner it came from
+            [sent] = other.submits
+            assert sent.destination == "46762000001"
+            assert dict(sent.tlvs).get(0x14AD) == 1  # our hop, counted for the next SMSC
+            for mid in (ids[0], ids[2]):
+                show = json.loads(node.cli("message", "show", mid, "--json").stdout)
+                assert show["error"] == 45  # ROUTING_LOOP
+        finally:
+            await client.close()
+            await back.stop()
+            await other.stop()
 
     asyncio.run(go())

@@ -188,3 +188,27 @@ def test_a_stale_claim_writes_no_mapping(store: Store) -> None:
         store.record_forwarded(_item(stale), _parts(m, "60"))
     assert store.forwards_of_message(m.id) == []
     assert store.get_message(m.id).state is S.DISPATCHED  # type: ignore[union-attr]
+
+
+def test_many_forwards_in_one_unit_of_work(store: Store) -> None:
+    a, b = _claimed(store), _claimed(store)
+    c = _claimed(store)
+    stale = replace(c, lease_owner="someone-else")
+    store.apply_partner_receipt(_receipt("abc"), NOW + 0.5)  # held, for no one yet
+    results = store.record_forwarded_many([
+        (_item(a), _parts(a, "ABC")),
+        (_item(b), _parts(b, "abc")),  # the same id again, in the same turn: reused
+        (_item(stale), _parts(c, "def")),
+    ])
+    ra, rb, rc = results
+    assert isinstance(rc, StaleState)
+    assert store.forwards_of_message(c.id) == []
+    assert not isinstance(ra, Exception) and not isinstance(rb, Exception)
+    assert AlarmKind.PARTNER_ID_REUSED in [al.kind for al in rb.alarms]
+    # the held receipt matches two messages now: applied to neither, alarmed
+    assert store.count_held_receipts() == 0
+    assert store.get_message(a.id).state is S.FORWARDED  # type: ignore[union-attr]
+    assert store.get_message(b.id).state is S.FORWARDED  # type: ignore[union-attr]
+    kinds = sorted(al.kind.value for r in (ra, rb) for al in r.alarms)
+    assert kinds == ["partner_id_reused", "partner_receipt_unmatched"]
+    assert store.record_forwarded_many([]) == []

@@ -15,6 +15,7 @@ us over a partner bind.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.constants import EsmClass
 from adressat.smpp.views import DeliverSm
 from adressat.sms.receipt import ReceiptError, parse_receipt
-from adressat.store.base import StoreError
+from adressat.store.base import StoreError, StoreUnavailable
 from adressat.store.commit import GroupCommitter
+from adressat.store.forwards import ReceiptResult
 
 __all__ = ["PartnerReceipts", "ReadReceipt", "read_receipt", "ESME_RX_T_APPN", "ESME_RX_R_APPN"]
 
@@ -55,7 +57,9 @@ def read_receipt(pdu: DeliverSm) -> ReadReceipt | None:
     if (pdu.esm_class & EsmClass.TYPE_MASK) not in _RECEIPT_TYPES:
         return None
     parsed = None
-    if pdu.short_message:
+    state = pdu.message_state
+    # the text only when the TLVs do not say it all (its err: matters only for a failure)
+    if pdu.short_message and (not pdu.receipted_message_id or state is None or state != 2):
         try:
             parsed = parse_receipt(pdu.short_message)
         except ReceiptError:
@@ -65,7 +69,7 @@ def read_receipt(pdu: DeliverSm) -> ReadReceipt | None:
         return None
     return ReadReceipt(
         raw,
-        pdu.message_state,
+        state,
         None if parsed is None or parsed.stat is None else parsed.stat.value,
         "" if parsed is None or parsed.err is None else parsed.err,
     )
@@ -87,6 +91,43 @@ class PartnerReceipts:
         self.on_final = on_final
         self.on_alarm = on_alarm
         self.counts: dict[tuple[str, str], int] = {}  # (connector, outcome) -> receipts
+        self._pending: list[tuple[PartnerReceipt, asyncio.Future[ReceiptResult]]] = []
+
+    def _apply(self, receipt: PartnerReceipt) -> asyncio.Future[ReceiptResult]:
+        """Apply with the others received in this loop turn: ONE committer operation
+        (``Store.apply_partner_receipts``), each receipt's own result after the commit."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[ReceiptResult] = loop.create_future()
+        self._pending.append((receipt, fut))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        receipts = [r for r, _ in pending]
+        now = self.clock()
+
+        def hand_out(batch: asyncio.Future[list[ReceiptResult]]) -> None:
+            for i, (_, fut) in enumerate(pending):
+                if fut.done():
+                    continue
+                if batch.cancelled():
+                    fut.cancel()
+                elif (error := batch.exception()) is not None:
+                    fut.set_exception(error)
+                else:
+                    fut.set_result(batch.result()[i])
+
+        try:
+            batch = self.committer.enqueue(lambda s: s.apply_partner_receipts(receipts, now))
+        except Exception as e:  # noqa: BLE001 - a full or closed queue: each is told
+            for _, fut in pending:
+                if not fut.done():
+                    fut.set_exception(e if isinstance(e, StoreError)
+                                      else StoreUnavailable("commit_queue", type(e).__name__))
+            return
+        batch.add_done_callback(hand_out)
 
     def _count(self, connector: str, outcome: str) -> None:
         key = (connector, outcome)
@@ -112,7 +153,7 @@ class PartnerReceipts:
             read.err, session,
         )
         try:
-            result = await self.committer.run(lambda s: s.apply_partner_receipt(receipt, now))
+            result = await self._apply(receipt)
         except StoreError as e:
             self._count(connector, "not_written")
             log.error("partner receipt not written; the partner will send it again",

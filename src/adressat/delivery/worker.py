@@ -80,7 +80,7 @@ from typing import Any
 
 from adressat.core.health import Backoff, Episode, EpisodeKind
 from adressat.core.integrity import Alarm, AlarmKind
-from adressat.core.model import CANARY_ACCOUNT, AttemptRecord, Message, State
+from adressat.core.model import CANARY_ACCOUNT, AttemptRecord, ForwardPart, Message, State
 from adressat.core.retry import RetryPolicy
 from adressat.delivery.adapter import Adapter, Outcome, OutcomeKind
 from adressat.delivery.alarms import (
@@ -106,6 +106,7 @@ from adressat.store.base import (
     StoreUnavailable,
 )
 from adressat.store.commit import GroupCommitter
+from adressat.store.forwards import ForwardResult
 
 __all__ = ["DeliveryWorker", "INTERRUPTED", "WorkerFailed", "ALARM_KINDS", "log_alarm",
            "record_alarm"]  # the last three live in delivery.alarms
@@ -217,6 +218,9 @@ class DeliveryWorker:
         self._outcomes = OutcomeBatch(committer, after_flush=self._claim_after_flush,
                                       on_refused=self.wake)
         self._side_tasks: set[asyncio.Task[Any]] = set()
+        # FORWARDED outcomes waiting for the next flush (one committer operation per turn)
+        self._forwarding: list[tuple[FinishedAttempt, tuple[ForwardPart, ...],
+                                     asyncio.Future[ForwardResult]]] = []
         # counters (read by metrics and the audit)
         self.attempts = 0
         self.delivered = 0
@@ -891,9 +895,8 @@ class DeliveryWorker:
         """A partner accepted it: FORWARDED with its parts' partner ids in ONE transaction
         (``Store.record_forwarded``); receipts that came first are applied in it."""
         item = FinishedAttempt(msg, plan.new_state, plan.changes, record, ended_at)
-        parts = outcome.forwards
         try:
-            result = await self.committer.run(lambda s: s.record_forwarded(item, parts))
+            result = await self._forward(item, outcome.forwards)
         except StaleState as e:
             self.stale += 1
             log.warning("outcome dropped: message moved by someone else",
@@ -922,6 +925,48 @@ class DeliveryWorker:
         if new.is_final and all(m.id != new.id for m in result.applied):
             self._notify_final(new)
         return new
+
+    def _forward(
+        self, item: FinishedAttempt, parts: tuple[ForwardPart, ...]
+    ) -> asyncio.Future[ForwardResult]:
+        """Write one FORWARDED outcome with the others of this loop turn (ONE committer
+        operation, ``Store.record_forwarded_many``); its future is set after the commit."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[ForwardResult] = loop.create_future()
+        self._forwarding.append((item, parts, fut))
+        if len(self._forwarding) == 1:
+            loop.call_soon(self._flush_forwarded)
+        return fut
+
+    def _flush_forwarded(self) -> None:
+        pending, self._forwarding = self._forwarding, []
+        if not pending:
+            return
+        items = [(item, parts) for item, parts, _ in pending]
+        futures = [fut for _, _, fut in pending]
+
+        def hand_out(batch: asyncio.Future[list[ForwardResult | Exception]]) -> None:
+            error = None if batch.cancelled() else batch.exception()
+            results: list[ForwardResult | BaseException] = (
+                [asyncio.CancelledError()] * len(futures) if batch.cancelled()
+                else [error] * len(futures) if error is not None else list(batch.result()))
+            for fut, result in zip(futures, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(result, BaseException):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+
+        try:
+            batch = self.committer.enqueue(lambda s: s.record_forwarded_many(items))
+        except Exception as e:  # noqa: BLE001 - the queue is full or closed: each is told
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(StoreUnavailable("commit_queue", type(e).__name__)
+                                      if not isinstance(e, StoreError) else e)
+            return
+        batch.add_done_callback(hand_out)
 
     def _finish(self, item: FinishedAttempt) -> asyncio.Future[Message]:
         """Write one outcome together with the others finished in this loop turn (ONE

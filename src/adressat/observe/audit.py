@@ -29,6 +29,10 @@
   ``MISDELIVERY_KINDS``: not ``routing_mismatch``, raised when nothing was sent); undetected
   otherwise (must be 0).
 * ``quarantined`` / ``held``: messages in those states now.
+* ``delivered_by_partner``: DELIVERED by a partner operator (issue 11): the evidence is the
+  partner's receipt, not our handsets' inbox, so they are not checked against it.
+  ``forwarded_waiting``: FORWARDED within validity + grace + ``forwarded_grace_s``; past it
+  (the UNKNOWN end did not happen) such a message counts as lost.
 * ``receipts_pending``: receipt outbox rows not yet sent, over every account (informational).
 * ``inbox_beyond_retention``: inbox records stored before the record retention horizon whose
   message the store has deleted (docs/architecture.md, "Disk: WAL and retention"): the audit
@@ -145,6 +149,7 @@ def audit(
     now: float,
     grace_s: float = 0,
     *,
+    forwarded_grace_s: float = 3600.0,
     page_size: int = 1000,
     receipts_count_max: int = 1_000_000,
     sample_max: int = 20,
@@ -237,6 +242,8 @@ def audit(
     after_evidence = 0
     whole_from = evidence_from(netsim_home)
     held_past_validity = 0
+    delivered_by_partner = 0
+    forwarded_waiting = 0
     lost_ids: list[str] = []
     accounts: set[str] = {a.name for a in store.list_accounts()}
     total = 0
@@ -247,7 +254,9 @@ def audit(
             continue
         total += 1
         accounts.add(m.account)
-        if m.state is State.DELIVERED:
+        if m.state is State.DELIVERED and m.extra.get("connector"):
+            delivered_by_partner += 1  # its evidence is the partner's receipt, not our inbox
+        elif m.state is State.DELIVERED:
             if whole_from is not None and (m.final_at or 0.0) < whole_from:
                 before_evidence += 1  # its record was in an inbox file dropped since
             elif (m.final_at or 0.0) >= now:
@@ -255,6 +264,8 @@ def audit(
             elif _key(m.id, m.delivered_imsi) not in evidence:
                 delivered_without_evidence += 1
                 _sample(lost_ids, m.id, sample_max)
+        elif m.state is State.FORWARDED and now <= m.expires_at + grace_s + forwarded_grace_s:
+            forwarded_waiting += 1  # a partner has it; its receipt or UNKNOWN will end it
         elif m.state not in FINAL_STATES and now > m.expires_at + grace_s:
             if m.state is State.HELD:
                 held_past_validity += 1
@@ -282,6 +293,10 @@ def audit(
         "delivered_after_evidence_read": after_evidence,
         "evidence_from": whole_from,
         "held_past_validity": held_past_validity,
+        # interconnect (issue 11): delivered by a partner (its receipt is the evidence), and
+        # forwarded, waiting for the partner's receipt within validity + forwarded grace
+        "delivered_by_partner": delivered_by_partner,
+        "forwarded_waiting": forwarded_waiting,
         "misdelivered": misdelivered,
         "misdelivered_unknown_id": unknown_id,
         "misdelivered_detected": detected,

@@ -480,7 +480,16 @@ class Store(Protocol):
     def record_forwarded(
         self, item: FinishedAttempt, parts: Sequence[ForwardPart]
     ) -> ForwardResult: ...
+    # ``record_forwarded_many``: the same for the outcomes of one loop turn, each item's
+    # result (or the exception ``finish_attempts`` returned for it) in order.
+    def record_forwarded_many(
+        self, items: Sequence[tuple[FinishedAttempt, Sequence[ForwardPart]]]
+    ) -> list[ForwardResult | Exception]: ...
     def apply_partner_receipt(self, receipt: PartnerReceipt, now: float) -> ReceiptResult: ...
+    # ``apply_partner_receipts``: several, in order, in one unit of work (one loop turn's)
+    def apply_partner_receipts(
+        self, receipts: Sequence[PartnerReceipt], now: float
+    ) -> list[ReceiptResult]: ...
     def expire_held_receipts(
         self, received_before: float, now: float, limit: int = 500
     ) -> list[Alarm]: ...

@@ -41,6 +41,7 @@ __all__ = [
     "expire_forwarded",
     "expire_held_receipts",
     "record_forwarded",
+    "record_forwarded_many",
 ]
 
 
@@ -139,10 +140,82 @@ def record_forwarded(
     return ForwardResult(current, tuple(alarms), tuple(applied))
 
 
-def _end_if_done(t: ForwardTables, message_id: str, now: float, partner_err: str) -> Message | None:
+def record_forwarded_many(
+    t: ForwardTables,
+    finished: Sequence[Message | Exception],
+    parts_of: Sequence[Sequence[ForwardPart]],
+    now: float,
+) -> list[ForwardResult | Exception]:
+    """:func:`record_forwarded` for the outcomes of one loop turn, after the caller wrote
+    them all (``finished``: each item's result of ``finish_attempts``, an exception for one
+    refused, which gets no mapping). One lookup per connector for reused ids and one for
+    held receipts, one insert for every part."""
+    ok = [(m, parts) for m, parts in zip(finished, parts_of, strict=True)
+          if not isinstance(m, Exception)]
+    by_connector: dict[str, list[str]] = {}
+    for _, parts in ok:
+        for p in parts:
+            if p.partner_id is not None:
+                by_connector.setdefault(p.connector, []).append(p.partner_id)
+    known: dict[tuple[str, str], set[str]] = {}
+    for connector, ids in by_connector.items():
+        for f in t.fw_by_partner(connector, ids):
+            known.setdefault((connector, f.partner_id or ""), set()).add(f.message_id)
+    alarms_of: dict[str, list[Alarm]] = {}
+    for m, parts in ok:
+        for p in parts:
+            if p.partner_id is None:
+                continue
+            key = (p.connector, p.partner_id)
+            others = sorted(known.get(key, set()) - {p.message_id})
+            if others:
+                alarms_of.setdefault(m.id, []).append(t.append_alarm(_alarm(
+                    AlarmKind.PARTNER_ID_REUSED, now, [*others, p.message_id], m,
+                    p.connector, f"partner_id={p.partner_id}",
+                )))
+            known.setdefault(key, set()).add(p.message_id)
+    t.fw_insert([p for _, parts in ok for p in parts])
+    ended: dict[str, Message] = {}
+    for m, parts in ok:
+        if any(p.state is not State.FORWARDED for p in parts):
+            e = _end_if_done(t, m.id, now, "")
+            if e is not None:
+                ended[m.id] = e
+    applied: dict[str, list[Message]] = {}
+    owner = {(p.connector, p.partner_id): m.id for m, parts in ok for p in parts
+             if p.partner_id is not None}
+    for connector, ids in by_connector.items():
+        for held_id, receipt in t.held_matching(connector, ids):
+            t.held_delete(held_id)
+            result = apply_partner_receipt(t, receipt, now)
+            mid = next((owner[(connector, c)] for c in receipt.candidates
+                        if (connector, c) in owner), "")
+            if result.alarm is not None:
+                alarms_of.setdefault(mid, []).append(result.alarm)
+            if result.message is not None:
+                applied.setdefault(mid, []).append(result.message)
+                if result.message.is_final:
+                    ended[result.message.id] = result.message
+    out: list[ForwardResult | Exception] = []
+    for m in finished:
+        if isinstance(m, Exception):
+            out.append(m)
+            continue
+        out.append(ForwardResult(ended.get(m.id, m), tuple(alarms_of.get(m.id, ())),
+                                 tuple(applied.get(m.id, ()))))
+    return out
+
+
+def _end_if_done(t: ForwardTables, message_id: str, now: float, partner_err: str,
+                 *, parts: Sequence[ForwardPart] | None = None,
+                 msg: Message | None = None) -> Message | None:
     """The message's final state once every part has one (FORWARDED -> final), else None.
-    ``partner_err``: the partner's own error text of the receipt that ended it, kept."""
-    parts = sorted(t.fw_of_message(message_id), key=lambda f: f.part)
+    ``partner_err``: the partner's own error text of the receipt that ended it, kept.
+    ``parts`` and ``msg``: as the caller already read them (a one-part message needs no
+    second read)."""
+    if parts is None:
+        parts = t.fw_of_message(message_id)
+    parts = sorted(parts, key=lambda f: f.part)
     if not parts:
         return None
     final, failed = message_final_state(
@@ -150,7 +223,8 @@ def _end_if_done(t: ForwardTables, message_id: str, now: float, partner_err: str
     )
     if final is None:
         return None
-    msg = t.get_message(message_id)
+    if msg is None:
+        msg = t.get_message(message_id)
     if msg is None or msg.state is not State.FORWARDED:
         return None
     extra = dict(msg.extra)
@@ -186,8 +260,10 @@ def apply_partner_receipt(t: ForwardTables, receipt: PartnerReceipt, now: float)
         return ReceiptResult("late", msg)
     error = (ERROR_OK if receipt.state is State.DELIVERED
              else ERROR_NOT_DELIVERED)
-    t.fw_set(replace(row, state=receipt.state, error=error, receipt_at=now))
-    ended = _end_if_done(t, row.message_id, now, receipt.partner_err)
+    done = replace(row, state=receipt.state, error=error, receipt_at=now)
+    t.fw_set(done)
+    ended = _end_if_done(t, row.message_id, now, receipt.partner_err,
+                         parts=[done] if row.parts == 1 else None, msg=msg)
     if ended is not None:
         return ReceiptResult("final", ended)
     return ReceiptResult("part", msg)

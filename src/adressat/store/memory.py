@@ -1144,9 +1144,25 @@ class MemoryStore:
                 raise result
             return forwards.record_forwarded(self, result, parts, item.now)
 
+    def record_forwarded_many(
+        self, items: Sequence[tuple[FinishedAttempt, Sequence[ForwardPart]]]
+    ) -> list[ForwardResult | Exception]:
+        if not items:
+            return []
+        with self.savepoint():
+            finished = self.finish_attempts([it for it, _ in items])
+            return forwards.record_forwarded_many(
+                self, finished, [parts for _, parts in items], max(it.now for it, _ in items))
+
     def apply_partner_receipt(self, receipt: PartnerReceipt, now: float) -> ReceiptResult:
         with self.savepoint():
             return forwards.apply_partner_receipt(self, receipt, now)
+
+    def apply_partner_receipts(
+        self, receipts: Sequence[PartnerReceipt], now: float
+    ) -> list[ReceiptResult]:
+        with self.savepoint():
+            return [forwards.apply_partner_receipt(self, r, now) for r in receipts]
 
     def expire_held_receipts(
         self, received_before: float, now: float, limit: int = 500
