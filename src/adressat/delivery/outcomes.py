@@ -69,15 +69,15 @@ def _plan_kind(msg: Message, outcome: Outcome, now: float, *, retry: RetryPolicy
             msg.attempts, now, msg.expires_at, jitter=jitter
         )
         if at is None and msg.expires_at <= now:
-            retry = Plan(State.EXPIRED, {"error": int(outcome.error)})
+            later = Plan(State.EXPIRED, {"error": int(outcome.error)})
         else:
             # no backoff step fits before the validity ends: the message stays DEFERRED
             # until then (an alert can still bring it out) and expires exactly at the end
             due = msg.expires_at if at is None else at
-            retry = Plan(State.DEFERRED, {"error": int(outcome.error), "next_attempt_at": due})
+            later = Plan(State.DEFERRED, {"error": int(outcome.error), "next_attempt_at": due})
         if msg.route in held:  # fail closed: no retry on a held route
-            return Plan(State.HELD, {"error": int(outcome.error)}, retry)
-        return retry
+            return Plan(State.HELD, {"error": int(outcome.error)}, later)
+        return later
     if kind is OutcomeKind.PERMANENT:
         return Plan(State.UNDELIVERABLE, {"error": int(outcome.error)})
     return Plan(State.QUARANTINED, {"error": int(outcome.error)})

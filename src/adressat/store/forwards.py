@@ -21,8 +21,9 @@ one unit of work:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from adressat.core.integrity import Alarm, AlarmKind
 from adressat.core.interconnect import (
@@ -33,9 +34,13 @@ from adressat.core.interconnect import (
 )
 from adressat.core.model import ForwardPart, Message, PartnerReceipt, State
 
+if TYPE_CHECKING:
+    from adressat.store.base import FinishedAttempt
+
 __all__ = [
     "ForwardResult",
     "ForwardTables",
+    "ForwardingStore",
     "ReceiptResult",
     "apply_partner_receipt",
     "expire_forwarded",
@@ -197,12 +202,12 @@ def record_forwarded_many(
                 if result.message.is_final:
                     ended[result.message.id] = result.message
     out: list[ForwardResult | Exception] = []
-    for m in finished:
-        if isinstance(m, Exception):
-            out.append(m)
+    for done in finished:
+        if isinstance(done, Exception):
+            out.append(done)
             continue
-        out.append(ForwardResult(ended.get(m.id, m), tuple(alarms_of.get(m.id, ())),
-                                 tuple(applied.get(m.id, ()))))
+        out.append(ForwardResult(ended.get(done.id, done), tuple(alarms_of.get(done.id, ())),
+                                 tuple(applied.get(done.id, ()))))
     return out
 
 
@@ -295,3 +300,67 @@ def expire_forwarded(t: ForwardTables, now: float, grace_s: float, limit: int) -
         out.append(t.transition(msg.id, State.FORWARDED, State.UNKNOWN, now,
                                 error=ERROR_NO_RECEIPT))
     return out
+
+
+class _Backend(ForwardTables, Protocol):
+    def savepoint(self) -> AbstractContextManager[object]: ...
+    def finish_attempts(
+        self, items: Sequence[FinishedAttempt], planned: object | None = None
+    ) -> list[Message | Exception]: ...
+
+
+class ForwardingStore:
+    """The public forwarding methods of ``Store`` (store/base.py) for a back end that has the
+    primitives (:class:`ForwardTables`), ``finish_attempts`` and ``savepoint``: each one
+    unit of work. Both back ends inherit them, so the rules are written once."""
+
+    def _backend(self) -> _Backend:
+        return cast(_Backend, self)
+
+    def record_forwarded(
+        self, item: FinishedAttempt, parts: Sequence[ForwardPart]
+    ) -> ForwardResult:
+        b = self._backend()
+        with b.savepoint():
+            result = b.finish_attempts([item])[0]
+            if isinstance(result, Exception):
+                raise result
+            return record_forwarded(b, result, parts, item.now)
+
+    def record_forwarded_many(
+        self, items: Sequence[tuple[FinishedAttempt, Sequence[ForwardPart]]]
+    ) -> list[ForwardResult | Exception]:
+        if not items:
+            return []
+        b = self._backend()
+        with b.savepoint():
+            finished = b.finish_attempts([it for it, _ in items])
+            return record_forwarded_many(b, finished, [parts for _, parts in items],
+                                         max(it.now for it, _ in items))
+
+    def apply_partner_receipt(self, receipt: PartnerReceipt, now: float) -> ReceiptResult:
+        b = self._backend()
+        with b.savepoint():
+            return apply_partner_receipt(b, receipt, now)
+
+    def apply_partner_receipts(
+        self, receipts: Sequence[PartnerReceipt], now: float
+    ) -> list[ReceiptResult]:
+        b = self._backend()
+        with b.savepoint():
+            return [apply_partner_receipt(b, r, now) for r in receipts]
+
+    def expire_held_receipts(
+        self, received_before: float, now: float, limit: int = 500
+    ) -> list[Alarm]:
+        b = self._backend()
+        with b.savepoint():
+            return expire_held_receipts(b, received_before, now, limit)
+
+    def expire_forwarded(self, now: float, grace_s: float, limit: int = 500) -> list[Message]:
+        b = self._backend()
+        with b.savepoint():
+            return expire_forwarded(b, now, grace_s, limit)
+
+    def forwards_of_message(self, message_id: str) -> list[ForwardPart]:
+        return self._backend().fw_of_message(message_id)

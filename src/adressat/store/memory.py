@@ -53,7 +53,6 @@ from adressat.core.scheduling import (
     should_expire,
     takes_scts,
 )
-from adressat.store import forwards
 from adressat.store.base import (
     AccountExists,
     ConnectorExists,
@@ -73,7 +72,7 @@ from adressat.store.base import (
     plan_finish,
     plan_transition,
 )
-from adressat.store.forwards import ForwardResult, ReceiptResult
+from adressat.store.forwards import ForwardingStore
 
 
 @dataclass
@@ -151,7 +150,7 @@ class _Data:
         self.next_attempt_seq += 1
 
 
-class MemoryStore:
+class MemoryStore(ForwardingStore):
     def __init__(self) -> None:
         self._d = _Data()
         self._lock = threading.RLock()
@@ -1135,48 +1134,6 @@ class MemoryStore:
 
     # --- forwards to partners and their receipts (issue 11, main) ---
     # (insert below this line)
-    def record_forwarded(
-        self, item: FinishedAttempt, parts: Sequence[ForwardPart]
-    ) -> ForwardResult:
-        with self.savepoint():
-            result = self.finish_attempts([item])[0]
-            if isinstance(result, Exception):
-                raise result
-            return forwards.record_forwarded(self, result, parts, item.now)
-
-    def record_forwarded_many(
-        self, items: Sequence[tuple[FinishedAttempt, Sequence[ForwardPart]]]
-    ) -> list[ForwardResult | Exception]:
-        if not items:
-            return []
-        with self.savepoint():
-            finished = self.finish_attempts([it for it, _ in items])
-            return forwards.record_forwarded_many(
-                self, finished, [parts for _, parts in items], max(it.now for it, _ in items))
-
-    def apply_partner_receipt(self, receipt: PartnerReceipt, now: float) -> ReceiptResult:
-        with self.savepoint():
-            return forwards.apply_partner_receipt(self, receipt, now)
-
-    def apply_partner_receipts(
-        self, receipts: Sequence[PartnerReceipt], now: float
-    ) -> list[ReceiptResult]:
-        with self.savepoint():
-            return [forwards.apply_partner_receipt(self, r, now) for r in receipts]
-
-    def expire_held_receipts(
-        self, received_before: float, now: float, limit: int = 500
-    ) -> list[Alarm]:
-        with self.savepoint():
-            return forwards.expire_held_receipts(self, received_before, now, limit)
-
-    def expire_forwarded(self, now: float, grace_s: float, limit: int = 500) -> list[Message]:
-        with self.savepoint():
-            return forwards.expire_forwarded(self, now, grace_s, limit)
-
-    def forwards_of_message(self, message_id: str) -> list[ForwardPart]:
-        return self.fw_of_message(message_id)
-
     def count_held_receipts(self) -> int:
         with self._lock:
             return len(self._d.held_receipts)

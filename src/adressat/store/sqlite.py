@@ -66,7 +66,6 @@ from adressat.core.model import (
     receipt_wanted,
 )
 from adressat.core.scheduling import counter_key, give_scts, takes_scts
-from adressat.store import forwards
 from adressat.store.base import (
     AccountExists,
     ConnectorExists,
@@ -90,7 +89,7 @@ from adressat.store.base import (
     plan_finish,
     plan_transition,
 )
-from adressat.store.forwards import ForwardResult, ReceiptResult
+from adressat.store.forwards import ForwardingStore
 from adressat.store.migrations import (
     CANARY_HORIZON_META,
     MESSAGE_COLUMNS,
@@ -458,7 +457,7 @@ def _owner_only(path: str) -> None:
         pass  # not ours to change: the directory (0700) still keeps it private
 
 
-class SqliteStore:
+class SqliteStore(ForwardingStore):
     def __init__(
         self, path: str | Path, *, busy_timeout_ms: int = 10_000, autocheckpoint: bool = True
     ) -> None:
@@ -1872,48 +1871,6 @@ class SqliteStore:
 
     # --- forwards to partners and their receipts (issue 11, main) ---
     # (insert below this line)
-    def record_forwarded(
-        self, item: FinishedAttempt, parts: Sequence[ForwardPart]
-    ) -> ForwardResult:
-        with self._tx():
-            result = self.finish_attempts([item])[0]
-            if isinstance(result, Exception):
-                raise result
-            return forwards.record_forwarded(self, result, parts, item.now)
-
-    def record_forwarded_many(
-        self, items: Sequence[tuple[FinishedAttempt, Sequence[ForwardPart]]]
-    ) -> list[ForwardResult | Exception]:
-        if not items:
-            return []
-        with self._tx():
-            finished = self.finish_attempts([it for it, _ in items])
-            return forwards.record_forwarded_many(
-                self, finished, [parts for _, parts in items], max(it.now for it, _ in items))
-
-    def apply_partner_receipt(self, receipt: PartnerReceipt, now: float) -> ReceiptResult:
-        with self._tx():
-            return forwards.apply_partner_receipt(self, receipt, now)
-
-    def apply_partner_receipts(
-        self, receipts: Sequence[PartnerReceipt], now: float
-    ) -> list[ReceiptResult]:
-        with self._tx():
-            return [forwards.apply_partner_receipt(self, r, now) for r in receipts]
-
-    def expire_held_receipts(
-        self, received_before: float, now: float, limit: int = 500
-    ) -> list[Alarm]:
-        with self._tx():
-            return forwards.expire_held_receipts(self, received_before, now, limit)
-
-    def expire_forwarded(self, now: float, grace_s: float, limit: int = 500) -> list[Message]:
-        with self._tx():
-            return forwards.expire_forwarded(self, now, grace_s, limit)
-
-    def forwards_of_message(self, message_id: str) -> list[ForwardPart]:
-        return self.fw_of_message(message_id)
-
     def count_held_receipts(self) -> int:
         return int(self._read("SELECT COUNT(DISTINCT held_id) FROM partner_receipts_held")[0][0])
 
