@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -61,16 +62,24 @@ def _refused(home: Path, *args: str) -> str:
     return err
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    h = tmp_path / "home"
+@pytest.fixture(scope="module")
+def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The home every test starts from, made once by the commands themselves."""
+    h = tmp_path_factory.mktemp("template") / "home"
     _ok(h, "connector", "add", "sink", "--host", "127.0.0.1", "--port", "2774",
         "--system-id", "bench", "--password", PASSWORD)
-    _ok(h, "connector", "add", "backup", "--host", "smpp.example.net", "--port", "2775",
+    _ok(h, "connector", "add", "backup", "--host", "127.0.0.2", "--port", "2775",
         "--system-id", "adr", "--password", PASSWORD, "--bind", "tx", "--window", "50",
         "--throughput", "200", "--system-type", "VMA", "--enquire-link-s", "15",
         "--payload", "on")
     _ok(h, "account", "add", "bank", "--password", "pw")
+    return h
+
+
+@pytest.fixture
+def home(tmp_path: Path, _template: Path) -> Path:
+    h = tmp_path / "home"
+    shutil.copytree(_template, h)  # a copy of its own (the store is closed between commands)
     return h
 
 
@@ -107,7 +116,7 @@ def test_connector_add_show_and_list(home: Path) -> None:
     view = _json(home, "connector", "show", "backup")
     assert isinstance(view, dict)
     cfg = view["config"]
-    assert cfg == {**cfg, "host": "smpp.example.net", "port": 2775, "system_id": "adr",
+    assert cfg == {**cfg, "host": "127.0.0.2", "port": 2775, "system_id": "adr",
                    "bind": "tx", "window": 50, "throughput_per_s": 200, "system_type": "VMA",
                    "enquire_link_s": 15.0, "payload": True, "password": "set"}
     text = _ok(home, "connector", "show", "sink")

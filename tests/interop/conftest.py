@@ -117,3 +117,4 @@ def osmo_msc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[osmo_mod.Osmo
         yield o
     finally:
         stack.close()
+

@@ -113,7 +113,7 @@ hlr
 sgs
  local-ip {HOST}
  local-port {sgs_port}
- vlr-name vlr.example.net
+ vlr-name vlr.invalid
 smsc
  database {sms_db}
 smpp

@@ -25,7 +25,7 @@ def _status(name: str = "sink", **kw: object) -> ConnectorStatus:
 
 # --- connectors ----------------------------------------------------------------------------------
 def test_connectors_round_trip_every_field_by_name(store: Store) -> None:
-    b = _conn("b", host="smpp.example.net", port=2775, system_id="sys", password="pw",
+    b = _conn("b", host="127.0.0.3", port=2775, system_id="sys", password="pw",
               bind="tx", window=100, throughput_per_s=50, system_type="VMA",
               enquire_link_s=7.5, payload=True, created_at=1.5, updated_at=2.5)
     a = _conn("a")
