@@ -25,9 +25,7 @@ from smpp_capture import Capture  # noqa: E402
 
 from adressat.testing.server import adressat  # noqa: E402
 
-# one xdist worker runs every interop test (scripts/test runs two): OsmoMSC's fixed
-# ports and jasmind's machine-wide lock allow one of each on a machine
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("interop")]
+pytestmark = pytest.mark.slow
 
 _numbers = itertools.count(46701096000)  # netsim numbers of both nodes, apart from others'
 

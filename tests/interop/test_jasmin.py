@@ -17,9 +17,7 @@ from e2e_kit import Esme, close_all, customer_inbox, wait_for  # noqa: E402
 from peer_jasmin import Jasmin  # noqa: E402
 from smpp_capture import Capture  # noqa: E402
 
-# one xdist worker runs every interop test (scripts/test runs two): OsmoMSC's fixed
-# ports and jasmind's machine-wide lock allow one of each on a machine
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("interop")]
+pytestmark = pytest.mark.slow
 
 N = 20
 _numbers = itertools.count(46701091000)  # netsim's default subscribers, apart from others

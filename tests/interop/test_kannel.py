@@ -22,9 +22,7 @@ from peer_kannel import Kannel  # noqa: E402
 from adressat.delivery.netsim_adapter import build_parts  # noqa: E402
 from adressat.netsim.inbox import InboxRecord  # noqa: E402
 
-# one xdist worker runs every interop test (scripts/test runs two): OsmoMSC's fixed
-# ports and jasmind's machine-wide lock allow one of each on a machine
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("interop")]
+pytestmark = pytest.mark.slow
 
 DELIVERED, FAILED, SMSC_ACCEPTED, SMSC_REJECTED = 1, 2, 8, 16
 MASK = DELIVERED | FAILED | SMSC_ACCEPTED | SMSC_REJECTED

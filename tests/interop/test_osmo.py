@@ -16,9 +16,7 @@ from e2e_kit import Esme, close_all  # noqa: E402
 from peer_osmo import OsmoMsc  # noqa: E402
 from smpp_capture import Capture  # noqa: E402
 
-# one xdist worker runs every interop test (scripts/test runs two): OsmoMSC's fixed
-# ports and jasmind's machine-wide lock allow one of each on a machine
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("interop")]
+pytestmark = pytest.mark.slow
 
 N = 5
 NO_RECEIPT_WAIT_S = 3.0
