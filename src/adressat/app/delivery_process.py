@@ -82,20 +82,6 @@ def netsim_settings(s: Settings) -> NetsimSettings:
         canaries_per_node=s.canaries_per_node)
 
 
-def own_route_kind(name: str) -> str:
-    """The kind of a route by its name, for the worker: the own network's route is the
-    simulated network; no connector exists yet, so every other route has no way out."""
-    return "netsim" if name == "netsim" else "none"
-
-
-def route_kinds(s: Settings) -> Callable[[str], str]:
-    """``own_route_kind``, with the routes that routing rules send into the simulated network
-    (``kind: netsim``) as netsim routes too."""
-    netsim = {"netsim"} | {str(r.get("route")) for r in s.routing_rules
-                           if r.get("kind") == "netsim"}
-    return lambda name: "netsim" if name in netsim else "none"
-
-
 class DeliveryNode:
     """Delivery worker + simulated network + fault switchboards on one group committer."""
 
