@@ -101,6 +101,17 @@ def _connect(node: Node, name: str, port: int, *extra: str) -> None:
              "--system-id", "adressat", "--password", "pw", "--window", "10", *extra)
 
 
+async def _via_hub(node: Node, modes: PartnerModes, *run_args: str,
+                   connector_args: tuple[str, ...] = ()) -> tuple[PartnerSink, ServerProcess]:
+    """A partner with ``modes``, our connector ``hub`` to it, route ``out`` (4676...) through
+    it, and the node running with ``run_args``."""
+    sink = await _partner(modes)
+    _connect(node, "hub", sink.port, *connector_args)
+    node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
+    server = await asyncio.to_thread(node.start, *run_args)
+    return sink, server
+
+
 async def _receipts(client: EsmeClient, ids: list[str], timeout_s: float = 30.0) -> dict[str, str]:
     missing = await client.wait_receipts(ids, timeout_s=timeout_s)
     assert missing == set(), f"{len(missing)} receipts missing"
@@ -114,10 +125,7 @@ async def _receipts(client: EsmeClient, ids: list[str], timeout_s: float = 30.0)
 
 def test_forwarded_then_delivered_with_receipts_and_every_hop_recorded(node: Node) -> None:
     async def go() -> None:
-        sink = await _partner(PartnerModes(receipt_delay_s=0.2, id_style="hex"))
-        _connect(node, "hub", sink.port)
-        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
-        server = await asyncio.to_thread(node.start)
+        sink, server = await _via_hub(node, PartnerModes(receipt_delay_s=0.2, id_style="hex"))
         client, ids = await _submit_all(server.port, 30)
         try:
             stats = await _receipts(client, ids)
@@ -147,11 +155,9 @@ def test_forwarded_then_delivered_with_receipts_and_every_hop_recorded(node: Nod
 
 def test_receipts_at_once_and_before_the_response_in_other_spellings(node: Node) -> None:
     async def go() -> None:
-        sink = await _partner(PartnerModes(receipt_delay_s=0.0, receipt_before_resp=True,
-                                           id_style="hex_in_resp_decimal_in_receipt"))
-        _connect(node, "hub", sink.port)
-        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
-        server = await asyncio.to_thread(node.start)
+        sink, server = await _via_hub(node, PartnerModes(
+            receipt_delay_s=0.0, receipt_before_resp=True,
+            id_style="hex_in_resp_decimal_in_receipt"))
         client, ids = await _submit_all(server.port, 60)
         try:
             stats = await _receipts(client, ids)
@@ -167,11 +173,8 @@ def test_receipts_at_once_and_before_the_response_in_other_spellings(node: Node)
 
 def test_one_id_for_every_message_is_alarmed_and_never_misapplied(node: Node) -> None:
     async def go() -> None:
-        sink = await _partner(PartnerModes(receipt_delay_s=0.1, fixed_id="42"))
-        _connect(node, "hub", sink.port)
-        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
-        server = await asyncio.to_thread(
-            node.start, "--forwarded-grace-s", "0")
+        sink, server = await _via_hub(node, PartnerModes(receipt_delay_s=0.1, fixed_id="42"),
+                                      "--forwarded-grace-s", "0")
         client = EsmeClient("127.0.0.1", server.port, "acme", "pw", window=5)
         await client.connect()
         try:
@@ -195,10 +198,8 @@ def test_one_id_for_every_message_is_alarmed_and_never_misapplied(node: Node) ->
 
 def test_receipts_for_ids_never_given_are_alarmed(node: Node) -> None:
     async def go() -> None:
-        sink = await _partner(PartnerModes(receipt_delay_s=0.1, bogus_receipts=True))
-        _connect(node, "hub", sink.port)
-        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
-        server = await asyncio.to_thread(node.start, "--partner-receipt-hold-s", "1")
+        sink, server = await _via_hub(node, PartnerModes(receipt_delay_s=0.1, bogus_receipts=True),
+                                      "--partner-receipt-hold-s", "1")
         client, ids = await _submit_all(server.port, 5)
         try:
             stats = await _receipts(client, ids)
@@ -218,11 +219,9 @@ def test_receipts_for_ids_never_given_are_alarmed(node: Node) -> None:
 
 def test_a_partner_that_vanishes_mid_window_loses_nothing(node: Node) -> None:
     async def go() -> None:
-        sink = await _partner(PartnerModes(receipt_delay_s=0.1, vanish_after=8,
-                                           resp_delay_s=0.05))
-        _connect(node, "hub", sink.port)
-        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
-        server = await asyncio.to_thread(node.start, "--connector-response-timeout-s", "2")
+        sink, server = await _via_hub(
+            node, PartnerModes(receipt_delay_s=0.1, vanish_after=8, resp_delay_s=0.05),
+            "--connector-response-timeout-s", "2")
         client, ids = await _submit_all(server.port, 40)
         try:
             stats = await _receipts(client, ids, timeout_s=60)
@@ -281,11 +280,8 @@ def test_throttling_and_failover_to_the_second_connector(node: Node) -> None:
 
 def test_a_permanent_refusal_ends_undeliverable_with_the_partners_status(node: Node) -> None:
     async def go() -> None:
-        sink = await _partner(PartnerModes(receipt_delay_s=0.1,
-                                           refuse={"46769": int(S.ESME_RINVDSTADR)}))
-        _connect(node, "hub", sink.port)
-        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
-        server = await asyncio.to_thread(node.start)
+        sink, server = await _via_hub(node, PartnerModes(
+            receipt_delay_s=0.1, refuse={"46769": int(S.ESME_RINVDSTADR)}))
         client = EsmeClient("127.0.0.1", server.port, "acme", "pw")
         await client.connect()
         try:

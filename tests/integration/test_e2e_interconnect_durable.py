@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from e2e_kit import close_all
-from test_e2e_interconnect import OUT, Node, _connect, _dest, _partner, _receipts
+from test_e2e_interconnect import Node, _dest, _receipts, _via_hub
 
 from adressat.smpp.constants import CommandStatus as S
 from adressat.testing.esme import EsmeClient
@@ -34,10 +34,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 def test_the_mapping_survives_a_kill_9_and_the_late_receipt_still_ends_it(node: Node) -> None:
     async def go() -> None:
-        sink = await _partner(PartnerModes(receipt_delay_s=4.0))
-        _connect(node, "hub", sink.port)
-        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
-        server = await asyncio.to_thread(node.start)
+        sink, server = await _via_hub(node, PartnerModes(receipt_delay_s=4.0))
         client = EsmeClient("127.0.0.1", server.port, "acme", "pw")
         await client.connect()
         try:
@@ -65,11 +62,9 @@ def test_the_mapping_survives_a_kill_9_and_the_late_receipt_still_ends_it(node: 
 
 def test_receipts_on_the_receiver_session_of_a_tx_connector(node: Node) -> None:
     async def go() -> None:
-        sink = await _partner(PartnerModes(receipt_delay_s=0.1, receipt_other_session=True,
-                                           id_style="zero_padded"))
-        _connect(node, "hub", sink.port, "--bind", "tx")
-        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
-        server = await asyncio.to_thread(node.start)
+        sink, server = await _via_hub(
+            node, PartnerModes(receipt_delay_s=0.1, receipt_other_session=True,
+                               id_style="zero_padded"), connector_args=("--bind", "tx"))
         client = EsmeClient("127.0.0.1", server.port, "acme", "pw", window=10)
         await client.connect()
         try:
@@ -92,10 +87,7 @@ def test_receipts_on_the_receiver_session_of_a_tx_connector(node: Node) -> None:
 
 def test_a_long_message_as_parts_delivered_only_when_every_part_is(node: Node) -> None:
     async def go() -> None:
-        sink = await _partner(PartnerModes(receipt_delay_s=0.1))
-        _connect(node, "hub", sink.port)
-        node.cli("route", "add", "out", "--prefix", OUT, "--via", "hub")
-        server = await asyncio.to_thread(node.start)
+        sink, server = await _via_hub(node, PartnerModes(receipt_delay_s=0.1))
         client = EsmeClient("127.0.0.1", server.port, "acme", "pw")
         await client.connect()
         try:
