@@ -109,7 +109,7 @@ def test_connector_to_osmo_msc_one_id_for_all_no_receipts(osmo_msc: OsmoMsc, nod
             states = dict(_db(a.home, "SELECT id, state FROM messages WHERE account = 'acme'"))
             assert set(states.values()) == {"UNKNOWN"}
             kinds = [k for (k,) in _db(a.home, "SELECT kind FROM alarms")]
-            assert kinds.count("partner_id_reused") == n - 1  # the same id for all of them
+            assert kinds == ["partner_id_reused"]  # the same id for all: one alarm for it
             pids = {p for (p,) in _db(a.home, "SELECT DISTINCT partner_id FROM forwards")}
             assert pids == {"msg_id_not_implemented"}
         finally:

@@ -96,7 +96,15 @@ from adressat.delivery.faults import InternalFaults
 from adressat.delivery.outcomes import OutcomeBatch, Plan, plan_outcome
 from adressat.delivery.recovery import INTERRUPTED, interrupted
 from adressat.observe.health import EpisodeRecorder
-from adressat.observe.metrics import ALARMS, ATTEMPTS, DELIVERY_LATENCY, FINAL, HELD, TurnCounts
+from adressat.observe.metrics import (
+    ALARMS,
+    ATTEMPTS,
+    DELIVERY_LATENCY,
+    FINAL,
+    HELD,
+    PARTNER_SUBMITS,
+    TurnCounts,
+)
 from adressat.store.base import (
     DuplicateDelivery,
     FinishedAttempt,
@@ -917,6 +925,8 @@ class DeliveryWorker:
             return None
         for alarm in result.alarms:
             self._after_alarm(alarm, False)
+        if result.reused and outcome.forwards:
+            PARTNER_SUBMITS.labels(outcome.forwards[0].connector, "id_reused").inc(result.reused)
         new = result.message
         self.forwarded += 1
         for m in result.applied:

@@ -79,7 +79,8 @@ ALARMS = Counter("adressat_alarms_raised", "Integrity alarms raised, by kind", [
 # interconnect (issue 11): what each partner said, by connector
 PARTNER_SUBMITS = Counter("adressat_partner_submits",
                           "submit_sm to partners by connector and result (accepted, refused,"
-                          " unanswered)", ["connector", "result"])
+                          " unanswered, id_reused: accepted under an id given before)",
+                          ["connector", "result"])
 PARTNER_RECEIPTS = Counter("adressat_partner_receipts",
                            "Receipts from partners by connector and outcome (final, part, held,"
                            " ambiguous, repeat, intermediate, late, not_a_receipt, not_written)",

@@ -58,6 +58,11 @@ class ForwardResult:
     message: Message
     alarms: tuple[Alarm, ...] = ()
     applied: tuple[Message, ...] = ()
+    #: parts whose partner id the connector had given another message already (the first
+    #: such reuse of an id is a ``partner_id_reused`` alarm; the next ones only count here,
+    #: so a partner that answers one id for everything, as OsmoMSC does, is one alarm, not
+    #: one per message for as long as it runs)
+    reused: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,34 +120,10 @@ def record_forwarded(
     t: ForwardTables, forwarded: Message, parts: Sequence[ForwardPart], now: float
 ) -> ForwardResult:
     """After the caller wrote ``forwarded`` (the attempt's FORWARDED outcome) in the same
-    savepoint: its parts, the reuse alarms, the held receipts."""
-    alarms: list[Alarm] = []
-    for p in parts:
-        if p.partner_id is None:
-            continue
-        others = [f.message_id for f in t.fw_by_partner(p.connector, (p.partner_id,))
-                  if f.message_id != p.message_id]
-        if others:
-            alarms.append(t.append_alarm(_alarm(
-                AlarmKind.PARTNER_ID_REUSED, now, [*others, p.message_id], forwarded,
-                p.connector, f"partner_id={p.partner_id}",
-            )))
-    t.fw_insert(parts)
-    if any(p.state is not State.FORWARDED for p in parts):
-        _end_if_done(t, forwarded.id, now, "")  # a part refused: ends it if none is open
-    applied: list[Message] = []
-    for p in parts:
-        if p.partner_id is None:
-            continue
-        for held_id, receipt in t.held_matching(p.connector, (p.partner_id,)):
-            t.held_delete(held_id)
-            result = apply_partner_receipt(t, receipt, now)
-            if result.alarm is not None:
-                alarms.append(result.alarm)
-            if result.message is not None:
-                applied.append(result.message)
-    current = t.get_message(forwarded.id) or forwarded
-    return ForwardResult(current, tuple(alarms), tuple(applied))
+    savepoint: its parts, the reuse alarm, the held receipts."""
+    [result] = record_forwarded_many(t, [forwarded], [parts], now)
+    assert not isinstance(result, Exception)
+    return result
 
 
 def record_forwarded_many(
@@ -167,6 +148,7 @@ def record_forwarded_many(
         for f in t.fw_by_partner(connector, ids):
             known.setdefault((connector, f.partner_id or ""), set()).add(f.message_id)
     alarms_of: dict[str, list[Alarm]] = {}
+    reused: dict[str, int] = {}
     for m, parts in ok:
         for p in parts:
             if p.partner_id is None:
@@ -174,6 +156,8 @@ def record_forwarded_many(
             key = (p.connector, p.partner_id)
             others = sorted(known.get(key, set()) - {p.message_id})
             if others:
+                reused[m.id] = reused.get(m.id, 0) + 1
+            if len(others) == 1:  # its first reuse is the alarm; the next ones are counted
                 alarms_of.setdefault(m.id, []).append(t.append_alarm(_alarm(
                     AlarmKind.PARTNER_ID_REUSED, now, [*others, p.message_id], m,
                     p.connector, f"partner_id={p.partner_id}",
@@ -207,7 +191,7 @@ def record_forwarded_many(
             out.append(done)
             continue
         out.append(ForwardResult(ended.get(done.id, done), tuple(alarms_of.get(done.id, ())),
-                                 tuple(applied.get(done.id, ()))))
+                                 tuple(applied.get(done.id, ())), reused.get(done.id, 0)))
     return out
 
 
@@ -249,6 +233,9 @@ def apply_partner_receipt(t: ForwardTables, receipt: PartnerReceipt, now: float)
         return ReceiptResult("held")
     messages = {f.message_id for f in rows}
     if len(rows) > 1:  # two messages (or two parts) under one id: which one is unknowable
+        if len({f.partner_id for f in rows}) == 1 and len(messages) > 1:
+            # one id given to several messages: its reuse was alarmed when it happened
+            return ReceiptResult("ambiguous")
         msg = t.get_message(rows[0].message_id)
         alarm = t.append_alarm(_alarm(
             AlarmKind.PARTNER_RECEIPT_UNMATCHED, now, sorted(messages), msg, receipt.connector,
