@@ -4,6 +4,7 @@ stopped by the ``jasmin`` fixture (conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -37,7 +38,7 @@ JCLI_ERRORS = ("Unknown", "Error", "error", "Incorrect", "nvalid", "not found", 
 
 
 class JCliError(RuntimeError):
-    pass
+    """jCli refused a command (its answer says why)."""
 
 
 class JCli:
@@ -59,10 +60,9 @@ class JCli:
         """Drops any further prompt (an answer to the empty line) before the first command."""
         self.sock.settimeout(JCLI_DRAIN_S)
         try:
-            while self.sock.recv(65536):
-                pass
-        except TimeoutError:
-            pass
+            with contextlib.suppress(TimeoutError):  # nothing more came: drained
+                while self.sock.recv(65536):
+                    continue
         finally:
             self.sock.settimeout(self.timeout_s)
 
@@ -118,10 +118,8 @@ class JCli:
                 self.run(line)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # jCli may have closed already
             self.sock.sendall(b"quit\r\n")
-        except OSError:
-            pass
         self.sock.close()
 
 

@@ -176,7 +176,7 @@ class Ingress:
         queued = len(msgs) - len(ended)
         if self.queue.value + queued > self.queue.limit:
             raise Overloaded(queue_full=True)
-        after = functools.partial(self._committed, msgs, queued, done)
+        after = functools.partial(self._committed, msgs, queued, ended, done)
         try:
             if ended:
                 now = self.clock()
@@ -197,16 +197,19 @@ class Ingress:
             raise Overloaded(queue_full=False) from None
         self.queue.value += queued  # reserved now, so commits in flight count too
 
-    def _committed(self, msgs: list[Message], queued: int, done: InsertDone,
-                   error: BaseException | None) -> None:
+    def _committed(self, msgs: list[Message], queued: int, ended: list[tuple[str, int]],
+                   done: InsertDone, error: BaseException | None) -> None:
         if error is not None:
             self.queue.value -= queued
         else:
             self.accepted += len(msgs)
             for m in msgs:
                 self._accepted.add(m.account)
-                if m.route and self._ends_at_once(m) is not None:
-                    FINAL.labels(m.account, m.route, State.UNDELIVERABLE.value).inc()
+            if ended:  # ended at once, in the accepting transaction (decided once, above)
+                ids = {mid for mid, _ in ended}
+                for m in msgs:
+                    if m.id in ids:
+                        FINAL.labels(m.account, m.route, State.UNDELIVERABLE.value).inc()
             if log.isEnabledFor(logging.DEBUG):
                 for m in msgs:
                     log.debug("accepted", extra={"message_id": m.id, "account": m.account,

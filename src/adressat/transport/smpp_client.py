@@ -262,12 +262,10 @@ class _Connection(asyncio.Protocol):
         """unbind, wait for unbind_resp (at most ``timeout_s``), close. True: answered."""
         answered = False
         if self.alive and self.session.is_bound:
-            try:
+            with contextlib.suppress(ConnectionError, TimeoutError):  # closed all the same
                 fut = self.request(Pdu.make(C.UNBIND, 0))
                 await asyncio.wait_for(fut, max(0.0, timeout_s))
                 answered = True
-            except (ConnectionError, TimeoutError):
-                pass
         self.close("unbound" if answered else "closed by us")
         return answered
 
