@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from store_helpers import make_msg
 
-from adressat.app.receipts import ReceiptSender
 from adressat.core.model import State
+from adressat.ingress.receipts import ReceiptSender
 from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.pdus import Pdu
 from adressat.store import SqliteStore

@@ -28,6 +28,9 @@ from adressat.api import dashboard
 from adressat.api.http import HttpListener
 from adressat.core.accept import AcceptLimits
 from adressat.core.model import CANARY_ACCOUNT, Message
+from adressat.ingress.commit import Ingress
+from adressat.ingress.receipts import ReceiptSender
+from adressat.ingress.smpp import SmppService
 from adressat.observe import metrics as mx
 from adressat.observe.health import EpisodeRecorder, NodeHealth
 from adressat.observe.logs import setup_logging
@@ -43,11 +46,8 @@ from adressat.transport.smpp_server import SmppServer
 from .alerting import Alerting
 from .delivery_process import DeliveryNode, DeliveryProcess, netsim_settings
 from .home import prepare_home, private_umask
-from .ingress import Ingress
-from .receipts import ReceiptSender
 from .retention import Retention
 from .settings import Settings
-from .smpp_service import SmppService
 
 log = logging.getLogger("adressat.node")
 

@@ -24,15 +24,30 @@ UCS2_DATA_CODING = 0x08
 
 
 class Refusal(StrEnum):
-    """Why a submission was refused; each ingress maps it to its own status (SMPP, HTTP)."""
+    """Why a submission was refused. One table (``ingress/refusals.py``) gives each its SMPP
+    command_status and its HTTP status and problem type; every way in raises
+    :class:`Refused` with one of these, and nothing else."""
 
     INVALID_DESTINATION = "invalid_destination"
+    #: a valid number outside what this account may send to (a partner's ranges)
+    DESTINATION_NOT_ALLOWED = "destination_not_allowed"
     INVALID_SOURCE = "invalid_source"
     INVALID_SCHEDULE = "invalid_schedule"
     INVALID_EXPIRY = "invalid_expiry"
     MESSAGE_TOO_LONG = "message_too_long"
     INVALID_CONTENT = "invalid_content"
     INVALID_PRIORITY = "invalid_priority"
+    #: message type bits that an ESME may not submit, or a UDH indicator without a valid UDH
+    INVALID_ESM_CLASS = "invalid_esm_class"
+    INVALID_PARAMETER = "invalid_parameter"  # an optional parameter with a value out of range
+    MISSING_PARAMETER = "missing_parameter"  # one of a set of parameters that go together
+    PARAMETER_NOT_ALLOWED = "parameter_not_allowed"  # given twice, or not allowed here
+    #: temporary: the account's throughput limit (retry after a second)
+    THROTTLED = "throttled"
+    #: temporary: the queue of unfinished messages is full, or the store cannot write now
+    QUEUE_FULL = "queue_full"
+    #: the commit failed for another reason: nothing durable, our fault
+    SYSTEM_ERROR = "system_error"
 
 
 class Refused(Exception):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from adressat.app.smpp_service import BindWindow, SmppService
+from adressat.ingress.smpp import BindWindow, SmppService
 
 _ids = itertools.count(1)
 

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
-from adressat.core.accept import Refused, Submission
+from adressat.core.accept import Refusal, Refused, Submission
 from adressat.core.interconnect_config import in_ranges
 from adressat.core.model import Message, State
 from adressat.core.passwords import verify_password
@@ -33,8 +33,9 @@ from adressat.store.base import NotPending, Store, StoreUnavailable, UnknownMess
 from adressat.store.commit import GroupCommitter
 from adressat.transport.smpp_server import LATER, Later, SmppConnection
 
-from .ingress import REFUSAL_STATUS_NAMES, Ingress, Overloaded
+from .commit import Ingress
 from .receipts import ReceiptSender
+from .refusals import commit_refusal, smpp_status
 
 log = logging.getLogger("adressat.smpp.service")
 
@@ -59,11 +60,11 @@ QUERY_STATE: dict[State, MessageState] = {
 
 def check_one_part(content: bytes, data_coding: int) -> None:
     """Content that carries its own UDH is one SMS part: it must fit one SMS on the air with
-    that UDH, or it would be accepted and then never deliverable. Raises SubmitError."""
+    that UDH, or it would be accepted and then never deliverable. Raises Refused."""
     try:
         _, rest = parse_udh(content)
     except UdhError:
-        raise SubmitError(S.ESME_RINVESMCLASS) from None  # UDHI set, no valid UDH
+        raise Refused(Refusal.INVALID_ESM_CLASS) from None  # UDHI set, no valid UDH
     udh_octets = len(content) - len(rest)
     try:
         gsm7 = codec_for_data_coding(data_coding).alphabet is Alphabet.GSM7
@@ -74,25 +75,19 @@ def check_one_part(content: bytes, data_coding: int) -> None:
     else:
         fits = len(content) <= TP_UD_OCTETS_MAX
     if not fits:
-        raise SubmitError(S.ESME_RINVMSGLEN)
+        raise Refused(Refusal.MESSAGE_TOO_LONG)
 
 
 def check_message_type(esm_class: int) -> None:
     if esm_class & ESM_MESSAGE_TYPE:
         # bits 2-5 name a receipt or an acknowledgement: an SMSC sends those, an ESME
         # submits only default-type messages (SMPP 3.4 5.2.12)
-        raise SubmitError(S.ESME_RINVESMCLASS)
+        raise Refused(Refusal.INVALID_ESM_CLASS)
 
 
 READ_TLVS = ("message_payload", "sar_msg_ref_num", "sar_total_segments", "sar_segment_seqnum",
              "user_message_reference")
 READ_TLV_TAGS = tuple(tlv_tag(name) for name in READ_TLVS)
-
-
-class SubmitError(Exception):
-    def __init__(self, status: S) -> None:
-        super().__init__(status.name)
-        self.status = status
 
 
 @dataclass
@@ -298,7 +293,7 @@ class SmppService:
     def _throttle(self, account: str, messages: int = 1) -> None:
         bucket = self.buckets.get(account)
         if bucket is not None and not bucket.take(self.clock(), messages):
-            raise SubmitError(S.ESME_RTHROTTLED)
+            raise Refused(Refusal.THROTTLED)
 
     def _build(self, account: str, sub: Submission, now: float) -> Message:
         """The message of a submission (validated, normalised, not yet durable): the one way
@@ -311,7 +306,7 @@ class SmppService:
         msg = self.ingress.build(sub, now)
         ranges = self.partner_ranges.get(account)
         if ranges is not None and not in_ranges(msg.destination, ranges):
-            raise SubmitError(S.ESME_RINVDSTADR)
+            raise Refused(Refusal.DESTINATION_NOT_ALLOWED)
         return msg
 
     def _submission(self, account: str, pdu: Pdu, dest: tuple[int, int, str] | None = None,
@@ -331,11 +326,11 @@ class SmppService:
         try:
             schedule = parse_smpp_time(str(f.get("schedule_delivery_time", "")), now)
         except SmppTimeError:
-            raise SubmitError(S.ESME_RINVSCHED) from None
+            raise Refused(Refusal.INVALID_SCHEDULE) from None
         try:
             expires = parse_smpp_time(str(f.get("validity_period", "")), now)
         except SmppTimeError:
-            raise SubmitError(S.ESME_RINVEXPIRY) from None
+            raise Refused(Refusal.INVALID_EXPIRY) from None
         if dest is None:
             dest = (int(f["dest_addr_ton"]), int(f["dest_addr_npi"]),  # type: ignore[arg-type]
                     str(f["destination_addr"]))
@@ -366,23 +361,23 @@ class SmppService:
         tags = [t for t, _ in pdu.tlvs]
         for tag in READ_TLV_TAGS:  # read as one value each: a second one would be ignored
             if tags.count(tag) > 1:
-                raise SubmitError(S.ESME_ROPTPARNOTALLWD)
+                raise Refused(Refusal.PARAMETER_NOT_ALLOWED)
         payload = pdu.tlv("message_payload")
         if payload is not None:
             if content:
-                raise SubmitError(S.ESME_RINVMSGLEN)  # both short_message and message_payload
+                raise Refused(Refusal.MESSAGE_TOO_LONG)  # both short_message and message_payload
             content = payload if isinstance(payload, bytes) else str(payload).encode("latin-1")
         check_message_type(esm_class)
         ref, total, seq = (pdu.tlv("sar_msg_ref_num"), pdu.tlv("sar_total_segments"),
                            pdu.tlv("sar_segment_seqnum"))
         if ref is not None or total is not None or seq is not None:
             if ref is None or total is None or seq is None or esm_class & ESM_UDHI:
-                raise SubmitError(S.ESME_RMISSINGOPTPARAM if not esm_class & ESM_UDHI
-                                  else S.ESME_RINVOPTPARAMVAL)
+                raise Refused(Refusal.MISSING_PARAMETER if not esm_class & ESM_UDHI
+                              else Refusal.INVALID_PARAMETER)
             try:
                 info = ConcatInfo(int(ref), int(total), int(seq))
             except ValueError:
-                raise SubmitError(S.ESME_RINVOPTPARAMVAL) from None
+                raise Refused(Refusal.INVALID_PARAMETER) from None
             # what goes on the air: the SAR parameters become a concatenation UDH
             content = concat_udh(info, ref16=info.reference > 255) + content
             esm_class |= ESM_UDHI
@@ -409,14 +404,9 @@ class SmppService:
             msg = self._build(account, sub, self.clock())
             self.ingress.commit_then(
                 [msg], functools.partial(self._committed, conn, pdu, msg.id, t0))
-        except SubmitError as e:
-            return self._refuse(conn, pdu, e.status, t0)
         except Refused as e:
             self.ingress.refused += 1
-            return self._refuse(conn, pdu, S[REFUSAL_STATUS_NAMES[e.reason]], t0)
-        except Overloaded as e:
-            status = S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED
-            return self._refuse(conn, pdu, status, t0)
+            return self._refuse(conn, pdu, smpp_status(e.reason), t0)
         return LATER
 
     def _refuse(self, conn: SmppConnection, pdu: Pdu, status: S, t0: float) -> Pdu:
@@ -430,10 +420,8 @@ class SmppService:
             conn.answer(pdu.response(message_id=message_id))
             SUBMIT_LATENCY.observe(time.perf_counter() - t0)
             return
-        # nothing durable: the sender must not take it for accepted. A store that cannot
-        # write now (disk full, I/O error) is said as a temporary ESME_RMSGQFUL, which
-        # senders retry later; anything else is our fault (ESME_RSYSERR)
-        status = S.ESME_RMSGQFUL if isinstance(error, StoreUnavailable) else S.ESME_RSYSERR
+        # nothing durable: the sender must not take it for accepted
+        status = smpp_status(commit_refusal(error))
         log.error("commit failed", extra={"session": conn.conn_id, "account": conn.account,
                                           "status": status.name, "seq": pdu.sequence_number,
                                           "error_type": type(error).__name__})
@@ -458,11 +446,8 @@ class SmppService:
         try:
             self._throttle(account, len(dests))  # throughput counts messages, not PDUs
             self.ingress.check_capacity()
-        except SubmitError as e:
-            self._refused.add(e.status.name)
-            return pdu.response(e.status)
-        except Overloaded as e:
-            status = S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED
+        except Refused as e:
+            status = smpp_status(e.reason)
             self._refused.add(status.name)
             return pdu.response(status)
         for d in dests:
@@ -479,10 +464,8 @@ class SmppService:
                     seen.add(msg.destination)
                     msgs.append(msg)
                 continue
-            except SubmitError as e:
-                status = e.status
             except Refused as e:
-                status = S[REFUSAL_STATUS_NAMES[e.reason]]
+                status = smpp_status(e.reason)
             unsuccess.append({"dest_addr_ton": ton, "dest_addr_npi": npi,
                               "destination_addr": addr, "error_status_code": int(status)})
         if not msgs:
@@ -494,13 +477,10 @@ class SmppService:
             return pdu.response(status)
         try:
             await self.ingress.commit(msgs)
-        except Overloaded as e:
-            status = S.ESME_RMSGQFUL if e.queue_full else S.ESME_RTHROTTLED
+        except (Refused, StoreUnavailable) as e:  # nothing durable, as for submit_sm
+            status = smpp_status(commit_refusal(e))
             self._refused.add(status.name)
             return pdu.response(status)
-        except StoreUnavailable:  # nothing durable: a temporary refusal, as for submit_sm
-            self._refused.add(S.ESME_RMSGQFUL.name)
-            return pdu.response(S.ESME_RMSGQFUL)
         return pdu.response(message_id=msgs[0].id, unsuccess_smes=tuple(unsuccess))
 
     # -- query / cancel / replace ---------------------------------------------------------------
@@ -573,8 +553,8 @@ class SmppService:
 
         try:
             await self.committer.run(op)
-        except SubmitError as e:
-            return pdu.response(e.status)
+        except Refused as e:
+            return pdu.response(smpp_status(e.reason))
         except (UnknownMessage, NotPending, ValueError):
             return pdu.response(S.ESME_RREPLACEFAIL)
         return pdu.response()

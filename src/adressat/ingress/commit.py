@@ -1,6 +1,6 @@
-"""The ingress role: a Submission in, a durable message id out (I1), or a refusal.
+"""The commit every way in shares: a Submission in, a durable message id out (I1), or a refusal.
 
-Every way in (SMPP, later HTTP and mobile-originated) calls :meth:`Ingress.accept`. It runs
+Every way in (SMPP, HTTP, later mobile-originated) calls :meth:`Ingress.accept`. It runs
 ``core.accept_message`` (validation, E.164, id, binding tag, route), commits through the group
 committer and only then returns the id, so the caller's "accepted" is never said before the
 message is on disk. A message whose route has no way out (another operator with no connector)
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from adressat.core.accept import AcceptLimits, Refusal, Refused, Submission, accept_message
+from adressat.core.accept import AcceptLimits, Refused, Submission, accept_message
 from adressat.core.ids import IdGenerator
 from adressat.core.model import Message, State
 from adressat.delivery.errors import DeliveryError
@@ -28,15 +28,9 @@ from adressat.routing.table import RoutingTable
 from adressat.store.base import Store
 from adressat.store.commit import CommitQueueFull, GroupCommitter, InsertDone
 
+from .refusals import Overloaded
+
 log = logging.getLogger("adressat.ingress")
-
-
-class Overloaded(Exception):
-    """Back-pressure: the caller should answer ESME_RTHROTTLED / ESME_RMSGQFUL / HTTP 503."""
-
-    def __init__(self, queue_full: bool) -> None:
-        super().__init__("message queue full" if queue_full else "throttled")
-        self.queue_full = queue_full
 
 
 @dataclass
@@ -222,13 +216,3 @@ class Ingress:
         self.queue.value = await self.committer.run(lambda s: s.count_unfinished())
         self.queue.refreshed_at = self.clock()
 
-
-REFUSAL_STATUS_NAMES: dict[Refusal, str] = {
-    Refusal.INVALID_DESTINATION: "ESME_RINVDSTADR",
-    Refusal.INVALID_SOURCE: "ESME_RINVSRCADR",
-    Refusal.INVALID_SCHEDULE: "ESME_RINVSCHED",
-    Refusal.INVALID_EXPIRY: "ESME_RINVEXPIRY",
-    Refusal.MESSAGE_TOO_LONG: "ESME_RINVMSGLEN",
-    Refusal.INVALID_CONTENT: "ESME_RSUBMITFAIL",
-    Refusal.INVALID_PRIORITY: "ESME_RINVPRTFLG",
-}
