@@ -42,7 +42,8 @@ def json_response(body: object, status: int = 200) -> web.Response:
 _json = json_response
 
 
-def make_app(view: NodeView, mounts: Sequence[Mount] = ()) -> web.Application:
+def make_app(view: NodeView, mounts: Sequence[Mount] = (),
+             client_max_size: int = 16 * 1024) -> web.Application:
     async def live(_r: web.Request) -> web.Response:
         return _json({"live": True})
 
@@ -56,7 +57,8 @@ def make_app(view: NodeView, mounts: Sequence[Mount] = ()) -> web.Application:
     async def status(_r: web.Request) -> web.Response:
         return _json(await view.status())
 
-    app = web.Application(client_max_size=16 * 1024)  # small forms at most
+    # small forms at most, or the messages API's largest body (issue 12)
+    app = web.Application(client_max_size=client_max_size)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics)
@@ -67,8 +69,9 @@ def make_app(view: NodeView, mounts: Sequence[Mount] = ()) -> web.Application:
 
 
 class HttpListener:
-    def __init__(self, view: NodeView, mounts: Sequence[Mount] = ()) -> None:
-        self.app = make_app(view, mounts)
+    def __init__(self, view: NodeView, mounts: Sequence[Mount] = (),
+                 client_max_size: int = 16 * 1024) -> None:
+        self.app = make_app(view, mounts, client_max_size)
         self._runner: web.AppRunner | None = None
         self.port = 0
 

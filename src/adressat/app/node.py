@@ -28,9 +28,11 @@ from adressat.api import dashboard
 from adressat.api.http import HttpListener
 from adressat.core.accept import AcceptLimits
 from adressat.core.model import CANARY_ACCOUNT, Message
+from adressat.ingress import openapi
 from adressat.ingress.commit import Ingress
+from adressat.ingress.http import HttpApi
 from adressat.ingress.receipts import ReceiptSender
-from adressat.ingress.smpp import SmppService
+from adressat.ingress.smpp import SmppService, TokenBucket
 from adressat.observe import metrics as mx
 from adressat.observe.health import EpisodeRecorder, NodeHealth
 from adressat.observe.logs import setup_logging
@@ -166,6 +168,13 @@ class Node:
             sessions_max=s.sessions_max,
         )
         self.alerting = Alerting(self)  # the alert rules, webhook, /v1/alerts, /v1/live
+        # the HTTP messages API (issue 12): the same ingress, commit and throughput limits
+        self.http_api = HttpApi(
+            self.ingress, self.committer, self.service.buckets,
+            make_bucket=lambda rate, now: TokenBucket(rate, rate, now),
+            throughput_per_s_default=s.throughput_per_s_default,
+            body_octets_max=s.http_body_octets_max, auth_cache_s=s.http_auth_cache_s,
+            on_cancelled=self.receipts.wake)
         # the listener's pages and APIs beyond health, metrics and status (api/*.py)
         mounts: list[Any] = [
             # canary (helper A)
@@ -180,8 +189,12 @@ class Node:
             # dashboard (helper D)
             dashboard.mount,
 
+            # HTTP messages API and its OpenAPI document (issue 12)
+            self.http_api.mount,
+            openapi.mount,
+
         ]
-        self.http = HttpListener(self, mounts)
+        self.http = HttpListener(self, mounts, client_max_size=s.http_body_octets_max)
         self.http_port = 0
         self._scraped: tuple[float, list[Any]] = (0.0, [])
         self.smpp_port = 0

@@ -155,6 +155,10 @@ class Settings:
     partner_receipt_hold_s: float = 300.0  # a receipt without a mapping this long: alarm
     hops_max: int = 5  # SMSC hops (our vendor TLV) a message may have made; more: a loop
 
+    # HTTP messages API (issue 12, lead; docs/http-api.md)
+    http_body_octets_max: int = 256 * 1024  # a request body larger: 413 (a batch of 1,000)
+    http_auth_cache_s: float = 2.0  # a revoked key stops working within this
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 

@@ -146,9 +146,12 @@ class Ingress:
         """Commit built messages (one group-commit operation). Raises Overloaded."""
         await self.commit_future(msgs)
 
-    def commit_future(self, msgs: list[Message]) -> asyncio.Future[None]:
+    def commit_future(self, msgs: list[Message],
+                      also: Callable[[Store], None] | None = None) -> asyncio.Future[None]:
         """As :meth:`commit`, without a coroutine: the future resolves once the messages are
-        durable (and the worker has been woken). Raises Overloaded at once."""
+        durable (and the worker has been woken). Raises Overloaded at once. ``also`` runs in
+        the same transaction, before the inserts (the HTTP API's idempotency record); if it
+        raises, nothing of this commit is written and the future carries its exception."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def done(error: BaseException | None) -> None:
@@ -159,10 +162,11 @@ class Ingress:
             else:
                 fut.set_exception(error)
 
-        self.commit_then(msgs, done)
+        self.commit_then(msgs, done, also)
         return fut
 
-    def commit_then(self, msgs: list[Message], done: InsertDone) -> None:
+    def commit_then(self, msgs: list[Message], done: InsertDone,
+                    also: Callable[[Store], None] | None = None) -> None:
         """Commit built messages and call ``done(None)`` once they are durable (and the
         worker has been woken), or ``done(error)``: the per-message path, no future. Raises
         Overloaded at once (nothing queued, ``done`` never called)."""
@@ -172,10 +176,12 @@ class Ingress:
             raise Overloaded(queue_full=True)
         after = functools.partial(self._committed, msgs, queued, ended, done)
         try:
-            if ended:
+            if ended or also is not None:
                 now = self.clock()
 
                 def op(store: Store) -> None:
+                    if also is not None:
+                        also(store)
                     store.insert_messages(msgs)
                     for mid, error in ended:
                         store.transition(mid, State.ROUTED, State.UNDELIVERABLE, now,

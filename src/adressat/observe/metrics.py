@@ -48,6 +48,8 @@ __all__ = [
     "ALARMS",
     "EPISODES",
     "SUBMIT_LATENCY",
+    "HTTP_REQUESTS",
+    "HTTP_LATENCY",
     "DELIVERY_LATENCY",
     "COMMIT_SECONDS",
     "COMMIT_OPS",
@@ -91,6 +93,12 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
                     10.0)
 SUBMIT_LATENCY = Histogram("adressat_submit_latency_seconds",
                            "submit_sm / data_sm: PDU in to response out", buckets=_LATENCY_BUCKETS)
+HTTP_REQUESTS = Counter("adressat_http_api_requests",
+                        "Requests to the HTTP messages API and sendsms, by endpoint and status",
+                        ["endpoint", "status"])
+HTTP_LATENCY = Histogram("adressat_http_api_latency_seconds",
+                         "HTTP messages API and sendsms: request in to answer out",
+                         ["endpoint"], buckets=_LATENCY_BUCKETS)
 DELIVERY_LATENCY = Histogram(
     "adressat_delivery_latency_seconds", "Accepted to final state",
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
