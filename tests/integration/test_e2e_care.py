@@ -106,7 +106,7 @@ def http(server: ServerProcess, method: str, path: str,
 
 
 def history(server: ServerProcess, mid: str) -> dict[str, object]:
-    code, h = http(server, "GET", f"/v1/messages/{mid}")
+    code, h = http(server, "GET", f"/v1/care/messages/{mid}")
     assert code == 200, h
     return h
 
@@ -309,7 +309,7 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(node: ServerProcess) -
         out = adressat(node.home, *args)
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         assert len(out.stderr.strip().splitlines()) == 1 and out.stdout == "", args
-    for path in ("/v1/messages/no-such-id",):
+    for path in ("/v1/care/messages/no-such-id",):
         code, body = http(node, "GET", path)
         assert code == 404 and body["status"] == 404 and "detail" in body
     for path in ("/v1/care/lookup?number=12", "/v1/care/lookup?number=%2B46701000001&since=-5",

@@ -3,7 +3,7 @@
 * ``GET /v1/care/lookup?number=N[&since=T][&until=T]``: the messages to and from a number.
 * ``POST /v1/care/complaints`` with ``{"number", "about", "sender"[, "window_s"]}``: judged
   from the audit trail and recorded; 201 with the verdict.
-* ``GET /v1/messages/{id}``: one message's history, never its text; 404 when unknown.
+* ``GET /v1/care/messages/{id}``: one message's history, never its text; 404 when unknown.
 
 Bad input gets 400 (404 for an unknown id) with a JSON problem body (``type``, ``title``,
 ``status``, ``detail``) and changes nothing. Times are epoch seconds or ISO 8601 (a naive
@@ -143,6 +143,6 @@ def mount(reader: Store, committer: GroupCommitter, settings: Settings) -> Mount
         _register_figures(reader)
         app.router.add_get("/v1/care/lookup", lookup)
         app.router.add_post("/v1/care/complaints", complaint)
-        app.router.add_get("/v1/messages/{id}", message)
+        app.router.add_get("/v1/care/messages/{id}", message)
 
     return add

@@ -79,6 +79,7 @@ class Submission:
     schedule_at: float | None = None
     expires_at: float | None = None
     extra: Mapping[str, ExtraValue] = field(default_factory=dict)
+    client_reference: str | None = None  # the sender's own reference (HTTP API)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,4 +197,5 @@ def accept_message(
         None,  # reference
         None,  # addressed_imsi
         None,  # scts
+        sub.client_reference,  # client_reference
     ))

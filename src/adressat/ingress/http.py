@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -335,7 +335,7 @@ def message_view(m: Message) -> dict[str, Any]:
     cb = m.extra.get("cb")
     spec = decode_spec(str(cb)) if cb else None
     error_name = None
-    if m.error is not None:
+    if m.error:
         try:
             error_name = DeliveryError(m.error).name.lower()
         except ValueError:
@@ -349,7 +349,7 @@ def message_view(m: Message) -> dict[str, Any]:
         "expires_at": _rfc3339(m.expires_at), "final_at": _rfc3339(m.final_at),
         "route": m.route, "connector": None if connector is None else str(connector),
         "operator": None if operator is None else str(operator), "attempts": m.attempts,
-        "error": m.error, "error_name": error_name, "client_reference": m.client_reference,
+        "error": m.error or None, "error_name": error_name, "client_reference": m.client_reference,
         "callback_url": spec.url if spec else None,
         "callback_events": sorted(e.value for e in spec.events) if spec else None,
     }
@@ -545,7 +545,8 @@ class HttpApi:
             account=account.name, source_addr=source, source_ton=ston, source_npi=snpi,
             dest_addr=dest, dest_ton=dton, dest_npi=dnpi, content=content,
             data_coding=data_coding, registered_delivery=0, priority=req.priority,
-            schedule_at=schedule, expires_at=expires, extra=extra)
+            schedule_at=schedule, expires_at=expires, extra=extra,
+            client_reference=req.client_reference)
 
     def _build(self, req: _Content, to: str, account: Account, content: bytes,
                data_coding: int, cb: str | None, now: float) -> tuple[Message, int]:
@@ -553,8 +554,6 @@ class HttpApi:
         parts = parts_of(content, data_coding)
         msg = self.ingress.build(self._submission(req, to, account, content, data_coding, cb,
                                                   now), now)
-        if req.client_reference is not None:
-            msg = replace(msg, client_reference=req.client_reference)
         return msg, parts
 
     def _throttle(self, account: Account, n: int) -> None:

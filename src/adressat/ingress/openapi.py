@@ -22,7 +22,7 @@ from .http import HTTP_PROBLEMS, OPERATIONS, Operation
 from .refusals import ANSWERS, PROBLEM_BASE
 
 REF = "#/components/schemas/{model}"
-_SECURITY = [{"apiKey": []}]
+_SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
 
 
 def _models() -> list[type[BaseModel]]:
