@@ -404,8 +404,10 @@ class HttpApi:
         app.router.add_post("/v1/messages", self._wrap("messages", self._post_message))
         app.router.add_post("/v1/messages/batch", self._wrap("batch", self._post_batch))
         app.router.add_get("/v1/messages", self._wrap("list", self._list))
-        app.router.add_get("/v1/messages/{id}", self._wrap("get", self._get))
-        app.router.add_delete("/v1/messages/{id}", self._wrap("cancel", self._cancel))
+        # {id} never matches "batch": that path is POST only, and must be said so (Allow)
+        one = "/v1/messages/{id:(?!batch$)[^/]+}"
+        app.router.add_get(one, self._wrap("get", self._get))
+        app.router.add_delete(one, self._wrap("cancel", self._cancel))
 
     def _wrap(self, name: str, handler: Callable[[web.Request, Account], Awaitable[web.Response]],
               ) -> Callable[[web.Request], Awaitable[web.Response]]:

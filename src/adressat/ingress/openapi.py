@@ -75,6 +75,11 @@ def _operation(op: Operation) -> dict[str, Any]:
             media = "application/problem+json" if model.__name__ == "Problem" \
                 else "application/json"
             entry["content"] = {media: {"schema": {"$ref": REF.format(model=model.__name__)}}}
+        if status == 202 and op.path == "/v1/messages":  # where a stateful client goes next
+            entry["links"] = {name: {"operationId": f"{verb}_v1_messages_id",
+                                     "parameters": {"id": "$response.body#/id"}}
+                              for name, verb in (("GetMessage", "get"),
+                                                 ("CancelMessage", "delete"))}
         if status == 429:
             entry["headers"] = {"Retry-After": {"schema": {"type": "integer"},
                                                 "description": "Seconds to wait"}}
