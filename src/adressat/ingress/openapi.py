@@ -122,8 +122,10 @@ def _schema_rows(schema: dict[str, Any], defs: dict[str, Any]) -> str:
                                             item.get("$ref", "").rsplit("/", 1)[-1]))
             elif "type" in alt:
                 kinds.append(str(alt["type"]))
-        limits = ", ".join(f"{k} {prop[k]}" for k in ("minLength", "maxLength", "minimum",
-                                                      "maximum", "maxItems") if k in prop)
+        merged = {k: v for alt in prop.get("anyOf", []) for k, v in alt.items()} | prop
+        limits = ", ".join(f"{k} {merged[k]}" for k in ("minLength", "maxLength", "minimum",
+                                                        "maximum", "maxItems", "pattern")
+                           if k in merged)
         rows.append(
             f"<tr><td><code>{html.escape(name)}</code></td>"
             f"<td>{html.escape(' | '.join(kinds))}</td>"
@@ -169,7 +171,7 @@ def docs_page(doc: dict[str, Any]) -> str:
              "td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}"
              "h2{margin-top:2em;border-top:1px solid #ddd;padding-top:.6em}"
              ".m{background:#235;color:#fff;padding:0 .4em;border-radius:3px;font-size:.8em}")
-    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
             f"<title>adressat API</title><style>{style}</style></head><body>"
             + "".join(out) + "</body></html>")
 
