@@ -79,7 +79,9 @@ class Submission:
     schedule_at: float | None = None
     expires_at: float | None = None
     extra: Mapping[str, ExtraValue] = field(default_factory=dict)
-    client_reference: str | None = None  # the sender's own reference (HTTP API)
+    #: the sender's own reference (HTTP API, issue 12; the ingress checks it, at most
+    #: model.CLIENT_REFERENCE_LENGTH_MAX characters); kept as Message.client_reference
+    client_reference: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
