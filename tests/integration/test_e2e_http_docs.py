@@ -9,9 +9,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_e2e_dashboard import ARTIFACTS, _console_errors, browser  # noqa: F401 - fixture
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from test_e2e_dashboard import ARTIFACTS, _console_errors, browser  # noqa: F401 - fixture
 
 from adressat.testing.server import ServerProcess
 

@@ -42,6 +42,7 @@ from pydantic import (
 )
 
 from adressat.core.accept import Refusal, Refused, Submission
+from adressat.core.apikeys import parse_api_key, secret_hash
 from adressat.core.callbacks import (
     DEFAULT_EVENTS,
     CallbackEvent,
@@ -63,7 +64,6 @@ from .refusals import ANSWERS, PROBLEM_BASE, RETRY_AFTER_S, commit_refusal, prob
 log = logging.getLogger("adressat.http.api")
 
 PROBLEM_JSON = "application/problem+json"
-API_KEY_PREFIX = "adr"
 RECIPIENTS_MAX = 1000  # POST /v1/messages/batch
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
 CLIENT_REFERENCE_LENGTH_MAX = 64
@@ -429,11 +429,11 @@ class HttpApi:
         revoked key and a removed account get the same 401."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        parts = token.strip().split("_", 2)
-        if scheme.lower() != "bearer" or len(parts) != 3 or parts[0] != API_KEY_PREFIX:
+        parsed = parse_api_key(token.strip()) if scheme.lower() == "bearer" else None
+        if parsed is None:
             raise self._unauthorized()
-        key_id, secret = parts[1], parts[2]
-        digest = hashlib.sha256(secret.encode()).digest()
+        key_id, secret = parsed
+        digest = secret_hash(secret)
         now = self.clock()
         cache_key = key_id + ":" + digest.hex()
         cached = self._auth.get(cache_key)

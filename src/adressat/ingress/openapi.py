@@ -171,7 +171,8 @@ def docs_page(doc: dict[str, Any]) -> str:
              "td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}"
              "h2{margin-top:2em;border-top:1px solid #ddd;padding-top:.6em}"
              ".m{background:#235;color:#fff;padding:0 .4em;border-radius:3px;font-size:.8em}")
-    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<link rel='icon' href='data:,'>"
             f"<title>adressat API</title><style>{style}</style></head><body>"
             + "".join(out) + "</body></html>")
 
