@@ -488,6 +488,7 @@ class CallbackSender:
         self.retried = 0
         self.gave_up = 0
         self.in_flight_max = 0  # the most requests in flight at once (for tests and status)
+        self.polls = 0  # outbox reads
 
     @classmethod
     def from_settings(cls, committer: GroupCommitter, s: Settings) -> CallbackSender:
@@ -543,6 +544,7 @@ class CallbackSender:
                 self._http = None
 
     async def _poll(self) -> None:
+        self.polls += 1
         room = self.concurrency_max - len(self._in_flight)
         if room <= 0:
             return
