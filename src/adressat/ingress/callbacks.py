@@ -43,13 +43,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 
-from adressat.core.callbacks import Callback, CallbackEvent
+from adressat.core.callbacks import Callback, CallbackEvent, callback_url_allowed, url_host
 from adressat.core.model import Account, ForwardPart, Message, State
 from adressat.observe.metrics import TurnCounts
 from adressat.sms.receipt import DeliveryReceipt, ReceiptStat, build_receipt
@@ -323,32 +323,12 @@ def expand_dlr_url(pattern: str, r: KannelReport) -> str:
 
 # --- who may be called -----------------------------------------------------------------------
 
-def _host(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https"):
-            return None
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return None
-    return host.lower() if host else None
-
-
 def url_allowed(url: str, account: Account) -> bool:
-    """Whether a callback to ``url`` may go out for ``account`` now (checked again at every
-    send: an operator may have changed the account since the message was accepted): an
-    http(s) URL whose host is the host of the account's ``callback_url`` or one of its
-    ``callback_hosts``."""
-    host = _host(url)
-    if host is None:
-        return False
-    allowed = {h.lower() for h in account.callback_hosts}
-    if account.callback_url:
-        own = _host(account.callback_url)
-        if own:
-            allowed.add(own)
-    return host in allowed
+    """Whether a callback to ``url`` may go out for ``account`` now, by the account's rule
+    (``core.callbacks.callback_url_allowed``: the host of its ``callback_url`` or one of its
+    ``callback_hosts``), checked again at every send: an operator may have changed the
+    account since the message was accepted."""
+    return callback_url_allowed(url, account.callback_url, account.callback_hosts)
 
 
 # --- retries ---------------------------------------------------------------------------------
@@ -607,7 +587,7 @@ class CallbackSender:
                                    partner_id=partner)
             url = expand_dlr_url(cb.url, report)
             # an escape in the host part would let a value choose the host: refused
-            if _host(url) != _host(cb.url) or not url_allowed(url, account):
+            if url_host(url) != url_host(cb.url) or not url_allowed(url, account):
                 return -1, None
             method, data = "GET", b""
         else:
