@@ -429,3 +429,54 @@ def test_a_kannel_escape_in_the_host_is_refused(h: Harness) -> None:
         assert h.store.callbacks_of_message(m.id)[0].gave_up_at is not None
 
     asyncio.run(main())
+
+
+def test_one_host_gets_at_most_its_share_of_the_requests_in_flight(h: Harness) -> None:
+    async def main() -> None:
+        slow = Receiver(hold_s=0.1)
+        await slow.start()
+        h.callbacks_to(slow.url)
+        for _ in range(12):
+            h.submit(slow.url, events=(CallbackEvent.ACCEPTED,))
+        sender = h.sender(concurrency_max=8, connections_per_host_max=2)
+        task = asyncio.create_task(sender.run())
+        await _until(lambda: h.store.pending_callbacks() == 0)
+        sender.stop()
+        await task
+        await slow.stop()
+        assert len(slow.requests) == 12
+        assert slow.concurrent_max == 2  # not 8: the other slots stay for other hosts
+
+    asyncio.run(main())
+
+
+def test_an_outcome_the_store_could_not_record_is_not_sent_again_at_once(h: Harness) -> None:
+    async def main() -> None:
+        rx = Receiver()
+        await rx.start()
+        h.callbacks_to(rx.url)
+        m = h.submit(rx.url, events=(CallbackEvent.ACCEPTED,))
+        real = h.store.callbacks_sent
+        failures = [1]
+
+        def flaky(ids: Any, now: float) -> None:
+            if failures:
+                failures.pop()
+                raise OSError("disk I/O error")
+            real(ids, now)
+
+        h.store.callbacks_sent = flaky  # type: ignore[method-assign]
+        sender = h.sender(policy=RetryPolicy(0.5, 1.0, 3600.0))
+        task = asyncio.create_task(sender.run())
+        await _until(lambda: len(rx.requests) == 1 and not failures)
+        await _polls(sender, 5)
+        assert len(rx.requests) == 1  # held, not hammered while the store fails
+        await _until(lambda: h.store.pending_callbacks() == 0)
+        sender.stop()
+        await task
+        await rx.stop()
+        assert len(rx.requests) == 2  # once more afterwards: at least once, same event id
+        assert rx.requests[0]["doc"]["id"] == rx.requests[1]["doc"]["id"]
+        assert h.store.callbacks_of_message(m.id)[0].sent_at is not None
+
+    asyncio.run(main())

@@ -38,6 +38,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter as CounterOf
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -457,6 +458,10 @@ class CallbackSender:
         self.clock = clock
         self.rng = rng or random.Random()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._host_load: CounterOf[str] = CounterOf()  # our requests in flight per host
+        #: event id -> not before: outcomes the store could not record (bounded by the
+        #: events in flight when it failed; each leaves when its time is up)
+        self._held: dict[int, float] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._http: aiohttp.ClientSession | None = None
@@ -529,31 +534,51 @@ class CallbackSender:
         if room <= 0:
             return
         now = self.clock()
-        skip = set(self._in_flight)
-        # the rows in flight come back (not marked yet): ask for that many more
+        if self._held:
+            for i in [i for i, until in self._held.items() if until <= now]:
+                del self._held[i]
+        skip = set(self._in_flight) | self._held.keys()
+        # the rows in flight or held come back (not marked): ask for that many more
         limit = min(self.batch_max, room) + len(skip)
         rows, ctx = await self.committer.read(lambda s: _read_due(s, now, limit, skip))
-        rows = [r for r in rows if r.event_id not in self._in_flight][:min(room,
-                                                                            self.batch_max)]
+        started = 0
         for cb in rows:
-            self._in_flight[cb.event_id] = asyncio.ensure_future(self._deliver(cb, ctx))
+            if started >= min(room, self.batch_max):
+                break
+            if cb.event_id in self._in_flight or cb.event_id in self._held:
+                continue
+            # one slow receiver must not take every slot: at most connections_per_host_max
+            # of ours in flight to one host; the rest of its rows wait for a later poll
+            host = url_host(cb.url) or ""
+            if self._host_load[host] >= self.connections_per_host_max:
+                continue
+            self._host_load[host] += 1
+            self._in_flight[cb.event_id] = asyncio.ensure_future(self._deliver(cb, ctx, host))
+            started += 1
         self.in_flight_max = max(self.in_flight_max, len(self._in_flight))
-        if len(rows) >= self.batch_max:
+        if started >= self.batch_max:
             self.wake()  # there may be more due: the next poll at once
 
-    async def _deliver(self, cb: Callback, ctx: _Context) -> None:
+    async def _deliver(self, cb: Callback, ctx: _Context, host: str) -> None:
         try:
             status, retry_after = await self._send(cb, ctx)
             await self._record(cb, status, retry_after)
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # noqa: BLE001 - this one is tried again after the next poll
-            log.error("callback failed", extra={"event_id": cb.event_id,
-                                                "message_id": cb.message_id,
-                                                "account": cb.account,
-                                                "error_type": type(e).__name__})
+        except Exception as e:  # noqa: BLE001 - the store could not record it: later again
+            # not sent again at once (the receiver may have taken it; the store may be
+            # failing): held as long as a failed try would wait
+            self._held[cb.event_id] = self.clock() + self.policy.ceiling_s(cb.attempts)
+            log.error("callback outcome not recorded", extra={
+                "event_id": cb.event_id, "message_id": cb.message_id, "account": cb.account,
+                "error_type": type(e).__name__})
         finally:
             self._in_flight.pop(cb.event_id, None)
+            left = self._host_load[host] - 1
+            if left > 0:
+                self._host_load[host] = left
+            else:
+                del self._host_load[host]
             self._wake.set()  # the next event of this message may be due now
 
     async def _send(self, cb: Callback, ctx: _Context) -> tuple[int | None, float | None]:
