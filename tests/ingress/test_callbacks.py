@@ -480,3 +480,30 @@ def test_an_outcome_the_store_could_not_record_is_not_sent_again_at_once(h: Harn
         assert h.store.callbacks_of_message(m.id)[0].sent_at is not None
 
     asyncio.run(main())
+
+
+def test_a_receiver_that_does_not_answer_in_time_is_tried_again(h: Harness) -> None:
+    async def main() -> None:
+        holds = [0.6]
+
+        class Slow(Receiver):
+            async def handle(self, request: web.Request) -> web.Response:
+                if holds:
+                    await asyncio.sleep(holds.pop())  # longer than the timeout
+                return await super().handle(request)
+
+        rx = Slow()
+        await rx.start()
+        h.callbacks_to(rx.url)
+        m = h.submit(rx.url, events=(CallbackEvent.ACCEPTED,))
+        sender = h.sender(timeout_s=0.2)
+        task = asyncio.create_task(sender.run())
+        await _until(lambda: h.store.pending_callbacks() == 0)
+        sender.stop()
+        await task
+        await rx.stop()
+        (row,) = h.store.callbacks_of_message(m.id)
+        assert row.sent_at is not None and row.attempts == 2
+        assert sender.retried == 1 and sender.sent == 1
+
+    asyncio.run(main())
