@@ -13,12 +13,16 @@ Two kinds (``core.callbacks.CALLBACK_KINDS``):
 
 The sender (:class:`CallbackSender`, SMPP process) reads the due rows through the group
 committer (a read, no write lock), at most ``batch_max`` per poll and at most
-``concurrency_max`` requests in flight, over one shared ``aiohttp.ClientSession`` (bounded
-connections per host, a timeout per request, redirects not followed: a redirect could lead
-to another account's host). It polls every ``poll_s`` and at once on :meth:`wake`. The
-store gives per message only its oldest pending event and only when due, and the sender
-keeps an event "in flight" until its mark is durable, so one message's events go out one
-after the other, in order.
+``concurrency_max`` requests in flight, at most ``connections_per_host_max`` of them to one
+host (a slow receiver does not take every slot; its other rows wait for a later poll),
+over one shared ``aiohttp.ClientSession`` (a timeout per request, redirects not followed: a
+redirect could lead to another account's host). It polls every ``poll_s`` and at once on
+:meth:`wake`. The store gives per message only its oldest pending event and only when due,
+and the sender keeps an event "in flight" until its mark is durable, so one message's
+events go out one after the other, in order. Before each send the URL is checked against
+the account's rule again (``core.callbacks.callback_url_allowed``): refused, it is given up.
+A webhook of an account without a secret is not sent unsigned: it waits (tried again with
+the backoff) until an operator gives the account one.
 
 Answers: 2xx sent; 5xx, 408, 429 (``Retry-After`` honoured), a timeout or a connection
 error: tried again with exponential backoff and full jitter (the ceiling doubles from
