@@ -185,8 +185,8 @@ def test_signed_webhooks_arrive_and_are_marked_sent(h: Harness) -> None:
         assert [r["verified"] for r in rx.requests] == [True, True]
         docs = [r["doc"] for r in rx.requests]
         assert [d["type"] for d in docs] == ["message.accepted", "message.failed"]
-        assert docs[1]["state"] == "CANCELLED" and docs[0]["client_reference"] == "order-17"
-        assert docs[0]["to"] == m.destination and docs[0]["from"] == "Acme"
+        assert docs[1]["state"] == "cancelled" and docs[0]["client_reference"] == "order-17"
+        assert docs[0]["to"] == "+" + m.destination and docs[0]["from"] == "Acme"
         for r in rx.requests:
             assert r["headers"][EVENT_ID_HEADER] == r["doc"]["id"]
         rows = h.store.callbacks_of_message(m.id)

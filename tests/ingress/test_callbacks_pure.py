@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from adressat.core.callbacks import Callback, CallbackEvent
-from adressat.core.model import State
+from adressat.core.model import Account, State
 from adressat.ingress.callbacks import (
     DLR_TYPE,
     RetryPolicy,
@@ -26,6 +26,7 @@ from adressat.ingress.callbacks import (
     parse_retry_after,
     rfc3339,
     sign,
+    url_allowed,
     verdict,
     verify,
     webhook_body,
@@ -128,9 +129,11 @@ def test_webhook_body_fields() -> None:
     doc = json.loads(webhook_body(_cb(CallbackEvent.FAILED, State.EXPIRED, error=8),
                                   client_reference="order-17"))
     assert doc == {"id": "42", "type": "message.failed",
-                   "message_id": "0190c0ffee0000010000000000000001", "state": "EXPIRED",
-                   "error": 8, "at": "2026-12-03T20:11:33.250Z", "to": "46701000001",
+                   "message_id": "0190c0ffee0000010000000000000001", "state": "expired",
+                   "error": 8, "at": "2026-12-03T20:11:33.250Z", "to": "+46701000001",
                    "from": "Acme", "client_reference": "order-17"}
+    intl = json.loads(webhook_body(_cb(source_addr="46709999999"), None, True))
+    assert intl["from"] == "+46709999999"
 
 
 def test_webhook_body_without_reference_has_no_such_key_and_is_stable() -> None:
@@ -283,3 +286,27 @@ def test_policy_refuses_nonsense() -> None:
         RetryPolicy(0, 1, 1)
     with pytest.raises(ValueError):
         RetryPolicy(2, 1, 1)
+
+
+# --- whose hosts -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("url", "ok"), [
+    ("https://hooks.example.com/other/path", True),
+    ("http://HOOKS.example.com:8080/x", True),
+    ("https://b.example/z", True),
+    ("https://evil.example/", False),
+    ("https://hooks.example.com.evil.example/", False),
+    ("https://user@hooks.example.com/", False),
+    ("https://hooks.example.com@evil.example/", False),
+    ("ftp://hooks.example.com/", False),
+    ("https://hooks.example.com:99999/", False),
+    ("not a url", False),
+])
+def test_url_allowed_only_to_the_accounts_hosts(url: str, ok: bool) -> None:
+    acct = Account(name="acme", password_hash="x", callback_url="https://hooks.example.com/sms",
+                   callback_hosts=("b.example",))
+    assert url_allowed(url, acct) is ok
+
+
+def test_an_account_without_callback_settings_allows_nothing() -> None:
+    assert not url_allowed("https://hooks.example.com/", Account(name="a", password_hash="x"))

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from prometheus_client import Counter
@@ -142,18 +142,21 @@ def rfc3339(at: float) -> str:
         "+00:00", "Z")
 
 
-def webhook_body(cb: Callback, client_reference: str | None = None) -> bytes:
+def webhook_body(cb: Callback, client_reference: str | None = None,
+                 source_international: bool = False) -> bytes:
     """The JSON a webhook POSTs (compact, keys sorted: the same event gives the same bytes).
-    No message text, ever (I6)."""
+    As the API shows a message (``GET /v1/messages/{id}``): the state in lower case, ``to``
+    in E.164 with its ``+``, ``from`` with a ``+`` when it is an international number
+    (``source_international``: the message's source_ton is 1). No message text, ever (I6)."""
     doc: dict[str, object] = {
         "id": str(cb.event_id),
         "type": f"message.{cb.event.value}",
         "message_id": cb.message_id,
-        "state": cb.state.value,
+        "state": cb.state.value.lower(),
         "error": cb.error,
         "at": rfc3339(cb.at),
-        "to": cb.destination,
-        "from": cb.source_addr,
+        "to": "+" + cb.destination,
+        "from": ("+" if source_international else "") + cb.source_addr,
     }
     if client_reference is not None:
         doc["client_reference"] = client_reference
@@ -333,6 +336,11 @@ def url_allowed(url: str, account: Account) -> bool:
     (``core.callbacks.callback_url_allowed``: the host of its ``callback_url`` or one of its
     ``callback_hosts``), checked again at every send: an operator may have changed the
     account since the message was accepted."""
+    try:
+        if urlsplit(url).username is not None:  # user@host: refused, never guessed at
+            return False
+    except ValueError:
+        return False
     return callback_url_allowed(url, account.callback_url, account.callback_hosts)
 
 
@@ -604,7 +612,8 @@ class CallbackSender:
                 log.warning("callback waits for a webhook secret",
                             extra={"event_id": cb.event_id, "account": cb.account})
                 return None, None
-            data = webhook_body(cb, msg.client_reference if msg is not None else None)
+            data = webhook_body(cb, msg.client_reference if msg is not None else None,
+                                msg is not None and msg.source_ton == 1)
             headers["Content-Type"] = "application/json"
             headers[SIGNATURE_HEADER] = sign(secret, int(self.clock()), data)
             method, url = "POST", cb.url
