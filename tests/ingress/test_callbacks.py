@@ -507,3 +507,35 @@ def test_a_receiver_that_does_not_answer_in_time_is_tried_again(h: Harness) -> N
         assert sender.retried == 1 and sender.sent == 1
 
     asyncio.run(main())
+
+
+def test_every_event_asked_for_in_order_through_a_failing_receiver(h: Harness) -> None:
+    async def main() -> None:
+        rx = Receiver(lambda n, r: (500, {}) if n % 2 else (200, {}))  # every other fails
+        await rx.start()
+        h.callbacks_to(rx.url)
+        everything = tuple(CallbackEvent)
+        msgs = [h.submit(rx.url, events=everything) for _ in range(3)]
+        now = time.time()
+        for m in msgs:  # the moves a delivery makes: deferred once, then delivered
+            h.store.transition(m.id, State.ROUTED, State.DISPATCHED, now)
+            h.store.transition(m.id, State.DISPATCHED, State.DEFERRED, now,
+                               next_attempt_at=now + 60)
+            h.store.transition(m.id, State.DEFERRED, State.DISPATCHED, now)
+            h.store.transition(m.id, State.DISPATCHED, State.DELIVERED, now, final_at=now)
+        assert h.store.pending_callbacks() == 9
+        sender = h.sender()
+        task = asyncio.create_task(sender.run())
+        await _until(lambda: h.store.pending_callbacks() == 0)
+        sender.stop()
+        await task
+        await rx.stop()
+        for m in msgs:
+            docs = rx.posts_of(m.id)
+            ids = [int(d["id"]) for d in docs]
+            assert ids == sorted(ids)  # never a later event before an earlier one was taken
+            taken = [d["type"] for d in dict((d["id"], d) for d in docs).values()]
+            assert taken == ["message.accepted", "message.deferred", "message.delivered"]
+            assert [d["state"] for d in docs][-1] == "delivered"
+
+    asyncio.run(main())
