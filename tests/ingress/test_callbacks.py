@@ -539,3 +539,35 @@ def test_every_event_asked_for_in_order_through_a_failing_receiver(h: Harness) -
             assert [d["state"] for d in docs][-1] == "delivered"
 
     asyncio.run(main())
+
+
+def test_a_failing_outbox_read_is_said_once_and_the_sender_carries_on(
+        h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        rx = Receiver()
+        await rx.start()
+        h.callbacks_to(rx.url)
+        h.submit(rx.url, events=(CallbackEvent.ACCEPTED,))
+        real = h.store.due_callbacks
+        failing = [True]
+
+        def due(now: float, limit: int) -> Any:
+            if failing[0]:
+                raise OSError("disk I/O error")
+            return real(now, limit)
+
+        h.store.due_callbacks = due  # type: ignore[method-assign]
+        sender = h.sender()
+        task = asyncio.create_task(sender.run())
+        await _until(lambda: sender.poll_failures >= 5)
+        assert rx.requests == []
+        failing[0] = False
+        await _until(lambda: h.store.pending_callbacks() == 0)
+        sender.stop()
+        await task
+        await rx.stop()
+        said = [r.getMessage() for r in caplog.records if r.name == "adressat.callbacks"]
+        assert said.count("callback poll failing") == 1
+        assert said.count("callback poll recovered") == 1
+
+    asyncio.run(main())

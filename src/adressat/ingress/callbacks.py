@@ -486,6 +486,8 @@ class CallbackSender:
         self.gave_up = 0
         self.in_flight_max = 0  # the most requests in flight at once (for tests and status)
         self.polls = 0  # outbox reads
+        self.poll_failures = 0
+        self._failing = False
 
     @classmethod
     def from_settings(cls, committer: GroupCommitter, s: Settings) -> CallbackSender:
@@ -531,8 +533,16 @@ class CallbackSender:
                     try:
                         await self._poll()
                     except Exception as e:  # noqa: BLE001 - the store may be failing: next tick
-                        log.error("callback poll failed",
-                                  extra={"error_type": type(e).__name__})
+                        self.poll_failures += 1
+                        if not self._failing:  # once when it starts, not every tick
+                            self._failing = True
+                            log.error("callback poll failing",
+                                      extra={"error_type": type(e).__name__})
+                    else:
+                        if self._failing:
+                            self._failing = False
+                            log.warning("callback poll recovered",
+                                        extra={"failures": self.poll_failures})
             finally:
                 tasks = list(self._in_flight.values())
                 for t in tasks:
