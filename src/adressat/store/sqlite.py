@@ -321,10 +321,16 @@ _CALLBACK_COLS = (
     "event_id, message_id, account, kind, url, event, state, error, at, source_addr,"
     " destination, attempts, next_attempt_at, last_status, sent_at, gave_up_at"
 )
+# A later event of a message is never due before an earlier one still pending (its
+# next_attempt_at is at least theirs): the sender's poll then never reads the events waiting
+# behind one being retried (``due_callbacks`` stays a read of what is due).
 _INSERT_CALLBACK = (
     "INSERT INTO callbacks (message_id, account, kind, url, event, state, error, at,"
     " source_addr, destination, attempts, next_attempt_at)"
-    " SELECT id, account, ?, ?, ?, state, error, ?, source_addr, destination, 0, ?"
+    " SELECT id, account, ?, ?, ?, state, error, ?, source_addr, destination, 0,"
+    " max(?, coalesce((SELECT max(o.next_attempt_at) FROM callbacks AS o"
+    "  INDEXED BY callbacks_pending WHERE o.message_id = messages.id"
+    "  AND o.sent_at IS NULL AND o.gave_up_at IS NULL), 0))"
     " FROM messages WHERE id = ?"
 )
 _CB_PENDING = "sent_at IS NULL AND gave_up_at IS NULL"
@@ -651,6 +657,8 @@ class SqliteStore(ForwardingStore):
 
     def remove_account(self, name: str) -> bool:
         with self._tx() as c:
+            # its API keys go with it: an account added again by that name has none (issue 12)
+            c.execute("DELETE FROM api_keys WHERE account = ?", (name,))
             return c.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount > 0
 
     # --- messages ------------------------------------------------------------------------------
@@ -2155,12 +2163,19 @@ class SqliteStore(ForwardingStore):
     def callback_retry(
         self, event_id: int, next_attempt_at: float, last_status: int | None
     ) -> None:
-        with self._one_statement() as c:
-            c.execute(
+        with self._tx() as c:
+            row = c.execute(
                 "UPDATE callbacks SET attempts = attempts + 1, next_attempt_at = ?,"
-                f" last_status = ? WHERE event_id = ? AND {_CB_PENDING}",
+                f" last_status = ? WHERE event_id = ? AND {_CB_PENDING} RETURNING message_id",
                 (next_attempt_at, last_status, event_id),
-            )
+            ).fetchone()
+            if row is not None:  # the events behind it wait as long
+                c.execute(
+                    "UPDATE callbacks INDEXED BY callbacks_pending"
+                    " SET next_attempt_at = max(next_attempt_at, ?)"
+                    f" WHERE message_id = ? AND event_id > ? AND {_CB_PENDING}",
+                    (next_attempt_at, row[0], event_id),
+                )
 
     def callback_gave_up(self, event_id: int, now: float, last_status: int | None) -> None:
         with self._one_statement() as c:
