@@ -571,3 +571,22 @@ def test_a_failing_outbox_read_is_said_once_and_the_sender_carries_on(
         assert said.count("callback poll recovered") == 1
 
     asyncio.run(main())
+
+
+def test_the_sender_takes_its_limits_from_the_settings(h: Harness) -> None:
+    from adressat.app.settings import Settings
+
+    s = Settings().with_(callback_timeout_s=3.0, callback_concurrency_max=5,
+                         callback_connections_per_host_max=2, callback_poll_s=0.25,
+                         callback_batch_max=7, callback_retry_delay_s_min=2.0,
+                         callback_retry_delay_s_max=20.0, callback_keep_s=600.0)
+    sender = CallbackSender.from_settings(h.committer, s)
+    assert (sender.timeout_s, sender.concurrency_max, sender.connections_per_host_max,
+            sender.poll_s, sender.batch_max) == (3.0, 5, 2, 0.25, 7)
+    assert sender.policy == RetryPolicy(2.0, 20.0, 600.0)
+    d = Settings()
+    assert (d.callback_concurrency_max, d.callback_poll_s, d.callback_keep_s,
+            d.callback_retry_delay_s_min, d.callback_retry_delay_s_max) == (
+        64, 0.5, 86400.0, 1.0, 3600.0)
+    with pytest.raises(ValueError):
+        CallbackSender(h.committer, concurrency_max=0)
