@@ -578,11 +578,13 @@ def test_the_sender_takes_its_limits_from_the_settings(h: Harness) -> None:
 
     s = Settings().with_(callback_timeout_s=3.0, callback_concurrency_max=5,
                          callback_connections_per_host_max=2, callback_poll_s=0.25,
-                         callback_batch_max=7, callback_retry_delay_s_min=2.0,
+                         callback_batch_max=7, callback_read_rows_max=70,
+                         callback_poll_gap_s=0.01, callback_retry_delay_s_min=2.0,
                          callback_retry_delay_s_max=20.0, callback_keep_s=600.0)
     sender = CallbackSender.from_settings(h.committer, s)
     assert (sender.timeout_s, sender.concurrency_max, sender.connections_per_host_max,
-            sender.poll_s, sender.batch_max) == (3.0, 5, 2, 0.25, 7)
+            sender.poll_s, sender.batch_max, sender.read_rows_max, sender.poll_gap_s) == (
+        3.0, 5, 2, 0.25, 7, 70, 0.01)
     assert sender.policy == RetryPolicy(2.0, 20.0, 600.0)
     d = Settings()
     assert (d.callback_concurrency_max, d.callback_poll_s, d.callback_keep_s,
@@ -590,3 +592,30 @@ def test_the_sender_takes_its_limits_from_the_settings(h: Harness) -> None:
         64, 0.5, 86400.0, 1.0, 3600.0)
     with pytest.raises(ValueError):
         CallbackSender(h.committer, concurrency_max=0)
+
+
+def test_a_busy_hosts_backlog_does_not_hold_up_another_hosts_events(h: Harness) -> None:
+    async def main() -> None:
+        slow = Receiver(hold_s=0.3)
+        await slow.start()
+        fast = Receiver()
+        await fast.start()
+        fast_url = f"http://localhost:{fast.port}/hook"
+        h.callbacks_to(slow.url, hosts=("localhost",))
+        for _ in range(30):  # first in the outbox: the window of a narrow read is all theirs
+            h.submit(slow.url, events=(CallbackEvent.ACCEPTED,))
+        for _ in range(3):
+            h.submit(fast_url, events=(CallbackEvent.ACCEPTED,))
+        sender = h.sender(concurrency_max=8, connections_per_host_max=2, batch_max=5)
+        task = asyncio.create_task(sender.run())
+        await _until(lambda: len(fast.requests) == 3)
+        took_slow = len(slow.requests)
+        await _until(lambda: h.store.pending_callbacks() == 0)
+        sender.stop()
+        await task
+        await slow.stop()
+        await fast.stop()
+        assert took_slow <= 6  # the fast host's three went out among the slow one's first
+        assert slow.concurrent_max == 2 and len(slow.requests) == 30
+
+    asyncio.run(main())
