@@ -14,15 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from adressat.core.callbacks import Callback, CallbackEvent
+from adressat.core.callbacks import BadCallbackSpec, Callback, CallbackEvent
 from adressat.core.model import Account, State
 from adressat.ingress.callbacks import (
     DLR_TYPE,
     RetryPolicy,
     Verdict,
+    events_for_dlr_mask,
     expand_dlr_url,
     kannel_reply,
     kannel_report,
+    kannel_spec,
     parse_retry_after,
     rfc3339,
     sign,
@@ -320,3 +322,21 @@ def test_the_example_in_the_docs_is_what_we_send_and_its_signature_verifies() ->
     ours = webhook_body(cb, "order-17")
     assert json.loads(ours) == example  # the same fields and values as documented
     assert verify(SECRET, header, ours, now=1_764_792_693)
+
+
+def test_kannel_spec_from_a_dlr_mask() -> None:
+    spec = kannel_spec("http://app.example/dlr?t=%d&id=%I", 3)
+    assert spec is not None and spec.kind == "kannel"
+    assert spec.events == {CallbackEvent.DELIVERED, CallbackEvent.FAILED}
+    assert kannel_spec("http://app.example/dlr", 31).events == set(CallbackEvent)  # type: ignore[union-attr]
+    assert kannel_spec("http://app.example/dlr", 16) is None  # refusals answer at once
+    assert kannel_spec("http://app.example/dlr", 0) is None
+    assert events_for_dlr_mask(4) == {CallbackEvent.DEFERRED, CallbackEvent.FORWARDED}
+    assert events_for_dlr_mask(8) == {CallbackEvent.ACCEPTED}
+
+
+@pytest.mark.parametrize("url", ["ftp://app.example/", "http://%p.example/dlr", "app.example",
+                                 "http:///dlr", "http://app.example/a b"])
+def test_kannel_spec_refuses_what_is_not_a_plain_url(url: str) -> None:
+    with pytest.raises(BadCallbackSpec):
+        kannel_spec(url, 1)

@@ -58,7 +58,15 @@ import aiohttp
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 
-from adressat.core.callbacks import Callback, CallbackEvent, callback_url_allowed, url_host
+from adressat.core.callbacks import (
+    BadCallbackSpec,
+    Callback,
+    CallbackEvent,
+    CallbackSpec,
+    callback_url_allowed,
+    make_spec,
+    url_host,
+)
 from adressat.core.model import Account, ForwardPart, Message, State
 from adressat.observe.metrics import TurnCounts
 from adressat.sms.receipt import DeliveryReceipt, ReceiptStat, build_receipt
@@ -77,6 +85,7 @@ __all__ = [
     "KannelReport",
     "DLR_TYPE",
     "events_for_dlr_mask",
+    "kannel_spec",
     "kannel_report",
     "expand_dlr_url",
     "RetryPolicy",
@@ -192,6 +201,21 @@ def events_for_dlr_mask(mask: int) -> frozenset[CallbackEvent]:
     """The events a Kannel ``dlr-mask`` asks for. 16 ("non-delivered to SMSC") asks for
     nothing here: a submit we refuse is refused in the sendsms answer, never accepted."""
     return frozenset(e for e, bit in DLR_TYPE.items() if mask & bit)
+
+
+def kannel_spec(dlr_url: str, dlr_mask: int) -> CallbackSpec | None:
+    """The callback spec of a sendsms with ``dlr-url`` and ``dlr-mask`` (None: the mask asks
+    for nothing we send). BadCallbackSpec for a URL that is not one (checked here; whose
+    host it names is the caller's check, ``url_allowed``). A ``%`` escape in the host part
+    is refused: a value of the message must never choose where its report goes."""
+    events = events_for_dlr_mask(dlr_mask)
+    if not events:
+        return None
+    spec = make_spec("kannel", dlr_url, events)
+    host = url_host(dlr_url)
+    if host is None or "%" in host:
+        raise BadCallbackSpec("dlr-url must be an http(s) URL with a plain host")
+    return spec
 
 
 _RECEIPT_STAT: dict[State, ReceiptStat] = {
