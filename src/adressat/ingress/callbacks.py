@@ -257,7 +257,7 @@ def kannel_reply(cb: Callback, submitted_at: float) -> str:
         id=cb.message_id, sub=1, dlvrd=1 if cb.state is State.DELIVERED else 0,
         submit_date=datetime.fromtimestamp(submitted_at, tz=UTC),
         done_date=datetime.fromtimestamp(cb.at, tz=UTC), stat=stat,
-        err=f"{cb.error or 0:03d}"[-3:]))
+        err=f"{min(max(cb.error or 0, 0), 999):03d}"))
 
 
 def kannel_report(cb: Callback, *, route: str = "", submitted_at: float | None = None,
@@ -341,7 +341,7 @@ def expand_dlr_url(pattern: str, r: KannelReport) -> str:
         elif e == "n":
             out.append(_enc(r.account))
         elif e == "B":
-            out.append(f"{r.error or 0:03d}")
+            out.append(f"{min(max(r.error or 0, 0), 999):03d}")
         elif e == "R":
             out.append(_enc(r.dlr_url))
         elif e == "c":
