@@ -7,6 +7,7 @@ than the bound, never to a host that is not the account's, Kannel's dlr-url GET.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -617,5 +618,31 @@ def test_a_busy_hosts_backlog_does_not_hold_up_another_hosts_events(h: Harness) 
         await fast.stop()
         assert took_slow <= 6  # the fast host's three went out among the slow one's first
         assert slow.concurrent_max == 2 and len(slow.requests) == 16
+
+    asyncio.run(main())
+
+
+def test_a_sender_stopped_mid_request_loses_nothing_the_next_one_sends_it(h: Harness) -> None:
+    async def main() -> None:
+        rx = Receiver(hold_s=0.3)
+        await rx.start()
+        h.callbacks_to(rx.url)
+        msgs = [h.submit(rx.url, events=(CallbackEvent.ACCEPTED,)) for _ in range(5)]
+        first = h.sender()
+        task = asyncio.create_task(first.run())
+        await _until(lambda: rx.concurrent == 5)  # all five on the wire, none answered
+        task.cancel()  # the process dies here (its requests cut off)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert h.store.pending_callbacks() == 5  # nothing marked without a 2xx
+        second = h.sender()
+        task = asyncio.create_task(second.run())
+        await _until(lambda: h.store.pending_callbacks() == 0)
+        second.stop()
+        await task
+        await rx.stop()
+        got = {r["doc"]["message_id"] for r in rx.requests}
+        assert got == {m.id for m in msgs}
+        assert second.sent == 5
 
     asyncio.run(main())
