@@ -30,6 +30,7 @@ from adressat.core.accept import AcceptLimits
 from adressat.core.model import CANARY_ACCOUNT, Message
 from adressat.ingress.commit import Ingress
 from adressat.ingress.receipts import ReceiptSender
+from adressat.ingress.sendsms import SendSms
 from adressat.ingress.smpp import SmppService
 from adressat.observe import metrics as mx
 from adressat.observe.health import EpisodeRecorder, NodeHealth
@@ -166,6 +167,14 @@ class Node:
             sessions_max=s.sessions_max,
         )
         self.alerting = Alerting(self)  # the alert rules, webhook, /v1/alerts, /v1/live
+        # GET|POST /cgi-bin/sendsms: Kannel's HTTP sendsms, the SMPP accounts' credentials and
+        # throughput (the service's buckets), the same ingress and commit
+        self.sendsms = SendSms(
+            self.ingress, self.committer, self.service.buckets,
+            throughput_per_s_default=s.throughput_per_s_default,
+            auth_cache_s=s.sendsms_auth_cache_s, auth_cache_max=s.sendsms_auth_cache_max,
+            receivers_max=s.sendsms_receivers_max, body_bytes_max=s.sendsms_body_bytes_max,
+        )
         # the listener's pages and APIs beyond health, metrics and status (api/*.py)
         mounts: list[Any] = [
             # canary (helper A)
@@ -179,6 +188,9 @@ class Node:
 
             # dashboard (helper D)
             dashboard.mount,
+
+            # Kannel-compatible sendsms (issue 12, helper K)
+            self.sendsms.mount,
 
         ]
         self.http = HttpListener(self, mounts)

@@ -155,6 +155,12 @@ class Settings:
     partner_receipt_hold_s: float = 300.0  # a receipt without a mapping this long: alarm
     hops_max: int = 5  # SMSC hops (our vendor TLV) a message may have made; more: a loop
 
+    # Kannel-compatible sendsms (issue 12, helper K; ingress/sendsms.py)
+    sendsms_auth_cache_s: float = 60.0  # a successful password check is reused this long
+    sendsms_auth_cache_max: int = 10_000  # successful checks kept at once (oldest go first)
+    sendsms_receivers_max: int = 1000  # receivers in one request's "to"
+    sendsms_body_bytes_max: int = 256 * 1024  # a POST's body, at most
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
