@@ -159,3 +159,55 @@ def test_auth_cache_keys_on_the_stored_hash_and_expires_and_is_bounded() -> None
     for i in range(5):
         c.put(Account(f"a{i}", "h"), "pw", 100.0)
     assert len(c) == 2
+
+
+class _Reader:
+    """A committer's read() over one account (the only store call _authorise makes)."""
+
+    def __init__(self, account: Account | None) -> None:
+        self.account = account
+
+    async def read(self, fn: object) -> Account | None:
+        return self.account
+
+
+def test_a_good_password_is_checked_once_a_wrong_one_every_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from adressat.core.passwords import hash_password
+    from adressat.ingress import sendsms
+
+    stored = hash_password("pw", b"saltsalt", n=2)
+    calls: list[str] = []
+
+    real = sendsms.verify_password
+
+    def counting(password: str, encoded: str) -> bool:
+        calls.append(password)
+        return real(password, encoded)
+
+    monkeypatch.setattr(sendsms, "verify_password", counting)
+    now = [0.0]
+    ep = sendsms.SendSms(None, _Reader(Account("shop", stored)), {},  # type: ignore[arg-type]
+                         auth_cache_s=60.0, clock=lambda: now[0])
+
+    async def run() -> None:
+        good = {"username": b"shop", "password": b"pw"}
+        for _ in range(3):
+            assert (await ep._authorise(good)).name == "shop"
+        assert calls == ["pw"]
+        for _ in range(2):
+            with pytest.raises(KannelError) as e:
+                await ep._authorise({"user": b"shop", "pass": b"bad"})
+            assert (e.value.status, e.value.text) == (403, "Authorization failed for sendsms")
+        assert calls == ["pw", "bad", "bad"]
+        now[0] = 61.0  # the cached check has expired: checked again
+        await ep._authorise(good)
+        assert calls == ["pw", "bad", "bad", "pw"]
+        ep.committer = _Reader(None)  # type: ignore[assignment]
+        with pytest.raises(KannelError):
+            await ep._authorise(good)  # unknown name: refused, after a full check too
+        assert len(calls) == 5
+
+    asyncio.run(run())
