@@ -1073,6 +1073,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how long to wait for the receipt (default 15)")
     se.set_defaults(fn=cmd_send)
 
+    # --- subcommands of issue 12: account key, account callbacks (helper S) ---
+    # (insert below this line)
+    from adressat.cli_http import add_http_parsers
+
+    add_http_parsers(sub)
+
 
     _home_everywhere(p)
     return p

@@ -99,3 +99,42 @@ def test_spec_event_only_what_was_asked() -> None:
     assert spec_event(None, State.DELIVERED) is None
     assert spec_event(7, State.DELIVERED) is None
     assert spec_event("garbage", State.DELIVERED) is None
+
+
+def test_callback_url_allowed_only_to_the_accounts_hosts() -> None:
+    from adressat.core.callbacks import callback_url_allowed
+
+    own = "https://hooks.acme.example/sms"
+    assert callback_url_allowed("https://hooks.acme.example/other?x=1", own, ())
+    assert callback_url_allowed("http://HOOKS.acme.example:8080/p", own, ())
+    assert callback_url_allowed("https://b.example/p", own, ("b.example",))
+    assert callback_url_allowed("https://b.example/p", None, ("B.Example",))
+    assert not callback_url_allowed("https://b.example/p", None, ())  # by default: nothing
+    assert not callback_url_allowed("https://evil.example/p", own, ("b.example",))
+    assert not callback_url_allowed("https://hooks.acme.example.evil.example/", own, ())
+    assert not callback_url_allowed("https://user@evil.example/", own, ())
+    assert not callback_url_allowed("ftp://hooks.acme.example/", own, ())
+    assert not callback_url_allowed("https://hooks.acme.example:99999/", own, ())
+    assert not callback_url_allowed("not a url", own, ())
+
+
+def test_check_account_callbacks() -> None:
+    from adressat.core.callbacks import check_account_callbacks
+
+    assert check_account_callbacks(None, (), None) == (None, (), None)
+    url, hosts, secret = check_account_callbacks(
+        "https://h.example/cb", ("A.example", "a.example", " b.example "), b"k" * 32
+    )
+    assert (url, hosts, secret) == ("https://h.example/cb", ("a.example", "b.example"), b"k" * 32)
+    for bad in (
+        ("ftp://h/", (), None),
+        ("https:///nohost", (), None),
+        ("https://h.example/a b", (), None),
+        (None, ("a/b",), None),
+        (None, ("",), None),
+        (None, ("h:80",), None),
+        (None, tuple(f"h{i}.example" for i in range(33)), None),
+        (None, (), b"short"),
+    ):
+        with pytest.raises(ValueError):
+            check_account_callbacks(*bad)  # type: ignore[arg-type]

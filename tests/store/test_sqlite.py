@@ -236,7 +236,8 @@ def test_v2_database_is_upgraded_to_v3(tmp_path: Path) -> None:
 
 def _insert_v3(conn: sqlite3.Connection, m: Message) -> None:
     """``m`` as a program of schema v3 wrote it (no ``reference`` column yet)."""
-    cols = [c for c in MESSAGE_COLUMNS if c not in ("reference", "addressed_imsi", "scts")]
+    cols = [c for c in MESSAGE_COLUMNS if c not in ("reference", "addressed_imsi", "scts",
+                                                  "client_reference")]
     values = [getattr(m, c) for c in cols]
     values[cols.index("state")] = m.state.value
     values[cols.index("extra")] = "{}"
@@ -278,7 +279,7 @@ def test_v3_database_is_upgraded_to_v4_and_a_message_in_flight_keeps_its_derived
 
 def _insert_v8(conn: sqlite3.Connection, m: Message) -> None:
     """``m`` as a program of schema v4..v8 wrote it (a ``reference``, no ``scts`` yet)."""
-    cols = [c for c in MESSAGE_COLUMNS if c != "scts"]
+    cols = [c for c in MESSAGE_COLUMNS if c not in ("scts", "client_reference")]
     values = [getattr(m, c) for c in cols]
     values[cols.index("state")] = m.state.value
     values[cols.index("extra")] = "{}"

@@ -127,7 +127,7 @@ def _database_at(path: Path, version: int) -> sqlite3.Connection:
 
 def _v8_message(conn: sqlite3.Connection, m: Message) -> None:
     """``m`` as a program of schema v8 wrote it (no column added after v8)."""
-    cols = [c for c in MESSAGE_COLUMNS if c != "scts"]
+    cols = [c for c in MESSAGE_COLUMNS if c not in ("scts", "client_reference")]
     values = [getattr(m, c) for c in cols]
     values[cols.index("state")] = m.state.value
     values[cols.index("extra")] = "{}"

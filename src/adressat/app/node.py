@@ -113,7 +113,9 @@ class Node:
                                    record_retention_s=s.record_retention_s,
                                    interval_s=s.retention_interval_s,
                                    batch_max=s.retention_batch_max,
-                                   canary_probes_retention_s=s.canary_probes_retention_s)
+                                   canary_probes_retention_s=s.canary_probes_retention_s,
+                                   idempotency_keep_s=s.idempotency_keep_s,  # issue 12
+                                   callback_retention_s=s.callback_retention_s)
         self.ingress = Ingress(
             self.committer,
             self.router,

@@ -5,6 +5,10 @@ try short texts such as one-time codes) is emptied ``content_retention_s`` after
 state (0: at the next pass, within ``interval_s``); its rows (the message, its attempt records,
 receipt and delivery row) and the alarms are deleted ``record_retention_s`` after it. A
 receipt still unsent then is given up with its message: counted, and logged per account.
+HTTP senders' records (issue 12): an Idempotency-Key's first answer is deleted
+``idempotency_keep_s`` after it was given, a status callback sent or given up
+``callback_retention_s`` after that (never longer than the records; a pending one goes only
+with its message).
 
 One pass every ``interval_s``, in the SMPP process, off the hot path: each batch of at most
 ``batch_max`` rows is one operation of the group committer (``committer.run``), so it runs on
@@ -48,6 +52,8 @@ class RetentionStats:
     receipts_unsent_total: int  # receipts given up at record retention, never sent
     last_pass_s: float  # how long the last pass took
     last_pass_at: float  # when it ended (epoch seconds), 0 before the first
+    deleted_idempotency_total: int = 0  # Idempotency-Key records (issue 12)
+    deleted_callbacks_total: int = 0  # callbacks sent or given up (issue 12)
 
 
 class Retention:
@@ -61,6 +67,8 @@ class Retention:
         batch_max: int = 100,
         clock: Callable[[], float] = time.time,
         canary_probes_retention_s: float | None = None,
+        idempotency_keep_s: float = 86400.0,
+        callback_retention_s: float | None = None,
     ) -> None:
         if content_retention_s < 0 or record_retention_s < 0:
             raise ValueError("retention must be >= 0")
@@ -78,6 +86,16 @@ class Retention:
             else min(max(0.0, canary_probes_retention_s), record_retention_s)
         )
         self.canary_probes_deleted = 0
+        if idempotency_keep_s < 0:
+            raise ValueError("idempotency_keep_s must be >= 0")
+        self.idempotency_keep_s = idempotency_keep_s
+        # callbacks done: kept this long, and never longer than the records
+        self.callback_retention_s = (
+            record_retention_s if callback_retention_s is None
+            else min(max(0.0, callback_retention_s), record_retention_s)
+        )
+        self.idempotency_deleted = 0
+        self.callbacks_deleted = 0
         self.canary_messages_deleted = 0
         self.passes = 0
         self.failures = 0
@@ -93,7 +111,8 @@ class Retention:
         d = self.deleted
         return RetentionStats(self.passes, self.failures, self.purged, d.messages, d.attempts,
                               d.receipts, d.alarms, self.receipts_unsent, self.last_pass_s,
-                              self.last_pass_at)
+                              self.last_pass_at, self.idempotency_deleted,
+                              self.callbacks_deleted)
 
     async def _paced(self, started: float) -> None:
         """After a batch: wait so that batches take at most a fifth of the loop."""
@@ -136,6 +155,23 @@ class Retention:
             n = await self.committer.run(
                 lambda s: s.delete_canary_records(canary_before, limit))
             self.canary_messages_deleted += n
+            if n < limit:
+                break
+            await self._paced(started)
+        idempotency_before = now - self.idempotency_keep_s
+        while not self._stopping:  # issue 12: Idempotency-Key records
+            started = time.perf_counter()
+            n = await self.committer.run(
+                lambda s: s.prune_idempotency(idempotency_before, limit))
+            self.idempotency_deleted += n
+            if n < limit:
+                break
+            await self._paced(started)
+        callbacks_before = now - self.callback_retention_s
+        while not self._stopping:  # issue 12: callbacks sent or given up
+            started = time.perf_counter()
+            n = await self.committer.run(lambda s: s.prune_callbacks(callbacks_before, limit))
+            self.callbacks_deleted += n
             if n < limit:
                 break
             await self._paced(started)

@@ -53,6 +53,9 @@ class Settings:
     record_retention_s: float = 90 * 24 * 3600.0  # then the rows: message, attempts, receipt
     retention_interval_s: float = 1.0  # a retention pass (off the hot path) this often
     retention_batch_max: int = 100  # rows per retention transaction (the write lock is short)
+    # issue 12, helper S: HTTP senders' records, pruned by the same retention pass
+    idempotency_keep_s: float = 86400.0  # an Idempotency-Key's first answer kept this long
+    callback_retention_s: float = 7 * 24 * 3600.0  # callbacks sent or given up, kept this long
 
     # delivery
     delivery_process: bool = True  # the delivery half in a process of its own (second core)

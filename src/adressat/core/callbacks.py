@@ -10,9 +10,10 @@ sends them, the oldest pending one of each message first. Pure: no clock, no I/O
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from adressat.core.model import FINAL_STATES, State
 
@@ -137,6 +138,66 @@ def spec_event(extra_cb: object, state: State) -> CallbackEvent | None:
     except BadCallbackSpec:
         return None
     return event if event in spec.events else None
+
+
+#: An account's callback_hosts: at most this many.
+CALLBACK_HOSTS_MAX = 32
+#: The length of an account's webhook secret (octets).
+WEBHOOK_SECRET_LENGTH = 32
+
+
+def url_host(url: str) -> str | None:
+    """The host of an http(s) URL, lower case (None: not an http(s) URL with a host)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    return host.lower()
+
+
+def check_host(host: str) -> str:
+    """A host name or address as ``callback_hosts`` keeps it (lower case); ValueError."""
+    h = host.strip().lower()
+    if not h or len(h) > 253 or any(c in h for c in "/:@?#[] \t\n") or not h.isascii():
+        raise ValueError(f"not a host name: {host!r}")
+    return h
+
+
+def check_account_callbacks(
+    url: str | None, hosts: Sequence[str], secret: bytes | None
+) -> tuple[str | None, tuple[str, ...], bytes | None]:
+    """An account's callback settings as the store keeps them (hosts lower case, without
+    repeats); ValueError naming what is wrong."""
+    if url is not None:
+        if len(url) > CALLBACK_URL_LENGTH_MAX or url_host(url) is None:
+            raise ValueError("callback url must be an http(s) URL with a host")
+        if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+            raise ValueError("callback url has spaces or control characters")
+    if len(hosts) > CALLBACK_HOSTS_MAX:
+        raise ValueError(f"at most {CALLBACK_HOSTS_MAX} callback hosts")
+    kept = tuple(dict.fromkeys(check_host(h) for h in hosts))
+    if secret is not None and len(secret) != WEBHOOK_SECRET_LENGTH:
+        raise ValueError(f"webhook secret must be {WEBHOOK_SECRET_LENGTH} octets")
+    return url, kept, secret
+
+
+def callback_url_allowed(
+    url: str, account_callback_url: str | None, callback_hosts: Sequence[str]
+) -> bool:
+    """Whether an account may have callbacks sent to ``url``: an http(s) URL whose host is
+    the host of the account's own ``callback_url`` or one of its ``callback_hosts``
+    (anything else, by default everything, is refused: a sender must not make the SMSC call
+    into hosts it was not given)."""
+    host = url_host(url)
+    if host is None:
+        return False
+    if host in (h.lower() for h in callback_hosts):
+        return True
+    return account_callback_url is not None and url_host(account_callback_url) == host
 
 
 @dataclass(frozen=True, slots=True)

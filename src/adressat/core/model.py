@@ -76,6 +76,8 @@ class Message:
     a counter per destination since v4): SMS-DELIVER has no TP-MR, but netsim's handsets
     recognised resends by it then, so a message in flight across the upgrade keeps it for its
     resends (None for everything first attempted since, and before v4).
+    ``client_reference`` is the sender's own reference for it (HTTP API, issue 12), by which
+    it finds its messages again (``Store.messages_by_reference``).
     ``addressed_imsi`` is the identity the latest attempt was about to be handed to, made
     durable before anything went out: after a crash in the middle of an attempt, the retry goes
     only to that identity (I3), as after a timeout.
@@ -111,6 +113,9 @@ class Message:
     reference: int | None = None
     addressed_imsi: str | None = None
     scts: int | None = None
+    #: the sender's own reference (HTTP API ``client_reference``, at most
+    #: CLIENT_REFERENCE_LENGTH_MAX characters; issue 12, schema v18); None: none given
+    client_reference: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -326,7 +331,23 @@ class Account:
     partner: bool = False
     partner_ranges: tuple[str, ...] = ()
     partner_connectors: tuple[str, ...] = ()
+    # issue 12, helper S: status callbacks of an HTTP sender. ``callback_url``: the default
+    # callback URL; a callback URL (given with a message or this one) is allowed only when its
+    # host is ``callback_url``'s host or one of ``callback_hosts``. ``webhook_secret``: the
+    # HMAC-SHA256 key of its webhook signatures (core.callbacks.WEBHOOK_SECRET_LENGTH octets).
+    callback_url: str | None = None
+    callback_hosts: tuple[str, ...] = ()
+    webhook_secret: bytes | None = None
 
+    def __repr__(self) -> str:  # never the password hash nor the webhook secret
+        return (
+            f"Account(name={self.name!r}, partner={self.partner}, "
+            f"callback_url={self.callback_url!r}, callback_hosts={self.callback_hosts!r})"
+        )
+
+
+#: The longest ``Message.client_reference`` (characters).
+CLIENT_REFERENCE_LENGTH_MAX = 64
 
 # --- interconnect (issue 11) ---------------------------------------------------------------
 

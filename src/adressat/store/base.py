@@ -18,11 +18,20 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, runtime_checkable
 
 from adressat.core.alert import AlertRecord
+from adressat.core.callbacks import (
+    BadCallbackSpec,
+    Callback,
+    CallbackEvent,
+    CallbackSpec,
+    decode_spec,
+    event_for,
+)
 from adressat.core.care import Complaint
 from adressat.core.health import Episode
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
 from adressat.core.model import (
+    CLIENT_REFERENCE_LENGTH_MAX,
     FINAL_STATES,
     MUTABLE_FIELDS,
     Account,
@@ -100,6 +109,22 @@ class AccountExists(StoreError):
         self.name = name
 
 
+class UnknownAccount(StoreError, KeyError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no account {name}")
+        self.name = name
+
+
+class IdempotencyExists(StoreError):
+    """``idempotency_put`` for an (account, key) that has a record already: another request
+    with that key committed first. Nothing of the failed operation is written."""
+
+    def __init__(self, account: str, key: str) -> None:
+        super().__init__(f"idempotency key already used by account {account}")
+        self.account = account
+        self.key = key
+
+
 class ConnectorExists(StoreError):
     def __init__(self, name: str) -> None:
         super().__init__(f"connector {name} already exists")
@@ -168,6 +193,88 @@ class DeletedRecords:
     deliveries: int = 0
     alarms: int = 0
     receipts_unsent: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An HTTP API key of an account (issue 12). The key a sender holds is
+    ``adr_<key_id>_<secret>``; only ``sha256(secret)`` is kept (``secret_hash``)."""
+
+    key_id: str
+    account: str
+    secret_hash: bytes
+    created_at: float
+    revoked_at: float | None = None
+
+    def __repr__(self) -> str:  # never the hash
+        return (f"ApiKey(key_id={self.key_id!r}, account={self.account!r}, "
+                f"created_at={self.created_at}, revoked_at={self.revoked_at})")
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """The first answer to an ``Idempotency-Key`` of an account (issue 12): the hash of the
+    request body it answered, its HTTP status and its body (``response``, JSON text)."""
+
+    account: str
+    key: str
+    body_hash: bytes
+    status: int
+    response: str
+    created_at: float
+
+
+#: The longest Idempotency-Key the store keeps (characters).
+IDEMPOTENCY_KEY_LENGTH_MAX = 255
+#: The longest answer the store keeps for one key (characters; a batch of 1,000 results).
+IDEMPOTENCY_RESPONSE_LENGTH_MAX = 1_000_000
+
+
+def check_idempotency(account: str, key: str, body_hash: bytes, status: int,
+                      response: str) -> None:
+    """ValueError for what ``idempotency_put`` may not store."""
+    if not account or not key or len(key) > IDEMPOTENCY_KEY_LENGTH_MAX:
+        raise ValueError(f"idempotency key must be 1..{IDEMPOTENCY_KEY_LENGTH_MAX} characters")
+    if not body_hash or len(body_hash) > 64:
+        raise ValueError("body_hash must be 1..64 octets")
+    if not 100 <= status <= 599:
+        raise ValueError("status must be an HTTP status")
+    if len(response) > IDEMPOTENCY_RESPONSE_LENGTH_MAX:
+        raise ValueError("response too long to keep")
+
+
+def check_api_key(key_id: str, secret_hash: bytes) -> None:
+    if not key_id or len(key_id) > 64 or not key_id.isascii() or not key_id.isalnum():
+        raise ValueError("key_id must be 1..64 ASCII letters and digits")
+    if len(secret_hash) != 32:
+        raise ValueError("secret_hash must be a sha256 (32 octets)")
+
+
+def planned_callback(
+    old: Message | None, new: Message
+) -> tuple[CallbackSpec, CallbackEvent] | None:
+    """The callback event a store writes with ``new`` (both back ends): for a new message
+    (``old`` None) ACCEPTED, for a move into another state ``event_for`` of it; only when the
+    message's ``extra["cb"]`` (the new row's, else the old row's: a transition that rewrote
+    ``extra`` does not lose what the sender asked for) asks for it. None: nothing to write."""
+    cb = new.extra.get("cb") if new.extra else None
+    if cb is None and old is not None and old.extra:
+        cb = old.extra.get("cb")
+    if not isinstance(cb, str):
+        return None
+    if old is None:
+        event: CallbackEvent | None = CallbackEvent.ACCEPTED
+    elif old.state is new.state:
+        return None
+    else:
+        event = event_for(new.state)
+    if event is None:
+        return None
+    try:
+        spec = decode_spec(cb)
+    except BadCallbackSpec:
+        return None  # checked at ingress; a transition is never refused over it
+    return (spec, event) if event in spec.events else None
 
 
 @runtime_checkable
@@ -498,6 +605,62 @@ class Store(Protocol):
     def count_held_receipts(self) -> int: ...
 
 
+    # --- HTTP senders: API keys, idempotency, callbacks outbox (issue 12, helper S) ---
+    # (insert below this line)
+    # API keys: the secret part is 32 random octets, kept as sha256(secret) (``secret_hash``),
+    # compared by the caller with hmac.compare_digest. ``add_api_key``: UnknownAccount when
+    # there is no such account, ValueError for a bad key_id or hash, StoreError when the
+    # key_id exists. ``api_keys``: the account's, oldest first. ``revoke_api_key``: True when
+    # it revoked that key of that account now (False: none such, or revoked before).
+    # ``set_account_callbacks``: the account's callback settings, all three replaced
+    # (``core.callbacks.check_account_callbacks``: ValueError, nothing written);
+    # UnknownAccount when there is no such account.
+    def add_api_key(self, account: str, key_id: str, secret_hash: bytes, now: float) -> None: ...
+    def api_key(self, key_id: str) -> ApiKey | None: ...
+    def api_keys(self, account: str) -> list[ApiKey]: ...
+    def revoke_api_key(self, account: str, key_id: str, now: float) -> bool: ...
+    def set_account_callbacks(
+        self, account: str, *, url: str | None, hosts: tuple[str, ...], secret: bytes | None
+    ) -> None: ...
+    # Idempotency records, kept durably until ``prune_idempotency`` (retention: those created
+    # before ``before``, at most ``limit``; how many). ``idempotency_put`` belongs in the unit
+    # of work of the ``insert_messages`` it answers for (``batch``/``savepoint``);
+    # IdempotencyExists when the (account, key) has one already (nothing written),
+    # ValueError for what may not be kept (``check_idempotency``).
+    def idempotency_get(self, account: str, key: str) -> IdempotencyRecord | None: ...
+    def idempotency_put(
+        self, account: str, key: str, body_hash: bytes, status: int, response: str, now: float
+    ) -> None: ...
+    def prune_idempotency(self, before: float, limit: int = 5000) -> int: ...
+    # The callbacks outbox. Written by the store itself in the transaction of the state
+    # change, for every message whose ``extra["cb"]`` (core.callbacks.encode_spec) asks for
+    # the event (``planned_callback``): ``insert_messages`` writes ACCEPTED, every move to
+    # DEFERRED, FORWARDED or a final state its event (transition, apply_transitions,
+    # finish_attempts, record_forwarded(_many), apply_partner_receipt(s), expire_due,
+    # expire_forwarded, recover_leases, cancel). Account, source and destination are the
+    # message's own (I4); ``at`` is the time of the change, ``next_attempt_at`` the same.
+    # ``due_callbacks``: per message only its oldest pending event (neither sent nor given
+    # up), and only when that one is due; by (next_attempt_at, event_id), at most ``limit``.
+    # ``callbacks_sent``, ``callback_retry`` (next try at ``next_attempt_at``) and
+    # ``callback_gave_up`` count one attempt each and touch only pending rows.
+    # ``prune_callbacks``: rows sent or given up before ``before``, at most ``limit``; how
+    # many. Pending rows go only with their message (``delete_records``).
+    def due_callbacks(self, now: float, limit: int) -> list[Callback]: ...
+    def callbacks_sent(self, event_ids: Sequence[int], now: float) -> None: ...
+    def callback_retry(
+        self, event_id: int, next_attempt_at: float, last_status: int | None
+    ) -> None: ...
+    def callback_gave_up(self, event_id: int, now: float, last_status: int | None) -> None: ...
+    def callbacks_of_message(self, message_id: str) -> list[Callback]: ...
+    def pending_callbacks(self) -> int: ...
+    def prune_callbacks(self, before: float, limit: int = 5000) -> int: ...
+    # The messages of ``account`` with that client_reference, newest first, at most ``limit``.
+    def messages_by_reference(
+        self, account: str, client_reference: str, limit: int
+    ) -> list[Message]: ...
+
+
+
 
 def check_changes(changes: Mapping[str, object]) -> None:
     bad = set(changes) - MUTABLE_FIELDS
@@ -605,3 +768,6 @@ def check_new_message(msg: Message) -> None:
         raise ValueError("priority must be 0..3")
     if not msg.id:
         raise ValueError("message id must not be empty")
+    ref = msg.client_reference
+    if ref is not None and not 0 < len(ref) <= CLIENT_REFERENCE_LENGTH_MAX:
+        raise ValueError(f"client_reference must be 1..{CLIENT_REFERENCE_LENGTH_MAX} characters")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from adressat.core.alert import AlertRecord, check_ack, check_alert, check_alert_filters
 from adressat.core.breaker import counts as counts_for_breaker
+from adressat.core.callbacks import Callback, check_account_callbacks
 from adressat.core.care import Complaint
 from adressat.core.health import Episode
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
@@ -55,22 +56,29 @@ from adressat.core.scheduling import (
 )
 from adressat.store.base import (
     AccountExists,
+    ApiKey,
     ConnectorExists,
     ConnectorInUse,
     DeletedRecords,
     DuplicateMessage,
     FinishedAttempt,
+    IdempotencyExists,
+    IdempotencyRecord,
     NotPending,
     RouteExists,
     StoreError,
     Transition,
+    UnknownAccount,
     UnknownConnector,
     UnknownMessage,
     apply_each,
+    check_api_key,
     check_changes,
+    check_idempotency,
     check_new_message,
     plan_finish,
     plan_transition,
+    planned_callback,
 )
 from adressat.store.forwards import ForwardingStore
 
@@ -85,6 +93,32 @@ class _Interconnect:
 
     def copy(self) -> _Interconnect:
         return _Interconnect(dict(self.connectors), dict(self.statuses), dict(self.routes))
+
+
+@dataclass
+class _Http:
+    """HTTP senders (issue 12): API keys, idempotency records, the callbacks outbox."""
+
+    api_keys: dict[str, ApiKey] = field(default_factory=dict)
+    idempotency: dict[tuple[str, str], IdempotencyRecord] = field(default_factory=dict)
+    callbacks: dict[int, Callback] = field(default_factory=dict)
+    next_callback_id: int = 1  # ids never repeat, also once old rows are pruned
+
+    def copy(self) -> _Http:
+        return _Http(dict(self.api_keys), dict(self.idempotency), dict(self.callbacks),
+                     self.next_callback_id)
+
+    def add_callback(self, old: Message | None, new: Message, now: float) -> None:
+        planned = planned_callback(old, new)
+        if planned is None:
+            return
+        spec, event = planned
+        cid = self.next_callback_id
+        self.next_callback_id += 1
+        self.callbacks[cid] = Callback(
+            cid, new.id, new.account, spec.kind, spec.url, event, new.state, new.error, now,
+            new.source_addr, new.destination, 0, now, None, None, None,
+        )
 
 
 @dataclass
@@ -115,6 +149,7 @@ class _Data:
     held_receipts: dict[int, PartnerReceipt] = field(default_factory=dict)
     next_held_id: int = 1
     interconnect: _Interconnect = field(default_factory=_Interconnect)
+    http: _Http = field(default_factory=_Http)  # issue 12
 
     def copy(self) -> _Data:
         return _Data(
@@ -142,6 +177,7 @@ class _Data:
             dict(self.held_receipts),
             self.next_held_id,
             self.interconnect.copy(),
+            self.http.copy(),
         )
 
     def add_attempt(self, rec: AttemptRecord) -> None:
@@ -208,6 +244,10 @@ class MemoryStore(ForwardingStore):
                 name, password_hash, throughput_per_s, partner_ranges is not None,
                 tuple(partner_ranges or ()), tuple(partner_connectors))
 
+    def _pending_cb(self, event_id: int) -> Callback | None:
+        cb = self._d.http.callbacks.get(event_id)
+        return cb if cb is not None and cb.pending else None
+
     def get_account(self, name: str) -> Account | None:
         with self._lock:
             return self._d.accounts.get(name)
@@ -231,6 +271,8 @@ class MemoryStore(ForwardingStore):
                 seen.add(m.id)
             for m in msgs:
                 self._d.messages[m.id] = replace(m, extra=dict(m.extra))
+                if m.extra:
+                    self._d.http.add_callback(None, m, m.submitted_at)
 
     def get_message(self, message_id: str) -> Message | None:
         with self._lock:
@@ -260,8 +302,11 @@ class MemoryStore(ForwardingStore):
             self._d.receipt_by_message[new.id] = rid
 
     def _put(self, new: Message, now: float) -> Message:
+        old = self._d.messages.get(new.id)
         self._d.messages[new.id] = new
         self._write_final_effects(new, now)
+        if old is not None and (old.extra or new.extra):
+            self._d.http.add_callback(old, new, now)
         return replace(new, extra=dict(new.extra))
 
     def transition(
@@ -372,13 +417,14 @@ class MemoryStore(ForwardingStore):
             n = 0
             for m in list(self._d.messages.values()):
                 if m.state is State.DISPATCHED and (m.lease_until is None or m.lease_until < now):
-                    self._d.messages[m.id] = replace(
+                    new = self._d.messages[m.id] = replace(
                         m,
                         state=State.DEFERRED,
                         next_attempt_at=now,
                         lease_until=None,
                         lease_owner=None,
                     )
+                    self._d.http.add_callback(m, new, now)
                     n += 1
             return n
 
@@ -561,6 +607,8 @@ class MemoryStore(ForwardingStore):
                 del d.messages[mid]
             for key in [k for k in d.forwards if k[0] in ids]:
                 del d.forwards[key]
+            for cid in [k for k, cb in d.http.callbacks.items() if cb.message_id in ids]:
+                del d.http.callbacks[cid]
             newest_alarm = max((a.id for a in d.alarms), default=0)
             old_alarms = sorted(
                 (a for a in d.alarms if a.at < final_before and a.id < newest_alarm),
@@ -1201,3 +1249,137 @@ class MemoryStore(ForwardingStore):
             )[: max(0, limit)]
             return [replace(m, extra=dict(m.extra)) for m in due]
 
+
+    # --- HTTP senders: API keys, idempotency, callbacks outbox (issue 12, helper S) ---
+    # (insert below this line)
+    def add_api_key(self, account: str, key_id: str, secret_hash: bytes, now: float) -> None:
+        check_api_key(key_id, secret_hash)
+        with self._op():
+            if account not in self._d.accounts:
+                raise UnknownAccount(account)
+            if key_id in self._d.http.api_keys:
+                raise StoreError(f"api key {key_id} exists")
+            self._d.http.api_keys[key_id] = ApiKey(key_id, account, bytes(secret_hash), now)
+
+    def api_key(self, key_id: str) -> ApiKey | None:
+        with self._lock:
+            return self._d.http.api_keys.get(key_id)
+
+    def api_keys(self, account: str) -> list[ApiKey]:
+        with self._lock:
+            return sorted((k for k in self._d.http.api_keys.values() if k.account == account),
+                          key=lambda k: (k.created_at, k.key_id))
+
+    def revoke_api_key(self, account: str, key_id: str, now: float) -> bool:
+        with self._op():
+            k = self._d.http.api_keys.get(key_id)
+            if k is None or k.account != account or k.revoked_at is not None:
+                return False
+            self._d.http.api_keys[key_id] = replace(k, revoked_at=now)
+            return True
+
+    def set_account_callbacks(
+        self, account: str, *, url: str | None, hosts: tuple[str, ...], secret: bytes | None
+    ) -> None:
+        url, hosts, secret = check_account_callbacks(url, hosts, secret)
+        with self._op():
+            a = self._d.accounts.get(account)
+            if a is None:
+                raise UnknownAccount(account)
+            self._d.accounts[account] = replace(
+                a, callback_url=url, callback_hosts=hosts, webhook_secret=secret
+            )
+
+    def idempotency_get(self, account: str, key: str) -> IdempotencyRecord | None:
+        with self._lock:
+            return self._d.http.idempotency.get((account, key))
+
+    def idempotency_put(
+        self, account: str, key: str, body_hash: bytes, status: int, response: str, now: float
+    ) -> None:
+        check_idempotency(account, key, body_hash, status, response)
+        with self._op():
+            if (account, key) in self._d.http.idempotency:
+                raise IdempotencyExists(account, key)
+            self._d.http.idempotency[(account, key)] = IdempotencyRecord(
+                account, key, bytes(body_hash), status, response, now
+            )
+
+    def prune_idempotency(self, before: float, limit: int = 5000) -> int:
+        with self._op():
+            old = sorted(
+                (r for r in self._d.http.idempotency.values() if r.created_at < before),
+                key=lambda r: r.created_at,
+            )[: max(0, limit)]
+            for r in old:
+                del self._d.http.idempotency[(r.account, r.key)]
+            return len(old)
+
+    def due_callbacks(self, now: float, limit: int) -> list[Callback]:
+        with self._lock:
+            oldest: dict[str, Callback] = {}
+            for cb in sorted(self._d.http.callbacks.values(), key=lambda c: c.event_id):
+                if cb.pending and cb.message_id not in oldest:
+                    oldest[cb.message_id] = cb
+            due = sorted((cb for cb in oldest.values() if cb.next_attempt_at <= now),
+                         key=lambda c: (c.next_attempt_at, c.event_id))
+            return due[: max(0, limit)]
+
+    def callbacks_sent(self, event_ids: Sequence[int], now: float) -> None:
+        with self._op():
+            for i in event_ids:
+                cb = self._pending_cb(i)
+                if cb is not None:
+                    self._d.http.callbacks[i] = replace(cb, sent_at=now, attempts=cb.attempts + 1)
+
+    def callback_retry(
+        self, event_id: int, next_attempt_at: float, last_status: int | None
+    ) -> None:
+        with self._op():
+            cb = self._pending_cb(event_id)
+            if cb is not None:
+                self._d.http.callbacks[event_id] = replace(
+                    cb, attempts=cb.attempts + 1, next_attempt_at=next_attempt_at,
+                    last_status=last_status,
+                )
+
+    def callback_gave_up(self, event_id: int, now: float, last_status: int | None) -> None:
+        with self._op():
+            cb = self._pending_cb(event_id)
+            if cb is not None:
+                self._d.http.callbacks[event_id] = replace(
+                    cb, attempts=cb.attempts + 1, gave_up_at=now, last_status=last_status
+                )
+
+    def callbacks_of_message(self, message_id: str) -> list[Callback]:
+        with self._lock:
+            return sorted((cb for cb in self._d.http.callbacks.values()
+                           if cb.message_id == message_id), key=lambda c: c.event_id)
+
+    def pending_callbacks(self) -> int:
+        with self._lock:
+            return sum(1 for cb in self._d.http.callbacks.values() if cb.pending)
+
+    def prune_callbacks(self, before: float, limit: int = 5000) -> int:
+        with self._op():
+            done = sorted(
+                (
+                    (t, cb.event_id) for cb in self._d.http.callbacks.values()
+                    if (t := cb.sent_at if cb.sent_at is not None else cb.gave_up_at)
+                    is not None and t < before
+                ),
+            )[: max(0, limit)]
+            for _, cid in done:
+                del self._d.http.callbacks[cid]
+            return len(done)
+
+    def messages_by_reference(
+        self, account: str, client_reference: str, limit: int
+    ) -> list[Message]:
+        with self._lock:
+            found = sorted(
+                (m for m in self._d.messages.values()
+                 if m.account == account and m.client_reference == client_reference),
+                key=lambda m: (m.submitted_at, m.id), reverse=True,
+            )[: max(0, limit)]
+            return [replace(m, extra=dict(m.extra)) for m in found]

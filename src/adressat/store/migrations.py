@@ -44,6 +44,7 @@ MESSAGE_COLUMNS: tuple[str, ...] = (
     "reference",
     "addressed_imsi",
     "scts",
+    "client_reference",  # schema v18
 )
 
 _V1: list[tuple[Dialect, str]] = [
@@ -640,6 +641,76 @@ _V17: list[tuple[Dialect, str]] = [
     ("any", "ALTER TABLE accounts ADD COLUMN partner_connectors TEXT NOT NULL DEFAULT '[]'"),
 ]
 
+#: v18 (issue 12, helper S): HTTP senders. API keys (``secret_hash``: sha256 of the key's 32
+#: random secret octets; a random 256-bit secret needs no stretching), idempotency records
+#: (kept ``idempotency_keep_s``, pruned by retention), the callbacks outbox (one row per event
+#: a sender asked for, written by the store in the transaction of the state change; the
+#: event_id AUTOINCREMENT so that it never repeats, also once the newest row is pruned: it is
+#: the receiver's dedupe id), the sender's own reference on a message, and an account's
+#: callback settings (``callback_hosts``: a JSON array of host names).
+_V18: list[tuple[Dialect, str]] = [
+    ("any", "ALTER TABLE messages ADD COLUMN client_reference TEXT"),
+    ("any", "CREATE INDEX messages_reference ON messages (account, client_reference)"
+            " WHERE client_reference IS NOT NULL"),
+    ("any", "ALTER TABLE accounts ADD COLUMN callback_url TEXT"),
+    ("any", "ALTER TABLE accounts ADD COLUMN callback_hosts TEXT NOT NULL DEFAULT '[]'"),
+    ("any", "ALTER TABLE accounts ADD COLUMN webhook_secret BLOB"),
+    (
+        "any",
+        """CREATE TABLE api_keys (
+            key_id TEXT PRIMARY KEY,
+            account TEXT NOT NULL,
+            secret_hash BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            revoked_at REAL
+        )""",
+    ),
+    ("any", "CREATE INDEX api_keys_account ON api_keys (account, created_at)"),
+    (
+        "any",
+        """CREATE TABLE idempotency (
+            account TEXT NOT NULL,
+            key TEXT NOT NULL,
+            body_hash BLOB NOT NULL,
+            status INTEGER NOT NULL,
+            response TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (account, key)
+        )""",
+    ),
+    ("any", "CREATE INDEX idempotency_time ON idempotency (created_at)"),
+    (
+        "any",  # AUTOINCREMENT: an identity column in PostgreSQL
+        """CREATE TABLE callbacks (
+            event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            message_id TEXT NOT NULL,
+            account TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            url TEXT NOT NULL,
+            event TEXT NOT NULL,
+            state TEXT NOT NULL,
+            error INTEGER,
+            at REAL NOT NULL,
+            source_addr TEXT NOT NULL,
+            destination TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_status INTEGER,
+            sent_at REAL,
+            gave_up_at REAL
+        )""",
+    ),
+    # pending, by when due (the sender's poll) and by message (its oldest pending first)
+    ("any", "CREATE INDEX callbacks_due ON callbacks (next_attempt_at, event_id)"
+            " WHERE sent_at IS NULL AND gave_up_at IS NULL"),
+    ("any", "CREATE INDEX callbacks_pending ON callbacks (message_id, event_id)"
+            " WHERE sent_at IS NULL AND gave_up_at IS NULL"),
+    ("any", "CREATE INDEX callbacks_message ON callbacks (message_id)"),
+    # done (sent or given up), by when: retention
+    ("any", "CREATE INDEX callbacks_done ON callbacks (coalesce(sent_at, gave_up_at))"
+            " WHERE sent_at IS NOT NULL OR gave_up_at IS NOT NULL"),
+]
+
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (1, _V1),
     (2, _V2),
@@ -663,6 +734,8 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
 
     # issue 11, helper E: interconnect config (v17)
     (17, _V17),
+    # issue 12, helper S: API keys, idempotency, callbacks outbox, client_reference (v18)
+    (18, _V18),
 
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)

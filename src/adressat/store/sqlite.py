@@ -34,6 +34,7 @@ from typing import Any
 
 from adressat.core.alert import AlertRecord, check_ack, check_alert, check_alert_filters
 from adressat.core.breaker import counts as counts_for_breaker
+from adressat.core.callbacks import Callback, CallbackEvent, check_account_callbacks
 from adressat.core.care import Complaint
 from adressat.core.health import Episode, EpisodeKind
 from adressat.core.integrity import Alarm, AlarmKind, FaultSetting, RouteStatus
@@ -68,26 +69,33 @@ from adressat.core.model import (
 from adressat.core.scheduling import counter_key, give_scts, takes_scts
 from adressat.store.base import (
     AccountExists,
+    ApiKey,
     ConnectorExists,
     ConnectorInUse,
     DeletedRecords,
     DuplicateDelivery,
     DuplicateMessage,
     FinishedAttempt,
+    IdempotencyExists,
+    IdempotencyRecord,
     NotPending,
     RouteExists,
     StaleState,
     StoreError,
     StoreUnavailable,
     Transition,
+    UnknownAccount,
     UnknownConnector,
     UnknownMessage,
     apply_each,
+    check_api_key,
     check_changes,
+    check_idempotency,
     check_new_message,
     iter_chunks,
     plan_finish,
     plan_transition,
+    planned_callback,
 )
 from adressat.store.forwards import ForwardingStore
 from adressat.store.migrations import (
@@ -110,7 +118,8 @@ _ATTEMPT_COLS = (
     "outcome, error, serving_node"
 )
 _ACCOUNT_COLS = (
-    "name, password_hash, throughput_per_s, partner, partner_ranges, partner_connectors"
+    "name, password_hash, throughput_per_s, partner, partner_ranges, partner_connectors,"
+    " callback_url, callback_hosts, webhook_secret"
 )
 _CONNECTOR_COLS = (
     "name, host, port, system_id, password, bind, window_size, throughput_per_s, system_type,"
@@ -306,6 +315,34 @@ _INSERT_RECEIPT = (
     " FROM messages WHERE id = ?"
 )
 
+# issue 12: a callback event, its account, source and destination copied from the message row
+# as just written (I4 by construction), as its state and error
+_CALLBACK_COLS = (
+    "event_id, message_id, account, kind, url, event, state, error, at, source_addr,"
+    " destination, attempts, next_attempt_at, last_status, sent_at, gave_up_at"
+)
+_INSERT_CALLBACK = (
+    "INSERT INTO callbacks (message_id, account, kind, url, event, state, error, at,"
+    " source_addr, destination, attempts, next_attempt_at)"
+    " SELECT id, account, ?, ?, ?, state, error, ?, source_addr, destination, 0, ?"
+    " FROM messages WHERE id = ?"
+)
+_CB_PENDING = "sent_at IS NULL AND gave_up_at IS NULL"
+_EVENTS = {e.value: e for e in CallbackEvent}
+
+
+def _callback_params(old: Message | None, new: Message, now: float) -> tuple[Any, ...] | None:
+    planned = planned_callback(old, new)
+    if planned is None:
+        return None
+    spec, event = planned
+    return (spec.kind, spec.url, event.value, now, now, new.id)
+
+
+def _callback(r: Sequence[Any]) -> Callback:
+    return Callback(int(r[0]), r[1], r[2], r[3], r[4], _EVENTS[r[5]], _STATES[r[6]], r[7],
+                    float(r[8]), r[9], r[10], int(r[11]), float(r[12]), r[13], r[14], r[15])
+
 
 def _attempt_row(rec: AttemptRecord) -> tuple[Any, ...]:
     return (
@@ -358,6 +395,7 @@ class _FinishPlan:
     deliveries: list[tuple[Any, ...]]
     receipts: list[tuple[float, int | None, str]]
     attempts: list[tuple[Any, ...]]
+    callbacks: list[tuple[Any, ...]]
 
 
 def _receipt(row: Sequence[Any]) -> Receipt:
@@ -600,7 +638,8 @@ class SqliteStore(ForwardingStore):
     @staticmethod
     def _account(row: Sequence[Any]) -> Account:
         return Account(row[0], row[1], row[2], bool(row[3]), tuple(json.loads(row[4])),
-                       tuple(json.loads(row[5])))
+                       tuple(json.loads(row[5])), row[6], tuple(json.loads(row[7])),
+                       None if row[8] is None else bytes(row[8]))
 
     def get_account(self, name: str) -> Account | None:
         rows = self._read(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE name = ?", (name,))
@@ -630,6 +669,13 @@ class SqliteStore(ForwardingStore):
                     (i for n, i in enumerate(ids) if i in ids[:n]), None
                 ) or self._first_existing(c, ids)
                 raise DuplicateMessage(dup or "?") from None
+            callbacks = [
+                p for m in msgs
+                if m.extra and "cb" in m.extra
+                and (p := _callback_params(None, m, m.submitted_at)) is not None
+            ]
+            if callbacks:
+                c.executemany(_INSERT_CALLBACK, callbacks)
 
     @staticmethod
     def _first_existing(c: sqlite3.Connection, ids: Sequence[str]) -> str | None:
@@ -686,6 +732,10 @@ class SqliteStore(ForwardingStore):
         if cur.rowcount != 1:  # cannot happen under the lock; kept as a guard
             raise StaleState(old.id, old.state, new.state, "row changed")
         self._final_effects(c, new, now)
+        if old.extra or new.extra:
+            cb = _callback_params(old, new, now)
+            if cb is not None:
+                c.execute(_INSERT_CALLBACK, cb)
 
     def _delivered(self, c: sqlite3.Connection, message_id: str) -> bool:
         row = c.execute("SELECT 1 FROM deliveries WHERE message_id = ?", (message_id,)).fetchone()
@@ -736,6 +786,7 @@ class SqliteStore(ForwardingStore):
         updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         deliveries: list[tuple[Any, ...]] = []
         receipts: list[tuple[float, int | None, str]] = []
+        callbacks: list[tuple[Any, ...]] = []
         for it in items:
             m = it.claimed
             try:
@@ -758,9 +809,13 @@ class SqliteStore(ForwardingStore):
                 deliveries.append((new.id, new.delivered_imsi, new.delivered_msisdn, it.now))
             if state in FINAL_STATES and receipt_wanted(new.registered_delivery, state):
                 receipts.append((it.now, receipt_reference(new), new.id))
+            if m.extra or new.extra:
+                cb = _callback_params(m, new, it.now)
+                if cb is not None:
+                    callbacks.append(cb)
             news.append(new)
         attempts = [_attempt_row(it.record) for it in items]
-        return _FinishPlan(items, news, updates, deliveries, receipts, attempts)
+        return _FinishPlan(items, news, updates, deliveries, receipts, attempts, callbacks)
 
     def finish_attempts(
         self, items: Sequence[FinishedAttempt], planned: object | None = None
@@ -816,6 +871,8 @@ class SqliteStore(ForwardingStore):
         except sqlite3.IntegrityError:
             raise _Refused from None
         c.executemany(_INSERT_ATTEMPT, plan.attempts)
+        if plan.callbacks:
+            c.executemany(_INSERT_CALLBACK, plan.callbacks)
 
     def _finish_one(self, c: sqlite3.Connection, it: FinishedAttempt) -> Message:
         row = self._get(c, it.claimed.id)
@@ -926,12 +983,29 @@ class SqliteStore(ForwardingStore):
 
     def recover_leases(self, now: float) -> int:
         with self._tx() as c:
-            return c.execute(
+            # the recovered that asked for callbacks (their DEFERRED event), read first
+            # through the partial index of the in flight
+            asked = [
+                _from_row(r) for r in c.execute(
+                    f"SELECT {_COLS} FROM messages INDEXED BY messages_dispatched"
+                    " WHERE state = 'DISPATCHED' AND (lease_until IS NULL OR lease_until < ?)"
+                    " AND extra LIKE '%\"cb\":%'",
+                    (now,),
+                )
+            ]
+            n = c.execute(
                 "UPDATE messages SET state = 'DEFERRED', next_attempt_at = ?,"
                 " lease_until = NULL, lease_owner = NULL"
                 " WHERE state = 'DISPATCHED' AND (lease_until IS NULL OR lease_until < ?)",
                 (now, now),
             ).rowcount
+            callbacks = [
+                p for m in asked
+                if (p := _callback_params(m, replace(m, state=State.DEFERRED), now)) is not None
+            ]
+            if callbacks:
+                c.executemany(_INSERT_CALLBACK, callbacks)
+            return n
 
     def retry_now(self, destination: str, now: float) -> int:
         with self._tx() as c:
@@ -1122,6 +1196,7 @@ class SqliteStore(ForwardingStore):
                     (*ids, final_before),
                 ).rowcount
                 c.execute(f"DELETE FROM forwards WHERE message_id IN ({marks})", ids)
+                c.execute(f"DELETE FROM callbacks WHERE message_id IN ({marks})", ids)
                 messages += c.execute(
                     f"DELETE FROM messages WHERE rowid IN ({marks})", [r[0] for r in part]
                 ).rowcount
@@ -1959,3 +2034,174 @@ class SqliteStore(ForwardingStore):
         )
         return [_from_row(r) for r in rows]
 
+
+    # --- HTTP senders: API keys, idempotency, callbacks outbox (issue 12, helper S) ---
+    # (insert below this line)
+    def add_api_key(self, account: str, key_id: str, secret_hash: bytes, now: float) -> None:
+        check_api_key(key_id, secret_hash)
+        with self._tx() as c:
+            if c.execute("SELECT 1 FROM accounts WHERE name = ?", (account,)).fetchone() is None:
+                raise UnknownAccount(account)
+            try:
+                c.execute(
+                    "INSERT INTO api_keys (key_id, account, secret_hash, created_at, revoked_at)"
+                    " VALUES (?, ?, ?, ?, NULL)",
+                    (key_id, account, bytes(secret_hash), now),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(f"api key {key_id} exists") from None
+
+    @staticmethod
+    def _api_key(r: Sequence[Any]) -> ApiKey:
+        return ApiKey(r[0], r[1], bytes(r[2]), float(r[3]), r[4])
+
+    def api_key(self, key_id: str) -> ApiKey | None:
+        rows = self._read(
+            "SELECT key_id, account, secret_hash, created_at, revoked_at FROM api_keys"
+            " WHERE key_id = ?",
+            (key_id,),
+        )
+        return self._api_key(rows[0]) if rows else None
+
+    def api_keys(self, account: str) -> list[ApiKey]:
+        rows = self._read(
+            "SELECT key_id, account, secret_hash, created_at, revoked_at FROM api_keys"
+            " WHERE account = ? ORDER BY created_at, key_id",
+            (account,),
+        )
+        return [self._api_key(r) for r in rows]
+
+    def revoke_api_key(self, account: str, key_id: str, now: float) -> bool:
+        with self._one_statement() as c:
+            return c.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND account = ?"
+                " AND revoked_at IS NULL",
+                (now, key_id, account),
+            ).rowcount == 1
+
+    def set_account_callbacks(
+        self, account: str, *, url: str | None, hosts: tuple[str, ...], secret: bytes | None
+    ) -> None:
+        url, hosts, secret = check_account_callbacks(url, hosts, secret)
+        with self._one_statement() as c:
+            n = c.execute(
+                "UPDATE accounts SET callback_url = ?, callback_hosts = ?, webhook_secret = ?"
+                " WHERE name = ?",
+                (url, json.dumps(list(hosts)), secret, account),
+            ).rowcount
+        if n == 0:
+            raise UnknownAccount(account)
+
+    def idempotency_get(self, account: str, key: str) -> IdempotencyRecord | None:
+        rows = self._read(
+            "SELECT account, key, body_hash, status, response, created_at FROM idempotency"
+            " WHERE account = ? AND key = ?",
+            (account, key),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return IdempotencyRecord(r[0], r[1], bytes(r[2]), int(r[3]), r[4], float(r[5]))
+
+    def idempotency_put(
+        self, account: str, key: str, body_hash: bytes, status: int, response: str, now: float
+    ) -> None:
+        check_idempotency(account, key, body_hash, status, response)
+        with self._one_statement() as c:
+            try:
+                c.execute(
+                    "INSERT INTO idempotency (account, key, body_hash, status, response,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (account, key, bytes(body_hash), status, response, now),
+                )
+            except sqlite3.IntegrityError:
+                raise IdempotencyExists(account, key) from None
+
+    def prune_idempotency(self, before: float, limit: int = 5000) -> int:
+        if limit <= 0:
+            return 0
+        with self._one_statement() as c:
+            return c.execute(
+                "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency"
+                " INDEXED BY idempotency_time WHERE created_at < ? ORDER BY created_at"
+                " LIMIT ?)",
+                (before, limit),
+            ).rowcount
+
+    def due_callbacks(self, now: float, limit: int) -> list[Callback]:
+        if limit <= 0:
+            return []
+        rows = self._read(
+            f"SELECT {_CALLBACK_COLS} FROM callbacks AS c INDEXED BY callbacks_due"
+            f" WHERE {_CB_PENDING} AND next_attempt_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM callbacks AS o INDEXED BY callbacks_pending"
+            "  WHERE o.message_id = c.message_id AND o.event_id < c.event_id"
+            "  AND o.sent_at IS NULL AND o.gave_up_at IS NULL)"
+            " ORDER BY next_attempt_at, event_id LIMIT ?",
+            (now, limit),
+        )
+        return [_callback(r) for r in rows]
+
+    def callbacks_sent(self, event_ids: Sequence[int], now: float) -> None:
+        if not event_ids:
+            return
+        with self._one_statement() as c:
+            c.executemany(
+                f"UPDATE callbacks SET sent_at = ?, attempts = attempts + 1"
+                f" WHERE event_id = ? AND {_CB_PENDING}",
+                [(now, int(i)) for i in event_ids],
+            )
+
+    def callback_retry(
+        self, event_id: int, next_attempt_at: float, last_status: int | None
+    ) -> None:
+        with self._one_statement() as c:
+            c.execute(
+                "UPDATE callbacks SET attempts = attempts + 1, next_attempt_at = ?,"
+                f" last_status = ? WHERE event_id = ? AND {_CB_PENDING}",
+                (next_attempt_at, last_status, event_id),
+            )
+
+    def callback_gave_up(self, event_id: int, now: float, last_status: int | None) -> None:
+        with self._one_statement() as c:
+            c.execute(
+                "UPDATE callbacks SET attempts = attempts + 1, gave_up_at = ?, last_status = ?"
+                f" WHERE event_id = ? AND {_CB_PENDING}",
+                (now, last_status, event_id),
+            )
+
+    def callbacks_of_message(self, message_id: str) -> list[Callback]:
+        rows = self._read(
+            f"SELECT {_CALLBACK_COLS} FROM callbacks INDEXED BY callbacks_message"
+            " WHERE message_id = ? ORDER BY event_id",
+            (message_id,),
+        )
+        return [_callback(r) for r in rows]
+
+    def pending_callbacks(self) -> int:
+        return int(self._read(
+            f"SELECT COUNT(*) FROM callbacks INDEXED BY callbacks_due WHERE {_CB_PENDING}"
+        )[0][0])
+
+    def prune_callbacks(self, before: float, limit: int = 5000) -> int:
+        if limit <= 0:
+            return 0
+        with self._one_statement() as c:
+            return c.execute(
+                "DELETE FROM callbacks WHERE event_id IN (SELECT event_id FROM callbacks"
+                " INDEXED BY callbacks_done WHERE (sent_at IS NOT NULL OR gave_up_at IS NOT NULL)"
+                " AND coalesce(sent_at, gave_up_at) < ? ORDER BY coalesce(sent_at, gave_up_at)"
+                " LIMIT ?)",
+                (before, limit),
+            ).rowcount
+
+    def messages_by_reference(
+        self, account: str, client_reference: str, limit: int
+    ) -> list[Message]:
+        rows = self._read(
+            f"SELECT {_COLS} FROM messages INDEXED BY messages_reference"
+            " WHERE account = ? AND client_reference = ? AND client_reference IS NOT NULL"
+            " ORDER BY submitted_at DESC, id DESC LIMIT ?",
+            (account, client_reference, max(0, limit)),
+        )
+        return [_from_row(r) for r in rows]
