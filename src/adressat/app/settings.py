@@ -158,6 +158,16 @@ class Settings:
     partner_receipt_hold_s: float = 300.0  # a receipt without a mapping this long: alarm
     hops_max: int = 5  # SMSC hops (our vendor TLV) a message may have made; more: a loop
 
+    # status callbacks out (issue 12, helper W; ingress/callbacks.py)
+    callback_timeout_s: float = 10.0  # one request, connect to the last octet of the answer
+    callback_concurrency_max: int = 64  # requests in flight at once, all receivers together
+    callback_connections_per_host_max: int = 8  # open connections to one receiver's host
+    callback_poll_s: float = 0.5  # the outbox is read this often (and at once on a wake)
+    callback_batch_max: int = 100  # rows read per poll
+    callback_retry_delay_s_min: float = 1.0  # backoff ceiling after the first failed try...
+    callback_retry_delay_s_max: float = 3600.0  # ...doubling up to this (full jitter below)
+    callback_keep_s: float = 86400.0  # tried for this long after the event, then given up
+
     # Kannel-compatible sendsms (issue 12, helper K; ingress/sendsms.py)
     sendsms_auth_cache_s: float = 60.0  # a successful password check is reused this long
     sendsms_auth_cache_max: int = 10_000  # successful checks kept at once (oldest go first)
