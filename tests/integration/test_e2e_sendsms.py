@@ -10,9 +10,11 @@ with nothing created (checked in the store), the account's throughput shared wit
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +22,7 @@ from urllib.parse import quote_from_bytes, urlencode
 
 import httpx
 import pytest
+from aiohttp import web
 from e2e_kit import inbox, next_msisdn, wait_for
 
 from adressat.sms.encodings import gsm7_encode
@@ -39,6 +42,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
                  ("slow", "--password", "slowpw", "--throughput", "1")):
         out = adressat(home, "account", "add", *args)
         assert out.returncode == 0, out.stderr
+    # shop's dlr-urls may call the test's receiver on loopback; slow's may call nothing
+    out = adressat(home, "account", "callbacks", "shop", "--allow-host", "127.0.0.1")
+    assert out.returncode == 0, out.stderr
     srv = ServerProcess(home, None, "--quiet-network", "--subscribers", "100000").start()
     try:
         yield srv
@@ -234,3 +240,78 @@ def test_throughput_is_the_accounts_and_over_it_is_a_temporary_failure(
     assert (503, TEMPORARY) in answers
     assert set(answers) <= {(202, ACCEPTED), (503, TEMPORARY)}
     assert len(_rows(server, "account = 'slow'")) == answers.count((202, ACCEPTED))
+
+
+class Receiver:
+    """A real aiohttp server on 127.0.0.1 in a thread of its own: records the query of
+    every GET (a Kannel application's DLR handler)."""
+
+    def __init__(self) -> None:
+        self.hits: list[dict[str, str]] = []
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.hits.append(dict(request.query))
+        return web.Response(text="ok")
+
+    async def _main(self) -> None:
+        app = web.Application()
+        app.router.add_get("/dlr", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]  # noqa: SLF001
+        self._stop = asyncio.Event()
+        self._started.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def _run(self) -> None:
+        self._loop.run_until_complete(self._main())
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        assert self._started.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def url(self) -> str:
+        return (f"http://127.0.0.1:{self.port}/dlr?id=%I&s=%d&to=%p&from=%P&smsc=%i"
+                "&t=%T&ref=mine")
+
+
+def test_dlr_url_is_called_for_accepted_and_delivered_in_order(server: ServerProcess) -> None:
+    to = next_msisdn()
+    with Receiver() as rx:
+        r = _get(server, to=to, text="with a receipt", dlr_mask="9", dlr_url=rx.url())
+        assert (r.status_code, r.content) == (202, ACCEPTED)
+        mid = _to(server, to)[0]["id"]
+        got = wait_for(lambda: [h for h in rx.hits if h.get("id") == mid][:2]
+                       if len([h for h in rx.hits if h.get("id") == mid]) >= 2 else [], 20)
+        assert [h["s"] for h in got] == ["8", "1"], rx.hits  # smsc accepted, then delivered
+        assert all(h["ref"] == "mine" for h in got)
+        assert {h["to"] for h in got} | {h["from"] for h in got} >= {to}
+        assert abs(int(got[1]["t"]) - time.time()) < 60
+        time.sleep(0.5)  # nothing more is owed: mask 9 asks for no failure report
+        assert len([h for h in rx.hits if h.get("id") == mid]) == 2
+
+
+def test_dlr_url_only_to_the_accounts_own_hosts(server: ServerProcess) -> None:
+    before = _count(server)
+    r = _get(server, to=next_msisdn(), dlr_mask="1", dlr_url="http://198.51.100.7/dlr?s=%d")
+    assert (r.status_code, r.content) == (
+        403, b"DLR-URL host not allowed for this account, rejected")
+    r = httpx.get(_url(server), params={"username": "slow", "password": "slowpw",
+                                        "from": "Slow", "to": next_msisdn(), "dlr-mask": "1",
+                                        "dlr-url": "http://127.0.0.1:9/dlr"}, timeout=10)
+    assert r.status_code == 403
+    assert _count(server) == before

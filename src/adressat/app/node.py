@@ -28,6 +28,7 @@ from adressat.api import dashboard
 from adressat.api.http import HttpListener
 from adressat.core.accept import AcceptLimits
 from adressat.core.model import CANARY_ACCOUNT, Message
+from adressat.ingress.callbacks import CallbackSender, pending_gauge
 from adressat.ingress.commit import Ingress
 from adressat.ingress.receipts import ReceiptSender
 from adressat.ingress.sendsms import SendSms
@@ -109,6 +110,8 @@ class Node:
         self.router = RoutingTable(OWN_OPERATOR, [(self.first_msisdn, last)], s.routing_rules,
                                    portability=self._portability_source())
         self.receipts = ReceiptSender(self.committer, resend_s=s.receipt_resend_s)
+        # status callbacks (webhooks, Kannel dlr-urls) from the store's outbox (issue 12)
+        self.callbacks = CallbackSender.from_settings(self.committer, s)
         self.retention = Retention(self.committer, content_retention_s=s.content_retention_s,
                                    record_retention_s=s.record_retention_s,
                                    interval_s=s.retention_interval_s,
@@ -325,6 +328,7 @@ class Node:
             mx.counter("adressat_binds_refused",
                        "Binds refused: over an account's sessions or binds per minute",
                        self.service.binds_refused),
+            pending_gauge(r),
             *self.alerting.families(),
         ]
         self._scraped = (now, families)
@@ -375,6 +379,7 @@ class Node:
             "queue": {st.value: n for st, n in by_state.items()},
             "queue_limit": self.ingress.queue.limit,
             "receipts_pending": pending,
+            "callbacks": self.callbacks.stats(),
             "sessions_bound": sessions,
             "routes_held": sorted(held),
             "accepted": self.ingress.accepted,
@@ -403,6 +408,7 @@ class Node:
 
     def _on_committed(self, msgs: list[Message]) -> None:
         self._wake_delivery()
+        self.callbacks.wake()  # an accepted event may be in the outbox
         for m in msgs:
             if m.route and self.ingress.route_kind(m.route) == "none":
                 self.receipts.wake(m.account)
@@ -418,6 +424,7 @@ class Node:
         self.ingress.queue.value = max(0, self.ingress.queue.value - sum(finals.values()))
         for account in finals:
             self.receipts.wake(account)
+        self.callbacks.wake()
 
     async def start(self) -> None:
         self.started_at = time.time()
@@ -434,6 +441,7 @@ class Node:
             await self.delivery.start()
         self._tasks = [
             asyncio.create_task(self.receipts.run(), name="receipts"),
+            asyncio.create_task(self.callbacks.run(), name="callbacks"),
             asyncio.create_task(self._gauge_loop(), name="queue-gauge"),
             asyncio.create_task(self._probe_loop(), name="store-probe"),
             asyncio.create_task(self._stall_loop(), name="stall-check"),
@@ -489,6 +497,7 @@ class Node:
         await self.http.stop()
         await self.server.stop()
         self.receipts.stop()
+        self.callbacks.stop()
         self.retention.stop()
         for t in self._tasks:
             t.cancel()

@@ -38,7 +38,13 @@ from urllib.parse import unquote_to_bytes
 from aiohttp import web
 
 from adressat.core.accept import Refusal, Refused, Submission
-from adressat.core.callbacks import BadCallbackSpec, CallbackEvent, encode_spec, make_spec
+from adressat.core.callbacks import (
+    BadCallbackSpec,
+    CallbackEvent,
+    callback_url_allowed,
+    encode_spec,
+    make_spec,
+)
 from adressat.core.interconnect_config import in_ranges
 from adressat.core.model import Account, Message
 from adressat.core.passwords import hash_password, verify_password
@@ -440,7 +446,6 @@ class SendSms:
         auth_cache_max: int = 10_000,
         receivers_max: int = 1000,
         body_bytes_max: int = 256 * 1024,
-        url_allowed: Callable[[str, Account], bool] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.ingress = ingress
@@ -450,7 +455,6 @@ class SendSms:
         self.auth = AuthCache(auth_cache_s, auth_cache_max)
         self.receivers_max = receivers_max
         self.body_bytes_max = body_bytes_max
-        self.url_allowed = url_allowed
         self.clock = clock
         self._dummy_hash: str | None = None
         self.accepted = 0
@@ -506,9 +510,10 @@ class SendSms:
             account = await self._authorise(params)
             req = parse_request(params, post=post, coding_default=coding,
                                 charset_default=charset, receivers_max=self.receivers_max)
-            if req.dlr_url and self.url_allowed is not None \
-                    and events_for_dlr_mask(req.dlr_mask) \
-                    and not self.url_allowed(req.dlr_url, account):
+            if req.dlr_url and events_for_dlr_mask(req.dlr_mask) and not callback_url_allowed(
+                    req.dlr_url, account.callback_url, account.callback_hosts):
+                # receipts only to the account's own hosts (I4): an operator allows them
+                # (adressat account callbacks NAME --allow-host H)
                 raise KannelError(DLR_URL_NOT_ALLOWED)
             msgs = self._build(account, req, t0)
             await self.ingress.commit_future(msgs)
