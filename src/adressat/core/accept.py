@@ -79,6 +79,9 @@ class Submission:
     schedule_at: float | None = None
     expires_at: float | None = None
     extra: Mapping[str, ExtraValue] = field(default_factory=dict)
+    #: the sender's own reference (HTTP API, issue 12; the ingress checks it, at most
+    #: model.CLIENT_REFERENCE_LENGTH_MAX characters); kept as Message.client_reference
+    client_reference: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,4 +199,5 @@ def accept_message(
         None,  # reference
         None,  # addressed_imsi
         None,  # scts
+        sub.client_reference,  # client_reference
     ))
