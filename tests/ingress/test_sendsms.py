@@ -211,3 +211,31 @@ def test_a_good_password_is_checked_once_a_wrong_one_every_time(
         assert len(calls) == 5
 
     asyncio.run(run())
+
+
+def test_a_burst_with_the_same_credentials_waits_for_one_check(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from adressat.core.passwords import hash_password
+    from adressat.ingress import sendsms
+
+    stored = hash_password("pw", b"saltsalt", n=2)
+    calls: list[str] = []
+    real = sendsms.verify_password
+
+    def counting(password: str, encoded: str) -> bool:
+        calls.append(password)
+        return real(password, encoded)
+
+    monkeypatch.setattr(sendsms, "verify_password", counting)
+    ep = sendsms.SendSms(None, _Reader(Account("shop", stored)), {})  # type: ignore[arg-type]
+
+    async def run() -> None:
+        got = await asyncio.gather(*(ep._authorise({"user": b"shop", "pass": b"pw"})
+                                     for _ in range(20)))
+        assert {a.name for a in got} == {"shop"}
+        assert calls == ["pw"]
+        assert not ep._checking
+
+    asyncio.run(run())

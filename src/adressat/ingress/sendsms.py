@@ -397,12 +397,12 @@ class AuthCache:
         self._key = os.urandom(32)
         self._ok: dict[tuple[str, str, bytes], float] = {}
 
-    def _k(self, account: str, password_hash: str, password: str) -> tuple[str, str, bytes]:
+    def key(self, account: Account, password: str) -> tuple[str, str, bytes]:
         mac = hmac.new(self._key, password.encode("utf-8"), hashlib.sha256).digest()
-        return account, password_hash, mac
+        return account.name, account.password_hash, mac
 
     def hit(self, account: Account, password: str, now: float) -> bool:
-        k = self._k(account.name, account.password_hash, password)
+        k = self.key(account, password)
         until = self._ok.get(k)
         if until is None:
             return False
@@ -419,7 +419,7 @@ class AuthCache:
                 del self._ok[k]
             while len(self._ok) >= self.entries_max:  # the oldest go first
                 del self._ok[next(iter(self._ok))]
-        self._ok[self._k(account.name, account.password_hash, password)] = now + self.ttl_s
+        self._ok[self.key(account, password)] = now + self.ttl_s
 
     def __len__(self) -> int:
         return len(self._ok)
@@ -457,6 +457,8 @@ class SendSms:
         self.body_bytes_max = body_bytes_max
         self.clock = clock
         self._dummy_hash: str | None = None
+        # checks in flight, by the cache's key (bounded by the requests in flight)
+        self._checking: dict[tuple[str, str, bytes], asyncio.Future[bool]] = {}
         self.accepted = 0
         self.refused = 0
 
@@ -583,14 +585,32 @@ class SendSms:
         now = self.clock()
         if account is not None and self.auth.hit(account, password, now):
             return account
-        stored = account.password_hash if account is not None else self._dummy()
-        ok = await asyncio.get_running_loop().run_in_executor(
-            None, verify_password, password, stored)
+        if account is None:
+            ok = await self._verify(None, password, self._dummy())
+        else:
+            # one check for a burst of requests with the same credentials (a sender's
+            # first 50 connections at once): they wait for the one in flight
+            k = self.auth.key(account, password)
+            check = self._checking.get(k)
+            if check is None:
+                check = asyncio.ensure_future(self._verify(k, password,
+                                                           account.password_hash))
+                self._checking[k] = check
+            ok = await asyncio.shield(check)
         if not ok or account is None:
             log.info("sendsms authorization failed", extra={"account": user[:64]})
             raise KannelError(AUTH_FAILED)
         self.auth.put(account, password, self.clock())
         return account
+
+    async def _verify(self, key: tuple[str, str, bytes] | None, password: str,
+                      stored: str) -> bool:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, verify_password, password, stored)
+        finally:
+            if key is not None:
+                self._checking.pop(key, None)
 
     def _dummy(self) -> str:
         """A hash no password matches, checked for unknown names (same cost as a real one)."""
