@@ -206,9 +206,13 @@ def test_a_good_password_is_checked_once_a_wrong_one_every_time(
         await ep._authorise(good)
         assert calls == ["pw", "bad", "bad", "pw"]
         ep.committer = _Reader(None)  # type: ignore[assignment]
-        with pytest.raises(KannelError):
-            await ep._authorise(good)  # unknown name: refused, after a full check too
+        with pytest.raises(KannelError):  # unknown name: refused, after a full check too
+            await ep._authorise({"username": b"ghost", "password": b"pw"})
         assert len(calls) == 5
+        # the account record itself is read again after account_cache_s: gone, refused
+        now[0] = 63.0
+        with pytest.raises(KannelError):
+            await ep._authorise(good)
 
     asyncio.run(run())
 

@@ -178,6 +178,7 @@ class Node:
             self.ingress, self.committer, self.service.buckets,
             throughput_per_s_default=s.throughput_per_s_default,
             auth_cache_s=s.sendsms_auth_cache_s, auth_cache_max=s.sendsms_auth_cache_max,
+            account_cache_s=s.sendsms_account_cache_s,
             receivers_max=s.sendsms_receivers_max, body_bytes_max=s.sendsms_body_bytes_max,
         )
         # the listener's pages and APIs beyond health, metrics and status (api/*.py)

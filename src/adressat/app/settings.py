@@ -171,6 +171,7 @@ class Settings:
     # Kannel-compatible sendsms (issue 12, helper K; ingress/sendsms.py)
     sendsms_auth_cache_s: float = 60.0  # a successful password check is reused this long
     sendsms_auth_cache_max: int = 10_000  # successful checks kept at once (oldest go first)
+    sendsms_account_cache_s: float = 1.0  # an account record is read again after this
     sendsms_receivers_max: int = 1000  # receivers in one request's "to"
     sendsms_body_bytes_max: int = 256 * 1024  # a POST's body, at most
 

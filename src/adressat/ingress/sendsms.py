@@ -444,6 +444,7 @@ class SendSms:
         throughput_per_s_default: int = 0,
         auth_cache_s: float = 60.0,
         auth_cache_max: int = 10_000,
+        account_cache_s: float = 1.0,
         receivers_max: int = 1000,
         body_bytes_max: int = 256 * 1024,
         clock: Callable[[], float] = time.time,
@@ -457,6 +458,8 @@ class SendSms:
         self.body_bytes_max = body_bytes_max
         self.clock = clock
         self._dummy_hash: str | None = None
+        self.account_cache_s = account_cache_s
+        self._accounts: dict[str, tuple[float, Account]] = {}
         # checks in flight, by the cache's key (bounded by the requests in flight)
         self._checking: dict[tuple[str, str, bytes], asyncio.Future[bool]] = {}
         self.accepted = 0
@@ -581,8 +584,8 @@ class SendSms:
             password = _text(params, "pass")
         if user is None or password is None:
             raise KannelError(AUTH_FAILED)
-        account = await self.committer.read(lambda s: s.get_account(user))
         now = self.clock()
+        account = await self._account(user, now)
         if account is not None and self.auth.hit(account, password, now):
             return account
         if account is None:
@@ -601,6 +604,22 @@ class SendSms:
             log.info("sendsms authorization failed", extra={"account": user[:64]})
             raise KannelError(AUTH_FAILED)
         self.auth.put(account, password, self.clock())
+        return account
+
+    async def _account(self, name: str, now: float) -> Account | None:
+        """The account record, read at most every ``account_cache_s`` per name (a changed
+        password, throughput or removal is seen within that; an unknown name is read
+        every time)."""
+        got = self._accounts.get(name)
+        if got is not None and got[0] > now:
+            return got[1]
+        account = await self.committer.read(lambda s: s.get_account(name))
+        if account is None:
+            self._accounts.pop(name, None)
+        elif self.account_cache_s > 0:
+            if len(self._accounts) >= self.auth.entries_max:
+                self._accounts.clear()  # bounded; refilled at one read per name
+            self._accounts[name] = (now + self.account_cache_s, account)
         return account
 
     async def _verify(self, key: tuple[str, str, bytes] | None, password: str,
