@@ -18,8 +18,27 @@ the rest in ``X-Kannel-*`` headers) and, beyond Kannel, an HTML form
 The answer is given only after the commit (I1), like SMPP's submit_sm_resp: ``202 0:
 Accepted for delivery``. Refusals answer from :func:`kannel_answer`, a function of the one
 refusal table's :class:`~adressat.core.accept.Refusal` (temporary ones: ``503 Temporal
-failure, try again later.``). A request is all or nothing: one recipient refused refuses
-the request, and nothing is created.
+failure, try again later.``). tests/interop/test_sendsms_compat.py sends the same requests to
+Kannel's own smsbox and compares status, body and content type byte for byte.
+
+Where adressat answers otherwise, on purpose:
+
+* all or nothing: one receiver refused refuses the request and nothing is created (smsbox
+  drops a receiver with characters outside ``0123456789 +-`` and sends to the others);
+* a receiver that is no number of anyone is refused at once, ``403 Not routable. Do not try
+  again.`` (smsbox queues it and reports its failure later);
+* a number parameter that is not a number is that field's ``... field misformed,
+  rejected`` (smsbox's sscanf takes a word for "not given");
+* a dlr-url only to the account's own hosts (``adressat account callbacks NAME
+  --allow-host H``), else ``403 DLR-URL host not allowed for this account, rejected``;
+* answers Kannel has no case for, in its words: ``400 Too many receivers, rejected`` (over
+  ``sendsms_receivers_max``), ``400 From field misformed, rejected``, ``413 Request too large,
+  rejected``; a text too long or not sendable: ``400 Charset or body misformed, rejected``;
+* a POST of ``text/html``, ``text/vnd.wap.wml`` or ``text/xml`` (which smsbox converts) is
+  ``415 Unsupported content-type, rejected`` after the credentials; an HTML form POST
+  (``application/x-www-form-urlencoded``) is accepted, which smsbox refuses;
+* dlr-mask 16 (smsc reject) asks for the ``failed`` event: a refused submit is answered in
+  the sendsms answer itself, a message that ends failed at once reports it.
 """
 
 from __future__ import annotations
