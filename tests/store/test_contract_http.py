@@ -462,3 +462,43 @@ def test_delete_records_takes_the_callbacks_of_its_messages(store: Store) -> Non
     assert d.messages == 1
     assert store.callbacks_of_message(m.id) == []
     assert len(store.callbacks_of_message(keep.id)) == 2
+
+
+def test_events_behind_a_retried_one_are_not_due_before_it(store: Store) -> None:
+    [m] = _claim(store, _msg())
+    [accepted] = store.callbacks_of_message(m.id)
+    store.callback_retry(accepted.event_id, NOW + 300, 503)  # the receiver is down
+    store.finish_attempts([_deferred(m, at=NOW + 30)])
+    [_, deferred] = store.callbacks_of_message(m.id)
+    # written behind a pending event: due no sooner than it (the poll never reads it)
+    assert deferred.at == NOW + 1 and deferred.next_attempt_at == NOW + 300
+    store.callback_retry(accepted.event_id, NOW + 900, 503)
+    [_, deferred] = store.callbacks_of_message(m.id)
+    assert deferred.next_attempt_at == NOW + 900  # pushed along with it
+    assert store.due_callbacks(NOW + 899, 10) == []
+    assert _ids(store.due_callbacks(NOW + 900, 10)) == [accepted.event_id]
+    store.callbacks_sent([accepted.event_id], NOW + 900)
+    assert _ids(store.due_callbacks(NOW + 900, 10)) == [deferred.event_id]
+
+
+def test_removing_an_account_removes_its_keys(store: Store) -> None:
+    store.add_account("acme", "h")
+    store.add_api_key("acme", "a1b2c3d4e5f6", _hash(b"s"), NOW)
+    assert store.remove_account("acme")
+    store.add_account("acme", "h2")  # the same name again: none of the old keys
+    assert store.api_keys("acme") == [] and store.api_key("a1b2c3d4e5f6") is None
+
+
+def test_the_outbox_is_durable(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "a.db")
+    m = _msg()
+    s.insert_messages([m])
+    s.transition(m.id, S.ROUTED, S.UNDELIVERABLE, NOW, error=1)
+    before = s.callbacks_of_message(m.id)
+    s.close()
+    s = SqliteStore(tmp_path / "a.db")
+    try:
+        assert s.callbacks_of_message(m.id) == before and len(before) == 2
+        assert _ids(s.due_callbacks(NOW, 10)) == [before[0].event_id]
+    finally:
+        s.close()

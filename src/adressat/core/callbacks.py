@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from adressat.core.model import FINAL_STATES, State
@@ -104,8 +105,14 @@ def encode_spec(spec: CallbackSpec) -> str:
     return f"{spec.kind}|{events}|{spec.url}"
 
 
+#: decoded specs kept (a sender's messages share one: the store decodes it at every change)
+_SPECS_CACHED_MAX = 1024
+
+
+@lru_cache(maxsize=_SPECS_CACHED_MAX)
 def decode_spec(text: str) -> CallbackSpec:
-    """The spec :func:`encode_spec` wrote; BadCallbackSpec for anything else."""
+    """The spec :func:`encode_spec` wrote; BadCallbackSpec for anything else (specs are
+    immutable values, so repeated texts are decoded once, up to _SPECS_CACHED_MAX)."""
     parts = text.split("|", 2)
     if len(parts) != 3:
         raise BadCallbackSpec("callback spec is not kind|events|url")

@@ -115,9 +115,12 @@ class _Http:
         spec, event = planned
         cid = self.next_callback_id
         self.next_callback_id += 1
+        # never due before an earlier pending event of its message (as SQLite)
+        due = max([now, *(cb.next_attempt_at for cb in self.callbacks.values()
+                          if cb.message_id == new.id and cb.pending)])
         self.callbacks[cid] = Callback(
             cid, new.id, new.account, spec.kind, spec.url, event, new.state, new.error, now,
-            new.source_addr, new.destination, 0, now, None, None, None,
+            new.source_addr, new.destination, 0, due, None, None, None,
         )
 
 
@@ -258,6 +261,9 @@ class MemoryStore(ForwardingStore):
 
     def remove_account(self, name: str) -> bool:
         with self._op():
+            # its API keys go with it: an account added again by that name has none (issue 12)
+            for key_id in [k for k, v in self._d.http.api_keys.items() if v.account == name]:
+                del self._d.http.api_keys[key_id]
             return self._d.accounts.pop(name, None) is not None
 
     # --- messages ------------------------------------------------------------------------------
@@ -1342,6 +1348,10 @@ class MemoryStore(ForwardingStore):
                     cb, attempts=cb.attempts + 1, next_attempt_at=next_attempt_at,
                     last_status=last_status,
                 )
+                for k, later in list(self._d.http.callbacks.items()):  # they wait as long
+                    if later.message_id == cb.message_id and k > event_id and later.pending:
+                        self._d.http.callbacks[k] = replace(
+                            later, next_attempt_at=max(later.next_attempt_at, next_attempt_at))
 
     def callback_gave_up(self, event_id: int, now: float, last_status: int | None) -> None:
         with self._op():

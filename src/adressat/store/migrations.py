@@ -700,12 +700,11 @@ _V18: list[tuple[Dialect, str]] = [
             gave_up_at REAL
         )""",
     ),
-    # pending, by when due (the sender's poll) and by message (its oldest pending first)
+    # pending, by when due (the sender's poll); a message's, in order (its oldest pending
+    # first: a message has a handful of events, so one index serves both)
     ("any", "CREATE INDEX callbacks_due ON callbacks (next_attempt_at, event_id)"
             " WHERE sent_at IS NULL AND gave_up_at IS NULL"),
-    ("any", "CREATE INDEX callbacks_pending ON callbacks (message_id, event_id)"
-            " WHERE sent_at IS NULL AND gave_up_at IS NULL"),
-    ("any", "CREATE INDEX callbacks_message ON callbacks (message_id)"),
+    ("any", "CREATE INDEX callbacks_message ON callbacks (message_id, event_id)"),
     # done (sent or given up), by when: retention
     ("any", "CREATE INDEX callbacks_done ON callbacks (coalesce(sent_at, gave_up_at))"
             " WHERE sent_at IS NOT NULL OR gave_up_at IS NOT NULL"),

@@ -321,13 +321,25 @@ _CALLBACK_COLS = (
     "event_id, message_id, account, kind, url, event, state, error, at, source_addr,"
     " destination, attempts, next_attempt_at, last_status, sent_at, gave_up_at"
 )
+# A later event of a message is never due before an earlier one still pending (its
+# next_attempt_at is at least theirs): the sender's poll then never reads the events waiting
+# behind one being retried (``due_callbacks`` stays a read of what is due).
 _INSERT_CALLBACK = (
     "INSERT INTO callbacks (message_id, account, kind, url, event, state, error, at,"
     " source_addr, destination, attempts, next_attempt_at)"
-    " SELECT id, account, ?, ?, ?, state, error, ?, source_addr, destination, 0, ?"
+    " SELECT id, account, ?, ?, ?, state, error, ?, source_addr, destination, 0,"
+    " max(?, coalesce((SELECT max(o.next_attempt_at) FROM callbacks AS o"
+    "  INDEXED BY callbacks_message WHERE o.message_id = messages.id"
+    "  AND o.sent_at IS NULL AND o.gave_up_at IS NULL), 0))"
     " FROM messages WHERE id = ?"
 )
 _CB_PENDING = "sent_at IS NULL AND gave_up_at IS NULL"
+# a new message's ACCEPTED: nothing of it is pending before it; its row's values as inserted
+_INSERT_ACCEPTED = (
+    "INSERT INTO callbacks (message_id, account, kind, url, event, state, error, at,"
+    " source_addr, destination, attempts, next_attempt_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
+)
 _EVENTS = {e.value: e for e in CallbackEvent}
 
 
@@ -651,6 +663,8 @@ class SqliteStore(ForwardingStore):
 
     def remove_account(self, name: str) -> bool:
         with self._tx() as c:
+            # its API keys go with it: an account added again by that name has none (issue 12)
+            c.execute("DELETE FROM api_keys WHERE account = ?", (name,))
             return c.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount > 0
 
     # --- messages ------------------------------------------------------------------------------
@@ -669,13 +683,16 @@ class SqliteStore(ForwardingStore):
                     (i for n, i in enumerate(ids) if i in ids[:n]), None
                 ) or self._first_existing(c, ids)
                 raise DuplicateMessage(dup or "?") from None
-            callbacks = [
-                p for m in msgs
+            accepted = [
+                (m.id, m.account, spec.kind, spec.url, event.value, m.state.value, m.error,
+                 m.submitted_at, m.source_addr, m.destination, m.submitted_at)
+                for m in msgs
                 if m.extra and "cb" in m.extra
-                and (p := _callback_params(None, m, m.submitted_at)) is not None
+                and (planned := planned_callback(None, m)) is not None
+                for spec, event in (planned,)
             ]
-            if callbacks:
-                c.executemany(_INSERT_CALLBACK, callbacks)
+            if accepted:
+                c.executemany(_INSERT_ACCEPTED, accepted)
 
     @staticmethod
     def _first_existing(c: sqlite3.Connection, ids: Sequence[str]) -> str | None:
@@ -2134,7 +2151,7 @@ class SqliteStore(ForwardingStore):
         rows = self._read(
             f"SELECT {_CALLBACK_COLS} FROM callbacks AS c INDEXED BY callbacks_due"
             f" WHERE {_CB_PENDING} AND next_attempt_at <= ?"
-            " AND NOT EXISTS (SELECT 1 FROM callbacks AS o INDEXED BY callbacks_pending"
+            " AND NOT EXISTS (SELECT 1 FROM callbacks AS o INDEXED BY callbacks_message"
             "  WHERE o.message_id = c.message_id AND o.event_id < c.event_id"
             "  AND o.sent_at IS NULL AND o.gave_up_at IS NULL)"
             " ORDER BY next_attempt_at, event_id LIMIT ?",
@@ -2155,12 +2172,19 @@ class SqliteStore(ForwardingStore):
     def callback_retry(
         self, event_id: int, next_attempt_at: float, last_status: int | None
     ) -> None:
-        with self._one_statement() as c:
-            c.execute(
+        with self._tx() as c:
+            row = c.execute(
                 "UPDATE callbacks SET attempts = attempts + 1, next_attempt_at = ?,"
-                f" last_status = ? WHERE event_id = ? AND {_CB_PENDING}",
+                f" last_status = ? WHERE event_id = ? AND {_CB_PENDING} RETURNING message_id",
                 (next_attempt_at, last_status, event_id),
-            )
+            ).fetchone()
+            if row is not None:  # the events behind it wait as long
+                c.execute(
+                    "UPDATE callbacks INDEXED BY callbacks_message"
+                    " SET next_attempt_at = max(next_attempt_at, ?)"
+                    f" WHERE message_id = ? AND event_id > ? AND {_CB_PENDING}",
+                    (next_attempt_at, row[0], event_id),
+                )
 
     def callback_gave_up(self, event_id: int, now: float, last_status: int | None) -> None:
         with self._one_statement() as c:
