@@ -507,3 +507,115 @@ def test_a_receiver_that_does_not_answer_in_time_is_tried_again(h: Harness) -> N
         assert sender.retried == 1 and sender.sent == 1
 
     asyncio.run(main())
+
+
+def test_every_event_asked_for_in_order_through_a_failing_receiver(h: Harness) -> None:
+    async def main() -> None:
+        rx = Receiver(lambda n, r: (500, {}) if n % 2 else (200, {}))  # every other fails
+        await rx.start()
+        h.callbacks_to(rx.url)
+        everything = tuple(CallbackEvent)
+        msgs = [h.submit(rx.url, events=everything) for _ in range(3)]
+        now = time.time()
+        for m in msgs:  # the moves a delivery makes: deferred once, then delivered
+            h.store.transition(m.id, State.ROUTED, State.DISPATCHED, now)
+            h.store.transition(m.id, State.DISPATCHED, State.DEFERRED, now,
+                               next_attempt_at=now + 60)
+            h.store.transition(m.id, State.DEFERRED, State.DISPATCHED, now)
+            h.store.transition(m.id, State.DISPATCHED, State.DELIVERED, now, final_at=now)
+        assert h.store.pending_callbacks() == 9
+        sender = h.sender()
+        task = asyncio.create_task(sender.run())
+        await _until(lambda: h.store.pending_callbacks() == 0)
+        sender.stop()
+        await task
+        await rx.stop()
+        for m in msgs:
+            docs = rx.posts_of(m.id)
+            ids = [int(d["id"]) for d in docs]
+            assert ids == sorted(ids)  # never a later event before an earlier one was taken
+            taken = [d["type"] for d in dict((d["id"], d) for d in docs).values()]
+            assert taken == ["message.accepted", "message.deferred", "message.delivered"]
+            assert [d["state"] for d in docs][-1] == "delivered"
+
+    asyncio.run(main())
+
+
+def test_a_failing_outbox_read_is_said_once_and_the_sender_carries_on(
+        h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        rx = Receiver()
+        await rx.start()
+        h.callbacks_to(rx.url)
+        h.submit(rx.url, events=(CallbackEvent.ACCEPTED,))
+        real = h.store.due_callbacks
+        failing = [True]
+
+        def due(now: float, limit: int) -> Any:
+            if failing[0]:
+                raise OSError("disk I/O error")
+            return real(now, limit)
+
+        h.store.due_callbacks = due  # type: ignore[method-assign]
+        sender = h.sender()
+        task = asyncio.create_task(sender.run())
+        await _until(lambda: sender.poll_failures >= 5)
+        assert rx.requests == []
+        failing[0] = False
+        await _until(lambda: h.store.pending_callbacks() == 0)
+        sender.stop()
+        await task
+        await rx.stop()
+        said = [r.getMessage() for r in caplog.records if r.name == "adressat.callbacks"]
+        assert said.count("callback poll failing") == 1
+        assert said.count("callback poll recovered") == 1
+
+    asyncio.run(main())
+
+
+def test_the_sender_takes_its_limits_from_the_settings(h: Harness) -> None:
+    from adressat.app.settings import Settings
+
+    s = Settings().with_(callback_timeout_s=3.0, callback_concurrency_max=5,
+                         callback_connections_per_host_max=2, callback_poll_s=0.25,
+                         callback_batch_max=7, callback_read_rows_max=70,
+                         callback_poll_gap_s=0.01, callback_retry_delay_s_min=2.0,
+                         callback_retry_delay_s_max=20.0, callback_keep_s=600.0)
+    sender = CallbackSender.from_settings(h.committer, s)
+    assert (sender.timeout_s, sender.concurrency_max, sender.connections_per_host_max,
+            sender.poll_s, sender.batch_max, sender.read_rows_max, sender.poll_gap_s) == (
+        3.0, 5, 2, 0.25, 7, 70, 0.01)
+    assert sender.policy == RetryPolicy(2.0, 20.0, 600.0)
+    d = Settings()
+    assert (d.callback_concurrency_max, d.callback_poll_s, d.callback_keep_s,
+            d.callback_retry_delay_s_min, d.callback_retry_delay_s_max) == (
+        64, 0.5, 86400.0, 1.0, 3600.0)
+    with pytest.raises(ValueError):
+        CallbackSender(h.committer, concurrency_max=0)
+
+
+def test_a_busy_hosts_backlog_does_not_hold_up_another_hosts_events(h: Harness) -> None:
+    async def main() -> None:
+        slow = Receiver(hold_s=0.15)
+        await slow.start()
+        fast = Receiver()
+        await fast.start()
+        fast_url = f"http://localhost:{fast.port}/hook"
+        h.callbacks_to(slow.url, hosts=("localhost",))
+        for _ in range(16):  # first in the outbox: the window of a narrow read is all theirs
+            h.submit(slow.url, events=(CallbackEvent.ACCEPTED,))
+        for _ in range(3):
+            h.submit(fast_url, events=(CallbackEvent.ACCEPTED,))
+        sender = h.sender(concurrency_max=8, connections_per_host_max=2, batch_max=5)
+        task = asyncio.create_task(sender.run())
+        await _until(lambda: len(fast.requests) == 3)
+        took_slow = len(slow.requests)
+        await _until(lambda: h.store.pending_callbacks() == 0)
+        sender.stop()
+        await task
+        await slow.stop()
+        await fast.stop()
+        assert took_slow <= 6  # the fast host's three went out among the slow one's first
+        assert slow.concurrent_max == 2 and len(slow.requests) == 16
+
+    asyncio.run(main())

@@ -310,3 +310,13 @@ def test_url_allowed_only_to_the_accounts_hosts(url: str, ok: bool) -> None:
 
 def test_an_account_without_callback_settings_allows_nothing() -> None:
     assert not url_allowed("https://hooks.example.com/", Account(name="a", password_hash="x"))
+
+
+def test_the_example_in_the_docs_is_what_we_send_and_its_signature_verifies() -> None:
+    section = DOCS.read_text().split("## Verifying callbacks", 1)[1]
+    example = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))  # type: ignore[union-attr]
+    header = re.search(r"Adressat-Signature: (\S+)", section).group(1)  # type: ignore[union-attr]
+    cb = _cb(event_id=1042)
+    ours = webhook_body(cb, "order-17")
+    assert json.loads(ours) == example  # the same fields and values as documented
+    assert verify(SECRET, header, ours, now=1_764_792_693)

@@ -163,7 +163,9 @@ class Settings:
     callback_concurrency_max: int = 64  # requests in flight at once, all receivers together
     callback_connections_per_host_max: int = 8  # open connections to one receiver's host
     callback_poll_s: float = 0.5  # the outbox is read this often (and at once on a wake)
-    callback_batch_max: int = 100  # rows read per poll
+    callback_poll_gap_s: float = 0.02  # ...but not sooner than this after the last read
+    callback_batch_max: int = 100  # requests started per poll, at most
+    callback_read_rows_max: int = 1000  # the widest outbox read of a poll (one busy host)
     callback_retry_delay_s_min: float = 1.0  # backoff ceiling after the first failed try...
     callback_retry_delay_s_max: float = 3600.0  # ...doubling up to this (full jitter below)
     callback_keep_s: float = 86400.0  # tried for this long after the event, then given up

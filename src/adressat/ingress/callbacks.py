@@ -17,12 +17,16 @@ committer (a read, no write lock), at most ``batch_max`` per poll and at most
 host (a slow receiver does not take every slot; its other rows wait for a later poll),
 over one shared ``aiohttp.ClientSession`` (a timeout per request, redirects not followed: a
 redirect could lead to another account's host). It polls every ``poll_s`` and at once on
-:meth:`wake`. The store gives per message only its oldest pending event and only when due,
-and the sender keeps an event "in flight" until its mark is durable, so one message's
-events go out one after the other, in order. Before each send the URL is checked against
-the account's rule again (``core.callbacks.callback_url_allowed``): refused, it is given up.
-A webhook of an account without a secret is not sent unsigned: it waits (tried again with
-the backoff) until an operator gives the account one.
+:meth:`wake` (but not sooner than ``poll_gap_s`` after the last read: one read for the
+completions of many requests). When one busy host's rows fill the window read, the read is
+widened (up to ``read_rows_max`` rows, at most once per ``poll_s``) so that the other
+receivers' rows behind them go out. The store gives per message only its oldest pending
+event and only when due, and the sender keeps an event "in flight" until its mark is
+durable, so one message's events go out one after the other, in order. Before each send
+the URL is checked against the account's rule again (``core.callbacks.
+callback_url_allowed``): refused, it is given up. A webhook of an account without a secret
+is not sent unsigned: it waits (tried again with the backoff) until an operator gives the
+account one.
 
 Answers: 2xx sent; 5xx, 408, 429 (``Retry-After`` honoured), a timeout or a connection
 error: tried again with exponential backoff and full jitter (the ceiling doubles from
@@ -426,18 +430,43 @@ class _Context:
     forwards: dict[str, list[ForwardPart]] = field(default_factory=dict)
 
 
-def _read_due(store: Store, now: float, limit: int, skip: set[int]
-              ) -> tuple[list[Callback], _Context]:
-    rows = [r for r in store.due_callbacks(now, limit) if r.event_id not in skip]
+def _read_due(store: Store, now: float, want: int, skip: set[int], load: dict[str, int],
+              per_host: int, rows_max: int
+              ) -> tuple[list[tuple[Callback, str]], _Context, bool]:
+    """Up to ``want`` due rows to start now, each with its host: not in ``skip`` (in flight
+    or held), and no host past ``per_host`` with what is in flight to it (``load``). When
+    one busy host's rows fill the window read, it is read again four times as wide, up to
+    ``rows_max`` rows, so the other receivers' rows behind them are not held up by it; then
+    the accounts and messages of the rows picked. The flag: it was read wider."""
+    limit = want + len(skip)
+    wider = False
+    while True:
+        rows = store.due_callbacks(now, limit)
+        used: CounterOf[str] = CounterOf()
+        picked: list[tuple[Callback, str]] = []
+        for r in rows:
+            if r.event_id in skip:
+                continue
+            host = url_host(r.url) or ""
+            if load.get(host, 0) + used[host] >= per_host:
+                continue
+            used[host] += 1
+            picked.append((r, host))
+            if len(picked) >= want:
+                break
+        if len(picked) >= want or len(rows) < limit or limit >= rows_max:
+            break
+        limit = min(rows_max, limit * 4)
+        wider = True
     ctx = _Context()
-    for r in rows:
+    for r, _ in picked:
         if r.account not in ctx.accounts:
             ctx.accounts[r.account] = store.get_account(r.account)
         if r.message_id not in ctx.messages:
             ctx.messages[r.message_id] = store.get_message(r.message_id)
         if r.kind == "kannel" and r.message_id not in ctx.forwards:
             ctx.forwards[r.message_id] = store.forwards_of_message(r.message_id)
-    return rows, ctx
+    return picked, ctx, wider
 
 
 class CallbackSender:
@@ -451,21 +480,29 @@ class CallbackSender:
         concurrency_max: int = 64,
         connections_per_host_max: int = 8,
         poll_s: float = 0.5,
+        poll_gap_s: float = 0.02,
         batch_max: int = 100,
+        read_rows_max: int = 1000,
         policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
         if concurrency_max < 1 or batch_max < 1 or connections_per_host_max < 1:
             raise ValueError("concurrency_max, batch_max, connections_per_host_max >= 1")
-        if timeout_s <= 0 or poll_s <= 0:
-            raise ValueError("timeout_s and poll_s must be > 0")
+        if read_rows_max < batch_max:
+            raise ValueError("read_rows_max must be >= batch_max")
+        if timeout_s <= 0 or poll_s <= 0 or not 0 <= poll_gap_s <= poll_s:
+            raise ValueError("timeout_s, poll_s > 0; 0 <= poll_gap_s <= poll_s")
         self.committer = committer
         self.timeout_s = timeout_s
         self.concurrency_max = concurrency_max
         self.connections_per_host_max = connections_per_host_max
         self.poll_s = poll_s
+        self.poll_gap_s = poll_gap_s
+        self._polled_at = -1e18
+        self._wide_at = -1e18
         self.batch_max = batch_max
+        self.read_rows_max = read_rows_max
         self.policy = policy or RetryPolicy()
         self.clock = clock
         self.rng = rng or random.Random()
@@ -486,13 +523,17 @@ class CallbackSender:
         self.gave_up = 0
         self.in_flight_max = 0  # the most requests in flight at once (for tests and status)
         self.polls = 0  # outbox reads
+        self.poll_failures = 0
+        self._failing = False
 
     @classmethod
     def from_settings(cls, committer: GroupCommitter, s: Settings) -> CallbackSender:
         return cls(committer, timeout_s=s.callback_timeout_s,
                    concurrency_max=s.callback_concurrency_max,
                    connections_per_host_max=s.callback_connections_per_host_max,
-                   poll_s=s.callback_poll_s, batch_max=s.callback_batch_max,
+                   poll_s=s.callback_poll_s, poll_gap_s=s.callback_poll_gap_s,
+                   batch_max=s.callback_batch_max,
+                   read_rows_max=s.callback_read_rows_max,
                    policy=RetryPolicy(s.callback_retry_delay_s_min,
                                       s.callback_retry_delay_s_max, s.callback_keep_s))
 
@@ -519,20 +560,35 @@ class CallbackSender:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout,
                                          headers={"User-Agent": USER_AGENT}) as http:
             self._http = http
+            loop = asyncio.get_running_loop()
             try:
                 while not self._stopping:
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
                     except TimeoutError:
                         pass
+                    # wakes within poll_gap_s of the last poll wait for it: one read for
+                    # the completions of many requests, not one read each
+                    gap = self._polled_at + self.poll_gap_s - loop.time()
+                    if gap > 0:
+                        await asyncio.sleep(gap)
                     self._wake.clear()
+                    self._polled_at = loop.time()
                     if self._stopping:
                         break
                     try:
                         await self._poll()
                     except Exception as e:  # noqa: BLE001 - the store may be failing: next tick
-                        log.error("callback poll failed",
-                                  extra={"error_type": type(e).__name__})
+                        self.poll_failures += 1
+                        if not self._failing:  # once when it starts, not every tick
+                            self._failing = True
+                            log.error("callback poll failing",
+                                      extra={"error_type": type(e).__name__})
+                    else:
+                        if self._failing:
+                            self._failing = False
+                            log.warning("callback poll recovered",
+                                        extra={"failures": self.poll_failures})
             finally:
                 tasks = list(self._in_flight.values())
                 for t in tasks:
@@ -550,18 +606,21 @@ class CallbackSender:
             for i in [i for i, until in self._held.items() if until <= now]:
                 del self._held[i]
         skip = set(self._in_flight) | self._held.keys()
-        # the rows in flight or held come back (not marked): ask for that many more
-        limit = min(self.batch_max, room) + len(skip)
-        rows, ctx = await self.committer.read(lambda s: _read_due(s, now, limit, skip))
+        want = min(self.batch_max, room)
+        load = dict(self._host_load)
+        # a wider read (about 14 ms for 1,000 rows here, on the loop) at most once per
+        # poll_s: a busy host's backlog must not make every poll a long one
+        rows_max = self.read_rows_max if now - self._wide_at >= self.poll_s else 0
+        picked, ctx, wider = await self.committer.read(lambda s: _read_due(
+            s, now, want, skip, load, self.connections_per_host_max, rows_max))
+        if wider:
+            self._wide_at = now
         started = 0
-        for cb in rows:
-            if started >= min(room, self.batch_max):
-                break
+        for cb, host in picked:
+            # between the read and now nothing else started (one poll at a time), but the
+            # read is a coroutine: checked again
             if cb.event_id in self._in_flight or cb.event_id in self._held:
                 continue
-            # one slow receiver must not take every slot: at most connections_per_host_max
-            # of ours in flight to one host; the rest of its rows wait for a later poll
-            host = url_host(cb.url) or ""
             if self._host_load[host] >= self.connections_per_host_max:
                 continue
             self._host_load[host] += 1
