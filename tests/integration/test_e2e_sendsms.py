@@ -315,3 +315,14 @@ def test_dlr_url_only_to_the_accounts_own_hosts(server: ServerProcess) -> None:
                                         "dlr-url": "http://127.0.0.1:9/dlr"}, timeout=10)
     assert r.status_code == 403
     assert _count(server) == before
+
+
+def test_dlr_url_is_called_for_a_failed_message(server: ServerProcess) -> None:
+    to = "46731234567"  # a valid number of another operator, no connector to it: it fails
+    with Receiver() as rx:
+        r = _get(server, to="+" + to, text="no way out", dlr_mask="2", dlr_url=rx.url())
+        assert (r.status_code, r.content) == (202, ACCEPTED)
+        m = _to(server, to)[0]
+        assert m["state"] == "UNDELIVERABLE"
+        got = wait_for(lambda: [h for h in rx.hits if h.get("id") == m["id"]], 20)
+        assert [h["s"] for h in got] == ["2"]
