@@ -329,7 +329,8 @@ def test_kannel_spec_from_a_dlr_mask() -> None:
     assert spec is not None and spec.kind == "kannel"
     assert spec.events == {CallbackEvent.DELIVERED, CallbackEvent.FAILED}
     assert kannel_spec("http://app.example/dlr", 31).events == set(CallbackEvent)  # type: ignore[union-attr]
-    assert kannel_spec("http://app.example/dlr", 16) is None  # refusals answer at once
+    spec16 = kannel_spec("http://app.example/dlr", 16)  # a partner's refusal after our 202
+    assert spec16 is not None and spec16.events == {CallbackEvent.FAILED}
     assert kannel_spec("http://app.example/dlr", 0) is None
     assert events_for_dlr_mask(4) == {CallbackEvent.DEFERRED, CallbackEvent.FORWARDED}
     assert events_for_dlr_mask(8) == {CallbackEvent.ACCEPTED}

@@ -29,9 +29,11 @@ from adressat.api.http import HttpListener
 from adressat.core.accept import AcceptLimits
 from adressat.core.model import CANARY_ACCOUNT, Message
 from adressat.ingress import openapi
+from adressat.ingress.callbacks import CallbackSender, pending_gauge
 from adressat.ingress.commit import Ingress
 from adressat.ingress.http import HttpApi
 from adressat.ingress.receipts import ReceiptSender
+from adressat.ingress.sendsms import SendSms
 from adressat.ingress.smpp import SmppService, TokenBucket
 from adressat.observe import metrics as mx
 from adressat.observe.health import EpisodeRecorder, NodeHealth
@@ -110,6 +112,8 @@ class Node:
         self.router = RoutingTable(OWN_OPERATOR, [(self.first_msisdn, last)], s.routing_rules,
                                    portability=self._portability_source())
         self.receipts = ReceiptSender(self.committer, resend_s=s.receipt_resend_s)
+        # status callbacks (webhooks, Kannel dlr-urls) from the store's outbox (issue 12)
+        self.callbacks = CallbackSender.from_settings(self.committer, s)
         self.retention = Retention(self.committer, content_retention_s=s.content_retention_s,
                                    record_retention_s=s.record_retention_s,
                                    interval_s=s.retention_interval_s,
@@ -176,7 +180,16 @@ class Node:
             make_bucket=lambda rate, now: TokenBucket(rate, rate, now),
             throughput_per_s_default=s.throughput_per_s_default,
             body_octets_max=s.http_body_octets_max, auth_cache_s=s.http_auth_cache_s,
-            on_cancelled=self.receipts.wake)
+            on_cancelled=self._on_cancelled)
+        # GET|POST /cgi-bin/sendsms: Kannel's HTTP sendsms, the SMPP accounts' credentials and
+        # throughput (the service's buckets), the same ingress and commit
+        self.sendsms = SendSms(
+            self.ingress, self.committer, self.service.buckets,
+            throughput_per_s_default=s.throughput_per_s_default,
+            auth_cache_s=s.sendsms_auth_cache_s, auth_cache_max=s.sendsms_auth_cache_max,
+            account_cache_s=s.sendsms_account_cache_s,
+            receivers_max=s.sendsms_receivers_max, body_bytes_max=s.sendsms_body_bytes_max,
+        )
         # the listener's pages and APIs beyond health, metrics and status (api/*.py)
         mounts: list[Any] = [
             # canary (helper A)
@@ -194,6 +207,8 @@ class Node:
             # HTTP messages API and its OpenAPI document (issue 12)
             self.http_api.mount,
             openapi.mount,
+            # Kannel-compatible sendsms (issue 12, helper K)
+            self.sendsms.mount,
 
         ]
         self.http = HttpListener(self, mounts, client_max_size=s.http_body_octets_max)
@@ -326,6 +341,7 @@ class Node:
             mx.counter("adressat_binds_refused",
                        "Binds refused: over an account's sessions or binds per minute",
                        self.service.binds_refused),
+            pending_gauge(r),
             *self.alerting.families(),
         ]
         self._scraped = (now, families)
@@ -376,6 +392,7 @@ class Node:
             "queue": {st.value: n for st, n in by_state.items()},
             "queue_limit": self.ingress.queue.limit,
             "receipts_pending": pending,
+            "callbacks": self.callbacks.stats(),
             "sessions_bound": sessions,
             "routes_held": sorted(held),
             "accepted": self.ingress.accepted,
@@ -404,9 +421,15 @@ class Node:
 
     def _on_committed(self, msgs: list[Message]) -> None:
         self._wake_delivery()
+        self.callbacks.wake()  # an accepted event may be in the outbox
         for m in msgs:
             if m.route and self.ingress.route_kind(m.route) == "none":
                 self.receipts.wake(m.account)
+
+    def _on_cancelled(self, account: str) -> None:
+        """A sender cancelled a message over HTTP: its receipt and callback are waiting."""
+        self.receipts.wake(account)
+        self.callbacks.wake()
 
     def _on_final(self, msg: Message) -> None:
         if msg.account == CANARY_ACCOUNT:  # the prober's own: no receipt, never queued here
@@ -419,6 +442,7 @@ class Node:
         self.ingress.queue.value = max(0, self.ingress.queue.value - sum(finals.values()))
         for account in finals:
             self.receipts.wake(account)
+        self.callbacks.wake()
 
     async def start(self) -> None:
         self.started_at = time.time()
@@ -435,6 +459,7 @@ class Node:
             await self.delivery.start()
         self._tasks = [
             asyncio.create_task(self.receipts.run(), name="receipts"),
+            asyncio.create_task(self.callbacks.run(), name="callbacks"),
             asyncio.create_task(self._gauge_loop(), name="queue-gauge"),
             asyncio.create_task(self._probe_loop(), name="store-probe"),
             asyncio.create_task(self._stall_loop(), name="stall-check"),
@@ -490,6 +515,7 @@ class Node:
         await self.http.stop()
         await self.server.stop()
         self.receipts.stop()
+        self.callbacks.stop()
         self.retention.stop()
         for t in self._tasks:
             t.cancel()

@@ -174,6 +174,13 @@ class Settings:
     callback_retry_delay_s_max: float = 3600.0  # ...doubling up to this (full jitter below)
     callback_keep_s: float = 86400.0  # tried for this long after the event, then given up
 
+    # Kannel-compatible sendsms (issue 12, helper K; ingress/sendsms.py)
+    sendsms_auth_cache_s: float = 60.0  # a successful password check is reused this long
+    sendsms_auth_cache_max: int = 10_000  # successful checks kept at once (oldest go first)
+    sendsms_account_cache_s: float = 1.0  # an account record is read again after this
+    sendsms_receivers_max: int = 1000  # receivers in one request's "to"
+    sendsms_body_bytes_max: int = 256 * 1024  # a POST's body, at most
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 

@@ -198,9 +198,14 @@ DLR_TYPE: dict[CallbackEvent, int] = {
 
 
 def events_for_dlr_mask(mask: int) -> frozenset[CallbackEvent]:
-    """The events a Kannel ``dlr-mask`` asks for. 16 ("non-delivered to SMSC") asks for
-    nothing here: a submit we refuse is refused in the sendsms answer, never accepted."""
-    return frozenset(e for e, bit in DLR_TYPE.items() if mask & bit)
+    """The events a Kannel ``dlr-mask`` asks for (the one mapping: sendsms uses it too).
+    16 (DLR_SMSC_FAIL, "the SMSC refused it") is FAILED: a submit we refuse is refused in the
+    sendsms answer, but a message a partner operator refuses after our 202 ends failed, which
+    is what an application asking for 16 wants to hear of."""
+    events = {e for e, bit in DLR_TYPE.items() if mask & bit}
+    if mask & DLR_SMSC_FAIL:
+        events.add(CallbackEvent.FAILED)
+    return frozenset(events)
 
 
 def kannel_spec(dlr_url: str, dlr_mask: int) -> CallbackSpec | None:

@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import (
@@ -58,6 +57,7 @@ from adressat.sms.segment import Concat, SegmentationError, segment_payload
 from adressat.store.base import NotPending, Store, StoreUnavailable, UnknownMessage
 from adressat.store.commit import GroupCommitter
 
+from .callbacks import url_allowed
 from .commit import Ingress
 from .refusals import ANSWERS, PROBLEM_BASE, RETRY_AFTER_S, commit_refusal, problem
 
@@ -355,25 +355,6 @@ def message_view(m: Message) -> dict[str, Any]:
     }
 
 
-def callback_allowed(url: str, account: Account) -> bool:
-    """A callback goes only to the account's own hosts: those it listed, or the host of its
-    default callback URL. Anything else (another account's receiver, an internal address) is
-    refused by default."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
-        return False
-    host = parts.hostname.lower()
-    allowed = {h.lower() for h in account.callback_hosts}
-    if account.callback_url:
-        own = urlsplit(account.callback_url).hostname
-        if own:
-            allowed.add(own.lower())
-    return host in allowed
-
-
 @dataclass
 class _Auth:
     account: Account
@@ -525,7 +506,7 @@ class HttpApi:
                                             "message": "no callback_url and no account "
                                                        "default"}])
             return None
-        if not callback_allowed(url, account):
+        if not url_allowed(url, account):
             raise http_problem("callback-url-not-allowed",
                                "http(s) to one of the account's callback hosts only "
                                "(adressat account callbacks NAME --allow-host HOST)")
@@ -772,4 +753,4 @@ def _detail(reason: Refusal) -> str:
 
 __all__ = ["Accepted", "BatchAccepted", "BatchRequest", "HTTP_PROBLEMS", "HttpApi",
            "MessageList", "MessageRequest", "MessageView", "OPERATIONS", "Operation", "Problem",
-           "callback_allowed", "message_view", "parts_of"]
+           "message_view", "parts_of"]
