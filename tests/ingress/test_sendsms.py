@@ -134,7 +134,7 @@ def test_submissions_carry_channel_callback_times_and_no_smpp_receipt() -> None:
 
 def test_dlr_mask_events() -> None:
     assert events_for_dlr_mask(8) == {CallbackEvent.ACCEPTED}
-    assert events_for_dlr_mask(4) == {CallbackEvent.DEFERRED}
+    assert events_for_dlr_mask(4) == {CallbackEvent.DEFERRED, CallbackEvent.FORWARDED}
     assert events_for_dlr_mask(16) == {CallbackEvent.FAILED}
     assert events_for_dlr_mask(0) == frozenset()
 
