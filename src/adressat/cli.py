@@ -76,6 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             **{k: v for k in HEALTH_SETTINGS if (v := getattr(args, k, None)) is not None},
             # issue 11: interconnect
             **{k: v for k in INTERCONNECT_SETTINGS if (v := getattr(args, k, None)) is not None},
+            **{k: v for k in HTTP_SETTINGS if (v := getattr(args, k, None)) is not None},
         )
     )
     return 0
@@ -100,6 +101,8 @@ CANARY_SETTINGS = ("canary_interval_s", "canary_deadline_s", "canary_window_s",
 INTERCONNECT_SETTINGS = ("connector_response_timeout_s", "connector_reconnect_s_min",
                          "connector_reconnect_s_max", "connector_down_s_max", "forwarded_grace_s",
                          "partner_receipt_hold_s", "hops_max")
+HTTP_SETTINGS = ("http_body_octets_max", "idempotency_keep_s", "callback_timeout_s",
+                 "callback_retry_delay_s_max", "callback_keep_s")
 HEALTH_SETTINGS = ("delivery_heartbeat_timeout_s", "due_wait_s_max", "stall_check_interval_s",
                    "store_probe_interval_s")
 
@@ -906,6 +909,22 @@ def build_parser() -> argparse.ArgumentParser:
                     f" mapping, then alarmed ({_default('partner_receipt_hold_s')})")
     ic.add_argument("--hops-max", type=int, metavar="N",
                     help=f"SMSC hops a message may have made ({_default('hops_max')})")
+    hp = r.add_argument_group("HTTP API and callbacks (docs/http-api.md; defaults:"
+                              " app/settings.py)")
+    hp.add_argument("--http-body-octets-max", type=_count(1024), metavar="N",
+                    help="a larger request body is answered 413"
+                    f" ({_default('http_body_octets_max')})")
+    hp.add_argument("--idempotency-keep-s", type=_positive_seconds, metavar="S",
+                    help="an Idempotency-Key's first answer is kept this long"
+                    f" ({_default('idempotency_keep_s')})")
+    hp.add_argument("--callback-timeout-s", type=_positive_seconds, metavar="S",
+                    help=f"one callback request, at most ({_default('callback_timeout_s')})")
+    hp.add_argument("--callback-retry-delay-s-max", type=_positive_seconds, metavar="S",
+                    help="the longest wait between two tries of a callback"
+                    f" ({_default('callback_retry_delay_s_max')})")
+    hp.add_argument("--callback-keep-s", type=_positive_seconds, metavar="S",
+                    help="a callback is tried this long after its event, then given up"
+                    f" ({_default('callback_keep_s')})")
     canary = r.add_argument_group("canary prober (docs/canary.md; defaults: app/settings.py)")
     canary.add_argument("--canary-interval-s", type=_seconds, metavar="S",
                         help="a probe per route and serving node this often"
