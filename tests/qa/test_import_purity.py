@@ -52,3 +52,29 @@ def test_checker_catches_a_forbidden_import(tmp_path: Path) -> None:
     p = tmp_path / "m.py"
     p.write_text("import asyncio\nfrom time import monotonic\nfrom adressat.store import x\n")
     assert _imports(p) == ["asyncio", "time", "adressat.store"]
+
+
+# The rooms (DESIGN.md layout): only app/ wires pieces together, so no other room imports it
+# (api/ may read the Settings dataclass, nothing else of app/); the ways in (ingress/) import
+# no socket code of their own beyond the HTTP framework, and transports make no ingress or
+# routing decisions.
+ROOM_RULES: dict[str, tuple[str, ...]] = {
+    "ingress": ("adressat.app", "adressat.transport.smpp_client", "adressat.netsim"),
+    "transport": ("adressat.app", "adressat.ingress", "adressat.routing", "adressat.store"),
+    "store": ("adressat.app", "adressat.ingress", "adressat.delivery", "adressat.transport"),
+    "delivery": ("adressat.app", "adressat.ingress"),
+}
+ALLOWED_APP_IMPORTS = {"adressat.app.settings"}
+
+
+def _room_files() -> list[tuple[str, Path]]:
+    return [(room, p) for room in ROOM_RULES for p in sorted((SRC / room).rglob("*.py"))]
+
+
+@pytest.mark.parametrize("room,path", _room_files(),
+                         ids=lambda v: v if isinstance(v, str) else str(v.relative_to(SRC)))
+def test_rooms_import_only_what_the_layout_allows(room: str, path: Path) -> None:
+    bad = [n for n in _imports(path)
+           if any(n == f or n.startswith(f + ".") for f in ROOM_RULES[room])
+           and n not in ALLOWED_APP_IMPORTS]
+    assert not bad, f"{room}/{path.name} imports {bad}"
