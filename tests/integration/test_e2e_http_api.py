@@ -304,6 +304,19 @@ def test_an_account_over_its_throughput_gets_429_with_retry_after(node: Node) ->
     assert int(limited.headers["Retry-After"]) >= 1
 
 
+def test_a_partner_account_sends_only_to_its_ranges(node: Node) -> None:
+    out = adressat(node.home, "account", "add", "peer", "--password", "pw", "--partner",
+                   "--ranges", "4670")
+    assert out.returncode == 0, out.stderr
+    with node.client(new_key(node.home, "peer")) as c:
+        before = node.count()
+        r = c.post("/v1/messages", json=body("4915112345678"))
+        assert r.status_code == 422, r.text
+        assert r.json()["type"] == "/problems/destination-not-allowed"
+        assert node.count() == before
+        assert c.post("/v1/messages", json=body()).status_code == 202
+
+
 def test_curl_sends_a_message(node: Node) -> None:
     curl = shutil.which("curl")
     assert curl, "curl is needed (scripts/test installs it)"

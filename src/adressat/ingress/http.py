@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +49,7 @@ from adressat.core.callbacks import (
     decode_spec,
     encode_spec,
 )
+from adressat.core.interconnect_config import in_ranges
 from adressat.core.model import Account, Message
 from adressat.delivery.errors import DeliveryError
 from adressat.observe.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -535,8 +536,13 @@ class HttpApi:
                data_coding: int, cb: str | None, now: float) -> tuple[Message, int]:
         """Raises Refused."""
         parts = parts_of(content, data_coding)
-        msg = self.ingress.build(self._submission(req, to, account, content, data_coding, cb,
-                                                  now), now)
+        sub = self._submission(req, to, account, content, data_coding, cb, now)
+        if account.partner:  # as over SMPP: never back out through its own connectors
+            no_via = ",".join(account.partner_connectors or (account.name,))
+            sub = replace(sub, extra={**sub.extra, "no_via": no_via})
+        msg = self.ingress.build(sub, now)
+        if account.partner and not in_ranges(msg.destination, account.partner_ranges):
+            raise Refused(Refusal.DESTINATION_NOT_ALLOWED)
         return msg, parts
 
     def _throttle(self, account: Account, n: int) -> None:
