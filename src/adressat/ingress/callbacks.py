@@ -39,6 +39,7 @@ with the same event id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import hashlib
 import hmac
@@ -284,6 +285,11 @@ def _plus00(number: str) -> str:
     return "%2B" + _enc(number[2:]) if number.startswith("00") else _enc(number)
 
 
+#: Kannel escapes of values adressat does not keep (account meta-data, binfo, the original
+#: SMS's fields such as %o %O %D %f %u %m %M %x): expanded to nothing, as Kannel does unset
+UNSET_ESCAPES = frozenset("oODfumMx")
+
+
 def expand_dlr_url(pattern: str, r: KannelReport) -> str:
     """Kannel's escapes in a dlr-url, each value URL-encoded (Kannel's user guide,
     "Parameters (Escape Codes)"): ``%d`` DLR type, ``%A`` the reply, ``%p``/``%P`` sender and
@@ -353,8 +359,8 @@ def expand_dlr_url(pattern: str, r: KannelReport) -> str:
             out.append("0")
         elif e == "C":
             out.append("UTF-8")
-        elif e in "oODfumMx":
-            pass
+        elif e in UNSET_ESCAPES:
+            out.append("")  # a value adressat has none of: empty, as Kannel writes it unset
         elif e == "%":
             out.append("%")
         else:
@@ -592,10 +598,8 @@ class CallbackSender:
             loop = asyncio.get_running_loop()
             try:
                 while not self._stopping:
-                    try:
+                    with contextlib.suppress(TimeoutError):  # the poll: woken or not
                         await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-                    except TimeoutError:
-                        pass
                     # wakes within poll_gap_s of the last poll wait for it: one read for
                     # the completions of many requests, not one read each
                     gap = self._polled_at + self.poll_gap_s - loop.time()

@@ -583,15 +583,13 @@ class HttpApi:
                                               "error_type": type(e).__name__})
             raise refusal_problem(Refusal.SYSTEM_ERROR) from None
 
-    async def _once(self, request: web.Request, account: Account, body: bytes,
+    async def _once(self, account: Account, key: str | None, body_hash: bytes,
                     make: Callable[[], Awaitable[tuple[int, str]]]) -> web.Response:
         """Run ``make`` (which commits and returns (status, JSON answer)) at most once per
         Idempotency-Key: a repeat gets the first answer again, another body a 422."""
-        key = self._idempotency_key(request)
         if key is None:
             status, answer = await make()
             return web.Response(text=answer, status=status, content_type="application/json")
-        body_hash = hashlib.sha256(body).digest()
         slot = (account.name, key)
         running = self._inflight.get(slot)
         if running is not None:  # the same key, in flight now: its answer, once it has one
@@ -636,6 +634,7 @@ class HttpApi:
         body = await self._body(request)
         req: MessageRequest = self._parse(MessageRequest, body)
         key = self._idempotency_key(request)
+        body_hash = _hash(body) if key is not None else b""  # only what a key compares
 
         async def make() -> tuple[int, str]:
             now = self.clock()
@@ -649,15 +648,16 @@ class HttpApi:
                 raise refusal_problem(e.reason, _detail(e.reason)) from None
             answer = json.dumps({"id": msg.id, "to": "+" + msg.destination, "parts": parts,
                                  "state": "accepted", "client_reference": req.client_reference})
-            await self._commit([msg], account.name, key, _hash(body), 202, answer)
+            await self._commit([msg], account.name, key, body_hash, 202, answer)
             return 202, answer
 
-        return await self._once(request, account, body, make)
+        return await self._once(account, key, body_hash, make)
 
     async def _post_batch(self, request: web.Request, account: Account) -> web.Response:
         body = await self._body(request)
         req: BatchRequest = self._parse(BatchRequest, body)
         key = self._idempotency_key(request)
+        body_hash = _hash(body) if key is not None else b""  # only what a key compares
 
         async def make() -> tuple[int, str]:
             now = self.clock()
@@ -688,10 +688,10 @@ class HttpApi:
             self._throttle(account, len(msgs))  # throughput counts messages, not requests
             answer = json.dumps({"accepted": len(msgs), "refused": len(results) - len(msgs),
                                  "results": results})
-            await self._commit(msgs, account.name, key, _hash(body), 202, answer)
+            await self._commit(msgs, account.name, key, body_hash, 202, answer)
             return 202, answer
 
-        return await self._once(request, account, body, make)
+        return await self._once(account, key, body_hash, make)
 
     async def _own(self, account: Account, message_id: str) -> Message:
         msg = await self.committer.read(lambda s: s.get_message(message_id))
