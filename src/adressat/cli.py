@@ -58,6 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             queue_messages_max=args.queue_max,
             http_host=args.http_host,
             http_port=args.http_port,
+            operator_allow_ip=args.operator_allow_ip,
             log_format=args.log_format,
             log_level=args.log_level,
             content_retention_s=args.content_retention,
@@ -134,6 +135,17 @@ def _count(least: int) -> Callable[[str], int]:
         return n
 
     return parse
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    from adressat.api.access import parse_networks
+
+    cidrs = tuple(c.strip() for c in text.split(",") if c.strip())
+    try:
+        parse_networks(cidrs)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return cidrs
 
 
 def _seconds(text: str) -> float:
@@ -803,6 +815,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="health, metrics and status over HTTP (default 8775; 0: any free port)")
     r.add_argument("--http-host", default="127.0.0.1",
                    help="the HTTP listener's address (default loopback)")
+    r.add_argument("--operator-allow-ip", type=_networks, metavar="CIDR[,CIDR...]",
+                   default=_default("operator_allow_ip"),
+                   help="addresses that may reach the operator's paths of the HTTP listener"
+                        " (status, metrics, alerts, dashboard, care; default loopback); the"
+                        " senders' API, sendsms and health answer anyone")
     r.add_argument(
         "--subscribers",
         type=int,

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from .access import OPERATOR_NETWORKS_DEFAULT, operator_gate, parse_networks
+
 __all__ = ["NodeView", "HttpListener", "Mount", "make_app", "json_response"]
 
 #: one page or API of the listener: adds its routes to the application (``api/alerts.py``,
@@ -43,7 +45,8 @@ _json = json_response
 
 
 def make_app(view: NodeView, mounts: Sequence[Mount] = (),
-             client_max_size: int = 16 * 1024) -> web.Application:
+             client_max_size: int = 16 * 1024,
+             operator_allow_ip: Sequence[str] = OPERATOR_NETWORKS_DEFAULT) -> web.Application:
     async def live(_r: web.Request) -> web.Response:
         return _json({"live": True})
 
@@ -58,7 +61,9 @@ def make_app(view: NodeView, mounts: Sequence[Mount] = (),
         return _json(await view.status())
 
     # small forms at most, or the messages API's largest body (issue 12)
-    app = web.Application(client_max_size=client_max_size)
+    # every path but the senders' is the operator's: only from operator_allow_ip (api/access.py)
+    app = web.Application(client_max_size=client_max_size,
+                          middlewares=[operator_gate(parse_networks(operator_allow_ip))])
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics)
@@ -70,8 +75,9 @@ def make_app(view: NodeView, mounts: Sequence[Mount] = (),
 
 class HttpListener:
     def __init__(self, view: NodeView, mounts: Sequence[Mount] = (),
-                 client_max_size: int = 16 * 1024) -> None:
-        self.app = make_app(view, mounts, client_max_size)
+                 client_max_size: int = 16 * 1024,
+                 operator_allow_ip: Sequence[str] = OPERATOR_NETWORKS_DEFAULT) -> None:
+        self.app = make_app(view, mounts, client_max_size, operator_allow_ip)
         self._runner: web.AppRunner | None = None
         self.port = 0
 

@@ -211,7 +211,8 @@ class Node:
             self.sendsms.mount,
 
         ]
-        self.http = HttpListener(self, mounts, client_max_size=s.http_body_octets_max)
+        self.http = HttpListener(self, mounts, client_max_size=s.http_body_octets_max,
+                                 operator_allow_ip=s.operator_allow_ip)
         self.http_port = 0
         self._scraped: tuple[float, list[Any]] = (0.0, [])
         self.smpp_port = 0

@@ -94,6 +94,9 @@ class Settings:
     # the HTTP listener: health, metrics, status (loopback unless said otherwise)
     http_host: str = "127.0.0.1"
     http_port: int = 8775  # 0: any free port (written to <home>/node.json)
+    # the listener's operator paths (status, metrics, alerts, dashboard, care: everything but
+    # the senders' API, sendsms and health) answer only to these addresses (api/access.py)
+    operator_allow_ip: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
     # logs (observe/logs.py): "text" for a terminal or "json" lines; "debug" adds a line per
     # message event (accepted, deferred, final, receipt sent)
