@@ -44,8 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if isinstance(alerting, str):
         print(alerting, file=sys.stderr)
         return 2
-    run(
-        _settings(
+    settings = _settings(
             args,
             smpp_port=args.smpp_port,
             smpp_host=args.smpp_host,
@@ -78,9 +77,47 @@ def cmd_run(args: argparse.Namespace) -> int:
             # issue 11: interconnect
             **{k: v for k in INTERCONNECT_SETTINGS if (v := getattr(args, k, None)) is not None},
             **{k: v for k in HTTP_SETTINGS if (v := getattr(args, k, None)) is not None},
-        )
+            # issue 13: TLS
+            **_tls_settings(args),
     )
+    problem = settings.tls_problem()
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
+    from adressat.transport.tls import TlsError
+
+    try:
+        run(settings)
+    except TlsError as e:  # names the files and why; never their contents
+        print(f"TLS: {e}", file=sys.stderr)
+        return 2
     return 0
+
+
+TLS_SETTINGS = ("smpp_tls_port", "http_tls_port", "tls_reload_interval_s",
+                "tls_handshake_timeout_s")
+
+
+def _tls_settings(args: argparse.Namespace) -> dict[str, object]:
+    out: dict[str, object] = {k: v for k in TLS_SETTINGS
+                              if (v := getattr(args, k, None)) is not None}
+    if args.tls_cert is not None:
+        out["tls_cert_file"] = str(Path(args.tls_cert).resolve())
+    if args.tls_key is not None:
+        out["tls_key_file"] = str(Path(args.tls_key).resolve())
+    out["smpp_plain"] = args.smpp_plain == "on"
+    out["http_plain"] = args.http_plain == "on"
+    return out
+
+
+def _port(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError("a port is 0..65535 (0: any free one)")
+    return n
 
 
 def _delays(text: str) -> tuple[float, ...]:
@@ -233,13 +270,22 @@ def node_get(home: Path, path: str, timeout_s: float = 5.0) -> tuple[int, object
     import urllib.error
     import urllib.request
 
+    from adressat.transport.tls import TlsError, pinned_client_context
+
+    context = None
     try:
         info = json.loads((home / "node.json").read_text())
-        url = f"http://{info.get('http_host', '127.0.0.1')}:{int(info['http_port'])}{path}"
-    except (OSError, ValueError, KeyError, TypeError):
+        host = info.get("http_host", "127.0.0.1")
+        if int(info["http_port"]):
+            url = f"http://{host}:{int(info['http_port'])}{path}"
+        else:  # plaintext HTTP is off: HTTPS, trusting exactly the node's own certificate
+            url = f"https://{host}:{int(info['http_tls_port'])}{path}"
+            context = pinned_client_context(Path(info["tls_cert_file"]))
+    except (OSError, ValueError, KeyError, TypeError, TlsError):
         return None
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 - our node
+        with urllib.request.urlopen(url, timeout=timeout_s,  # noqa: S310 - our node
+                                    context=context) as r:
             return int(r.status), json.loads(r.read())
     except urllib.error.HTTPError as e:
         try:
@@ -457,8 +503,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     assert isinstance(st, dict)
     h, node, store_s, d = st["health"], st["node"], st["store"], st["delivery"]
     verdict = "READY" if h["ready"] else "NOT READY"
+    tls = "".join(f", {name} port {node[k]}" for k, name in (("smpp_tls_port", "SMPP TLS"),
+                                                             ("http_tls_port", "HTTPS"))
+                  if node.get(k))
     print(f"adressat at {home}: {verdict}  (pid {node['pid']}, SMPP port {node['smpp_port']},"
-          f" HTTP port {node['http_port']}, up {time.time() - node['started_at']:.0f} s)")
+          f" HTTP port {node['http_port']}{tls}, up {time.time() - node['started_at']:.0f} s)")
     for reason in h["reasons"]:
         print(f"  ! {reason}")
     mib = 1024 * 1024
@@ -906,6 +955,28 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--pdu-read-timeout-s", type=_seconds, metavar="S",
                       help="from a PDU's first octet to its last, or the session is closed"
                       f" ({_default('pdu_read_timeout_s')}; 0: never)")
+    tls = r.add_argument_group("TLS (docs/architecture.md \"TLS\"; defaults: app/settings.py)")
+    tls.add_argument("--tls-cert", metavar="FILE",
+                     help="PEM certificate chain, leaf first: with --tls-key, SMPP over TLS and"
+                     " HTTPS listen too; a changed file is served to the next handshake")
+    tls.add_argument("--tls-key", metavar="FILE",
+                     help="PEM private key of the certificate (unencrypted; keep it 0600)")
+    tls.add_argument("--smpp-tls-port", type=_port, metavar="PORT",
+                     help=f"SMPP over TLS ({_default('smpp_tls_port')}; 0: any free port)")
+    tls.add_argument("--http-tls-port", type=_port, metavar="PORT",
+                     help="HTTPS: the same health, metrics, pages and APIs as --http-port"
+                     f" ({_default('http_tls_port')}; 0: any free port)")
+    tls.add_argument("--smpp-plain", choices=("on", "off"), default="on",
+                     help="'off': no plaintext SMPP listener (--smpp-port unused); needs TLS")
+    tls.add_argument("--http-plain", choices=("on", "off"), default="on",
+                     help="'off': no plaintext HTTP listener at all, health and metrics"
+                     " included (they are served over HTTPS); needs TLS")
+    tls.add_argument("--tls-reload-interval-s", type=_positive_seconds, metavar="S",
+                     help="the certificate and key files are looked at this often"
+                     f" ({_default('tls_reload_interval_s')})")
+    tls.add_argument("--tls-handshake-timeout-s", type=_positive_seconds, metavar="S",
+                     help="an SMPP TLS handshake not finished by then is closed"
+                     f" ({_default('tls_handshake_timeout_s')})")
     ic = r.add_argument_group("interconnect (docs/interconnect.md; defaults: app/settings.py)")
     ic.add_argument("--connector-response-timeout-s", type=_positive_seconds, metavar="S",
                     help="a submit_sm to a partner unanswered this long is unanswered (retried"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -130,9 +131,10 @@ class Esme:
     """A python-smpplib client; responses by sequence number and received deliver_sm kept."""
 
     def __init__(self, port: int, system_id: str, password: str, mode: str = "trx",
-                 timeout_s: float = 0.3) -> None:
+                 timeout_s: float = 0.3, ssl_context: ssl.SSLContext | None = None) -> None:
+        # ssl_context: smpplib's own TLS (it wraps its socket in it), for SMPP over TLS
         self.c = smpplib.client.Client(HOST, port, timeout=timeout_s,
-                                       allow_unknown_opt_params=True)
+                                       allow_unknown_opt_params=True, ssl_context=ssl_context)
         self.resps: dict[int, Any] = {}
         self.delivered: list[Any] = []
         self.deliver_status = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from ssl import SSLContext
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -81,15 +82,20 @@ class HttpListener:
         self._runner: web.AppRunner | None = None
         self.port = 0
 
-    async def start(self, host: str, port: int) -> int:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+    async def start(self, host: str, port: int, ssl_context: SSLContext | None = None) -> int:
+        """One more site of the same application: plaintext, or HTTPS with ``ssl_context``
+        (issue 13). The port it listens on; ``port`` holds the first site's."""
+        if self._runner is None:
+            self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+            await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True,
+                           ssl_context=ssl_context)
         await site.start()
         server = site._server  # noqa: SLF001 - the bound port when 0 was asked for
         sockets = getattr(server, "sockets", None) or ()
-        self.port = int(sockets[0].getsockname()[1]) if sockets else port
-        return self.port
+        bound = int(sockets[0].getsockname()[1]) if sockets else port
+        self.port = self.port or bound
+        return bound
 
     async def stop(self) -> None:
         if self._runner is not None:

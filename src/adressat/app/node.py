@@ -27,6 +27,7 @@ from adressat.api import care as care_api
 from adressat.api import dashboard
 from adressat.api.http import HttpListener
 from adressat.core.accept import AcceptLimits
+from adressat.core.health import EpisodeKind
 from adressat.core.model import CANARY_ACCOUNT, Message
 from adressat.ingress import openapi
 from adressat.ingress.callbacks import CallbackSender, pending_gauge
@@ -46,6 +47,7 @@ from adressat.store.checkpoint import WalCheckpointer
 from adressat.store.commit import GroupCommitter
 from adressat.store.sqlite import SqliteStore
 from adressat.transport.smpp_server import SmppServer
+from adressat.transport.tls import CertificateInfo, CertificateWatcher, TlsError, describe
 
 from .alerting import Alerting
 from .delivery_process import DeliveryNode, DeliveryProcess, netsim_settings
@@ -213,7 +215,17 @@ class Node:
         ]
         self.http = HttpListener(self, mounts, client_max_size=s.http_body_octets_max,
                                  operator_allow_ip=s.operator_allow_ip)
+        # TLS (issue 13): one watcher for both TLS listeners, built now so that a node whose
+        # files do not load does not start (TlsError, said by `adressat run`)
+        self.tls: CertificateWatcher | None = None
+        if s.tls_cert_file:
+            self.tls = CertificateWatcher(
+                Path(s.tls_cert_file), Path(s.tls_key_file),
+                interval_s=s.tls_reload_interval_s,
+                on_failed=self._tls_failed, on_reloaded=self._tls_reloaded)
         self.http_port = 0
+        self.http_tls_port = 0
+        self.smpp_tls_port = 0
         self._scraped: tuple[float, list[Any]] = (0.0, [])
         self.smpp_port = 0
         self.started_at = 0.0
@@ -221,6 +233,15 @@ class Node:
         self._stopped = asyncio.Event()
 
     # --- heal or shout ---------------------------------------------------------------------
+    def _tls_failed(self, error: TlsError) -> None:
+        """A changed certificate or key did not load: the previous one is still served; an
+        episode until a change loads (it does not make the node unready: it still serves)."""
+        self.episodes.failed(EpisodeKind.TLS_RELOAD_FAILED, error.cause,
+                             error_type=type(error).__name__)
+
+    def _tls_reloaded(self, _info: CertificateInfo) -> None:
+        self.episodes.recovered(EpisodeKind.TLS_RELOAD_FAILED)
+
     def _on_batch(self, error: BaseException | None, ops: int, seconds: float) -> None:
         mx.observe_batch(error, ops, seconds)
         self.health.store_result(error)
@@ -343,10 +364,29 @@ class Node:
                        "Binds refused: over an account's sessions or binds per minute",
                        self.service.binds_refused),
             pending_gauge(r),
+            *self._tls_families(),
             *self.alerting.families(),
         ]
         self._scraped = (now, families)
         return families
+
+    def _tls_families(self) -> list[Any]:
+        t = self.tls
+        if t is None:
+            return []
+        return [
+            mx.counter("adressat_tls_reloads", "TLS certificates loaded anew after a change",
+                       t.reloads_total),
+            mx.counter("adressat_tls_reload_failures",
+                       "Changed TLS certificate or key files that did not load (the previous"
+                       " certificate is still served)", t.failures_total),
+            mx.gauge("adressat_tls_reload_failing",
+                     "1 while the TLS files on disk are not the certificate served",
+                     int(t.failing is not None)),
+            mx.gauge("adressat_tls_certificate_expiry_timestamp_seconds",
+                     "When the served TLS certificate expires (POSIX seconds)",
+                     t.info.not_after),
+        ]
 
     async def metrics(self) -> bytes:
         loop = asyncio.get_running_loop()
@@ -370,7 +410,9 @@ class Node:
         return {
             "node": {"pid": os.getpid(), "started_at": self.started_at, "node_id":
                      self.settings.node_id, "smpp_port": self.smpp_port,
-                     "http_port": self.http_port},
+                     "http_port": self.http_port, "smpp_tls_port": self.smpp_tls_port,
+                     "http_tls_port": self.http_tls_port},
+            "tls": None if self.tls is None else self.tls.stats(),
             "health": self.health.snapshot(),
             "store": {
                 "writable": self.health.store_writable,
@@ -411,6 +453,10 @@ class Node:
         with os.fdopen(fd, "w") as f:
             json.dump({"pid": os.getpid(), "http_host": self.settings.http_host,
                        "http_port": self.http_port, "smpp_port": self.smpp_port,
+                       # 0: that listener is off; the certificate lets `adressat` pin it
+                       "http_tls_port": self.http_tls_port,
+                       "smpp_tls_port": self.smpp_tls_port,
+                       "tls_cert_file": self.settings.tls_cert_file,
                        "started_at": self.started_at}, f)
         os.replace(tmp, path)
 
@@ -468,12 +514,24 @@ class Node:
             asyncio.create_task(self._routes_loop(), name="routes"),
             *self.alerting.start(),
         ]
-        self.smpp_port = await self.server.start(self.settings.smpp_host, self.settings.smpp_port)
-        self.http_port = await self.http.start(self.settings.http_host, self.settings.http_port)
+        s = self.settings
+        if s.smpp_plain:
+            self.smpp_port = await self.server.start(s.smpp_host, s.smpp_port)
+        if s.http_plain:
+            self.http_port = await self.http.start(s.http_host, s.http_port)
+        if self.tls is not None:
+            self._tasks.append(asyncio.create_task(self.tls.run(), name="tls-reload"))
+            self.smpp_tls_port = await self.server.start(
+                s.smpp_host, s.smpp_tls_port, ssl=self.tls.front,
+                ssl_handshake_timeout_s=s.tls_handshake_timeout_s)
+            self.http_tls_port = await self.http.start(s.http_host, s.http_tls_port,
+                                                       ssl_context=self.tls.front)
         self._write_node_file()
-        log.info("listening", extra={"smpp_host": self.settings.smpp_host,
+        log.info("listening", extra={"smpp_host": s.smpp_host,
                                      "smpp_port": self.smpp_port, "http_port": self.http_port,
-                                     "node": self.settings.node_id})
+                                     "smpp_tls_port": self.smpp_tls_port,
+                                     "http_tls_port": self.http_tls_port,
+                                     "node": s.node_id})
 
     def _portability_source(self) -> Callable[[float], PortabilityTable | None] | None:
         """The portability snapshot of the data directory (``adressat np load``), reloaded
@@ -555,18 +613,39 @@ def cli_prefix(argv0: str, executable: str) -> str:
     return f"{shlex.quote(executable)} -m adressat.cli"
 
 
+def listening(node: Node) -> str:
+    """Where the node listens, a line each (the banner's head; TLS ports included)."""
+    s = node.settings
+    lines = []
+    if node.smpp_port:
+        lines.append(f"  SMPP 3.4: {s.smpp_host}:{node.smpp_port}")
+    if node.smpp_tls_port:
+        lines.append(f"  SMPP 3.4 over TLS: {s.smpp_host}:{node.smpp_tls_port}")
+    for scheme, port in (("http", node.http_port), ("https", node.http_tls_port)):
+        if port:
+            base = f"{scheme}://{s.http_host}:{port}"
+            lines.append(f"  health, metrics, status: {base}/health/ready  /metrics  /status"
+                         f"  (dashboard {base}/, messages API {base}/v1/messages)")
+    if node.tls is not None:
+        lines.append(f"  TLS certificate: {describe(node.tls.info)}  ({s.tls_cert_file},"
+                     f" looked at every {s.tls_reload_interval_s:g} s)")
+    return "".join(line + "\n" for line in lines)
+
+
 def print_banner(node: Node) -> None:
     s = node.settings
     first = node.first_msisdn
     cmd = cli_prefix(sys.argv[0], sys.executable) + " --home " + shlex.quote(str(s.home.resolve()))
+    if not node.smpp_port:  # `send` speaks plaintext SMPP only
+        print(f"adressat listening:\n{listening(node)}"
+              f"  store: {s.store_path}  (SQLite, WAL, synchronous=FULL)\n"
+              f"  Any SMPP 3.4 client over TLS: {s.smpp_host}:{node.smpp_tls_port}", flush=True)
+        return
     # send finds the SMPP port in <home>/node.json
     smpp = "" if s.smpp_host in ("127.0.0.1", "0.0.0.0", "::") else (
         f" --smpp-host {shlex.quote(s.smpp_host)}")
     print(
-        f"adressat listening: SMPP 3.4 on {s.smpp_host}:{node.smpp_port}\n"
-        f"  health, metrics, status: http://{s.http_host}:{node.http_port}/health/ready"
-        f"  /metrics  /status\n"
-        f"  dashboard: http://{s.http_host}:{node.http_port}/\n"
+        f"adressat listening:\n{listening(node)}"
         f"  store: {s.store_path}  (SQLite, WAL, synchronous=FULL)\n"
         f"  network: simulated, {s.subscribers:,} subscribers from +{first}\n"
         f"First message (paste these in another terminal):\n"

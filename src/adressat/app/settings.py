@@ -98,6 +98,32 @@ class Settings:
     # the senders' API, sendsms and health) answer only to these addresses (api/access.py)
     operator_allow_ip: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
+    # TLS (issue 13; docs/architecture.md "TLS"): the TLS listeners exist only when both files
+    # are given; the plaintext ones can be switched off (then only TLS is served)
+    tls_cert_file: str = ""  # PEM certificate chain, leaf first; "": no TLS listeners
+    tls_key_file: str = ""  # PEM private key of it, unencrypted, owner-only
+    tls_reload_interval_s: float = 2.0  # the files are looked at this often (a change: reload)
+    tls_handshake_timeout_s: float = 10.0  # an SMPP TLS handshake not done by then: closed
+    smpp_tls_port: int = 3550  # SMPP over TLS, on smpp_host; 0: any free port
+    http_tls_port: int = 8776  # HTTPS (the same pages and APIs), on http_host; 0: any free port
+    smpp_plain: bool = True  # False: no plaintext SMPP listener (smpp_port unused)
+    http_plain: bool = True  # False: no plaintext HTTP listener at all, health included
+
+    def tls_problem(self) -> str | None:
+        """Why these TLS settings cannot run, or None."""
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            return "--tls-cert and --tls-key go together"
+        if not self.tls_cert_file and not self.smpp_plain:
+            return "--smpp-plain off needs --tls-cert and --tls-key (else no SMPP listener)"
+        if not self.tls_cert_file and not self.http_plain:
+            return "--http-plain off needs --tls-cert and --tls-key (else no HTTP listener)"
+        if self.tls_reload_interval_s <= 0 or self.tls_handshake_timeout_s <= 0:
+            return "TLS intervals and timeouts must be > 0"
+        for name in ("smpp_tls_port", "http_tls_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                return f"{name} must be 0..65535"
+        return None
+
     # logs (observe/logs.py): "text" for a terminal or "json" lines; "debug" adds a line per
     # message event (accepted, deferred, final, receipt sent)
     log_format: str = "text"

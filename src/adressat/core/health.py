@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-__all__ = ["Episode", "EpisodeKind", "HealthBook", "Backoff"]
+__all__ = ["Episode", "EpisodeKind", "HealthBook", "Backoff", "ADVISORY_KINDS"]
 
 
 class EpisodeKind(StrEnum):
@@ -29,6 +29,13 @@ class EpisodeKind(StrEnum):
     #: a configured connector to a partner has not been bound for longer than its limit
     #: (cause: the connectors down when it opened); its messages wait or fail over
     CONNECTOR_DOWN = "connector_down"
+    #: a changed TLS certificate or key file did not load (cause: why); the previous one is
+    #: still served, so it alone does not make the node unready
+    TLS_RELOAD_FAILED = "tls_reload_failed"
+
+
+#: episodes that are said (log, store, metrics, status) but leave the node ready: it serves
+ADVISORY_KINDS = frozenset({EpisodeKind.TLS_RELOAD_FAILED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from adressat.core.health import Episode, EpisodeKind, HealthBook
+from adressat.core.health import ADVISORY_KINDS, Episode, EpisodeKind, HealthBook
 from adressat.observe.metrics import EPISODES
 from adressat.store.base import StoreError
 from adressat.store.commit import GroupCommitter
@@ -217,7 +217,8 @@ class NodeHealth:
         return not self.recorder.is_open(EpisodeKind.STORE_UNWRITABLE)
 
     def ready(self) -> tuple[bool, list[str]]:
-        reasons = [f"{e.kind.value}: {e.cause}" for e in self.recorder.open_episodes()]
+        reasons = [f"{e.kind.value}: {e.cause}" for e in self.recorder.open_episodes()
+                   if e.kind not in ADVISORY_KINDS]
         if self.delivery_alive is not None:
             if not self.delivery_alive():
                 reasons.append("delivery: worker not running")

@@ -61,11 +61,19 @@ class ServerProcess:
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )
         log.close()
+        # plaintext SMPP off (issue 13): ready once node.json says where it listens
+        plain = not any(a == "--smpp-plain" and b == "off"
+                        for a, b in zip(self.extra_args, self.extra_args[1:], strict=False))
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"adressat exited with {self.proc.returncode}: "
                                    + self.log_path.read_text(errors="replace")[-2000:])
+            if not plain:
+                if (self.home / "node.json").exists():
+                    return self
+                time.sleep(0.05)
+                continue
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return self
@@ -77,10 +85,16 @@ class ServerProcess:
     @property
     def http_port(self) -> int:
         """The node's HTTP port, from ``<home>/node.json`` (written once it listens)."""
+        return int(self.node_info()["http_port"])
+
+    def node_info(self) -> dict[str, object]:
+        """``<home>/node.json``: where the node listens (TLS ports too; 0: that one is off)."""
         deadline = time.monotonic() + 10.0
         while True:
             try:
-                return int(json.loads((self.home / "node.json").read_text())["http_port"])
+                info = json.loads((self.home / "node.json").read_text())
+                assert isinstance(info, dict)
+                return info
             except (OSError, ValueError, KeyError):
                 if time.monotonic() > deadline:
                     raise

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from ssl import SSLContext
 from typing import Any, Protocol, cast
 
 from adressat.observe.logs import known
@@ -383,7 +384,7 @@ class SmppServer:
         self.sessions_max = sessions_max
         self.connections: set[SmppConnection] = set()
         self.refused = 0  # connections closed at once, over sessions_max
-        self._server: asyncio.base_events.Server | None = None
+        self._servers: list[asyncio.base_events.Server] = []
 
     def _make(self) -> SmppConnection:
         return SmppConnection(self.handler, self.limits, admission=self)
@@ -404,18 +405,27 @@ class SmppServer:
     def release(self, conn: SmppConnection) -> None:
         self.connections.discard(conn)
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, ssl: SSLContext | None = None,
+                    ssl_handshake_timeout_s: float | None = None) -> int:
+        """One more listener (plaintext, or TLS with ``ssl``) into the same sessions and the
+        same ``sessions_max``: the port it listens on. Over TLS a connection reaches
+        connection_made (and is counted) once its handshake is done; one that does not finish
+        it within ``ssl_handshake_timeout_s`` is closed, and one that speaks no TLS at all
+        (a plaintext bind) fails its handshake and is closed without reaching the session."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._make, host, port, reuse_address=True)
-        sock = self._server.sockets[0]
-        return int(sock.getsockname()[1])
+        kw: dict[str, Any] = {}
+        if ssl is not None:
+            kw = {"ssl": ssl, "ssl_handshake_timeout": ssl_handshake_timeout_s}
+        server = await loop.create_server(self._make, host, port, reuse_address=True, **kw)
+        self._servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         """Stop listening, take no more requests, answer those being committed (bounded by
         the response timeout: a committed message whose submit_sm_resp is lost would be sent
         again by its ESME), then close every connection."""
-        if self._server:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         for conn in list(self.connections):
             conn.pause_reading()
         waits = [conn.wait_answered(self.limits.response_timeout_s)
@@ -424,5 +434,6 @@ class SmppServer:
             await asyncio.gather(*waits)
         for conn in list(self.connections):
             conn.close()
-        if self._server:
-            await self._server.wait_closed()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
