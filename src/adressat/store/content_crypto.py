@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -102,12 +102,15 @@ def blob_key_id(blob: bytes) -> str | None:
     return blob[1:1 + KEY_ID_OCTETS].hex()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class ContentKey:
     id: bytes
-    key: bytes = field(repr=False)
+    key: bytes
     created_at: float | None  # None: not known (a key from the environment)
     source: str  # "file", "env" or "ephemeral"
+
+    def __repr__(self) -> str:  # never the key
+        return f"ContentKey(id={self.id_hex}, created_at={self.created_at}, source={self.source})"
 
     @property
     def id_hex(self) -> str:
