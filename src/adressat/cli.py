@@ -1186,6 +1186,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_http_parsers(sub)
 
+    # --- subcommands of issue 13: key (encryption at rest, helper crypt) ---
+    from adressat.cli_keys import add_key_parser
+
+    add_key_parser(sub)
 
     _home_everywhere(p)
     return p

@@ -19,6 +19,7 @@ import pytest
 from e2e_kit import wait_for
 
 from adressat.smpp.times import format_relative
+from adressat.store.sqlite import SqliteStore
 from adressat.testing.esme import EsmeClient
 from adressat.testing.load import LoadClient
 from adressat.testing.server import ServerProcess, adressat, audit
@@ -155,7 +156,13 @@ def test_text_goes_at_the_final_state_and_records_after_their_retention(tmp_path
         asyncio.run(submit([{"dest": str(FIRST + 200), "registered_delivery": 1}]))
         assert wait_for(lambda: not any(_rows(home, done).values()), 10.0)
         assert time.time() - final_at >= 3.0
-        assert _texts(home, [waiting]) == [b"not yet"]
+        # kept, encrypted at rest (issue 13): its row is not empty, and reads as it was sent
+        assert _texts(home, [waiting]) != [b""]
+        store = SqliteStore(home / "adressat.db")
+        try:
+            assert store.get_message(waiting).content == b"not yet"  # type: ignore[union-attr]
+        finally:
+            store.close()
         assert _rows(home, [waiting])["messages"] == 1
     report = audit(home)
     assert report["ok"] and report["misdelivered"] == 0 and report["lost"] == 0

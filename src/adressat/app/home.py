@@ -30,7 +30,7 @@ def private_umask() -> None:
 #: anything else, e.g. be a user's own home)
 OWN_ENTRIES = (
     "adressat.db", "adressat.db-wal", "adressat.db-shm", "adressat.db.wlock", "tag.key",
-    "delivery.lock", "netsim", "netsim/inbox.log",
+    "delivery.lock", "netsim", "netsim/inbox.log", "content.keys", "content.keys.lock",
 )
 
 

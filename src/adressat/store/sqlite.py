@@ -97,6 +97,13 @@ from adressat.store.base import (
     plan_transition,
     planned_callback,
 )
+from adressat.store.content_crypto import (
+    OVERHEAD_OCTETS,
+    ContentCipher,
+    KeyringError,
+    blob_key_id,
+    keyring_path,
+)
 from adressat.store.forwards import ForwardingStore
 from adressat.store.migrations import (
     CANARY_HORIZON_META,
@@ -138,9 +145,10 @@ _EXTRA_IDX = MESSAGE_COLUMNS.index("extra")
 _MESSAGE_VALUES = operator.attrgetter(*MESSAGE_COLUMNS)
 
 
-def _to_row(m: Message) -> tuple[Any, ...]:
+def _to_row(m: Message, cipher: ContentCipher) -> tuple[Any, ...]:
     values: list[Any] = list(_MESSAGE_VALUES(m))
     values[_STATE_IDX] = m.state.value
+    values[_CONTENT_IDX] = cipher.encrypt(m.content, m.id)
     extra = m.extra
     values[_EXTRA_IDX] = json.dumps(extra, separators=(",", ":"), sort_keys=True) if extra else "{}"
     return tuple(values)
@@ -152,18 +160,19 @@ _TAG_IDX = MESSAGE_COLUMNS.index("tag")
 assert tuple(MESSAGE_COLUMNS) == tuple(Message.__dataclass_fields__), "columns = fields, in order"
 
 
-def _from_row(row: Sequence[Any]) -> Message:
+def _from_row(row: Sequence[Any], cipher: ContentCipher) -> Message:
     values = list(row)
     values[_STATE_IDX] = _STATES[values[_STATE_IDX]]
     extra = values[_EXTRA_IDX]
     values[_EXTRA_IDX] = {} if extra == "{}" else json.loads(extra)
-    for i in (_CONTENT_IDX, _TAG_IDX):
-        if type(values[i]) is not bytes:
-            values[i] = bytes(values[i])
+    if type(values[_TAG_IDX]) is not bytes:
+        values[_TAG_IDX] = bytes(values[_TAG_IDX])
+    values[_CONTENT_IDX] = cipher.decrypt(bytes(values[_CONTENT_IDX]), values[0])
     return message_from_values(values)  # the columns are the fields, in order
 
 
 def _column_value(name: str, value: object) -> object:
+    """A column's value as stored, for every column but ``content`` (``_message_value``)."""
     if name == "extra":
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
     if isinstance(value, State):
@@ -178,8 +187,16 @@ _LEASE_OWNER_IDX = MESSAGE_COLUMNS.index("lease_owner")
 _SCTS_IDX = MESSAGE_COLUMNS.index("scts")
 
 
+def _message_value(name: str, m: Message, cipher: ContentCipher) -> object:
+    """Column ``name`` of ``m`` as stored: the content encrypted (under the message's id)."""
+    if name == "content":
+        return cipher.encrypt(m.content, m.id)
+    return _column_value(name, getattr(m, name))
+
+
 def _claimed_from_row(
-    row: Sequence[Any], lease_until: float, owner: str, scts: int | None
+    row: Sequence[Any], lease_until: float, owner: str, scts: int | None,
+    cipher: ContentCipher,
 ) -> Message:
     """The message of a queued row as ``claim_due`` leaves it: DISPATCHED, one attempt more,
     under the lease, with its TP-SCTS (one Message built, not two)."""
@@ -191,9 +208,9 @@ def _claimed_from_row(
     values[_SCTS_IDX] = scts
     extra = values[_EXTRA_IDX]
     values[_EXTRA_IDX] = {} if extra == "{}" else json.loads(extra)
-    for i in (_CONTENT_IDX, _TAG_IDX):
-        if type(values[i]) is not bytes:
-            values[i] = bytes(values[i])
+    if type(values[_TAG_IDX]) is not bytes:
+        values[_TAG_IDX] = bytes(values[_TAG_IDX])
+    values[_CONTENT_IDX] = cipher.decrypt(bytes(values[_CONTENT_IDX]), values[0])
     return message_from_values(values)
 
 
@@ -491,6 +508,12 @@ def _translated() -> Iterator[None]:
 
 
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # a WAL reset truncates the file to this
+#: ``meta`` key present once every stored text is encrypted (its value: the format)
+CONTENT_ENCRYPTION_META = "content_encryption"
+CONTENT_ENCRYPTION = "aes-256-gcm/1"
+#: a replaced writing key may be retired only this long after the rotation: every running
+#: process looks at the keyring every KEYRING_RELOAD_INTERVAL_S (2 s) before it writes
+CONTENT_KEY_RETIRE_AFTER_S = 30.0
 
 
 def _owner_only(path: str) -> None:
@@ -509,11 +532,22 @@ def _owner_only(path: str) -> None:
 
 class SqliteStore(ForwardingStore):
     def __init__(
-        self, path: str | Path, *, busy_timeout_ms: int = 10_000, autocheckpoint: bool = True
+        self,
+        path: str | Path,
+        *,
+        busy_timeout_ms: int = 10_000,
+        autocheckpoint: bool = True,
+        cipher: ContentCipher | None = None,
     ) -> None:
         """``autocheckpoint=False``: this connection never checkpoints the WAL itself (a
         ``store.checkpoint.WalCheckpointer`` does, off the commit path); the serving
-        processes use it so that no commit pays for copying the WAL into the database."""
+        processes use it so that no commit pays for copying the WAL into the database.
+
+        ``cipher``: how message texts are encrypted at rest (store/content_crypto.py). By
+        default the keys of ``ADRESSAT_CONTENT_KEY``, else of the keyring ``content.keys``
+        beside the database (made at the first start), and for ``:memory:`` a key of this
+        process's own. A database written before encryption has its texts encrypted here,
+        once, in one transaction (:meth:`_encrypt_plain_texts`)."""
         self.path = str(path)
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         if self.path != ":memory:":
@@ -540,6 +574,16 @@ class SqliteStore(ForwardingStore):
         if not autocheckpoint:
             c.execute("PRAGMA wal_autocheckpoint = 0")
         self.schema_version = migrate_sqlite(c)
+        try:
+            self.cipher = cipher if cipher is not None else (
+                ContentCipher.ephemeral() if self.path == ":memory:"
+                else ContentCipher.open(keyring_path(self.path),
+                                        may_create=self._holds_no_encrypted_text))
+            self._encrypt_plain_texts()
+        except BaseException:
+            self.close()
+            raise
+        self.commits = 0  # the callers' transactions (the marker's, at the first open, not)
 
     # --- units of work -------------------------------------------------------------------------
     @contextmanager
@@ -625,6 +669,90 @@ class SqliteStore(ForwardingStore):
         with self._lock, _translated():
             return self._conn.execute(sql, params).fetchall()
 
+    # --- encryption at rest (store/content_crypto.py) ------------------------------------------
+    def _holds_no_encrypted_text(self) -> bool:
+        """True unless texts were encrypted here (so a new keyring could not read them)."""
+        if self.get_meta(CONTENT_ENCRYPTION_META) is None:
+            return True
+        return not self._read("SELECT 1 FROM messages WHERE content != x'' LIMIT 1")
+
+    def _encrypt_plain_texts(self) -> None:
+        """Texts written before encryption at rest are plain, and a plain text may begin with
+        any octet, so a row cannot say which it holds: ``meta.content_encryption`` does, for
+        the whole table. Absent, every non-empty text is plain: all are encrypted in ONE
+        transaction that also writes the marker (another process that opens the file
+        meanwhile waits for the write lock, then finds the marker and does nothing). A
+        database begun since gets the marker with no row to change."""
+        if self.get_meta(CONTENT_ENCRYPTION_META) is not None:
+            return
+        cipher = self.cipher
+        with self._tx() as c:
+            if c.execute("SELECT 1 FROM meta WHERE key = ?",
+                         (CONTENT_ENCRYPTION_META,)).fetchone():
+                return
+            after = 0
+            while True:
+                rows = c.execute(
+                    "SELECT rowid, id, content FROM messages WHERE rowid > ? AND content != x''"
+                    " ORDER BY rowid LIMIT 1000", (after,)).fetchall()
+                if not rows:
+                    break
+                c.executemany("UPDATE messages SET content = ? WHERE rowid = ?",
+                              [(cipher.encrypt(bytes(t), i), r) for r, i, t in rows])
+                after = rows[-1][0]
+            c.execute("INSERT INTO meta (key, value) VALUES (?, ?)",
+                      (CONTENT_ENCRYPTION_META, CONTENT_ENCRYPTION))
+
+    def content_keys_in_use(self) -> dict[str, int]:
+        """How many stored texts each key id encrypts (reads every message: operator tools
+        only)."""
+        out: dict[str, int] = {}
+        for head, n in self._read(
+            "SELECT substr(content, 1, 5), COUNT(*) FROM messages WHERE content != x''"
+            " GROUP BY 1"
+        ):
+            key_id = blob_key_id(bytes(head) + bytes(OVERHEAD_OCTETS)) or "?"
+            out[key_id] = out.get(key_id, 0) + int(n)
+        return out
+
+    def rewrap_content(self, batch_max: int = 500, after_rowid: int = 0) -> tuple[int, int]:
+        """Encrypt again under the writing key up to ``batch_max`` texts written under an
+        older key, from ``after_rowid`` on, in one transaction (the node keeps serving between
+        batches). Returns (texts rewritten, the rowid to go on after; 0: done)."""
+        if batch_max <= 0:
+            raise ValueError("batch_max must be positive")
+        cipher = self.cipher
+        current = bytes.fromhex(cipher.current_id)
+        with self._tx() as c:
+            rows = c.execute(
+                "SELECT rowid, id, content FROM messages WHERE rowid > ? AND content != x''"
+                " AND substr(content, 2, 4) != ? ORDER BY rowid LIMIT ?",
+                (after_rowid, current, batch_max)).fetchall()
+            c.executemany(
+                "UPDATE messages SET content = ? WHERE rowid = ?",
+                [(cipher.encrypt(cipher.decrypt(bytes(t), i), i), r) for r, i, t in rows])
+        return len(rows), (rows[-1][0] if len(rows) == batch_max else 0)
+
+    def retire_content_key(self, key_id: str, now: float) -> None:
+        """Remove an older key from the keyring; refused while a stored text uses it, and
+        within ``CONTENT_KEY_RETIRE_AFTER_S`` of the rotation that replaced it (a running
+        process may not have seen the rotation yet and still write under it)."""
+        keys = {k.id_hex: k for k in self.cipher.keys()}
+        if key_id not in keys:
+            raise KeyringError(f"no key {key_id} in the keyring")
+        if key_id == self.cipher.current_id:
+            raise KeyringError(f"key {key_id} is the writing key: rotate first")
+        since = keys[self.cipher.current_id].created_at
+        if since is not None and now - since < CONTENT_KEY_RETIRE_AFTER_S:
+            raise KeyringError(f"the writing key is {now - since:.0f} s old: a running process"
+                               f" may still write under {key_id}; retire it after"
+                               f" {CONTENT_KEY_RETIRE_AFTER_S:.0f} s")
+        used = self.content_keys_in_use().get(key_id, 0)
+        if used:
+            raise KeyringError(f"{used} stored texts use key {key_id}: `adressat key rewrap`"
+                               " first")
+        self.cipher.retire(key_id)
+
     # --- accounts ------------------------------------------------------------------------------
     def add_account(
         self,
@@ -675,7 +803,7 @@ class SqliteStore(ForwardingStore):
             try:
                 c.executemany(
                     f"INSERT INTO messages ({_COLS}) VALUES ({_PLACEHOLDERS})",
-                    [_to_row(m) for m in msgs],
+                    [_to_row(m, self.cipher) for m in msgs],
                 )
             except sqlite3.IntegrityError:
                 ids = [m.id for m in msgs]
@@ -703,7 +831,7 @@ class SqliteStore(ForwardingStore):
 
     def _get(self, c: sqlite3.Connection, message_id: str) -> Message | None:
         row = c.execute(f"SELECT {_COLS} FROM messages WHERE id = ?", (message_id,)).fetchone()
-        return None if row is None else _from_row(row)
+        return None if row is None else _from_row(row, self.cipher)
 
     def get_message(self, message_id: str) -> Message | None:
         with self._lock, _translated():
@@ -741,7 +869,7 @@ class SqliteStore(ForwardingStore):
             names_l.append("state")
         names = set(names_l)
         sets = ", ".join(f"{n} = ?" for n in names_l)
-        params = [_column_value(n, getattr(new, n)) for n in names_l]
+        params = [_message_value(n, new, self.cipher) for n in names_l]
         cur = c.execute(
             f"UPDATE messages SET {sets} WHERE id = ? AND state = ?{extra_where}",
             (*params, old.id, old.state.value, *extra_params),
@@ -813,7 +941,7 @@ class SqliteStore(ForwardingStore):
             names = _finish_names(it)
             updates.setdefault(names, []).append(
                 (
-                    *[_column_value(n, getattr(new, n)) for n in names],
+                    *[_message_value(n, new, self.cipher) for n in names],
                     m.id,
                     m.attempts,
                     m.lease_owner,
@@ -944,7 +1072,7 @@ class SqliteStore(ForwardingStore):
             )
         # the messages are built after the commit: the write lock is held for the SQL only
         return [
-            _claimed_from_row(r, lease_until, owner, scts)
+            _claimed_from_row(r, lease_until, owner, scts, self.cipher)
             for r, scts in zip(rows, stamps, strict=True)
         ]
 
@@ -990,7 +1118,7 @@ class SqliteStore(ForwardingStore):
                 (now, limit),
             ).fetchall()
             for r in rows:
-                old = _from_row(r)
+                old = _from_row(r, self.cipher)
                 new = replace(
                     old, state=State.EXPIRED, final_at=now, lease_until=None, lease_owner=None
                 )
@@ -1003,7 +1131,7 @@ class SqliteStore(ForwardingStore):
             # the recovered that asked for callbacks (their DEFERRED event), read first
             # through the partial index of the in flight
             asked = [
-                _from_row(r) for r in c.execute(
+                _from_row(r, self.cipher) for r in c.execute(
                     f"SELECT {_COLS} FROM messages INDEXED BY messages_dispatched"
                     " WHERE state = 'DISPATCHED' AND (lease_until IS NULL OR lease_until < ?)"
                     " AND extra LIKE '%\"cb\":%'",
@@ -1141,7 +1269,7 @@ class SqliteStore(ForwardingStore):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY submitted_at, id LIMIT ?"
-        return [_from_row(r) for r in self._read(sql, (*params, limit))]
+        return [_from_row(r, self.cipher) for r in self._read(sql, (*params, limit))]
 
     # --- retention -----------------------------------------------------------------------------
     def purge_content(self, final_before: float, limit: int = 500) -> int:
@@ -1788,7 +1916,7 @@ class SqliteStore(ForwardingStore):
             " ORDER BY submitted_at DESC, id DESC LIMIT ?"
         )
         params = (since, until, number, *sources, since, until, max(0, limit))
-        return [_from_row(r) for r in self._read(sql, params)]
+        return [_from_row(r, self.cipher) for r in self._read(sql, params)]
 
     def messages_from_sources(
         self, sources: Sequence[str], since: float, until: float, limit: int
@@ -1802,7 +1930,7 @@ class SqliteStore(ForwardingStore):
             " ORDER BY submitted_at, id LIMIT ?",
             (*sources, since, until, max(0, limit)),
         )
-        return [_from_row(r) for r in rows]
+        return [_from_row(r, self.cipher) for r in rows]
 
     def queue_shape(
         self, now: float, edges_s: Sequence[float]
@@ -2049,7 +2177,7 @@ class SqliteStore(ForwardingStore):
             " WHERE state = 'FORWARDED' AND expires_at < ? ORDER BY expires_at LIMIT ?",
             (expired_before, limit),
         )
-        return [_from_row(r) for r in rows]
+        return [_from_row(r, self.cipher) for r in rows]
 
 
     # --- HTTP senders: API keys, idempotency, callbacks outbox (issue 12, helper S) ---
@@ -2228,4 +2356,4 @@ class SqliteStore(ForwardingStore):
             " ORDER BY submitted_at DESC, id DESC LIMIT ?",
             (account, client_reference, max(0, limit)),
         )
-        return [_from_row(r) for r in rows]
+        return [_from_row(r, self.cipher) for r in rows]
