@@ -131,7 +131,7 @@ def _delays(text: str) -> tuple[float, ...]:
 
 
 EDGE_LIMITS = ("sessions_max", "account_sessions_max", "account_binds_per_minute_max",
-               "pdu_read_timeout_s")
+               "pdu_read_timeout_s", "bind_timeout_s", "idle_timeout_s", "bad_pdus_max")
 
 
 CANARY_SETTINGS = ("canary_interval_s", "canary_deadline_s", "canary_window_s",
@@ -955,6 +955,15 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--pdu-read-timeout-s", type=_seconds, metavar="S",
                       help="from a PDU's first octet to its last, or the session is closed"
                       f" ({_default('pdu_read_timeout_s')}; 0: never)")
+    edge.add_argument("--bind-timeout-s", type=_seconds, metavar="S",
+                      help="a connection not bound this long after it opened is closed"
+                      f" ({_default('bind_timeout_s')}; 0: never)")
+    edge.add_argument("--idle-timeout-s", type=_seconds, metavar="S",
+                      help="a session that sent no whole PDU this long is closed"
+                      f" ({_default('idle_timeout_s')}; 0: never)")
+    edge.add_argument("--bad-pdus-max", type=_count(0), metavar="N",
+                      help="invalid PDUs a session may send; one more closes it"
+                      f" ({_default('bad_pdus_max')})")
     tls = r.add_argument_group("TLS (docs/architecture.md \"TLS\"; defaults: app/settings.py)")
     tls.add_argument("--tls-cert", metavar="FILE",
                      help="PEM certificate chain, leaf first: with --tls-key, SMPP over TLS and"
@@ -977,6 +986,7 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--tls-handshake-timeout-s", type=_positive_seconds, metavar="S",
                      help="an SMPP TLS handshake not finished by then is closed"
                      f" ({_default('tls_handshake_timeout_s')})")
+
     ic = r.add_argument_group("interconnect (docs/interconnect.md; defaults: app/settings.py)")
     ic.add_argument("--connector-response-timeout-s", type=_positive_seconds, metavar="S",
                     help="a submit_sm to a partner unanswered this long is unanswered (retried"

@@ -1,6 +1,10 @@
 """Bounded fuzzing of the SMPP codec: decoded or SmppError, nothing else, bounded memory.
 
-Whenever a mutated frame decodes, re-encoding it must give the same bytes (byte-exactness).
+Whenever a mutated frame decodes, re-encoding it must give the same bytes (byte-exactness),
+and whenever it does not, the error carries a CommandStatus and the answer the session would
+send for it (``error_response``) encodes. Two kinds of campaign: a seeded random mutator
+(fast, many cases) and hypothesis-driven edits of schema-drawn PDUs (shrinks to a minimal
+frame when it finds something). The long, coverage-guided run: scripts/fuzz_long.py.
 """
 
 from __future__ import annotations
@@ -8,13 +12,14 @@ from __future__ import annotations
 import random
 import struct
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from smpp_strategies import ANY_PDU
 
 from adressat.smpp.codec import PduReader, decode, encode
 from adressat.smpp.constants import CommandId, CommandStatus
 from adressat.smpp.errors import SmppError
-from adressat.smpp.pdus import Pdu
+from adressat.smpp.pdus import Pdu, error_response
 from adressat.smpp.schema import BODIES, TLV_COMMANDS, TLVS, WIRE_ONLY_KINDS, Kind, TlvKind
 
 PDU_LENGTH_MAX = 4096
@@ -95,8 +100,13 @@ def _check_decode(frame: bytes) -> None:
         pdu = decode(frame)
     except SmppError as e:
         assert isinstance(e.command_status, CommandStatus)
+        assert e.command_status != CommandStatus.ESME_ROK
+        answer = decode(encode(error_response(e)))  # the answer always goes out
+        assert answer.is_response and answer.command_status == e.command_status
         return
-    assert encode(pdu) == frame
+    wire = encode(pdu)
+    assert wire == frame
+    assert decode(wire) == pdu  # stable: encode(decode(x)) decodes to the same PDU
 
 
 def _check_stream(rng: random.Random, stream: bytes) -> None:
@@ -170,3 +180,70 @@ def test_oversized_command_length_refused_before_body() -> None:
     else:
         raise AssertionError("oversized command_length accepted")
     assert reader.buffered_octets == 0
+
+
+# -- hypothesis-driven edits of schema-drawn PDUs ---------------------------------------------
+
+_EDIT = st.tuples(
+    st.sampled_from(["set", "insert", "delete", "length", "header"]),
+    st.integers(0, 1 << 16),  # position, taken modulo the frame's length
+    st.integers(0, 0xFF),
+    st.sampled_from([0, 1, 15, 16, 17, 0xFF, 0xFFFF, 1 << 31, 0xFFFFFFFF]),
+)
+
+
+def _edit(frame: bytes, edits: list[tuple[str, int, int, int]], keep_length: bool) -> bytes:
+    b = bytearray(frame)
+    for op, pos, byte, word in edits:
+        i = pos % (len(b) + 1)
+        if op == "set" and b:
+            b[i % len(b)] = byte
+        elif op == "insert":
+            b[i:i] = bytes([byte])
+        elif op == "delete" and b:
+            del b[i % len(b)]
+        elif op == "length" and len(b) >= 4:
+            b[0:4] = struct.pack(">I", word)
+        elif op == "header" and len(b) >= 16:
+            slot = 4 + 4 * (pos % 3)  # command_id, command_status or sequence_number
+            b[slot : slot + 4] = struct.pack(">I", word if pos % 2 else byte)
+    if keep_length and len(b) >= 4:
+        b[0:4] = struct.pack(">I", len(b))
+    return bytes(b)
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(pdu=ANY_PDU, edits=st.lists(_EDIT, min_size=1, max_size=6), keep_length=st.booleans())
+def test_edited_schema_pdus_decode_or_refuse_with_a_status(
+        pdu: Pdu, edits: list[tuple[str, int, int, int]], keep_length: bool) -> None:
+    _check_decode(_edit(encode(pdu), edits, keep_length))
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(pdus=st.lists(ANY_PDU, min_size=1, max_size=5),
+       edits=st.lists(_EDIT, max_size=4), cuts=st.lists(st.integers(1, 97), max_size=12))
+def test_edited_streams_keep_the_reader_bounded(
+        pdus: list[Pdu], edits: list[tuple[str, int, int, int]], cuts: list[int]) -> None:
+    stream = _edit(b"".join(encode(p) for p in pdus), edits, keep_length=False)
+    _check_stream(random.Random(len(stream)), stream)
+    # the same stream in the cuts hypothesis chose: every frame that decodes is byte-exact
+    reader = PduReader(pdu_length_max=PDU_LENGTH_MAX)
+    pos = 0
+    for cut in [*cuts, len(stream)]:
+        chunk, pos = stream[pos : pos + cut], pos + cut
+        try:
+            reader.feed(chunk)
+        except SmppError as e:
+            assert e.command_status == CommandStatus.ESME_RINVCMDLEN
+            return
+        for _ in range(len(stream) + 1):
+            try:
+                frame = reader.next_frame()
+            except SmppError as e:
+                assert e.command_status == CommandStatus.ESME_RINVCMDLEN
+                return
+            if frame is None:
+                break
+            _check_decode(frame)

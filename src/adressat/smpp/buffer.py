@@ -32,6 +32,11 @@ class FrameBuffer:
         return len(self._buf) - self._off
 
     @property
+    def broken(self) -> bool:
+        """A command_length was out of range: the stream cannot be resynced."""
+        return self._broken is not None
+
+    @property
     def announced_length(self) -> int | None:
         """command_length of the frame being read, None if fewer than 4 octets of it."""
         if self._broken is not None or len(self._buf) - self._off < 4:

@@ -422,6 +422,11 @@ class PduReader:
         """command_length of the PDU being read, None if fewer than 4 octets of it."""
         return self._frames.announced_length
 
+    @property
+    def broken(self) -> bool:
+        """A command_length was out of range: every further call raises; close the stream."""
+        return self._frames.broken
+
     def feed(self, data: bytes) -> None:
         self._frames.feed(data)
 

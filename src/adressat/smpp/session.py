@@ -195,7 +195,7 @@ class Session:
         try:
             self._reader.feed(data)
         except SmppError as e:  # command_length out of range: the stream cannot be resynced
-            self._violation(e)
+            self._violation(e, count=False)  # closed for this reason, not for the budget
             self._close("invalid command_length")
             return
         completed = False
@@ -205,9 +205,11 @@ class Session:
             except SmppError as e:
                 completed = True  # a whole frame arrived, it just did not decode
                 self._last_rx = now
-                self._violation(e)
-                if e.command_status == S.ESME_RINVCMDLEN and e.command_id is None:
+                if self._reader.broken:  # framing lost (answered once), not a bad body
+                    self._violation(e, count=False)
                     self._close("invalid command_length")
+                    break
+                self._violation(e)
                 continue
             if pdu is None:
                 break
