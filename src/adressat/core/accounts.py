@@ -88,6 +88,21 @@ def parse_limit(text: str, option: str, most: int) -> int | None:
     return n
 
 
+#: how ``--sessions-max`` says "the node-wide account_sessions_max" (stored as None)
+DEFAULT = "default"
+
+
+def parse_sessions_max(text: str) -> int | None:
+    """``N`` (1..SESSIONS_MAX_MAX) or ``default`` (None: the node's account_sessions_max)."""
+    t = text.strip().lower()
+    if t == DEFAULT:
+        return None
+    if t == UNLIMITED:
+        raise ValueError(f"--sessions-max: a number, or '{DEFAULT}' (the node's"
+                         " --account-sessions-max; the listener's --sessions-max bounds all)")
+    return parse_limit(t, "--sessions-max", SESSIONS_MAX_MAX)
+
+
 def check_limit(value: int | None, option: str, most: int) -> int | None:
     """A stored limit: None (unlimited) or a whole number 1..most."""
     if value is None:
