@@ -195,6 +195,14 @@ class SenderRule:
 
 
 def parse_sender_rule(text: str) -> SenderRule:
+    rule = _parse_sender_rule(text)
+    if rule.kind != "name" and rule.lo.startswith("0"):
+        raise ValueError(f"--senders: {text!r}: numbers in E.164, from the country code"
+                         " (46701234567, not 0701234567)")
+    return rule
+
+
+def _parse_sender_rule(text: str) -> SenderRule:
     t = text.strip()
     bad = f"--senders: {text!r} is not a sender rule (a number +46701234567, a prefix" \
           " 4670100*, a range 4670100-4670199, or a name of 1..11 characters with a letter)"
