@@ -213,7 +213,7 @@ def _add(store: Any, args: argparse.Namespace) -> int:
     try:
         store.add_account(
             args.name, hash_password(password, os.urandom(16)),
-            fields.get("throughput_per_s"),  # type: ignore[arg-type]
+            fields.get("throughput_per_s"),
             sessions_max=fields.get("sessions_max"),
             allow_ip=fields.get("allow_ip", ()), senders=fields.get("senders", ()),
             **getattr(args, "partner_kwargs", {}),  # cli_interconnect: --partner

@@ -338,8 +338,8 @@ class SmppService:
         for conn in list(self.sessions):
             if conn.account is None:
                 continue
-            a = by_name.get(conn.account)
-            why = "removed" if a is None else account_refusal(a, conn.peer)
+            now_is = by_name.get(conn.account)
+            why = "removed" if now_is is None else account_refusal(now_is, conn.peer)
             if why is None:
                 continue
             log.warning("ending the session: its account changed",
