@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -221,47 +220,6 @@ def _wal_bytes(text: str) -> int:
     if value < 65536:
         raise argparse.ArgumentTypeError("--wal-checkpoint-bytes must be >= 65536")
     return value
-
-
-def cmd_account(args: argparse.Namespace) -> int:
-    from adressat.core.passwords import hash_password
-    from adressat.store.base import AccountExists
-
-    store = _store(args)
-    try:
-        if args.account_cmd == "add":
-            if not 1 <= len(args.name) <= 15 or not args.name.isprintable():
-                print("account name: 1..15 printable characters (SMPP system_id)", file=sys.stderr)
-                return 2
-            if args.name.startswith("_"):
-                print(f"account name {args.name!r}: names starting with '_' are the node's own"
-                      " (the canary prober's)", file=sys.stderr)
-                return 2
-            if not 1 <= len(args.password) <= 8:
-                print("password: 1..8 characters (SMPP 3.4 password field)", file=sys.stderr)
-                return 2
-            try:
-                store.add_account(
-                    args.name, hash_password(args.password, os.urandom(16)), args.throughput,
-                    **getattr(args, "partner_kwargs", {}),  # cli_interconnect: --partner
-                )
-            except AccountExists:
-                print(f"account {args.name} exists", file=sys.stderr)
-                return 1
-            print(f"account {args.name} added")
-        elif args.account_cmd == "list":
-            from adressat.cli_interconnect import account_line
-
-            for a in store.list_accounts():
-                print(account_line(a))
-        elif args.account_cmd == "remove":
-            if not store.remove_account(args.name):
-                print(f"no account {args.name}", file=sys.stderr)
-                return 1
-            print(f"account {args.name} removed")
-    finally:
-        store.close()
-    return 0
 
 
 def node_get(home: Path, path: str, timeout_s: float = 5.0) -> tuple[int, object] | None:
@@ -1062,17 +1020,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.set_defaults(fn=cmd_run)
 
-    a = sub.add_parser("account", help="ESME accounts")
-    a.add_argument("--home", default=argparse.SUPPRESS, help="data directory")
-    asub = a.add_subparsers(dest="account_cmd", required=True)
-    add = asub.add_parser("add")
-    add.add_argument("name")
-    add.add_argument("--password", required=True)
-    add.add_argument("--throughput", type=int, default=None, help="messages per second")
-    asub.add_parser("list")
-    rm = asub.add_parser("remove")
-    rm.add_argument("name")
-    a.set_defaults(fn=cmd_account)
+    from adressat.cli_accounts import add_account_parser
+
+    add_account_parser(sub)  # account add|set|disable|enable|remove|show|list (issue 13)
 
     au = sub.add_parser("audit", help="counts per state and the invariant figures")
     au.add_argument("--home", default=argparse.SUPPRESS, help="data directory")

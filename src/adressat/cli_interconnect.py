@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from adressat.core.interconnect_config import BUILTIN_ROUTES
-from adressat.core.model import Account, ConnectorConfig, ConnectorStatus, RouteConfig
+from adressat.core.model import ConnectorConfig, ConnectorStatus, RouteConfig
 
 #: a connector status older than this is not what the node does now (it writes about once a
 #: second while it runs): ``connector list`` says "stale"
@@ -28,8 +28,8 @@ CONNECTOR_STATUS_STALE_S = 5.0
 ROUTE_COUNTS_WINDOW_S = 3600.0
 #: and reads at most this many of them (per index of final_at, texts kept and purged)
 ROUTE_COUNTS_ROWS_MAX = 200_000
-#: the first line of a password file, read up to this many bytes
-PASSWORD_FILE_BYTES_MAX = 4096
+#: a connector's bind password, at most (SMPP 3.4 password field)
+PASSWORD_LENGTH_MAX = 8
 
 
 class Refusal(Exception):
@@ -87,22 +87,19 @@ def _on_off(text: str) -> bool:
     return text == "on"
 
 
-def _password(args: argparse.Namespace) -> str | None:
-    if args.password is not None:
-        return str(args.password)
-    if args.password_file is None:
+def _password(args: argparse.Namespace, adding: bool = False) -> str | None:
+    """The bind password: --password-file, ADRESSAT_PASSWORD or a prompt (cli_accounts; never
+    argv). ``connector set`` changes it only with --password-file."""
+    from adressat import cli_accounts
+
+    if not adding and args.password_file is None:
         return None
     try:
-        with open(args.password_file, "rb") as f:
-            first = f.read(PASSWORD_FILE_BYTES_MAX).split(b"\n", 1)[0].rstrip(b"\r")
-    except OSError as e:
-        raise Refusal(f"--password-file {args.password_file}: {e.strerror or 'unreadable'}"
-                      ) from None
-    try:
-        return first.decode("ascii")
-    except UnicodeDecodeError:
-        raise Refusal(f"--password-file {args.password_file}: the first line is not ASCII"
-                      ) from None
+        return cli_accounts.read_password(args.password_file, required=True,
+                                          length_max=PASSWORD_LENGTH_MAX,
+                                          what="connector password")
+    except cli_accounts.Refusal as e:
+        raise Refusal(str(e)) from None
 
 
 # --- connector -----------------------------------------------------------------------------------
@@ -154,8 +151,8 @@ def cmd_connector(args: argparse.Namespace) -> int:
         from adressat.store.base import ConnectorExists, ConnectorInUse
 
         if sub == "add":
-            password = _password(args)
-            assert password is not None  # the parser requires one of the two
+            password = _password(args, adding=True)
+            assert password is not None  # required: read_password refuses to go without
             base = ConnectorConfig(args.name, args.host, args.port, args.system_id, password,
                                    created_at=now, updated_at=now)
             cfg = _connector_from(args, base, now)
@@ -346,20 +343,10 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 # --- partner accounts ----------------------------------------------------------------------------
-def account_line(a: Account) -> str:
-    """One line of ``account list``."""
-    tp = a.throughput_per_s if a.throughput_per_s else "unlimited"
-    line = f"{a.name}\tthroughput_per_s={tp}"
-    if a.partner:
-        line += f"\tpartner ranges={','.join(a.partner_ranges)}"
-        if a.partner_connectors:
-            line += f" connectors={','.join(a.partner_connectors)}"
-    return line
-
-
 def cmd_account_add(args: argparse.Namespace) -> int:
-    """``account add`` with the partner options checked here; the rest is ``cli.cmd_account``."""
-    from adressat.cli import cmd_account
+    """``account add`` with the partner options checked here; the rest is
+    ``cli_accounts.cmd_account``."""
+    from adressat.cli_accounts import cmd_account
 
     ranges = [_digits(r) for r in _split([args.ranges])] if args.ranges is not None else None
     connectors = _split(args.connector)
@@ -397,10 +384,12 @@ def _connector_options(p: argparse.ArgumentParser, adding: bool) -> None:
     p.add_argument("--host", required=adding, help="the partner's SMPP server")
     p.add_argument("--port", type=int, required=adding)
     p.add_argument("--system-id", dest="system_id", required=adding)
-    pw = p.add_mutually_exclusive_group(required=adding)
-    pw.add_argument("--password-file", default=None, metavar="FILE",
-                    help="the password is the file's first line (kept out of the shell history)")
-    pw.add_argument("--password", default=None)
+    from adressat.cli_accounts import PASSWORD_ENV, RefuseArgvPassword
+
+    p.add_argument("--password-file", default=None, metavar="FILE",
+                   help="the password is the file's first line ('-': standard input); on add,"
+                   f" without it: {PASSWORD_ENV} or a prompt")
+    p.add_argument("--password", action=RefuseArgvPassword)
     p.add_argument("--bind", choices=("trx", "tx"), default=None,
                    help="one transceiver session (default), or a transmitter and a receiver")
     p.add_argument("--window", type=int, default=None,

@@ -88,12 +88,14 @@ def test_the_peers_harness_commands_on_a_fresh_home(tmp_path: Path) -> None:
     home = tmp_path / "fresh" / "home"
     env = {**os.environ, "ADRESSAT_HOME": str(home)}
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "adressat.cli", *args], env=env,
+    def run(*args: str, **more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "adressat.cli", *args], env={**env, **more},
                               capture_output=True, text=True, timeout=60, check=False)
 
+    # the password in the environment, as run_peers.sh gives it (never on the command line)
     out = run("connector", "add", "sink", "--host", "127.0.0.1", "--port", "2774",
-              "--system-id", "bench", "--password", "bench", "--bind", "trx", "--window", "100")
+              "--system-id", "bench", "--bind", "trx", "--window", "100",
+              ADRESSAT_PASSWORD="bench")
     assert out.returncode == 0, out.stderr
     out = run("route", "add", "out", "--prefix", "4676", "--via", "sink")
     assert out.returncode == 0, out.stderr
@@ -225,9 +227,9 @@ def test_partner_accounts(home: Path) -> None:
     _ok(home, "account", "add", "tele2", "--password", "t2", "--partner", "--ranges",
         "4670,+4673", "--connector", "sink")
     lines = _ok(home, "account", "list").splitlines()
-    assert lines == ["bank\tthroughput_per_s=unlimited",
-                     "tele2\tthroughput_per_s=unlimited\tpartner ranges=4670,4673"
-                     " connectors=sink"]
+    rest = "\tthroughput_per_s=unlimited\tsessions_max=default\tsenders=any\tallow_ip=any"
+    assert lines == ["bank\tenabled" + rest,
+                     "tele2\tenabled" + rest + "\tpartner ranges=4670,4673 connectors=sink"]
     store = SqliteStore(home / "adressat.db")
     try:
         a = store.get_account("tele2")

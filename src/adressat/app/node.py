@@ -500,6 +500,7 @@ class Node:
         await self.episodes.close_stale()
         await self._refresh_gauge()
         await self._refresh_routes()  # before the first submit: routes as configured
+        await self._refresh_accounts()  # and every account's sender rules and throughput
         if self.delivery_process is not None:
             await self.delivery_process.start()
         elif self.delivery is not None:
@@ -512,6 +513,7 @@ class Node:
             asyncio.create_task(self._stall_loop(), name="stall-check"),
             asyncio.create_task(self.retention.run(), name="retention"),
             asyncio.create_task(self._routes_loop(), name="routes"),
+            asyncio.create_task(self._accounts_loop(), name="accounts"),  # issue 13
             *self.alerting.start(),
         ]
         s = self.settings
@@ -552,6 +554,31 @@ class Node:
                 await self._refresh_routes()
             except Exception as e:  # noqa: BLE001 - said loudly, tried again next second
                 log.error("routes refresh failed",
+                          extra={"node": self.settings.node_id, "error_type": type(e).__name__})
+
+    # --- accounts an operator controls (issue 13) ---------------------------------------------
+    _accounts_version = -1
+
+    async def _refresh_accounts(self) -> None:
+        """When ``accounts.version`` moved on: every account as stored now reaches the SMPP
+        service (its sessions ended if disabled, removed or not allowed from their address),
+        the HTTP and sendsms credential caches, and the sender rules of the ingress."""
+        version = await self.committer.read(lambda st: st.accounts_version())
+        if version == self._accounts_version:
+            return
+        accounts = await self.committer.read(lambda st: st.list_accounts())
+        self._accounts_version = version
+        self.http_api.forget_accounts()
+        self.sendsms.forget_accounts()
+        self.service.apply_accounts(accounts, self.settings.account_unbind_timeout_s)
+
+    async def _accounts_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.accounts_refresh_s)
+            try:
+                await self._refresh_accounts()
+            except Exception as e:  # noqa: BLE001 - said loudly, tried again next time
+                log.error("accounts refresh failed",
                           extra={"node": self.settings.node_id, "error_type": type(e).__name__})
 
     async def _refresh_gauge(self) -> None:
@@ -649,7 +676,7 @@ def print_banner(node: Node) -> None:
         f"  store: {s.store_path}  (SQLite, WAL, synchronous=FULL)\n"
         f"  network: simulated, {s.subscribers:,} subscribers from +{first}\n"
         f"First message (paste these in another terminal):\n"
-        f"  {cmd} account add demo --password demo\n"
+        f"  ADRESSAT_PASSWORD=demo {cmd} account add demo\n"
         f"  {cmd} send --to {first} --text hello{smpp}   # waits for its receipt\n"
         f"  {cmd} audit --json   # counts and invariant figures\n"
         f"  Any SMPP 3.4 client works too: bind as system_id 'demo' password 'demo' to"

@@ -37,6 +37,9 @@ class Settings:
     account_binds_per_minute_max: int = 120  # accepted binds of one account in 60 s; 0: none
     pdu_read_timeout_s: float = 10.0  # first octet of a PDU to its last; 0: never
     throughput_per_s_default: int = 0  # 0: no per-account limit unless the account has one
+    # issue 13: account changes (disable, remove, rates, sender rules) reach the running node
+    accounts_refresh_s: float = 1.0  # accounts.version is read this often
+    account_unbind_timeout_s: float = 1.0  # an ended session's unbind_resp waited this long
 
     # store and queue
     commit_batch_max: int = 2000

@@ -32,6 +32,8 @@ class Refusal(StrEnum):
     #: a valid number outside what this account may send to (a partner's ranges)
     DESTINATION_NOT_ALLOWED = "destination_not_allowed"
     INVALID_SOURCE = "invalid_source"
+    #: a valid source address this account may not use (its sender rules, issue 13)
+    SOURCE_NOT_ALLOWED = "source_not_allowed"
     INVALID_SCHEDULE = "invalid_schedule"
     INVALID_EXPIRY = "invalid_expiry"
     MESSAGE_TOO_LONG = "message_too_long"

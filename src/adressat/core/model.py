@@ -338,11 +338,25 @@ class Account:
     callback_url: str | None = None
     callback_hosts: tuple[str, ...] = ()
     webhook_secret: bytes | None = None
+    # issue 13 (core/accounts.py has the rules): ``disabled_at`` set: no binds, no HTTP, its
+    # sessions ended; ``disabled_keep_queue``: its queued messages still go out meanwhile.
+    # ``sessions_max`` None: the node-wide account_sessions_max. ``allow_ip``: networks it may
+    # bind or use its HTTP keys from (none: any). ``senders``: its sender rules (none: any).
+    disabled_at: float | None = None
+    disabled_keep_queue: bool = False
+    sessions_max: int | None = None
+    allow_ip: tuple[str, ...] = ()
+    senders: tuple[str, ...] = ()
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
 
     def __repr__(self) -> str:  # never the password hash nor the webhook secret
         return (
             f"Account(name={self.name!r}, partner={self.partner}, "
-            f"callback_url={self.callback_url!r}, callback_hosts={self.callback_hosts!r})"
+            f"callback_url={self.callback_url!r}, callback_hosts={self.callback_hosts!r}, "
+            f"disabled={self.disabled})"
         )
 
 

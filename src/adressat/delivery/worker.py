@@ -212,6 +212,8 @@ class DeliveryWorker:
         self._unexpected_in_row = 0
         self.next_lease_check_at = 0.0
         self._held: frozenset[str] = frozenset()
+        # accounts disabled with their queue held (issue 13): refreshed with the held routes
+        self._holding: frozenset[str] = frozenset()
         self._in_flight: dict[str, Message] = {}  # claimed, about to go or going out
         self._wake = asyncio.Event()
         self._stopping = False
@@ -397,7 +399,8 @@ class DeliveryWorker:
     async def refresh_held(self) -> frozenset[str]:
         """Re-read the held routes from the store (an operator may have released one)."""
         try:
-            self._held = await self.committer.run(lambda s: s.held_routes())
+            self._held, self._holding = await self.committer.run(
+                lambda s: (s.held_routes(), s.accounts_holding_queue()))
         except StoreError as e:
             self.store_errors += 1
             self._failed(e, "held_routes")
@@ -567,6 +570,10 @@ class DeliveryWorker:
             handled, held = await self._hold_claimed(msg, started_at)
             if handled:
                 return held
+        if msg.account in self._holding:
+            handled, held = await self._hold_of_disabled(msg, started_at)
+            if handled:
+                return held
         if started_at >= msg.expires_at:  # an expired message is never delivered late
             outcome = Outcome.failed(OutcomeKind.TEMPORARY, DeliveryError.EXPIRED)
             plan = Plan(State.EXPIRED, {"error": int(DeliveryError.EXPIRED)})
@@ -680,6 +687,26 @@ class DeliveryWorker:
             extra={"message_id": msg.id, "account": msg.account, "route": msg.route,
                    "state": new.state.value},
         )
+        return True, new
+
+    async def _hold_of_disabled(self, msg: Message, now: float) -> tuple[bool, Message | None]:
+        """DISPATCHED -> HELD without sending: its account is disabled and its queue held
+        (issue 13; in flight at the disable and deferred since, or released from a route's
+        hold). (False, None): enabled meanwhile; send it."""
+        try:
+            new = await self.committer.run(
+                lambda s: s.hold_claimed_of_disabled(msg.id, msg.attempts, now))
+        except StoreError as e:
+            self.store_errors += 1
+            log.error("not moved to HELD", extra={"message_id": msg.id, "account": msg.account,
+                                                  "error_type": type(e).__name__})
+            return True, None
+        if new is None:
+            self._holding = self._holding - {msg.account}
+            return False, None
+        self.held += 1
+        log.debug("held: account disabled", extra={"message_id": msg.id,
+                                                   "account": msg.account})
         return True, new
 
     def _pairing(self, msg: Message) -> Message:

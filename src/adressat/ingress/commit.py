@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from adressat.core.accept import AcceptLimits, Refused, Submission, accept_message
+from adressat.core.accept import AcceptLimits, Refusal, Refused, Submission, accept_message
+from adressat.core.accounts import SenderRules
 from adressat.core.ids import IdGenerator
 from adressat.core.model import Message, State
 from adressat.delivery.errors import DeliveryError
@@ -77,6 +78,9 @@ class Ingress:
         self.hops_max = hops_max
         self.accepted = 0
         self.refused = 0
+        # issue 13: each account's sender rules (core.accounts.SenderRules), kept by the
+        # node's account poll; an account not here may use any source
+        self.senders: dict[str, SenderRules] = {}
 
     def _route_for(self, destination: str, account: str) -> str:
         route = self.router.route(destination, account, self.clock())
@@ -120,6 +124,10 @@ class Ingress:
             tag_key=self.tag_key,
             limits=self.limits,
         )
+        rules = self.senders.get(sub.account)
+        if rules is not None and not rules.allows(sub.source_addr):
+            # no account poses as a bank or a clinic: the same answer over every way in
+            raise Refused(Refusal.SOURCE_NOT_ALLOWED)
         route = self._routes.get(msg.route)
         if route is not None and route.kind == "smpp":  # attribution: which operator
             msg = replace(msg, extra={**msg.extra, "operator": route.operator})

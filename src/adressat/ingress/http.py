@@ -41,6 +41,7 @@ from pydantic import (
 )
 
 from adressat.core.accept import Refusal, Refused, Submission
+from adressat.core.accounts import account_refusal
 from adressat.core.apikeys import parse_api_key, secret_hash
 from adressat.core.callbacks import (
     DEFAULT_EVENTS,
@@ -79,6 +80,7 @@ HTTP_PROBLEMS: dict[str, tuple[int, str]] = {
     "unsupported-media-type": (415, "The request body must be application/json"),
     "body-too-large": (413, "The request body is larger than allowed"),
     "unauthorized": (401, "A valid API key is required (Authorization: Bearer)"),
+    "address-not-allowed": (403, "This account may not be used from this address"),
     "not-found": (404, "No such message for this account"),
     "not-cancellable": (409, "The message can no longer be cancelled"),
     "idempotency-key-reused": (422, "This Idempotency-Key was used with another request body"),
@@ -420,7 +422,7 @@ class HttpApi:
         cache_key = key_id + ":" + digest.hex()
         cached = self._auth.get(cache_key)
         if cached is not None and now - cached.checked_at < self.auth_cache_s:
-            return cached.account
+            return self._usable(cached.account, request)
 
         def look(s: Store) -> tuple[bytes | None, Account | None]:
             key = s.api_key(key_id)
@@ -439,7 +441,23 @@ class HttpApi:
         if len(self._auth) > 10_000:  # bounded: a cache, not a registry
             self._auth.clear()
         self._auth[cache_key] = _Auth(account, now)
-        return account
+        return self._usable(account, request)
+
+    def _usable(self, account: Account, request: web.Request) -> Account:
+        """A disabled account's keys get the 401 of a removed account's; a key used from an
+        address not in the account's allow_ip gets 403 (issue 13)."""
+        why = account_refusal(account, request.remote or "")
+        if why is None:
+            return account
+        log.info("api key refused", extra={"account": account.name, "reason": why,
+                                           "peer": request.remote or ""})
+        if account.disabled:
+            raise self._unauthorized()
+        raise http_problem("address-not-allowed")
+
+    def forget_accounts(self) -> None:
+        """An account changed (the node's poll): the next request checks its key again."""
+        self._auth.clear()
 
     @staticmethod
     def _unauthorized() -> _HttpProblem:
@@ -751,7 +769,8 @@ def _detail(reason: Refusal) -> str:
     """Which field a refusal is about (never its value)."""
     return {
         Refusal.INVALID_DESTINATION: "to", Refusal.DESTINATION_NOT_ALLOWED: "to",
-        Refusal.INVALID_SOURCE: "from", Refusal.INVALID_SCHEDULE: "send_at",
+        Refusal.INVALID_SOURCE: "from", Refusal.SOURCE_NOT_ALLOWED: "from",
+        Refusal.INVALID_SCHEDULE: "send_at",
         Refusal.INVALID_EXPIRY: "validity_s", Refusal.MESSAGE_TOO_LONG: "text",
         Refusal.INVALID_CONTENT: "binary", Refusal.INVALID_PRIORITY: "priority",
     }.get(reason, "")

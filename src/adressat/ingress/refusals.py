@@ -41,6 +41,8 @@ ANSWERS: dict[Refusal, Answer] = {
                                             "This account may not send to that destination"),
     Refusal.INVALID_SOURCE: Answer(S.ESME_RINVSRCADR, 422, "invalid-source",
                                    "The source address is not valid"),
+    Refusal.SOURCE_NOT_ALLOWED: Answer(S.ESME_RINVSRCADR, 403, "source-not-allowed",
+                                       "This account may not use that source address"),
     Refusal.INVALID_SCHEDULE: Answer(S.ESME_RINVSCHED, 422, "invalid-schedule",
                                      "The scheduled delivery time is not valid"),
     Refusal.INVALID_EXPIRY: Answer(S.ESME_RINVEXPIRY, 422, "invalid-validity",

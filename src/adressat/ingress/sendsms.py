@@ -57,6 +57,7 @@ from urllib.parse import unquote_to_bytes
 from aiohttp import web
 
 from adressat.core.accept import Refusal, Refused, Submission
+from adressat.core.accounts import account_refusal
 from adressat.core.callbacks import (
     BadCallbackSpec,
     callback_url_allowed,
@@ -101,6 +102,7 @@ TEMPORARY = (503, "Temporal failure, try again later.")
 # ours, in Kannel's words (Kannel has no such limit or check)
 TOO_MANY_RECEIVERS = (400, "Too many receivers, rejected")
 SENDER_MISFORMED = (400, "From field misformed, rejected")
+SENDER_NOT_ALLOWED = (403, "Sender not allowed for this account, rejected")
 DLR_URL_NOT_ALLOWED = (403, "DLR-URL host not allowed for this account, rejected")
 TOO_LARGE = (413, "Request too large, rejected")
 
@@ -135,6 +137,7 @@ _PERMANENT: dict[Refusal, tuple[int, str]] = {
     Refusal.INVALID_DESTINATION: NOT_ROUTABLE,
     Refusal.DESTINATION_NOT_ALLOWED: NOT_ROUTABLE,
     Refusal.INVALID_SOURCE: SENDER_MISFORMED,
+    Refusal.SOURCE_NOT_ALLOWED: SENDER_NOT_ALLOWED,
     Refusal.INVALID_SCHEDULE: _misformed("Deferred"),
     Refusal.INVALID_EXPIRY: _misformed("Validity"),
     Refusal.MESSAGE_TOO_LONG: CHARSET_MISFORMED,
@@ -520,6 +523,8 @@ class SendSms:
                 await self._authorise(u.params)
                 raise KannelError(UNSUPPORTED_CONTENT_TYPE) from None
             account = await self._authorise(params)
+            if account_refusal(account, request.remote or "") is not None:
+                raise KannelError(AUTH_FAILED)  # disabled, or not from allow_ip (issue 13)
             req = parse_request(params, post=post, coding_default=coding,
                                 charset_default=charset, receivers_max=self.receivers_max)
             if req.dlr_url and events_for_dlr_mask(req.dlr_mask) and not callback_url_allowed(
@@ -612,6 +617,10 @@ class SendSms:
             raise KannelError(AUTH_FAILED)
         self.auth.put(account, password, self.clock())
         return account
+
+    def forget_accounts(self) -> None:
+        """An account changed (the node's poll): read its record again."""
+        self._accounts.clear()
 
     async def _account(self, name: str, now: float) -> Account | None:
         """The account record, read at most every ``account_cache_s`` per name (a changed

@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from adressat.core.accept import Refusal, Refused, Submission
+from adressat.core.accounts import SenderRules, account_refusal
 from adressat.core.interconnect_config import in_ranges
-from adressat.core.model import Message, State
+from adressat.core.model import Account, Message, State
 from adressat.core.passwords import verify_password
 from adressat.core.tag import binding_tag
 from adressat.delivery.smpp_adapter import HOPS_TLV
@@ -163,6 +164,7 @@ class SmppService:
     # record as loaded at its latest bind; an account not here is not a partner
     partner_ranges: dict[str, tuple[str, ...]] = field(default_factory=dict)
     partner_via: dict[str, str] = field(default_factory=dict)  # connectors it never goes back
+    _ending: set[asyncio.Future[None]] = field(default_factory=set)  # unbinds under way
 
     # -- connection events ----------------------------------------------------------------------
     def on_bound(self, conn: SmppConnection) -> None:
@@ -218,7 +220,10 @@ class SmppService:
             log.info("bind refused: password", extra={"session": conn.conn_id,
                                                        "account": system_id, "peer": conn.peer})
             return self._bind_failed(conn, pdu, S.ESME_RINVPASWD)
-        refusal = self._admit_bind(conn, system_id, self.clock())
+        why = account_refusal(account, conn.peer)  # issue 13: disabled, or not from allow_ip
+        if why is not None:
+            return self._bind_not_now(conn, pdu, system_id, why)
+        refusal = self._admit_bind(conn, system_id, self.clock(), account.sessions_max)
         if refusal is not None:
             return self._bind_over_limit(conn, pdu, system_id, *refusal)
         conn.account = system_id
@@ -245,12 +250,14 @@ class SmppService:
         return window is not None and window.full(now)
 
     def _admit_bind(self, conn: SmppConnection, account: str,
-                    now: float) -> tuple[str, int] | None:
+                    now: float, sessions_max: int | None = None) -> tuple[str, int] | None:
         """Check and take, in one step on the loop (no await between them), a session slot
-        and a place in the bind window of ``account``; (limit name, value) if over one."""
+        and a place in the bind window of ``account``; (limit name, value) if over one.
+        ``sessions_max``: the account's own limit (None: the node-wide one)."""
         held = self.account_sessions.get(account, set())
-        if self.account_sessions_max and len(held) >= self.account_sessions_max:
-            return "sessions", self.account_sessions_max
+        limit = sessions_max or self.account_sessions_max
+        if limit and len(held) >= limit:
+            return "sessions", limit
         window = None
         if self.account_binds_per_minute_max:
             window = self.bind_windows.setdefault(
@@ -278,6 +285,16 @@ class SmppService:
         conn.close_after_response()
         return pdu.response(S.ESME_RBINDFAIL)
 
+    def _bind_not_now(self, conn: SmppConnection, pdu: Pdu, account: str, why: str) -> Pdu:
+        """ESME_RBINDFAIL, then close: right credentials, but the account is disabled or
+        this address is not one it may bind from (issue 13)."""
+        self.binds_refused += 1
+        log.warning("bind refused; closing the session",
+                    extra={"session": conn.conn_id, "peer": conn.peer, "account": account,
+                           "reason": why})
+        conn.close_after_response()
+        return pdu.response(S.ESME_RBINDFAIL)
+
     def _bind_failed(self, conn: SmppConnection, pdu: Pdu, status: S) -> Pdu:
         """No unlimited password guessing on one connection: after ``bind_attempts_max``
         failures the answer is followed by a close."""
@@ -288,6 +305,52 @@ class SmppService:
                                "attempts": conn.failed_binds})
             conn.close_after_response()
         return pdu.response(status)
+
+    # -- accounts an operator controls (issue 13) -------------------------------------------------
+    def apply_accounts(self, accounts: list[Account], unbind_timeout_s: float) -> int:
+        """The accounts as stored now (the node polls for changes): throughput, sender rules
+        and partner ranges take effect for every session; a session whose account is gone,
+        disabled or no longer allowed from its address is ended (unbind, then close).
+        Returns how many sessions it ends."""
+        by_name = {a.name: a for a in accounts}
+        now = self.clock()
+        for a in accounts:
+            rate = a.throughput_per_s or self.throughput_per_s_default
+            bucket = self.buckets.get(a.name)
+            if not rate:
+                self.buckets.pop(a.name, None)
+            elif bucket is None:
+                self.buckets[a.name] = TokenBucket(float(rate), float(rate), now)
+            elif bucket.rate_per_s != rate:
+                bucket.rate_per_s = float(rate)
+                bucket.tokens = min(bucket.tokens, float(rate))
+            if a.partner:
+                self.partner_ranges[a.name] = a.partner_ranges
+                self.partner_via[a.name] = ",".join(a.partner_connectors or (a.name,))
+            else:
+                self.partner_ranges.pop(a.name, None)
+                self.partner_via.pop(a.name, None)
+        for gone in [n for n in self.buckets if n not in by_name]:
+            del self.buckets[gone]
+        self.ingress.senders = {a.name: r for a in accounts
+                                if (r := SenderRules.of(a.senders)) is not None}
+        ended = 0
+        for conn in list(self.sessions):
+            if conn.account is None:
+                continue
+            now_is = by_name.get(conn.account)
+            why = "removed" if now_is is None else account_refusal(now_is, conn.peer)
+            if why is None:
+                continue
+            log.warning("ending the session: its account changed",
+                        extra={"session": conn.conn_id, "account": conn.account,
+                               "peer": conn.peer, "reason": why})
+            self.sessions.discard(conn)  # ended once, though the poll comes again
+            task = asyncio.ensure_future(conn.unbind_and_close(unbind_timeout_s))
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
+            ended += 1
+        return ended
 
     # -- submit ---------------------------------------------------------------------------------
     def _throttle(self, account: str, messages: int = 1) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from adressat.core.alert import AlertRecord
 from adressat.core.callbacks import (
@@ -52,6 +52,9 @@ from adressat.core.model import (
 from adressat.store.forwards import ForwardResult, ReceiptResult
 
 _T = TypeVar("_T")
+
+#: the meta key moved on by every account change (issue 13): the running node polls it
+ACCOUNTS_VERSION_KEY = "accounts.version"
 
 
 class StoreError(Exception):
@@ -295,10 +298,33 @@ class Store(Protocol):
         *,
         partner_ranges: Sequence[str] | None = None,
         partner_connectors: Sequence[str] = (),
+        sessions_max: int | None = None,
+        allow_ip: Sequence[str] = (),
+        senders: Sequence[str] = (),
     ) -> None: ...
     def get_account(self, name: str) -> Account | None: ...
     def list_accounts(self) -> list[Account]: ...
-    def remove_account(self, name: str) -> bool: ...
+    # ``keep_queue`` False: its messages not yet final nor in flight end CANCELLED (with their
+    # receipts) in the same transaction; True: they stay queued (what a disable held, too).
+    def remove_account(self, name: str, now: float | None = None, *,
+                       keep_queue: bool = True) -> bool: ...
+    # issue 13, helper acct: accounts an operator controls (core/accounts.py: the rules and
+    # which moves of the lifecycle they make). Every change moves ``accounts_version`` on in
+    # its own transaction (the running node polls it). ``update_account``: the fields of
+    # core.accounts.ACCOUNT_FIELDS given, checked (ValueError, nothing written); UnknownAccount.
+    # ``disable_account``: no binds, no keys; unless ``keep_queue`` its ROUTED and DEFERRED
+    # messages go HELD (held_by account; a route release leaves them), returns how many.
+    # ``enable_account``: what the disable held goes back ROUTED; returns how many.
+    # ``hold_claimed_of_disabled``: a claimed (DISPATCHED) message of an account that holds
+    # its queue goes HELD unsent (None: its account does not, send it).
+    # ``accounts_holding_queue``: the accounts disabled without keep_queue.
+    def update_account(self, name: str, **changes: Any) -> Account: ...
+    def disable_account(self, name: str, now: float, *, keep_queue: bool = False) -> int: ...
+    def enable_account(self, name: str, now: float) -> int: ...
+    def hold_claimed_of_disabled(self, message_id: str, expected_attempts: int,
+                                 now: float) -> Message | None: ...
+    def accounts_holding_queue(self) -> frozenset[str]: ...
+    def accounts_version(self) -> int: ...
 
     # --- messages ----------------------------------------------------------------------------
     def insert_messages(self, msgs: Sequence[Message]) -> None: ...

@@ -7,10 +7,19 @@ Every method validates before it mutates, so a raising method leaves nothing beh
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from adressat.core.accounts import (
+    CANCEL_ON_REMOVE,
+    HOLD_CLAIMED,
+    HOLD_ON_DISABLE,
+    RELEASE_ON_ENABLE,
+    check_account_fields,
+)
 from adressat.core.alert import AlertRecord, check_ack, check_alert, check_alert_filters
 from adressat.core.breaker import counts as counts_for_breaker
 from adressat.core.callbacks import Callback, check_account_callbacks
@@ -55,6 +64,7 @@ from adressat.core.scheduling import (
     takes_scts,
 )
 from adressat.store.base import (
+    ACCOUNTS_VERSION_KEY,
     AccountExists,
     ApiKey,
     ConnectorExists,
@@ -153,6 +163,8 @@ class _Data:
     next_held_id: int = 1
     interconnect: _Interconnect = field(default_factory=_Interconnect)
     http: _Http = field(default_factory=_Http)  # issue 12
+    # issue 13: ids of messages HELD because their account is disabled (messages.held_by)
+    held_by_account: set[str] = field(default_factory=set)
 
     def copy(self) -> _Data:
         return _Data(
@@ -181,6 +193,7 @@ class _Data:
             self.next_held_id,
             self.interconnect.copy(),
             self.http.copy(),
+            set(self.held_by_account),
         )
 
     def add_attempt(self, rec: AttemptRecord) -> None:
@@ -238,14 +251,104 @@ class MemoryStore(ForwardingStore):
         *,
         partner_ranges: Sequence[str] | None = None,
         partner_connectors: Sequence[str] = (),
+        sessions_max: int | None = None,
+        allow_ip: Sequence[str] = (),
+        senders: Sequence[str] = (),
     ) -> None:
         check_partner(partner_ranges, partner_connectors)
+        f = check_account_fields(throughput_per_s=throughput_per_s, sessions_max=sessions_max,
+                                 allow_ip=allow_ip, senders=senders)
         with self._op():
             if name in self._d.accounts:
                 raise AccountExists(name)
             self._d.accounts[name] = Account(
-                name, password_hash, throughput_per_s, partner_ranges is not None,
-                tuple(partner_ranges or ()), tuple(partner_connectors))
+                name, password_hash, f["throughput_per_s"],  # type: ignore[arg-type]
+                partner_ranges is not None, tuple(partner_ranges or ()),
+                tuple(partner_connectors), sessions_max=f["sessions_max"],  # type: ignore[arg-type]
+                allow_ip=f["allow_ip"], senders=f["senders"])  # type: ignore[arg-type]
+            self._bump_accounts()
+
+    def _bump_accounts(self) -> None:
+        meta = self._d.meta
+        meta[ACCOUNTS_VERSION_KEY] = str(int(meta.get(ACCOUNTS_VERSION_KEY, "0")) + 1)
+
+    def accounts_version(self) -> int:
+        with self._lock:
+            return int(self._d.meta.get(ACCOUNTS_VERSION_KEY, "0"))
+
+    def update_account(self, name: str, **changes: Any) -> Account:
+        checked = check_account_fields(**changes)
+        with self._op():
+            a = self._d.accounts.get(name)
+            if a is None:
+                raise UnknownAccount(name)
+            a = self._d.accounts[name] = replace(a, **checked)  # type: ignore[arg-type]
+            self._bump_accounts()
+            return a
+
+    def disable_account(self, name: str, now: float, *, keep_queue: bool = False) -> int:
+        with self._op():
+            a = self._d.accounts.get(name)
+            if a is None:
+                raise UnknownAccount(name)
+            self._d.accounts[name] = replace(
+                a, disabled_at=a.disabled_at if a.disabled_at is not None else now,
+                disabled_keep_queue=keep_queue)
+            self._bump_accounts()
+            if keep_queue:
+                return self._release_account(name, now)
+            n = 0
+            for m in list(self._d.messages.values()):
+                if m.account != name:
+                    continue
+                if m.state in HOLD_ON_DISABLE:
+                    self._d.messages[m.id] = replace(m, state=State.HELD)
+                    n += 1
+                elif m.state is not State.HELD:
+                    continue
+                self._d.held_by_account.add(m.id)
+            return n
+
+    def enable_account(self, name: str, now: float) -> int:
+        with self._op():
+            a = self._d.accounts.get(name)
+            if a is None:
+                raise UnknownAccount(name)
+            self._d.accounts[name] = replace(a, disabled_at=None, disabled_keep_queue=False)
+            self._bump_accounts()
+            return self._release_account(name, now)
+
+    def _release_account(self, name: str, now: float) -> int:
+        old, new = RELEASE_ON_ENABLE
+        n = 0
+        for mid in sorted(self._d.held_by_account):
+            m = self._d.messages.get(mid)
+            if m is None or m.account != name:
+                continue
+            self._d.held_by_account.discard(mid)
+            if m.state is old:
+                self._d.messages[mid] = replace(
+                    m, state=new, next_attempt_at=min(m.next_attempt_at, now))
+                n += 1
+        return n
+
+    def hold_claimed_of_disabled(self, message_id: str, expected_attempts: int,
+                                 now: float) -> Message | None:
+        with self._op():
+            m = self._d.messages.get(message_id)
+            if m is None or m.account not in self.accounts_holding_queue():
+                return None
+            new = self.transition(message_id, HOLD_CLAIMED[0], HOLD_CLAIMED[1], now,
+                                  expected_attempts=expected_attempts,
+                                  attempts=expected_attempts - 1, lease_until=None,
+                                  lease_owner=None)
+            self._d.held_by_account.add(message_id)
+            return new
+
+    def accounts_holding_queue(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(a.name for a in self._d.accounts.values()
+                             if a.disabled and not a.disabled_keep_queue)
 
     def _pending_cb(self, event_id: int) -> Callback | None:
         cb = self._d.http.callbacks.get(event_id)
@@ -259,12 +362,23 @@ class MemoryStore(ForwardingStore):
         with self._lock:
             return sorted(self._d.accounts.values(), key=lambda a: a.name)
 
-    def remove_account(self, name: str) -> bool:
+    def remove_account(self, name: str, now: float | None = None, *,
+                       keep_queue: bool = True) -> bool:
+        when = time.time() if now is None else now
         with self._op():
+            if keep_queue:
+                self._release_account(name, when)
+            else:
+                for m in list(self._d.messages.values()):
+                    if m.account == name and m.state in CANCEL_ON_REMOVE:
+                        check_transition(m.state, State.CANCELLED)
+                        self._put(replace(m, state=State.CANCELLED, final_at=when), when)
             # its API keys go with it: an account added again by that name has none (issue 12)
             for key_id in [k for k, v in self._d.http.api_keys.items() if v.account == name]:
                 del self._d.http.api_keys[key_id]
-            return self._d.accounts.pop(name, None) is not None
+            gone = self._d.accounts.pop(name, None) is not None
+            self._bump_accounts()
+            return gone
 
     # --- messages ------------------------------------------------------------------------------
     def insert_messages(self, msgs: Sequence[Message]) -> None:
@@ -464,7 +578,8 @@ class MemoryStore(ForwardingStore):
                 )
             n = 0
             for m in list(self._d.messages.values()):
-                if m.route == route and m.state is State.HELD:
+                if (m.route == route and m.state is State.HELD
+                        and m.id not in self._d.held_by_account):
                     self._d.messages[m.id] = replace(
                         m, state=State.ROUTED, next_attempt_at=min(m.next_attempt_at, now)
                     )

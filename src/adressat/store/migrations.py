@@ -710,6 +710,22 @@ _V18: list[tuple[Dialect, str]] = [
             " WHERE sent_at IS NOT NULL OR gave_up_at IS NOT NULL"),
 ]
 
+#: issue 13, helper acct: accounts an operator controls (core/accounts.py). A disabled account
+#: (``disabled_at``) binds no session and uses no key; ``disabled_keep_queue`` 1: its queued
+#: messages still go out. ``sessions_max`` NULL: the node-wide limit. ``allow_ip``, ``senders``:
+#: JSON lists (empty: any). ``messages.held_by`` 'account': HELD because its account is
+#: disabled (a route release leaves it; an enable releases it), found by its partial index.
+_V21: list[tuple[Dialect, str]] = [
+    ("any", "ALTER TABLE accounts ADD COLUMN disabled_at REAL"),
+    ("any", "ALTER TABLE accounts ADD COLUMN disabled_keep_queue INTEGER NOT NULL DEFAULT 0"),
+    ("any", "ALTER TABLE accounts ADD COLUMN sessions_max INTEGER"),
+    ("any", "ALTER TABLE accounts ADD COLUMN allow_ip TEXT NOT NULL DEFAULT '[]'"),
+    ("any", "ALTER TABLE accounts ADD COLUMN senders TEXT NOT NULL DEFAULT '[]'"),
+    ("any", "ALTER TABLE messages ADD COLUMN held_by TEXT"),
+    ("any", "CREATE INDEX messages_held_account ON messages (account)"
+            " WHERE state = 'HELD' AND held_by = 'account'"),
+]
+
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (1, _V1),
     (2, _V2),
@@ -736,6 +752,8 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     # issue 12, helper S: API keys, idempotency, callbacks outbox, client_reference (v18)
     (18, _V18),
 
+    # issue 13, helper acct: accounts an operator controls, sender rules (v21)
+    (21, _V21),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 

@@ -26,12 +26,21 @@ import operator
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from adressat.core.accounts import (
+    CANCEL_ON_REMOVE,
+    HELD_BY_ACCOUNT,
+    HOLD_CLAIMED,
+    HOLD_ON_DISABLE,
+    RELEASE_ON_ENABLE,
+    check_account_fields,
+)
 from adressat.core.alert import AlertRecord, check_ack, check_alert, check_alert_filters
 from adressat.core.breaker import counts as counts_for_breaker
 from adressat.core.callbacks import Callback, CallbackEvent, check_account_callbacks
@@ -68,6 +77,7 @@ from adressat.core.model import (
 )
 from adressat.core.scheduling import counter_key, give_scts, takes_scts
 from adressat.store.base import (
+    ACCOUNTS_VERSION_KEY,
     AccountExists,
     ApiKey,
     ConnectorExists,
@@ -126,7 +136,8 @@ _ATTEMPT_COLS = (
 )
 _ACCOUNT_COLS = (
     "name, password_hash, throughput_per_s, partner, partner_ranges, partner_connectors,"
-    " callback_url, callback_hosts, webhook_secret"
+    " callback_url, callback_hosts, webhook_secret,"
+    " disabled_at, disabled_keep_queue, sessions_max, allow_ip, senders"
 )
 _CONNECTOR_COLS = (
     "name, host, port, system_id, password, bind, window_size, throughput_per_s, system_type,"
@@ -231,6 +242,22 @@ def _next_scts(c: sqlite3.Connection, destination: str, now: float) -> int:
     scts = give_scts(None if row is None else row[0], now)
     _move_timestamps(c, ((key, scts),))
     return scts
+
+
+# what an account's disable holds is the queue the partial index messages_expiry covers
+assert {State(v.strip(" '")) for v in _QUEUED.strip("()").split(",")} == HOLD_ON_DISABLE
+
+
+def _bump_accounts(c: sqlite3.Connection) -> None:
+    """``accounts.version`` moves on in the transaction of every account change: the running
+    node polls it (app/node.py) and applies the change within a second or two."""
+    c.execute("INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE"
+              " SET value = CAST(value AS INTEGER) + 1", (ACCOUNTS_VERSION_KEY,))
+
+
+def _holds_queue(c: sqlite3.Connection, account: str) -> bool:
+    return c.execute("SELECT 1 FROM accounts WHERE name = ? AND disabled_at IS NOT NULL"
+                     " AND disabled_keep_queue = 0", (account,)).fetchone() is not None
 
 
 # the queued messages of a route, found through the partial index of the queued (schema v6:
@@ -762,24 +789,36 @@ class SqliteStore(ForwardingStore):
         *,
         partner_ranges: Sequence[str] | None = None,
         partner_connectors: Sequence[str] = (),
+        sessions_max: int | None = None,
+        allow_ip: Sequence[str] = (),
+        senders: Sequence[str] = (),
     ) -> None:
         check_partner(partner_ranges, partner_connectors)
+        fields = check_account_fields(throughput_per_s=throughput_per_s,
+                                      sessions_max=sessions_max, allow_ip=allow_ip,
+                                      senders=senders)
         with self._tx() as c:
             try:
                 c.execute(
                     "INSERT INTO accounts (name, password_hash, throughput_per_s, partner,"
-                    " partner_ranges, partner_connectors) VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, password_hash, throughput_per_s, int(partner_ranges is not None),
-                     json.dumps(list(partner_ranges or ())), json.dumps(list(partner_connectors))),
+                    " partner_ranges, partner_connectors, sessions_max, allow_ip, senders)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (name, password_hash, fields["throughput_per_s"],
+                     int(partner_ranges is not None),
+                     json.dumps(list(partner_ranges or ())), json.dumps(list(partner_connectors)),
+                     fields["sessions_max"], json.dumps(list(fields["allow_ip"])),
+                     json.dumps(list(fields["senders"]))),
                 )
             except sqlite3.IntegrityError:
                 raise AccountExists(name) from None
+            _bump_accounts(c)
 
     @staticmethod
     def _account(row: Sequence[Any]) -> Account:
         return Account(row[0], row[1], row[2], bool(row[3]), tuple(json.loads(row[4])),
                        tuple(json.loads(row[5])), row[6], tuple(json.loads(row[7])),
-                       None if row[8] is None else bytes(row[8]))
+                       None if row[8] is None else bytes(row[8]), row[9], bool(row[10]),
+                       row[11], tuple(json.loads(row[12])), tuple(json.loads(row[13])))
 
     def get_account(self, name: str) -> Account | None:
         rows = self._read(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE name = ?", (name,))
@@ -789,11 +828,119 @@ class SqliteStore(ForwardingStore):
         rows = self._read(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY name")
         return [self._account(r) for r in rows]
 
-    def remove_account(self, name: str) -> bool:
+    def remove_account(self, name: str, now: float | None = None, *,
+                       keep_queue: bool = True) -> bool:
         with self._tx() as c:
+            if not keep_queue:
+                self._cancel_queue(c, name, time.time() if now is None else now)
+            else:
+                self._release_account(c, name, time.time() if now is None else now)
             # its API keys go with it: an account added again by that name has none (issue 12)
             c.execute("DELETE FROM api_keys WHERE account = ?", (name,))
-            return c.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount > 0
+            gone = c.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount > 0
+            _bump_accounts(c)
+            return gone
+
+    # issue 13, helper acct: accounts an operator controls
+    def update_account(self, name: str, **changes: Any) -> Account:
+        checked = check_account_fields(**changes)
+        cols = {k: (json.dumps(list(v)) if k in ("allow_ip", "senders") else v)
+                for k, v in checked.items()}
+        with self._tx() as c:
+            if cols:
+                sets = ", ".join(f"{k} = ?" for k in cols)
+                n = c.execute(f"UPDATE accounts SET {sets} WHERE name = ?",
+                              (*cols.values(), name)).rowcount
+            else:
+                n = int(c.execute("SELECT 1 FROM accounts WHERE name = ?",
+                                  (name,)).fetchone() is not None)
+            if n == 0:
+                raise UnknownAccount(name)
+            _bump_accounts(c)
+            row = c.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE name = ?",
+                            (name,)).fetchone()
+        return self._account(row)
+
+    def disable_account(self, name: str, now: float, *, keep_queue: bool = False) -> int:
+        with self._tx() as c:
+            n = c.execute(
+                "UPDATE accounts SET disabled_at = COALESCE(disabled_at, ?),"
+                " disabled_keep_queue = ? WHERE name = ?", (now, int(keep_queue), name)).rowcount
+            if n == 0:
+                raise UnknownAccount(name)
+            _bump_accounts(c)
+            if keep_queue:
+                return self._release_account(c, name, now)
+            held = c.execute(
+                f"UPDATE messages INDEXED BY messages_expiry SET state = 'HELD', held_by = ?"
+                f" WHERE state IN {_QUEUED} AND account = ?",
+                (HELD_BY_ACCOUNT, name)).rowcount
+            # held by a route's breaker already: a release of the route leaves it held
+            c.execute("UPDATE messages INDEXED BY messages_held SET held_by = ?"
+                      " WHERE state = 'HELD' AND account = ? AND held_by IS NULL",
+                      (HELD_BY_ACCOUNT, name))
+            return held
+
+    def enable_account(self, name: str, now: float) -> int:
+        with self._tx() as c:
+            n = c.execute("UPDATE accounts SET disabled_at = NULL, disabled_keep_queue = 0"
+                          " WHERE name = ?", (name,)).rowcount
+            if n == 0:
+                raise UnknownAccount(name)
+            _bump_accounts(c)
+            return self._release_account(c, name, now)
+
+    @staticmethod
+    def _release_account(c: sqlite3.Connection, name: str, now: float) -> int:
+        """What the account's disable held goes back to the queue (a held route's breaker
+        holds it again at its claim)."""
+        old, new = RELEASE_ON_ENABLE
+        # literals: the partial index messages_held_account is used only for its own terms
+        return c.execute(
+            "UPDATE messages INDEXED BY messages_held_account SET state = ?, held_by = NULL,"
+            " next_attempt_at = MIN(next_attempt_at, ?)"
+            f" WHERE account = ? AND state = '{old.value}' AND held_by = '{HELD_BY_ACCOUNT}'",
+            (new.value, now, name)).rowcount
+
+    def _cancel_queue(self, c: sqlite3.Connection, name: str, now: float) -> int:
+        ids = [r[0] for r in c.execute(
+            f"SELECT id FROM messages INDEXED BY messages_expiry WHERE state IN {_QUEUED}"
+            " AND account = ?"
+            " UNION ALL SELECT id FROM messages INDEXED BY messages_held WHERE state = 'HELD'"
+            " AND account = ?"
+            " UNION ALL SELECT id FROM messages INDEXED BY messages_accepted"
+            " WHERE state = 'ACCEPTED' AND account = ?", (name, name, name))]
+        for mid in ids:
+            old = self._get(c, mid)
+            if old is None or old.state not in CANCEL_ON_REMOVE:
+                continue
+            check_transition(old.state, State.CANCELLED)
+            self._write_transition(c, old, replace(old, state=State.CANCELLED, final_at=now),
+                                   now)
+        return len(ids)
+
+    def hold_claimed_of_disabled(self, message_id: str, expected_attempts: int,
+                                 now: float) -> Message | None:
+        with self._tx() as c:
+            m = self._get(c, message_id)
+            if m is None or not _holds_queue(c, m.account):
+                return None
+            new = self.transition(message_id, HOLD_CLAIMED[0], HOLD_CLAIMED[1], now,
+                                  expected_attempts=expected_attempts,
+                                  attempts=expected_attempts - 1, lease_until=None,
+                                  lease_owner=None)
+            c.execute("UPDATE messages SET held_by = ? WHERE id = ?",
+                      (HELD_BY_ACCOUNT, message_id))
+            return new
+
+    def accounts_holding_queue(self) -> frozenset[str]:
+        return frozenset(r[0] for r in self._read(
+            "SELECT name FROM accounts WHERE disabled_at IS NOT NULL"
+            " AND disabled_keep_queue = 0"))
+
+    def accounts_version(self) -> int:
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (ACCOUNTS_VERSION_KEY,))
+        return int(rows[0][0]) if rows else 0
 
     # --- messages ------------------------------------------------------------------------------
     def insert_messages(self, msgs: Sequence[Message]) -> None:
@@ -1174,7 +1321,7 @@ class SqliteStore(ForwardingStore):
             return c.execute(
                 "UPDATE messages SET state = 'ROUTED',"
                 " next_attempt_at = MIN(next_attempt_at, ?)"
-                " WHERE route = ? AND state = 'HELD'",
+                " WHERE route = ? AND state = 'HELD' AND held_by IS NULL",
                 (now, route),
             ).rowcount
 

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -21,11 +22,32 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: the commands whose password the CLI reads from ADRESSAT_PASSWORD (never from argv)
+_PASSWORD_COMMANDS = (("account", "add"), ("connector", "add"), ("connector", "set"))
+
+
+def password_to_env(args: Sequence[str]) -> tuple[list[str], dict[str, str] | None]:
+    """The test kit's shorthand ``account add NAME --password PW`` (and ``connector add|set
+    ... --password PW``): the CLI refuses a password on its command line (issue 13), so the
+    kit hands PW over in the environment (ADRESSAT_PASSWORD), where ``ps`` does not show it.
+    Returns the arguments without it and the environment to run them with (None: as is)."""
+    out = list(args)
+    if tuple(out[:2]) not in _PASSWORD_COMMANDS or "--password" not in out:
+        return out, None
+    i = out.index("--password")
+    if i + 1 >= len(out):
+        return out, None
+    password = out[i + 1]
+    del out[i:i + 2]
+    return out, {**os.environ, "ADRESSAT_PASSWORD": password}
+
+
 def adressat(home: Path, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """Run one ``adressat`` CLI command to completion."""
+    """Run one ``adressat`` CLI command to completion (see :func:`password_to_env`)."""
+    argv, env = password_to_env(args)
     return subprocess.run(
-        [sys.executable, "-m", "adressat.cli", "--home", str(home), *args],
-        capture_output=True, text=True, timeout=timeout_s, check=False,
+        [sys.executable, "-m", "adressat.cli", "--home", str(home), *argv],
+        capture_output=True, text=True, timeout=timeout_s, check=False, env=env,
     )
 
 

@@ -347,6 +347,20 @@ class SmppConnection(asyncio.Protocol):
     def close(self) -> None:
         self._close_soon()
 
+    async def unbind_and_close(self, timeout_s: float) -> None:
+        """The SMSC ends the session (SMPP 3.4 4.2: either side may unbind): an unbind, its
+        unbind_resp waited for at most ``timeout_s``, then the close. From the unbind on, the
+        session is UNBINDING: a request the ESME sends meanwhile is refused by the session."""
+        if self.is_gone:
+            return
+        if self.session.is_bound:
+            try:
+                await asyncio.wait_for(self.request(Pdu.make(C.UNBIND, 0)), timeout_s)
+            except (TimeoutError, ConnectionError, SessionError):
+                log.info("unbind not answered; closing", extra={"session": self.conn_id,
+                                                               "account": self.account})
+        self.close()
+
     def close_after_response(self) -> None:
         """Close the connection once the response being prepared has been written."""
         self._close_after_response = True
