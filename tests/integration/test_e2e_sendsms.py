@@ -26,6 +26,7 @@ from aiohttp import web
 from e2e_kit import inbox, next_msisdn, wait_for
 
 from adressat.sms.encodings import gsm7_encode
+from adressat.store.content_crypto import ContentCipher, keyring_path
 from adressat.testing.server import ServerProcess, adressat
 
 pytestmark = pytest.mark.slow
@@ -57,22 +58,30 @@ def _url(server: ServerProcess) -> str:
 
 
 def _rows(server: ServerProcess, where: str = "1", args: tuple[Any, ...] = ()) -> list[
-        sqlite3.Row]:
-    conn = sqlite3.connect(f"file:{server.home / 'adressat.db'}?mode=ro", uri=True)
+        dict[str, Any]]:
+    """The messages' rows as stored, each text decrypted with the node's own keyring (texts
+    are encrypted at rest: the raw column is ciphertext)."""
+    db = server.home / "adressat.db"
+    cipher = ContentCipher.open(keyring_path(db), may_create=lambda: False)
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
     try:
-        return list(conn.execute(
+        rows = [dict(r) for r in conn.execute(
             f"SELECT * FROM messages WHERE account != '_canary' AND {where}"  # noqa: S608
-            " ORDER BY submitted_at", args))
+            " ORDER BY submitted_at", args)]
     finally:
         conn.close()
+    for r in rows:
+        if r["content"]:
+            r["content"] = cipher.decrypt(bytes(r["content"]), r["id"])
+    return rows
 
 
 def _count(server: ServerProcess) -> int:
     return len(_rows(server))
 
 
-def _to(server: ServerProcess, msisdn: str) -> list[sqlite3.Row]:
+def _to(server: ServerProcess, msisdn: str) -> list[dict[str, Any]]:
     return _rows(server, "destination = ?", (msisdn,))
 
 
