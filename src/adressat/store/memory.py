@@ -24,6 +24,7 @@ from adressat.core.interconnect_config import (
     check_route,
 )
 from adressat.core.lifecycle import check_transition
+from adressat.core.lockout import LockoutRow
 from adressat.core.model import (
     CANARY_ACCOUNT,
     FINAL_STATES,
@@ -153,6 +154,8 @@ class _Data:
     next_held_id: int = 1
     interconnect: _Interconnect = field(default_factory=_Interconnect)
     http: _Http = field(default_factory=_Http)  # issue 12
+    # issue 13, helper bind: lockout counters by (realm, scope, principal, address)
+    lockouts: dict[tuple[str, str, str, str], LockoutRow] = field(default_factory=dict)
 
     def copy(self) -> _Data:
         return _Data(
@@ -181,6 +184,7 @@ class _Data:
             self.next_held_id,
             self.interconnect.copy(),
             self.http.copy(),
+            {k: replace(r) for k, r in self.lockouts.items()},
         )
 
     def add_attempt(self, rec: AttemptRecord) -> None:
@@ -1393,3 +1397,19 @@ class MemoryStore(ForwardingStore):
                 key=lambda m: (m.submitted_at, m.id), reverse=True,
             )[: max(0, limit)]
             return [replace(m, extra=dict(m.extra)) for m in found]
+
+    # --- credential guessing: lockout counters (issue 13, helper bind) ---
+    def lockout_rows(self) -> list[LockoutRow]:
+        with self._lock:
+            return [replace(self._d.lockouts[k]) for k in sorted(self._d.lockouts)]
+
+    def put_lockout_rows(
+        self, rows: Sequence[LockoutRow], deleted: Sequence[tuple[str, str, str, str]] = ()
+    ) -> None:
+        if not rows and not deleted:
+            return
+        with self._op():
+            for r in rows:
+                self._d.lockouts[r.key] = replace(r)
+            for k in deleted:
+                self._d.lockouts.pop(tuple(k), None)  # type: ignore[arg-type]
