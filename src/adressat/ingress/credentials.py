@@ -102,7 +102,7 @@ class PasswordChecks:
         self.admitted += 1
         return True
 
-    def _release(self, _fut: object) -> None:
+    def _release(self) -> None:
         self.admitted -= 1
 
     def _check(self, password: str, stored: str | None) -> bool:
@@ -118,10 +118,17 @@ class PasswordChecks:
 
     async def verify(self, password: str, stored: str | None) -> bool:
         """Check an admitted attempt (after :meth:`admit` said True)."""
-        fut = asyncio.get_running_loop().run_in_executor(self._pool, self._check, password,
-                                                         stored)
-        fut.add_done_callback(self._release)
-        return await fut
+        loop = asyncio.get_running_loop()
+        work = self._pool.submit(self._check, password, stored)
+
+        def done(_: object) -> None:  # on the check's thread (or here, if cancelled unrun)
+            try:
+                loop.call_soon_threadsafe(self._release)
+            except RuntimeError:  # the loop is closed: nobody counts any more
+                return
+
+        work.add_done_callback(done)
+        return await asyncio.wrap_future(work)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
