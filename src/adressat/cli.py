@@ -109,6 +109,7 @@ CREDENTIAL_SETTINGS = ("bind_failure_statuses", "credential_failures_max",
                        "credential_address_failures_max", "credential_principal_failures_max",
                        "credential_failure_window_s", "credential_lockout_s_min",
                        "credential_lockout_s_max", "credential_rows_max",
+                       "credential_refusal_delay_s",
                        "password_checks_max", "password_checks_waiting_max")
 HEALTH_SETTINGS = ("delivery_heartbeat_timeout_s", "due_wait_s_max", "stall_check_interval_s",
                    "store_probe_interval_s")
@@ -960,6 +961,10 @@ def build_parser() -> argparse.ArgumentParser:
     cred.add_argument("--credential-rows-max", type=_count(1), metavar="N",
                       help="lockout counters kept; past it the oldest go"
                       f" ({_default('credential_rows_max')})")
+    cred.add_argument("--credential-refusal-delay-s", type=_seconds, metavar="S",
+                      help="a bind refused without a check (locked out, too many checks"
+                      " waiting) is answered after this"
+                      f" ({_default('credential_refusal_delay_s')}; 0: at once)")
     cred.add_argument("--password-checks-max", type=_count(1), metavar="N",
                       help="scrypt checks at once, 16 MiB each"
                       f" ({_default('password_checks_max')})")

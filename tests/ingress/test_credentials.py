@@ -26,6 +26,7 @@ from adressat.store.commit import GroupCommitter
 from adressat.store.sqlite import SqliteStore
 
 R = ACCOUNT
+NO_DELAY = 0.0  # refusals unchecked are answered at once here (the tarpit is the node's)
 POLICY = LockoutPolicy(failures_max=3, address_failures_max=6, principal_failures_max=9,
                        window_s=100.0, lockout_s_min=10.0, lockout_s_max=40.0,
                        forget_s=1000.0, trusted_s=5000.0, rows_max=50)
@@ -192,7 +193,7 @@ def test_an_unknown_name_costs_one_scrypt_as_a_wrong_password(
 
     monkeypatch.setattr(credentials, "verify_password", counting)
     stored = hash_password("pw", b"saltsalt")
-    guard = CredentialGuard(POLICY, clock=lambda: 0.0)
+    guard = CredentialGuard(POLICY, refusal_delay_s=NO_DELAY, clock=lambda: 0.0)
 
     async def run() -> None:
         assert (await guard.check_password("acme", "a", "bad", stored)).reason == "password"
@@ -213,7 +214,7 @@ def test_locked_attempts_are_refused_without_a_check_even_with_the_right_passwor
                         lambda p, e: calls.append(p) or real(p, e))
     stored = hash_password("pw", b"saltsalt", n=2)
     now = [0.0]
-    guard = CredentialGuard(POLICY, clock=lambda: now[0])
+    guard = CredentialGuard(POLICY, refusal_delay_s=NO_DELAY, clock=lambda: now[0])
 
     async def run() -> None:
         for _ in range(3):
@@ -241,7 +242,8 @@ def test_checks_beyond_the_waiting_bound_are_refused_at_once(
         return password == "pw"
 
     monkeypatch.setattr(credentials, "verify_password", slow)
-    guard = CredentialGuard(POLICY, checks_max=1, waiting_max=3, clock=lambda: 0.0)
+    guard = CredentialGuard(POLICY, refusal_delay_s=NO_DELAY,
+                            checks_max=1, waiting_max=3, clock=lambda: 0.0)
     guard.lockouts.success(R, "acme", "trusted", 0.0)
 
     async def run() -> None:
@@ -298,7 +300,8 @@ def test_counters_reach_the_store_in_one_write_and_come_back_at_load(tmp_path: P
     stored = hash_password("pw", b"saltsalt", n=2)
 
     async def run() -> None:
-        guard = CredentialGuard(POLICY, committer=committer, flush_s=0.05, clock=lambda: 1.0)
+        guard = CredentialGuard(POLICY, refusal_delay_s=NO_DELAY,
+                                committer=committer, flush_s=0.05, clock=lambda: 1.0)
         before = store.commits
         for _ in range(3):  # a pair lockout
             await guard.check_password("acme", "a", "bad", stored)
@@ -308,7 +311,8 @@ def test_counters_reach_the_store_in_one_write_and_come_back_at_load(tmp_path: P
         assert rows[("pair", "acme", "a")].locked_until == 11.0
         assert rows[("address", "", "a")].failures == 3
         await guard.aclose()
-        again = CredentialGuard(POLICY, committer=committer, clock=lambda: 2.0)  # a restart
+        again = CredentialGuard(POLICY, refusal_delay_s=NO_DELAY,
+                                committer=committer, clock=lambda: 2.0)  # a restart
         assert await again.load() == 3
         assert (await again.check_password("acme", "a", "pw", stored)).reason == "locked"
         await again.aclose()
@@ -333,7 +337,8 @@ def test_a_failed_write_is_written_again(tmp_path: Path) -> None:
     store.put_lockout_rows = flaky  # type: ignore[method-assign]
 
     async def run() -> None:
-        guard = CredentialGuard(POLICY, committer=committer, flush_s=0.02, clock=lambda: 1.0)
+        guard = CredentialGuard(POLICY, refusal_delay_s=NO_DELAY,
+                                committer=committer, flush_s=0.02, clock=lambda: 1.0)
         guard.failed(R, "acme", "a", "password")
         for _ in range(100):
             await asyncio.sleep(0.02)

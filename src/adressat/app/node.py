@@ -169,6 +169,7 @@ class Node:
             waiting_max=s.password_checks_waiting_max,
             statuses=s.bind_failure_statuses,
             flush_s=s.credential_flush_s,
+            refusal_delay_s=s.credential_refusal_delay_s,
         )
         self.service = SmppService(
             self.ingress,

@@ -196,6 +196,8 @@ class Settings:
     credential_trusted_s: float = 30 * 86400.0  # a success trusts its (name, address) this long
     credential_rows_max: int = 20_000  # lockout counters kept (memory and store); oldest go
     credential_flush_s: float = 0.5  # counter changes written at most this often (one op)
+    credential_refusal_delay_s: float = 1.0  # a bind refused unchecked (locked, busy) waits
+    #   this long for its answer (a tarpit: no reconnect storm); 0: at once
     password_checks_max: int = 1  # scrypt checks at once (16 MiB each), a thread each
     password_checks_waiting_max: int = 16  # admitted checks; one more: refused unchecked
 

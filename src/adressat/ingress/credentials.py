@@ -147,12 +147,16 @@ class CredentialGuard:
         waiting_max: int = 16,
         statuses: str = "uniform",
         flush_s: float = 0.5,
+        refusal_delay_s: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if statuses not in BIND_FAILURE_STATUSES:
             raise ValueError(f"bind_failure_statuses must be one of {BIND_FAILURE_STATUSES}")
         if not 0 < flush_s < float("inf"):
             raise ValueError("credential_flush_s must be > 0")
+        if not 0 <= refusal_delay_s <= 60:
+            raise ValueError("credential_refusal_delay_s must be 0..60")
+        self.refusal_delay_s = refusal_delay_s
         self.lockouts = Lockouts(policy)
         self.checks = PasswordChecks(checks_max, waiting_max)
         self.committer = committer
@@ -170,11 +174,15 @@ class CredentialGuard:
         """Whether ``password`` is the one of ``principal`` (``stored_hash``; None: no such
         name) from ``address``. An unknown name costs the same check as a wrong password."""
         refused = self.refused_unchecked(realm, principal, address)
+        if refused is None and not self.checks.admit(
+                self.lockouts.trusted(realm, principal, address, self.clock())):
+            refused = self._refuse(realm, "busy")
         if refused is not None:
+            # unchecked, so cheap: answered after a while all the same (a tarpit), so that a
+            # locked-out guesser cannot turn its refusals into a storm of reconnects
+            if self.refusal_delay_s:
+                await asyncio.sleep(self.refusal_delay_s)
             return refused
-        if not self.checks.admit(self.lockouts.trusted(realm, principal, address,
-                                                       self.clock())):
-            return self._refuse(realm, "busy")
         ok = await self.checks.verify(password, stored_hash)
         if ok and stored_hash is not None:
             self.succeeded(realm, principal, address)
