@@ -88,7 +88,7 @@ def _records(srv: ServerProcess, event: str) -> list[dict[str, object]]:
 
 
 def _bind_status(port: int, system_id: str, password: str) -> int:
-    raw = RawEsme(port)
+    raw = RawEsme(port, timeout_s=30.0)  # a check may wait behind a storm's (bounded) queue
     try:
         return int(raw.bind(system_id, password).command_status)
     finally:

@@ -109,7 +109,7 @@ def test_bind_modes(server: ServerProcess, mode: str) -> None:
     ("nobody", "pw1", S.ESME_RBINDFAIL),
 ])
 def test_bind_refused(server: ServerProcess, system_id: str, password: str, status: int) -> None:
-    e = Esme(server.port, "", "", mode="")
+    e = Esme(server.port, "", "", mode="", timeout_s=10.0)  # both answers cost an scrypt
     with pytest.raises(smpplib.exceptions.PDUError) as exc:
         e.bind("trx", system_id, password)
     assert exc.value.args[1] == status
