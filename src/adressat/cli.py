@@ -78,6 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             **{k: v for k in HTTP_SETTINGS if (v := getattr(args, k, None)) is not None},
             # issue 13: TLS
             **_tls_settings(args),
+            # issue 13: credentials and guessing
+            **{k: v for k in CREDENTIAL_SETTINGS if (v := getattr(args, k, None)) is not None},
     )
     problem = settings.tls_problem()
     if problem is not None:
@@ -140,6 +142,12 @@ INTERCONNECT_SETTINGS = ("connector_response_timeout_s", "connector_reconnect_s_
                          "partner_receipt_hold_s", "hops_max")
 HTTP_SETTINGS = ("http_body_octets_max", "idempotency_keep_s", "callback_timeout_s",
                  "callback_retry_delay_s_max", "callback_keep_s")
+CREDENTIAL_SETTINGS = ("bind_failure_statuses", "credential_failures_max",
+                       "credential_address_failures_max", "credential_principal_failures_max",
+                       "credential_failure_window_s", "credential_lockout_s_min",
+                       "credential_lockout_s_max", "credential_rows_max",
+                       "credential_refusal_delay_s",
+                       "password_checks_max", "password_checks_waiting_max")
 HEALTH_SETTINGS = ("delivery_heartbeat_timeout_s", "due_wait_s_max", "stall_check_interval_s",
                    "store_probe_interval_s")
 
@@ -981,6 +989,44 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--callback-keep-s", type=_positive_seconds, metavar="S",
                     help="a callback is tried this long after its event, then given up"
                     f" ({_default('callback_keep_s')})")
+    cred = r.add_argument_group("credentials and guessing (docs/architecture.md; defaults:"
+                                " app/settings.py)")
+    cred.add_argument("--bind-failure-statuses", choices=("uniform", "distinct"),
+                      help="'uniform' (default): every refused bind gets ESME_RBINDFAIL;"
+                      " 'distinct': ESME_RINVSYSID / ESME_RINVPASWD, which tells a guesser"
+                      " which system_ids exist")
+    cred.add_argument("--credential-failures-max", type=_count(1), metavar="N",
+                      help="failed checks of one name from one address in the window, then"
+                      f" that pair is locked ({_default('credential_failures_max')})")
+    cred.add_argument("--credential-address-failures-max", type=_count(1), metavar="N",
+                      help="failed checks from one address (every name), then it is locked"
+                      " except for names it has bound before"
+                      f" ({_default('credential_address_failures_max')})")
+    cred.add_argument("--credential-principal-failures-max", type=_count(1), metavar="N",
+                      help="failed checks of one name (every address), then it is locked for"
+                      " addresses it has not bound from"
+                      f" ({_default('credential_principal_failures_max')})")
+    cred.add_argument("--credential-failure-window-s", type=_positive_seconds, metavar="S",
+                      help="failures counted over this"
+                      f" ({_default('credential_failure_window_s')})")
+    cred.add_argument("--credential-lockout-s-min", type=_positive_seconds, metavar="S",
+                      help="the first lockout, doubling with each next"
+                      f" ({_default('credential_lockout_s_min')})")
+    cred.add_argument("--credential-lockout-s-max", type=_positive_seconds, metavar="S",
+                      help=f"the longest lockout ({_default('credential_lockout_s_max')})")
+    cred.add_argument("--credential-rows-max", type=_count(1), metavar="N",
+                      help="lockout counters kept; past it the oldest go"
+                      f" ({_default('credential_rows_max')})")
+    cred.add_argument("--credential-refusal-delay-s", type=_seconds, metavar="S",
+                      help="a bind refused without a check (locked out, too many checks"
+                      " waiting) is answered after this"
+                      f" ({_default('credential_refusal_delay_s')}; 0: at once)")
+    cred.add_argument("--password-checks-max", type=_count(1), metavar="N",
+                      help="scrypt checks at once, 16 MiB each"
+                      f" ({_default('password_checks_max')})")
+    cred.add_argument("--password-checks-waiting-max", type=_count(1), metavar="N",
+                      help="checks admitted at once; one more bind gets ESME_RBINDFAIL"
+                      f" unchecked ({_default('password_checks_waiting_max')})")
     canary = r.add_argument_group("canary prober (docs/canary.md; defaults: app/settings.py)")
     canary.add_argument("--canary-interval-s", type=_seconds, metavar="S",
                         help="a probe per route and serving node this often"

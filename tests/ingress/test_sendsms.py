@@ -176,18 +176,18 @@ def test_a_good_password_is_checked_once_a_wrong_one_every_time(
     import asyncio
 
     from adressat.core.passwords import hash_password
-    from adressat.ingress import sendsms
+    from adressat.ingress import credentials, sendsms
 
     stored = hash_password("pw", b"saltsalt", n=2)
     calls: list[str] = []
 
-    real = sendsms.verify_password
+    real = credentials.verify_password
 
     def counting(password: str, encoded: str) -> bool:
         calls.append(password)
         return real(password, encoded)
 
-    monkeypatch.setattr(sendsms, "verify_password", counting)
+    monkeypatch.setattr(credentials, "verify_password", counting)
     now = [0.0]
     ep = sendsms.SendSms(None, _Reader(Account("shop", stored)), {},  # type: ignore[arg-type]
                          auth_cache_s=60.0, clock=lambda: now[0])
@@ -195,24 +195,24 @@ def test_a_good_password_is_checked_once_a_wrong_one_every_time(
     async def run() -> None:
         good = {"username": b"shop", "password": b"pw"}
         for _ in range(3):
-            assert (await ep._authorise(good)).name == "shop"
+            assert (await ep._authorise(good, "127.0.0.1")).name == "shop"
         assert calls == ["pw"]
         for _ in range(2):
             with pytest.raises(KannelError) as e:
-                await ep._authorise({"user": b"shop", "pass": b"bad"})
+                await ep._authorise({"user": b"shop", "pass": b"bad"}, "127.0.0.1")
             assert (e.value.status, e.value.text) == (403, "Authorization failed for sendsms")
         assert calls == ["pw", "bad", "bad"]
         now[0] = 61.0  # the cached check has expired: checked again
-        await ep._authorise(good)
+        await ep._authorise(good, "127.0.0.1")
         assert calls == ["pw", "bad", "bad", "pw"]
         ep.committer = _Reader(None)  # type: ignore[assignment]
         with pytest.raises(KannelError):  # unknown name: refused, after a full check too
-            await ep._authorise({"username": b"ghost", "password": b"pw"})
+            await ep._authorise({"username": b"ghost", "password": b"pw"}, "127.0.0.1")
         assert len(calls) == 5
         # the account record itself is read again after account_cache_s: gone, refused
         now[0] = 63.0
         with pytest.raises(KannelError):
-            await ep._authorise(good)
+            await ep._authorise(good, "127.0.0.1")
 
     asyncio.run(run())
 
@@ -222,21 +222,21 @@ def test_a_burst_with_the_same_credentials_waits_for_one_check(
     import asyncio
 
     from adressat.core.passwords import hash_password
-    from adressat.ingress import sendsms
+    from adressat.ingress import credentials, sendsms
 
     stored = hash_password("pw", b"saltsalt", n=2)
     calls: list[str] = []
-    real = sendsms.verify_password
+    real = credentials.verify_password
 
     def counting(password: str, encoded: str) -> bool:
         calls.append(password)
         return real(password, encoded)
 
-    monkeypatch.setattr(sendsms, "verify_password", counting)
+    monkeypatch.setattr(credentials, "verify_password", counting)
     ep = sendsms.SendSms(None, _Reader(Account("shop", stored)), {})  # type: ignore[arg-type]
 
     async def run() -> None:
-        got = await asyncio.gather(*(ep._authorise({"user": b"shop", "pass": b"pw"})
+        got = await asyncio.gather(*(ep._authorise({"user": b"shop", "pass": b"pw"}, "127.0.0.1")
                                      for _ in range(20)))
         assert {a.name for a in got} == {"shop"}
         assert calls == ["pw"]

@@ -107,7 +107,7 @@ def test_lines_name_session_account_and_message(tmp_path: Path) -> None:
         raw.send_raw(frame(C.SUBMIT_SM, 78, b"\x00\x05\x00ACME\x00\x01"))
         assert raw.wait_resp(78).command_status == S.ESME_RINVCMDLEN
         bad = RawEsme(srv.port)  # a failed bind
-        assert bad.bind("acme", "wrong").command_status == S.ESME_RINVPASWD
+        assert bad.bind("acme", "wrong").command_status == S.ESME_RBINDFAIL
         assert wait_for(lambda: any(r["event"] == "receipt sent" for r in records(srv)))
         recs = records(srv)
         for r in recs:
@@ -130,8 +130,9 @@ def test_lines_name_session_account_and_message(tmp_path: Path) -> None:
         assert violation["command_id"] == "SUBMIT_SM" and violation["seq"] == 78
         assert violation["reason"]
 
-        refused = find(recs, "bind refused: password", session=session_of(recs, bad))
+        refused = find(recs, "bind refused: credentials", session=session_of(recs, bad))
         assert refused["account"] == "acme" and refused["level"] == "INFO"
+        assert refused["reason"] == "password"  # the operator is told which
         assert refused["peer"] == "{}:{}".format(*bad.sock.getsockname()[:2])
         assert "wrong" not in json.dumps(recs)  # the password tried
         assert {r["event"] for r in recs} >= {"node built", "listening", "delivery process started",
@@ -248,7 +249,7 @@ def bad_input(port: int, texts: Texts) -> None:
                    short_message=texts.gsm("before bind", 50))
     assert r.command_status == S.ESME_RINVBNDSTS
     password = texts.new("password", "abcdefghijkmnpqrstuvwxyz23456789", 8)
-    assert early.bind("acme", password).command_status == S.ESME_RINVPASWD
+    assert early.bind("acme", password).command_status == S.ESME_RBINDFAIL
 
     raw = RawEsme(port)
     assert raw.bind("acme", "pw1").command_status == S.ESME_ROK
@@ -380,7 +381,7 @@ def test_no_message_text_in_the_log_through_every_fault(tmp_path: Path) -> None:
     assert events >= {  # ... and the paths the texts went through were logged at debug
         "accepted", "final", "deferred", "receipt sent", "integrity alarm",
         "route breaker tripped", "fault switched", "protocol violation", "submit refused",
-        "bind refused: password", "cancelled", "alert",
+        "bind refused: credentials", "cancelled", "alert",
     }, sorted(events)
     assert sum(r["event"] == "final" for r in recs) >= 4 * len(FAULTS)
     outputs = [file_output(srv.log_path), *other_outputs(srv), *scraped]

@@ -23,7 +23,7 @@ def test_esme_client_submits_reconnects_and_records(tmp_path: Path) -> None:
         bad = EsmeClient("127.0.0.1", server.port, "demo", "wrong")
         with pytest.raises(BindFailed) as e:
             await bad.connect()
-        assert e.value.status == S.ESME_RINVPASWD
+        assert e.value.status == S.ESME_RBINDFAIL
 
         client = EsmeClient("127.0.0.1", server.port, "demo", "demo", window=10)
         await client.connect()

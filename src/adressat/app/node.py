@@ -28,10 +28,12 @@ from adressat.api import dashboard
 from adressat.api.http import HttpListener
 from adressat.core.accept import AcceptLimits
 from adressat.core.health import EpisodeKind
+from adressat.core.lockout import LockoutPolicy
 from adressat.core.model import CANARY_ACCOUNT, Message
 from adressat.ingress import openapi
 from adressat.ingress.callbacks import CallbackSender, pending_gauge
 from adressat.ingress.commit import Ingress
+from adressat.ingress.credentials import CredentialGuard
 from adressat.ingress.http import HttpApi
 from adressat.ingress.receipts import ReceiptSender
 from adressat.ingress.sendsms import SendSms
@@ -151,10 +153,31 @@ class Node:
         else:
             self.delivery = DeliveryNode(s, self.committer, self.tag_key,
                                          on_final=self._on_final)
+        # issue 13: one guard of credentials for SMPP binds, sendsms and the HTTP API keys
+        self.guard = CredentialGuard(
+            LockoutPolicy(
+                failures_max=s.credential_failures_max,
+                address_failures_max=s.credential_address_failures_max,
+                principal_failures_max=s.credential_principal_failures_max,
+                window_s=s.credential_failure_window_s,
+                lockout_s_min=s.credential_lockout_s_min,
+                lockout_s_max=s.credential_lockout_s_max,
+                forget_s=s.credential_forget_s,
+                trusted_s=s.credential_trusted_s,
+                rows_max=s.credential_rows_max,
+            ),
+            committer=self.committer,
+            checks_max=s.password_checks_max,
+            waiting_max=s.password_checks_waiting_max,
+            statuses=s.bind_failure_statuses,
+            flush_s=s.credential_flush_s,
+            refusal_delay_s=s.credential_refusal_delay_s,
+        )
         self.service = SmppService(
             self.ingress,
             self.receipts,
             self.committer,
+            guard=self.guard,
             system_id=s.system_id,
             throughput_per_s_default=s.throughput_per_s_default,
             account_sessions_max=s.account_sessions_max,
@@ -182,7 +205,7 @@ class Node:
             make_bucket=lambda rate, now: TokenBucket(rate, rate, now),
             throughput_per_s_default=s.throughput_per_s_default,
             body_octets_max=s.http_body_octets_max, auth_cache_s=s.http_auth_cache_s,
-            on_cancelled=self._on_cancelled)
+            on_cancelled=self._on_cancelled, guard=self.guard)
         # GET|POST /cgi-bin/sendsms: Kannel's HTTP sendsms, the SMPP accounts' credentials and
         # throughput (the service's buckets), the same ingress and commit
         self.sendsms = SendSms(
@@ -191,6 +214,7 @@ class Node:
             auth_cache_s=s.sendsms_auth_cache_s, auth_cache_max=s.sendsms_auth_cache_max,
             account_cache_s=s.sendsms_account_cache_s,
             receivers_max=s.sendsms_receivers_max, body_bytes_max=s.sendsms_body_bytes_max,
+            guard=self.guard,
         )
         # the listener's pages and APIs beyond health, metrics and status (api/*.py)
         mounts: list[Any] = [
@@ -498,6 +522,7 @@ class Node:
         self.committer.start()
         self.checkpointer.start(asyncio.get_running_loop())  # the locked part on the loop
         await self.episodes.close_stale()
+        await self.guard.load()  # issue 13: a restart keeps every lockout
         await self._refresh_gauge()
         await self._refresh_routes()  # before the first submit: routes as configured
         await self._refresh_accounts()  # and every account's sender rules and throughput
@@ -611,6 +636,7 @@ class Node:
             await self.delivery.stop()
         await asyncio.wait(self._tasks, timeout=1.0)
         await self.episodes.drain()
+        await self.guard.aclose()  # its last counters, then its password thread
         await self.committer.aclose()
         await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.stop)
         self._reader.close()

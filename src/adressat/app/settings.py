@@ -213,6 +213,26 @@ class Settings:
     sendsms_receivers_max: int = 1000  # receivers in one request's "to"
     sendsms_body_bytes_max: int = 256 * 1024  # a POST's body, at most
 
+    # credentials and guessing (issue 13, helper bind; docs/architecture.md "Credentials and
+    # guessing"): one lockout for SMPP binds and sendsms (per account name), one for HTTP API
+    # keys (per key id); every limit below is validated when the node starts
+    bind_failure_statuses: str = "uniform"  # "uniform": ESME_RBINDFAIL for every refused
+    #   bind; "distinct": ESME_RINVSYSID / ESME_RINVPASWD (tells which names exist)
+    credential_failures_max: int = 10  # per (name, address) in the window, then locked
+    credential_address_failures_max: int = 50  # per address, every name
+    credential_principal_failures_max: int = 200  # per name, from addresses not trusted for it
+    credential_failure_window_s: float = 600.0  # failures counted over this
+    credential_lockout_s_min: float = 60.0  # the first lockout, doubling with each next...
+    credential_lockout_s_max: float = 3600.0  # ...up to this
+    credential_forget_s: float = 86400.0  # no failure this long: earlier lockouts forgotten
+    credential_trusted_s: float = 30 * 86400.0  # a success trusts its (name, address) this long
+    credential_rows_max: int = 20_000  # lockout counters kept (memory and store); oldest go
+    credential_flush_s: float = 0.5  # counter changes written at most this often (one op)
+    credential_refusal_delay_s: float = 1.0  # a bind refused unchecked (locked, busy) waits
+    #   this long for its answer (a tarpit: no reconnect storm); 0: at once
+    password_checks_max: int = 1  # scrypt checks at once (16 MiB each), a thread each
+    password_checks_waiting_max: int = 16  # admitted checks; one more: refused unchecked
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 

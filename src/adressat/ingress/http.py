@@ -61,6 +61,7 @@ from adressat.store.commit import GroupCommitter
 
 from .callbacks import url_allowed
 from .commit import Ingress
+from .credentials import API_KEY, CredentialGuard
 from .refusals import ANSWERS, PROBLEM_BASE, RETRY_AFTER_S, commit_refusal, problem
 
 log = logging.getLogger("adressat.http.api")
@@ -379,6 +380,8 @@ class HttpApi:
     auth_cache_s: float = 2.0  # a revoked key or removed account stops working within this
     on_cancelled: Callable[[str], None] = lambda account: None
     clock: Callable[[], float] = time.time
+    # issue 13: lockout per key id and address (the node's guard; a default one in tests)
+    guard: CredentialGuard = field(default_factory=CredentialGuard)
     _auth: dict[str, _Auth] = field(default_factory=dict)
     _inflight: dict[tuple[str, str], asyncio.Future[tuple[bytes, int, str]]] = field(
         default_factory=dict)
@@ -414,9 +417,17 @@ class HttpApi:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         parsed = parse_api_key(token.strip()) if scheme.lower() == "bearer" else None
+        address = request.remote or ""
         if parsed is None:
+            if header:  # a key that is none: counted against the address (issue 13)
+                if self.guard.refused_unchecked(API_KEY, None, address) is None:
+                    self.guard.failed(API_KEY, None, address, "malformed")
             raise self._unauthorized()
         key_id, secret = parsed
+        if self.guard.refused_unchecked(API_KEY, key_id, address) is not None:
+            log.info("api key refused", extra={"key_id": key_id[:16], "peer": address,
+                                               "reason": "locked"})
+            raise self._unauthorized()  # the same 401, before any look-up
         digest = secret_hash(secret)
         now = self.clock()
         cache_key = key_id + ":" + digest.hex()
@@ -435,9 +446,12 @@ class HttpApi:
         ok = hmac.compare_digest(stored or hashlib.sha256(b"").digest(), digest)
         if not ok or stored is None or account is None:
             self._auth.pop(cache_key, None)
-            log.info("api key refused", extra={"key_id": key_id[:16],
-                                               "peer": request.remote or ""})
+            verdict = self.guard.failed(API_KEY, key_id, address,
+                                        "password" if stored is not None else "unknown")
+            log.info("api key refused", extra={"key_id": key_id[:16], "peer": address,
+                                               "reason": verdict.reason})
             raise self._unauthorized()
+        self.guard.succeeded(API_KEY, key_id, address)
         if len(self._auth) > 10_000:  # bounded: a cache, not a registry
             self._auth.clear()
         self._auth[cache_key] = _Auth(account, now)

@@ -52,6 +52,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import NoReturn
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
@@ -66,13 +67,13 @@ from adressat.core.callbacks import (
 )
 from adressat.core.interconnect_config import in_ranges
 from adressat.core.model import Account, Message
-from adressat.core.passwords import hash_password, verify_password
 from adressat.smpp.constants import EsmClass, Ton
 from adressat.sms.encodings import gsm7_encode, gsm7_is_encodable
 from adressat.store.commit import GroupCommitter
 
 from .callbacks import events_for_dlr_mask
 from .commit import Ingress
+from .credentials import ACCOUNT, CredentialGuard, Verdict
 from .refusals import ANSWERS, commit_refusal
 from .smpp import TokenBucket, check_one_part
 
@@ -458,6 +459,7 @@ class SendSms:
         receivers_max: int = 1000,
         body_bytes_max: int = 256 * 1024,
         clock: Callable[[], float] = time.time,
+        guard: CredentialGuard | None = None,
     ) -> None:
         self.ingress = ingress
         self.committer = committer
@@ -467,7 +469,8 @@ class SendSms:
         self.receivers_max = receivers_max
         self.body_bytes_max = body_bytes_max
         self.clock = clock
-        self._dummy_hash: str | None = None
+        # issue 13: the SMPP binds' guard (one lockout per account name, whichever way in)
+        self.guard = guard if guard is not None else CredentialGuard()
         self.account_cache_s = account_cache_s
         self._accounts: dict[str, tuple[float, Account]] = {}
         # checks in flight, by the cache's key (bounded by the requests in flight)
@@ -520,9 +523,9 @@ class SendSms:
             try:
                 params, post, coding, charset = await self._params(request)
             except _Unsupported as u:
-                await self._authorise(u.params)
+                await self._authorise(u.params, request.remote or "")
                 raise KannelError(UNSUPPORTED_CONTENT_TYPE) from None
-            account = await self._authorise(params)
+            account = await self._authorise(params, request.remote or "")
             if account_refusal(account, request.remote or "") is not None:
                 raise KannelError(AUTH_FAILED)  # disabled, or not from allow_ip (issue 13)
             req = parse_request(params, post=post, coding_default=coding,
@@ -584,10 +587,11 @@ class SendSms:
         if not bucket.take(now, n):
             raise Refused(Refusal.THROTTLED)
 
-    async def _authorise(self, params: Mapping[str, bytes]) -> Account:
+    async def _authorise(self, params: Mapping[str, bytes], address: str) -> Account:
         """The account of ``username``/``user`` with ``password``/``pass``; KannelError 403
         for any failure, the same answer (and the same cost: a full check) for an unknown
-        name as for a wrong password."""
+        name as for a wrong password, and for a lockout (the SMPP binds' own, per name and
+        ``address``) or too many checks waiting (no check at all)."""
         user = _text(params, "username")
         if user is None:
             user = _text(params, "user")
@@ -597,30 +601,38 @@ class SendSms:
         if user is None or password is None:
             raise KannelError(AUTH_FAILED)
         now = self.clock()
+        locked = self.guard.refused_unchecked(ACCOUNT, user, address)
+        if locked is not None:
+            self._auth_failed(user, address, locked)
         account = await self._account(user, now)
         if account is not None and self.auth.hit(account, password, now):
             return account
         if account is None:
-            ok = await self._verify(None, password, self._dummy())
+            verdict = await self.guard.check_password(user, address, password, None)
         else:
             # one check for a burst of requests with the same credentials (a sender's
             # first 50 connections at once): they wait for the one in flight
             k = self.auth.key(account, password)
             check = self._checking.get(k)
             if check is None:
-                check = asyncio.ensure_future(self._verify(k, password,
+                check = asyncio.ensure_future(self._verify(k, user, address, password,
                                                            account.password_hash))
                 self._checking[k] = check
-            ok = await asyncio.shield(check)
-        if not ok or account is None:
-            log.info("sendsms authorization failed", extra={"account": user[:64]})
-            raise KannelError(AUTH_FAILED)
+            verdict = await asyncio.shield(check)
+        if not verdict.ok or account is None:
+            self._auth_failed(user, address, verdict)
         self.auth.put(account, password, self.clock())
         return account
 
     def forget_accounts(self) -> None:
         """An account changed (the node's poll): read its record again."""
         self._accounts.clear()
+
+    @staticmethod
+    def _auth_failed(user: str, address: str, verdict: Verdict) -> NoReturn:
+        log.info("sendsms authorization failed", extra={"account": user[:64], "peer": address,
+                                                         "reason": verdict.reason})
+        raise KannelError(AUTH_FAILED)
 
     async def _account(self, name: str, now: float) -> Account | None:
         """The account record, read at most every ``account_cache_s`` per name (a changed
@@ -638,20 +650,12 @@ class SendSms:
             self._accounts[name] = (now + self.account_cache_s, account)
         return account
 
-    async def _verify(self, key: tuple[str, str, bytes] | None, password: str,
-                      stored: str) -> bool:
+    async def _verify(self, key: tuple[str, str, bytes], user: str, address: str,
+                      password: str, stored: str) -> Verdict:
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                None, verify_password, password, stored)
+            return await self.guard.check_password(user, address, password, stored)
         finally:
-            if key is not None:
-                self._checking.pop(key, None)
-
-    def _dummy(self) -> str:
-        """A hash no password matches, checked for unknown names (same cost as a real one)."""
-        if self._dummy_hash is None:
-            self._dummy_hash = hash_password(os.urandom(16).hex(), os.urandom(16))
-        return self._dummy_hash
+            self._checking.pop(key, None)
 
 
 class _Unsupported(Exception):

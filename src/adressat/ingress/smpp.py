@@ -19,7 +19,6 @@ from adressat.core.accept import Refusal, Refused, Submission
 from adressat.core.accounts import SenderRules, account_refusal
 from adressat.core.interconnect_config import in_ranges
 from adressat.core.model import Account, Message, State
-from adressat.core.passwords import verify_password
 from adressat.core.tag import binding_tag
 from adressat.delivery.smpp_adapter import HOPS_TLV
 from adressat.observe.metrics import FINAL, REFUSED, SUBMIT_LATENCY, TurnCounts
@@ -35,6 +34,7 @@ from adressat.store.commit import GroupCommitter
 from adressat.transport.smpp_server import LATER, Later, SmppConnection
 
 from .commit import Ingress
+from .credentials import CredentialGuard, address_of, bind_status
 from .receipts import ReceiptSender
 from .refusals import commit_refusal, smpp_status
 
@@ -165,6 +165,9 @@ class SmppService:
     partner_ranges: dict[str, tuple[str, ...]] = field(default_factory=dict)
     partner_via: dict[str, str] = field(default_factory=dict)  # connectors it never goes back
     _ending: set[asyncio.Future[None]] = field(default_factory=set)  # unbinds under way
+    # issue 13: lockout and bounded password checks (app/node.py passes the node's, shared
+    # with sendsms and the HTTP API; the default keeps its counters in memory only)
+    guard: CredentialGuard = field(default_factory=CredentialGuard)
 
     # -- connection events ----------------------------------------------------------------------
     def on_bound(self, conn: SmppConnection) -> None:
@@ -204,22 +207,20 @@ class SmppService:
         system_id = str(pdu.fields["system_id"])
         password = str(pdu.fields["password"])
         account = await self.committer.read(lambda s: s.get_account(system_id))
-        if account is None:
-            log.info("bind refused: unknown system_id", extra={"session": conn.conn_id,
-                                                                "account": system_id,
-                                                                "peer": conn.peer})
-            return self._bind_failed(conn, pdu, S.ESME_RINVSYSID)
-        if self._bind_rate_full(system_id, self.clock()):
+        if account is not None and self._bind_rate_full(system_id, self.clock()):
             # before the password check: a reconnect storm costs no scrypt per bind
             return self._bind_over_limit(conn, pdu, system_id, "binds per minute",
                                          self.account_binds_per_minute_max)
-        ok = await asyncio.get_running_loop().run_in_executor(
-            None, verify_password, password, account.password_hash
-        )
-        if not ok:
-            log.info("bind refused: password", extra={"session": conn.conn_id,
-                                                       "account": system_id, "peer": conn.peer})
-            return self._bind_failed(conn, pdu, S.ESME_RINVPASWD)
+        # issue 13: lockout, bounded scrypt, one answer and one cost for unknown and wrong
+        verdict = await self.guard.check_password(
+            system_id, address_of(conn.peer), password,
+            None if account is None else account.password_hash)
+        if not verdict.ok or account is None:
+            log.info("bind refused: credentials", extra={  # which, for the operator only
+                "session": conn.conn_id, "account": system_id, "peer": conn.peer,
+                "reason": verdict.reason})
+            return self._bind_failed(conn, pdu, bind_status(verdict, self.guard.statuses),
+                                     close=verdict.close)
         why = account_refusal(account, conn.peer)  # issue 13: disabled, or not from allow_ip
         if why is not None:
             return self._bind_not_now(conn, pdu, system_id, why)
@@ -295,11 +296,13 @@ class SmppService:
         conn.close_after_response()
         return pdu.response(S.ESME_RBINDFAIL)
 
-    def _bind_failed(self, conn: SmppConnection, pdu: Pdu, status: S) -> Pdu:
+    def _bind_failed(self, conn: SmppConnection, pdu: Pdu, status: S,
+                     close: bool = False) -> Pdu:
         """No unlimited password guessing on one connection: after ``bind_attempts_max``
-        failures the answer is followed by a close."""
+        failures (or at once, ``close``: locked out or too many checks waiting) the answer
+        is followed by a close."""
         conn.failed_binds += 1
-        if conn.failed_binds >= self.bind_attempts_max:
+        if close or conn.failed_binds >= self.bind_attempts_max:
             log.warning("bind attempts exhausted; closing",
                         extra={"session": conn.conn_id, "peer": conn.peer,
                                "attempts": conn.failed_binds})

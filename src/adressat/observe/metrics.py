@@ -50,6 +50,8 @@ __all__ = [
     "SUBMIT_LATENCY",
     "HTTP_REQUESTS",
     "HTTP_LATENCY",
+    "CREDENTIAL_FAILURES",
+    "CREDENTIAL_LOCKOUTS",
     "DELIVERY_LATENCY",
     "COMMIT_SECONDS",
     "COMMIT_OPS",
@@ -99,6 +101,13 @@ HTTP_REQUESTS = Counter("adressat_http_api_requests",
 HTTP_LATENCY = Histogram("adressat_http_api_latency_seconds",
                          "HTTP messages API and sendsms: request in to answer out",
                          ["endpoint"], buckets=_LATENCY_BUCKETS)
+# issue 13 (credentials): refused credentials by realm ("account": SMPP binds and sendsms,
+# "api_key") and reason (unknown, password, locked, busy, malformed), and lockouts by scope
+CREDENTIAL_FAILURES = Counter("adressat_credential_failures",
+                              "Credentials refused, by realm and reason", ["realm", "reason"])
+CREDENTIAL_LOCKOUTS = Counter("adressat_credential_lockouts",
+                              "Lockouts started (credential guessing), by realm and scope"
+                              " (pair, address, principal)", ["realm", "scope"])
 DELIVERY_LATENCY = Histogram(
     "adressat_delivery_latency_seconds", "Accepted to final state",
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,

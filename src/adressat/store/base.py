@@ -30,6 +30,7 @@ from adressat.core.care import Complaint
 from adressat.core.health import Episode
 from adressat.core.integrity import Alarm, FaultSetting, RouteStatus
 from adressat.core.lifecycle import check_transition
+from adressat.core.lockout import LockoutRow
 from adressat.core.model import (
     CLIENT_REFERENCE_LENGTH_MAX,
     FINAL_STATES,
@@ -684,6 +685,16 @@ class Store(Protocol):
     def messages_by_reference(
         self, account: str, client_reference: str, limit: int
     ) -> list[Message]: ...
+
+    # --- credential guessing: lockout counters (issue 13, helper bind) ---
+    # The rows of core.lockout, kept so that a restart resets no lockout. ``lockout_rows``:
+    # every row, in key order. ``put_lockout_rows``: each row written whole (inserted or
+    # replacing the row of its key), then the rows of ``deleted`` keys (realm, scope,
+    # principal, address) removed; one unit of work.
+    def lockout_rows(self) -> list[LockoutRow]: ...
+    def put_lockout_rows(
+        self, rows: Sequence[LockoutRow], deleted: Sequence[tuple[str, str, str, str]] = ()
+    ) -> None: ...
 
 
 

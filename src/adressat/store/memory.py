@@ -33,6 +33,7 @@ from adressat.core.interconnect_config import (
     check_route,
 )
 from adressat.core.lifecycle import check_transition
+from adressat.core.lockout import LockoutRow
 from adressat.core.model import (
     CANARY_ACCOUNT,
     FINAL_STATES,
@@ -166,6 +167,9 @@ class _Data:
     # issue 13: ids of messages HELD because their account is disabled (messages.held_by)
     held_by_account: set[str] = field(default_factory=set)
 
+    # issue 13, helper bind: lockout counters by (realm, scope, principal, address)
+    lockouts: dict[tuple[str, str, str, str], LockoutRow] = field(default_factory=dict)
+
     def copy(self) -> _Data:
         return _Data(
             dict(self.accounts),
@@ -194,6 +198,8 @@ class _Data:
             self.interconnect.copy(),
             self.http.copy(),
             set(self.held_by_account),
+
+            {k: replace(r) for k, r in self.lockouts.items()},
         )
 
     def add_attempt(self, rec: AttemptRecord) -> None:
@@ -1508,3 +1514,19 @@ class MemoryStore(ForwardingStore):
                 key=lambda m: (m.submitted_at, m.id), reverse=True,
             )[: max(0, limit)]
             return [replace(m, extra=dict(m.extra)) for m in found]
+
+    # --- credential guessing: lockout counters (issue 13, helper bind) ---
+    def lockout_rows(self) -> list[LockoutRow]:
+        with self._lock:
+            return [replace(self._d.lockouts[k]) for k in sorted(self._d.lockouts)]
+
+    def put_lockout_rows(
+        self, rows: Sequence[LockoutRow], deleted: Sequence[tuple[str, str, str, str]] = ()
+    ) -> None:
+        if not rows and not deleted:
+            return
+        with self._op():
+            for r in rows:
+                self._d.lockouts[r.key] = replace(r)
+            for k in deleted:
+                self._d.lockouts.pop(tuple(k), None)  # type: ignore[arg-type]

@@ -726,6 +726,28 @@ _V21: list[tuple[Dialect, str]] = [
             " WHERE state = 'HELD' AND held_by = 'account'"),
 ]
 
+#: v19 (issue 13, helper bind): the lockout counters of credential guessing (core/lockout.py),
+#: one row per (realm, scope, principal, address); "" where a scope has no principal or no
+#: address. Bounded by ``credential_rows_max`` (the guard deletes what it prunes).
+_V19: list[tuple[Dialect, str]] = [
+    (
+        "any",
+        """CREATE TABLE lockouts (
+            realm TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            address TEXT NOT NULL,
+            failures INTEGER NOT NULL,
+            window_start REAL NOT NULL,
+            lockouts INTEGER NOT NULL,
+            locked_until REAL NOT NULL,
+            last_failure_at REAL NOT NULL,
+            last_success_at REAL,
+            PRIMARY KEY (realm, scope, principal, address)
+        )""",
+    ),
+]
+
 MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (1, _V1),
     (2, _V2),
@@ -751,6 +773,8 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
     (17, _V17),
     # issue 12, helper S: API keys, idempotency, callbacks outbox, client_reference (v18)
     (18, _V18),
+    # issue 13, helper bind: lockout counters of credential guessing (v19)
+    (19, _V19),
 
     # issue 13, helper acct: accounts an operator controls, sender rules (v21)
     (21, _V21),

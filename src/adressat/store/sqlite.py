@@ -54,6 +54,7 @@ from adressat.core.interconnect_config import (
     check_route,
 )
 from adressat.core.lifecycle import check_transition
+from adressat.core.lockout import LockoutRow
 from adressat.core.model import (
     CANARY_ACCOUNT,
     FINAL_STATES,
@@ -2504,3 +2505,34 @@ class SqliteStore(ForwardingStore):
             (account, client_reference, max(0, limit)),
         )
         return [_from_row(r, self.cipher) for r in rows]
+
+    # --- credential guessing: lockout counters (issue 13, helper bind) ---
+    def lockout_rows(self) -> list[LockoutRow]:
+        rows = self._read(
+            f"SELECT {_LOCKOUT_COLS} FROM lockouts ORDER BY realm, scope, principal, address")
+        return [LockoutRow(r[0], r[1], r[2], r[3], int(r[4]), float(r[5]), int(r[6]),
+                           float(r[7]), float(r[8]), None if r[9] is None else float(r[9]))
+                for r in rows]
+
+    def put_lockout_rows(
+        self, rows: Sequence[LockoutRow], deleted: Sequence[tuple[str, str, str, str]] = ()
+    ) -> None:
+        if not rows and not deleted:
+            return
+        with self._tx() as c:
+            c.executemany(
+                f"INSERT OR REPLACE INTO lockouts ({_LOCKOUT_COLS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.realm, r.scope, r.principal, r.address, r.failures, r.window_start,
+                  r.lockouts, r.locked_until, r.last_failure_at, r.last_success_at)
+                 for r in rows],
+            )
+            c.executemany(
+                "DELETE FROM lockouts WHERE realm = ? AND scope = ? AND principal = ?"
+                " AND address = ?",
+                [tuple(k) for k in deleted],
+            )
+
+
+_LOCKOUT_COLS = ("realm, scope, principal, address, failures, window_start, lockouts,"
+                 " locked_until, last_failure_at, last_success_at")
