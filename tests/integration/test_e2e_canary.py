@@ -221,6 +221,9 @@ def test_bad_input_refused_and_nothing_changes(tmp_path: Path) -> None:
     out = adressat(home, "account", "add", "_x", "--password", "x")
     assert out.returncode == 2
     assert adressat(home, "account", "list").stdout.strip() == ""
+    # a refused `account add` no longer makes the store (issue 13: checked before it opens)
+    assert not (home / "adressat.db").exists()
+    assert adressat(home, "account", "add", "shop", "--password", "x").returncode == 0
     out = adressat(home, "fault", "on", "swapping_node", "--node", "nosuch")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
