@@ -18,7 +18,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -537,8 +537,13 @@ class Node:
             asyncio.create_task(self._probe_loop(), name="store-probe"),
             asyncio.create_task(self._stall_loop(), name="stall-check"),
             asyncio.create_task(self.retention.run(), name="retention"),
-            asyncio.create_task(self._routes_loop(), name="routes"),
-            asyncio.create_task(self._accounts_loop(), name="accounts"),  # issue 13
+            # the operator's routes and the portability table, within a second of a change
+            asyncio.create_task(self._refresh_loop(
+                "routes", self._refresh_routes, self.settings.interconnect_refresh_s),
+                name="routes"),
+            asyncio.create_task(self._refresh_loop(  # issue 13
+                "accounts", self._refresh_accounts, self.settings.accounts_refresh_s),
+                name="accounts"),
             *self.alerting.start(),
         ]
         s = self.settings
@@ -571,15 +576,16 @@ class Node:
         self.router.update(await self.committer.read(lambda st: st.list_routes()))
         self.router.refresh(time.time())
 
-    async def _routes_loop(self) -> None:
-        """The operator's routes and the portability table, within a second of a change."""
+    async def _refresh_loop(self, what: str, refresh: Callable[[], Awaitable[None]],
+                            interval_s: float) -> None:
+        """``refresh`` every ``interval_s``; a failure is said loudly and tried again."""
         while True:
-            await asyncio.sleep(self.settings.interconnect_refresh_s)
+            await asyncio.sleep(interval_s)
             try:
-                await self._refresh_routes()
-            except Exception as e:  # noqa: BLE001 - said loudly, tried again next second
-                log.error("routes refresh failed",
-                          extra={"node": self.settings.node_id, "error_type": type(e).__name__})
+                await refresh()
+            except Exception as e:  # noqa: BLE001 - said loudly, tried again next time
+                log.error("refresh failed", extra={"node": self.settings.node_id, "what": what,
+                                                   "error_type": type(e).__name__})
 
     # --- accounts an operator controls (issue 13) ---------------------------------------------
     _accounts_version = -1
@@ -596,15 +602,6 @@ class Node:
         self.http_api.forget_accounts()
         self.sendsms.forget_accounts()
         self.service.apply_accounts(accounts, self.settings.account_unbind_timeout_s)
-
-    async def _accounts_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.accounts_refresh_s)
-            try:
-                await self._refresh_accounts()
-            except Exception as e:  # noqa: BLE001 - said loudly, tried again next time
-                log.error("accounts refresh failed",
-                          extra={"node": self.settings.node_id, "error_type": type(e).__name__})
 
     async def _refresh_gauge(self) -> None:
         n = await asyncio.get_running_loop().run_in_executor(
