@@ -44,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from adressat.core.health import Episode
+from adressat.core.health import Episode, EpisodeKind
 from adressat.core.integrity import FaultSetting
 from adressat.core.model import CANARY_ACCOUNT, ConnectorConfig, Message
 from adressat.core.retry import RetryPolicy
@@ -57,6 +57,7 @@ from adressat.delivery.worker import DeliveryWorker
 from adressat.netsim import Faults, FaultSwitchboard, NetsimSettings, Network
 from adressat.observe.canary import CanaryProber, netsim_routes, tp_ud_digest
 from adressat.observe.faults import FAULT_COUNTERS_META, network_switchboard
+from adressat.observe.health import failure_cause
 from adressat.observe.logs import setup_logging
 from adressat.observe.metrics import multiprocess_env, observe_batch
 from adressat.routing import Router
@@ -193,9 +194,13 @@ class DeliveryNode:
                 await self.connectors.write_statuses()
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # noqa: BLE001 - said loudly, tried again next second
+            except Exception as e:  # noqa: BLE001 - an episode, tried again next second
                 log.error("interconnect refresh failed",
                           extra={"node": self.settings.node_id, "error_type": type(e).__name__})
+                self.worker.health.failed(EpisodeKind.ROUTES_REFRESH_FAILING, failure_cause(e),
+                                          error_type=type(e).__name__)
+            else:
+                self.worker.health.recovered(EpisodeKind.ROUTES_REFRESH_FAILING)
             await asyncio.sleep(interval_s)
 
     @property

@@ -39,7 +39,7 @@ from adressat.ingress.receipts import ReceiptSender
 from adressat.ingress.sendsms import SendSms
 from adressat.ingress.smpp import SmppService, TokenBucket
 from adressat.observe import metrics as mx
-from adressat.observe.health import EpisodeRecorder, NodeHealth
+from adressat.observe.health import EpisodeRecorder, NodeHealth, failure_cause
 from adressat.observe.logs import setup_logging
 from adressat.observe.overview import overview
 from adressat.routing.portability import PortabilityTable
@@ -539,11 +539,11 @@ class Node:
             asyncio.create_task(self.retention.run(), name="retention"),
             # the operator's routes and the portability table, within a second of a change
             asyncio.create_task(self._refresh_loop(
-                "routes", self._refresh_routes, self.settings.interconnect_refresh_s),
-                name="routes"),
+                EpisodeKind.ROUTES_REFRESH_FAILING, self._refresh_routes,
+                self.settings.interconnect_refresh_s), name="routes"),
             asyncio.create_task(self._refresh_loop(  # issue 13
-                "accounts", self._refresh_accounts, self.settings.accounts_refresh_s),
-                name="accounts"),
+                EpisodeKind.ACCOUNTS_REFRESH_FAILING, self._refresh_accounts,
+                self.settings.accounts_refresh_s), name="accounts"),
             *self.alerting.start(),
         ]
         s = self.settings
@@ -576,16 +576,21 @@ class Node:
         self.router.update(await self.committer.read(lambda st: st.list_routes()))
         self.router.refresh(time.time())
 
-    async def _refresh_loop(self, what: str, refresh: Callable[[], Awaitable[None]],
+    async def _refresh_loop(self, episode: EpisodeKind, refresh: Callable[[], Awaitable[None]],
                             interval_s: float) -> None:
-        """``refresh`` every ``interval_s``; a failure is said loudly and tried again."""
+        """``refresh`` every ``interval_s``; a failure opens ``episode`` (said in the log, the
+        store, the metrics and ``status``) and is tried again; the next success ends it."""
         while True:
             await asyncio.sleep(interval_s)
             try:
                 await refresh()
-            except Exception as e:  # noqa: BLE001 - said loudly, tried again next time
-                log.error("refresh failed", extra={"node": self.settings.node_id, "what": what,
+            except Exception as e:  # noqa: BLE001 - said as an episode, tried again next time
+                log.error("refresh failed", extra={"node": self.settings.node_id,
+                                                   "what": episode.value,
                                                    "error_type": type(e).__name__})
+                self.episodes.failed(episode, failure_cause(e), error_type=type(e).__name__)
+            else:
+                self.episodes.recovered(episode)
 
     # --- accounts an operator controls (issue 13) ---------------------------------------------
     _accounts_version = -1

@@ -32,10 +32,20 @@ class EpisodeKind(StrEnum):
     #: a changed TLS certificate or key file did not load (cause: why); the previous one is
     #: still served, so it alone does not make the node unready
     TLS_RELOAD_FAILED = "tls_reload_failed"
+    #: the periodic read of the routes and connectors from the store failed (cause: the
+    #: error); the process routes by what it read last, so the operator's latest route or
+    #: connector change has not taken effect
+    ROUTES_REFRESH_FAILING = "routes_refresh_failing"
+    #: the periodic read of the accounts from the store failed (cause: the error); a disabled
+    #: or removed account's sessions, a new password or rate have not taken effect
+    ACCOUNTS_REFRESH_FAILING = "accounts_refresh_failing"
 
 
 #: episodes that are said (log, store, metrics, status) but leave the node ready: it serves
-ADVISORY_KINDS = frozenset({EpisodeKind.TLS_RELOAD_FAILED})
+#: (the refreshes: the process serves by the settings it read last; that is said, but a load
+#: balancer draining the node would not bring the change about)
+ADVISORY_KINDS = frozenset({EpisodeKind.TLS_RELOAD_FAILED, EpisodeKind.ROUTES_REFRESH_FAILING,
+                            EpisodeKind.ACCOUNTS_REFRESH_FAILING})
 
 
 @dataclass(frozen=True, slots=True)

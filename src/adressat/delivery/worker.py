@@ -95,7 +95,7 @@ from adressat.delivery.errors import DeliveryError
 from adressat.delivery.faults import InternalFaults
 from adressat.delivery.outcomes import OutcomeBatch, Plan, plan_outcome
 from adressat.delivery.recovery import INTERRUPTED, interrupted
-from adressat.observe.health import EpisodeRecorder
+from adressat.observe.health import EpisodeRecorder, failure_cause
 from adressat.observe.metrics import (
     ALARMS,
     ATTEMPTS,
@@ -126,11 +126,6 @@ class WorkerFailed(Exception):
     """The loop cannot go on (it failed ``loop_failures_max`` turns in a row for a reason
     that is not the store's): :meth:`DeliveryWorker.run` raises it, the delivery process
     exits non-zero and the SMPP process starts a new one."""
-
-
-def failure_cause(e: BaseException) -> str:
-    """The short name an episode gives a failure: the store's cause, else the error type."""
-    return e.cause if isinstance(e, StoreUnavailable) else type(e).__name__
 
 
 _RECOVER_PAGE = 1000

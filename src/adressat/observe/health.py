@@ -19,10 +19,10 @@ from typing import Any
 
 from adressat.core.health import ADVISORY_KINDS, Episode, EpisodeKind, HealthBook
 from adressat.observe.metrics import EPISODES
-from adressat.store.base import StoreError
+from adressat.store.base import StoreError, StoreUnavailable
 from adressat.store.commit import GroupCommitter
 
-__all__ = ["EpisodeRecorder", "RECENT_EPISODES_MAX"]
+__all__ = ["EpisodeRecorder", "RECENT_EPISODES_MAX", "failure_cause"]
 
 log = logging.getLogger("adressat.health")
 
@@ -31,6 +31,11 @@ RECENT_EPISODES_MAX = 20
 #: the store is writable again after this many writes in a row over at least this long
 STORE_RECOVERY_WRITES = 3
 STORE_RECOVERY_S = 1.0
+
+
+def failure_cause(e: BaseException) -> str:
+    """The short name an episode gives a failure: the store's cause, else the error type."""
+    return e.cause if isinstance(e, StoreUnavailable) else type(e).__name__
 
 
 class EpisodeRecorder:
@@ -230,7 +235,7 @@ class NodeHealth:
             elif age > self.heartbeat_timeout_s:
                 reasons.append(f"delivery_process: silent for {age:.0f} s")
         reasons += [f"{e.get('kind')}: {e.get('cause')} (delivery process)"
-                    for e in self.delivery_episodes]
+                    for e in self.delivery_episodes if e.get("kind") not in ADVISORY_KINDS]
         return not reasons, reasons
 
     def open_episodes(self) -> list[dict[str, Any]]:
