@@ -123,6 +123,21 @@ async def _receipts(client: EsmeClient, ids: list[str], timeout_s: float = 30.0)
     return {m: client.receipts[m].stat.value for m in ids}
 
 
+async def _connectors_when(node: Node, ok: Any, timeout_s: float = 10.0
+                           ) -> dict[str, dict[str, Any]]:
+    """``connector list`` by name once ``ok`` holds of it, else as last read: the delivery
+    process writes the statuses once per interconnect refresh (1 s), so a read right after a
+    change may still show the state before it."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while True:
+        listed = json.loads(node.cli("connector", "list", "--json").stdout)
+        by_name = {c["name"]: c for c in listed}
+        if ok(by_name) or loop.time() > end:
+            return by_name
+        await asyncio.sleep(0.3)
+
+
 def test_forwarded_then_delivered_with_receipts_and_every_hop_recorded(node: Node) -> None:
     async def go() -> None:
         sink, server = await _via_hub(node, PartnerModes(receipt_delay_s=0.2, id_style="hex"))
@@ -140,9 +155,9 @@ def test_forwarded_then_delivered_with_receipts_and_every_hop_recorded(node: Nod
             assert show["partner_id"] and show["forwards"][0]["state"] == "DELIVERED"
             text = node.cli("message", "show", ids[0]).stdout
             assert "connector hub" in text and "partner id" in text
-            listed = json.loads(node.cli("connector", "list", "--json").stdout)
-            [hub] = [c for c in listed if c["name"] == "hub"]
-            assert hub["state"] == "bound" and hub["sent"] >= 30
+            hub = (await _connectors_when(
+                node, lambda c: c["hub"]["state"] == "bound" and c["hub"]["sent"] >= 30))["hub"]
+            assert hub["state"] == "bound" and hub["sent"] >= 30 and hub["fresh"] is True, hub
             # the audit takes the partner's receipts for evidence, not our handsets' inbox
             report = json.loads(node.cli("audit", "--json").stdout)
             assert report["lost"] == 0 and report["delivered_by_partner"] == 30
@@ -261,9 +276,9 @@ def test_throttling_and_failover_to_the_second_connector(node: Node) -> None:
             assert len(accepted) == 30  # each accepted exactly once
             rows = node.db("SELECT DISTINCT connector FROM forwards")
             assert rows == [("b",)]
-            listed = json.loads(node.cli("connector", "list", "--json").stdout)
-            states = {c["name"]: c["state"] for c in listed}
-            assert states["a"] in ("down", "connecting") and states["b"] == "bound"
+            listed = await _connectors_when(node, lambda c: c["b"]["state"] == "bound")
+            states = {name: c["state"] for name, c in listed.items()}
+            assert states["a"] in ("down", "connecting") and states["b"] == "bound", states
             # heal or shout: a connector down is an episode, and the node says so
             for _ in range(50):
                 status = node.cli("status", "--json", ok=False)
