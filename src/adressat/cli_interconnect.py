@@ -18,6 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from adressat.core.interconnect import RECEIPT_ID_FORMATS
 from adressat.core.interconnect_config import BUILTIN_ROUTES
 from adressat.core.model import ConnectorConfig, ConnectorStatus, RouteConfig
 
@@ -104,7 +105,7 @@ def _password(args: argparse.Namespace, adding: bool = False) -> str | None:
 
 # --- connector -----------------------------------------------------------------------------------
 _CONNECTOR_OPTIONS = ("host", "port", "system_id", "bind", "window", "throughput_per_s",
-                      "system_type", "enquire_link_s", "payload")
+                      "system_type", "enquire_link_s", "payload", "receipt_ids")
 
 
 def _connector_from(args: argparse.Namespace, base: ConnectorConfig, now: float
@@ -402,6 +403,12 @@ def _connector_options(p: argparse.ArgumentParser, adding: bool) -> None:
     p.add_argument("--payload", type=_on_off, default=None, metavar="on|off",
                    help="a long message whole in message_payload (on) or as UDH parts (off,"
                    " the default)")
+    p.add_argument("--receipt-ids", dest="receipt_ids", choices=RECEIPT_ID_FORMATS,
+                   default=None,
+                   help="how the partner spells a message id in its receipts: auto (default:"
+                   " every reading; an id that reads as two messages is applied to neither),"
+                   " same (as in its submit_sm_resp), receipt-decimal (the response hex, the"
+                   " receipt decimal), receipt-hex (the response decimal, the receipt hex)")
 
 
 def add_interconnect_parsers(sub: Any) -> None:

@@ -213,6 +213,48 @@ def test_one_id_for_every_message_is_alarmed_and_never_misapplied(node: Node) ->
     asyncio.run(go())
 
 
+def test_a_partner_counting_from_one_is_read_as_its_connector_says(node: Node) -> None:
+    """Decimal ids from 1: under ``auto`` the receipt for "16" also reads as "10" and "22",
+    other messages' ids, so it is applied to none (alarmed; those end UNKNOWN, never another
+    message's outcome). ``connector set --receipt-ids same`` while running: every receipt
+    finds its own message."""
+    async def go() -> None:
+        sink, server = await _via_hub(
+            node, PartnerModes(receipt_delay_s=0.2, id_style="decimal", id_start=1),
+            "--forwarded-grace-s", "0")
+        client = EsmeClient("127.0.0.1", server.port, "acme", "pw", window=20)
+        await client.connect()
+        try:
+            resps = await asyncio.gather(*(client.submit(
+                _dest(i), b"counted %d" % i, validity_period="000000000004000R")
+                for i in range(40)))
+            ids = [str(r.fields["message_id"]) for r in resps]
+            stats = await _receipts(client, ids, timeout_s=30)
+            ambiguous = [m for m in ids if stats[m] == "UNKNOWN"]
+            assert ambiguous and set(stats.values()) <= {"DELIVRD", "UNKNOWN"}, stats
+            assert len(node.alarms("partner_receipt_unmatched")) >= len(ambiguous)
+            # each DELIVERED message's receipt was its own: the id the partner gave it
+            given = dict(node.db("SELECT message_id, partner_id FROM forwards"))
+            assert len(set(given.values())) == len(given) == 40
+
+            node.cli("connector", "set", "hub", "--receipt-ids", "same")
+            shown = json.loads(node.cli("connector", "show", "hub", "--json").stdout)
+            assert shown["config"]["receipt_ids"] == "same"
+            await asyncio.sleep(2.5)  # the delivery process reads connectors every 1 s
+            before = len(node.alarms("partner_receipt_unmatched"))
+            resps = await asyncio.gather(*(client.submit(_dest(100 + i), b"counted %d" % i)
+                                           for i in range(40)))
+            later = [str(r.fields["message_id"]) for r in resps]
+            stats = await _receipts(client, later, timeout_s=30)
+            assert set(stats.values()) == {"DELIVRD"}, stats
+            assert len(node.alarms("partner_receipt_unmatched")) == before
+        finally:
+            await client.close()
+            await sink.stop()
+
+    asyncio.run(go())
+
+
 def test_receipts_for_ids_never_given_are_alarmed(node: Node) -> None:
     async def go() -> None:
         sink, server = await _via_hub(node, PartnerModes(receipt_delay_s=0.1, bogus_receipts=True),

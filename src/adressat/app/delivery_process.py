@@ -174,7 +174,9 @@ class DeliveryNode:
         receipts = self.partner_receipts
 
         async def on_deliver(pdu: DeliverSm, session: int) -> int:
-            return await receipts.on_deliver(name, pdu, session)
+            current = self.connectors.config(name) or cfg  # as `connector set` left it
+            return await receipts.on_deliver(name, pdu, session,
+                                             receipt_ids=current.receipt_ids)
 
         return SmppConnector(
             cfg, on_deliver=on_deliver,

@@ -9,6 +9,14 @@ under every reading of what it carries (:func:`id_candidates`): as given, and, w
 digits, as that decimal number written in hex, and, when it is hex, as that number written in
 decimal. A receipt that matches more than one message under those readings is applied to none
 (an alarm; RestComm smscgateway #256 applied such receipts to the wrong message).
+
+That search (``auto``) cannot tell the readings apart when a partner's ids are small numbers:
+with ids counted from 1, the receipt for "16" also reads as "10" and "22", which are other
+messages' ids, so most receipts are ambiguous (applied to none, alarmed, the messages end
+UNKNOWN). A connector whose partner's spelling is known says it (``receipt_ids``, as Kannel's
+``msg-id-type`` does per SMSC): ``same`` (the receipt spells the id as the response did, up to
+case and leading zeros), ``receipt-decimal`` (the response hex, the receipt that number in
+decimal), ``receipt-hex`` (the response decimal, the receipt in hex); each is one reading.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ __all__ = [
     "PARTNER_ID_LENGTH_MAX",
     "canonical_id",
     "id_candidates",
+    "RECEIPT_ID_FORMATS",
     "receipt_final_state",
     "message_final_state",
 ]
@@ -73,11 +82,30 @@ def canonical_id(raw: str) -> str:
     return text
 
 
-def id_candidates(raw: str) -> tuple[str, ...]:
-    """Every canonical id a receipt carrying ``raw`` may mean, the literal reading first."""
+#: how a connector's partner spells a message id in its receipts, against its submit_sm_resp
+RECEIPT_ID_FORMATS: tuple[str, ...] = ("auto", "same", "receipt-decimal", "receipt-hex")
+
+
+def id_candidates(raw: str, receipt_ids: str = "auto") -> tuple[str, ...]:
+    """Every canonical id a receipt carrying ``raw`` may mean under the connector's
+    ``receipt_ids`` (:data:`RECEIPT_ID_FORMATS`), the literal reading first. Raises
+    ValueError for an id that cannot be read so (``receipt-decimal`` and not all digits,
+    ``receipt-hex`` and not hex)."""
     first = canonical_id(raw)
-    out = [first]
     chars = set(first)
+    if receipt_ids == "same":
+        return (first,)
+    if receipt_ids == "receipt-decimal":
+        if not chars <= _DEC:
+            raise ValueError("a receipt-decimal partner id is not decimal")
+        return (canonical_id(format(int(first), "x")),)
+    if receipt_ids == "receipt-hex":
+        if not chars <= _HEX:
+            raise ValueError("a receipt-hex partner id is not hex")
+        return (canonical_id(str(int(first, 16))),)
+    if receipt_ids != "auto":
+        raise ValueError(f"receipt_ids must be one of {RECEIPT_ID_FORMATS}")
+    out = [first]
     if chars <= _DEC:
         out.append(canonical_id(format(int(first), "x")))
     if chars <= _HEX:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from adressat.core.interconnect import RECEIPT_ID_FORMATS
 from adressat.core.model import (
     CONNECTOR_BINDS,
     CONNECTOR_STATES,
@@ -75,6 +76,9 @@ def check_connector(cfg: ConnectorConfig) -> None:
                          " >= 0 messages per second (0: no limit)")
     if not cfg.enquire_link_s > 0 or cfg.enquire_link_s == float("inf"):
         raise ValueError(f"connector {cfg.name}: enquire link interval must be > 0 seconds")
+    if cfg.receipt_ids not in RECEIPT_ID_FORMATS:
+        raise ValueError(f"connector {cfg.name}: receipt ids {cfg.receipt_ids!r} not one of"
+                         f" {', '.join(RECEIPT_ID_FORMATS)}")
 
 
 def check_connector_status(st: ConnectorStatus) -> None:

@@ -391,6 +391,8 @@ class ConnectorConfig:
     payload: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
+    #: how the partner spells a message id in its receipts (core.interconnect.id_candidates)
+    receipt_ids: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)

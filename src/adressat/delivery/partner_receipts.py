@@ -134,8 +134,10 @@ class PartnerReceipts:
         self.counts[key] = self.counts.get(key, 0) + 1
         PARTNER_RECEIPTS.labels(connector, outcome).inc()
 
-    async def on_deliver(self, connector: str, pdu: DeliverSm, session: int) -> int:
-        """The command_status to answer the partner's deliver_sm with, once it is durable."""
+    async def on_deliver(self, connector: str, pdu: DeliverSm, session: int, *,
+                         receipt_ids: str = "auto") -> int:
+        """The command_status to answer the partner's deliver_sm with, once it is durable.
+        ``receipt_ids``: the connector's, how its partner spells ids in receipts."""
         read = read_receipt(pdu)
         if read is None:
             self._count(connector, "not_a_receipt")
@@ -144,9 +146,12 @@ class PartnerReceipts:
             return ESME_RX_R_APPN
         now = self.clock()
         try:
-            candidates = id_candidates(read.partner_id)
+            candidates = id_candidates(read.partner_id, receipt_ids)
         except ValueError:
             self._count(connector, "not_a_receipt")
+            log.warning("partner receipt refused: its id does not read as the connector's"
+                        " receipt ids say", extra={"connector": connector, "session": session,
+                                                   "receipt_ids": receipt_ids})
             return ESME_RX_R_APPN
         receipt = PartnerReceipt(
             connector, candidates, receipt_final_state(read.message_state, read.stat), now,

@@ -726,6 +726,12 @@ _V21: list[tuple[Dialect, str]] = [
             " WHERE state = 'HELD' AND held_by = 'account'"),
 ]
 
+#: v22 (issue 11): a connector's ``receipt_ids`` (core/interconnect.py: how its partner spells
+#: a message id in receipts; ``auto`` tries every reading, as every connector did before)
+_V22: list[tuple[Dialect, str]] = [
+    ("any", "ALTER TABLE connectors ADD COLUMN receipt_ids TEXT NOT NULL DEFAULT 'auto'"),
+]
+
 #: v19 (issue 13, helper bind): the lockout counters of credential guessing (core/lockout.py),
 #: one row per (realm, scope, principal, address); "" where a scope has no principal or no
 #: address. Bounded by ``credential_rows_max`` (the guard deletes what it prunes).
@@ -778,6 +784,8 @@ MIGRATIONS: list[tuple[int, list[tuple[Dialect, str]]]] = [
 
     # issue 13, helper acct: accounts an operator controls, sender rules (v21)
     (21, _V21),
+    # issue 11: how a connector's partner spells ids in its receipts (v22)
+    (22, _V22),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 

@@ -142,7 +142,7 @@ _ACCOUNT_COLS = (
 )
 _CONNECTOR_COLS = (
     "name, host, port, system_id, password, bind, window_size, throughput_per_s, system_type,"
-    " enquire_link_s, payload, created_at, updated_at"
+    " enquire_link_s, payload, created_at, updated_at, receipt_ids"
 )
 _STATUS_COLS = (
     "name, state, since, sessions, window_in_use, sent, failed, receipts, detail, updated_at"
@@ -2110,20 +2110,21 @@ class SqliteStore(ForwardingStore):
     def _connector(row: Sequence[Any]) -> ConnectorConfig:
         return ConnectorConfig(row[0], row[1], int(row[2]), row[3], row[4], row[5], int(row[6]),
                                int(row[7]), row[8], float(row[9]), bool(row[10]),
-                               float(row[11]), float(row[12]))
+                               float(row[11]), float(row[12]), row[13])
 
     @staticmethod
     def _connector_values(cfg: ConnectorConfig) -> tuple[Any, ...]:
         return (cfg.name, cfg.host, cfg.port, cfg.system_id, cfg.password, cfg.bind,
                 cfg.window, cfg.throughput_per_s, cfg.system_type, float(cfg.enquire_link_s),
-                int(cfg.payload), float(cfg.created_at), float(cfg.updated_at))
+                int(cfg.payload), float(cfg.created_at), float(cfg.updated_at),
+                cfg.receipt_ids)
 
     def add_connector(self, cfg: ConnectorConfig) -> ConnectorConfig:
         check_connector(cfg)
         with self._one_statement() as c:
             try:
                 c.execute(f"INSERT INTO connectors ({_CONNECTOR_COLS})"
-                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                           self._connector_values(cfg))
             except sqlite3.IntegrityError:
                 raise ConnectorExists(cfg.name) from None
@@ -2144,8 +2145,8 @@ class SqliteStore(ForwardingStore):
             return c.execute(
                 "UPDATE connectors SET host = ?, port = ?, system_id = ?, password = ?, bind = ?,"
                 " window_size = ?, throughput_per_s = ?, system_type = ?, enquire_link_s = ?,"
-                " payload = ?, updated_at = ? WHERE name = ?",
-                (*v[1:11], v[12], cfg.name),
+                " payload = ?, updated_at = ?, receipt_ids = ? WHERE name = ?",
+                (*v[1:11], v[12], v[13], cfg.name),
             ).rowcount > 0
 
     def remove_connector(self, name: str) -> bool:
