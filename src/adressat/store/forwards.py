@@ -11,7 +11,9 @@ one unit of work:
   receipt for it is then applied to neither. Receipts that came before this commit (held)
   are applied now.
 * :func:`apply_partner_receipt`: a receipt is looked up by (connector, every reading of its
-  id). No match: it is *held* (durable), not dropped, until its mapping commits or
+  id); :func:`apply_partner_receipts` the receipts of one loop turn, with one lookup and one
+  read of their messages for all of them, each with the result it would have alone. No
+  match: it is *held* (durable), not dropped, until its mapping commits or
   ``expire_held_receipts`` gives up on it with a ``partner_receipt_unmatched`` alarm. Several
   messages match: alarm, applied to none. A part's final state ends the message once every
   part has one (DELIVERED only if all are).
@@ -20,7 +22,7 @@ one unit of work:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, cast
@@ -43,6 +45,7 @@ __all__ = [
     "ForwardingStore",
     "ReceiptResult",
     "apply_partner_receipt",
+    "apply_partner_receipts",
     "expire_forwarded",
     "expire_held_receipts",
     "record_forwarded",
@@ -86,11 +89,19 @@ class ForwardTables(Protocol):
         expected_attempts: int | None = None, **changes: object,
     ) -> Message: ...
     def get_message(self, message_id: str) -> Message | None: ...
+    # the messages of ``ids`` that exist, by id (one read for many)
+    def fw_messages(self, ids: Sequence[str]) -> dict[str, Message]: ...
     def append_alarm(self, alarm: Alarm) -> Alarm: ...
     def fw_insert(self, parts: Sequence[ForwardPart]) -> None: ...
     def fw_by_partner(self, connector: str, ids: Sequence[str]) -> list[ForwardPart]: ...
     def fw_of_message(self, message_id: str) -> list[ForwardPart]: ...
     def fw_set(self, part: ForwardPart) -> None: ...
+    def fw_set_many(self, parts: Sequence[ForwardPart]) -> None: ...
+    # FORWARDED -> each (final state, changes) for many messages, as ``transition`` would
+    # write each one (with its receipt, delivery record and callback); the new rows
+    def fw_end_many(
+        self, ends: Sequence[tuple[Message, State, Mapping[str, object]]], now: float
+    ) -> list[Message]: ...
     def held_insert(self, receipt: PartnerReceipt) -> None: ...
     # held receipts of ``connector`` any of whose readings is one of ``ids``, oldest first
     def held_matching(
@@ -216,6 +227,14 @@ def _end_if_done(t: ForwardTables, message_id: str, now: float, partner_err: str
         msg = t.get_message(message_id)
     if msg is None or msg.state is not State.FORWARDED:
         return None
+    return t.transition(message_id, State.FORWARDED, final, now,
+                        **_final_changes(msg, parts, failed, partner_err))
+
+
+def _final_changes(msg: Message, parts: Sequence[ForwardPart], failed: int | None,
+                   partner_err: str) -> dict[str, object]:
+    """What the final transition of a forwarded message changes: its error, and in its extra
+    the part that failed (1-based) with the partner's own error text."""
     extra = dict(msg.extra)
     error = ERROR_OK
     if failed is not None:
@@ -223,42 +242,125 @@ def _end_if_done(t: ForwardTables, message_id: str, now: float, partner_err: str
         error = parts[failed - 1].error or ERROR_NOT_DELIVERED
         if partner_err:
             extra["partner_err"] = partner_err[:3]
-    return t.transition(message_id, State.FORWARDED, final, now, error=error, extra=extra)
+    return {"error": error, "extra": extra}
+
+
+def _received(row: ForwardPart, receipt: PartnerReceipt, now: float) -> ForwardPart:
+    """The part as a final receipt leaves it."""
+    error = ERROR_OK if receipt.state is State.DELIVERED else ERROR_NOT_DELIVERED
+    return replace(row, state=receipt.state, error=error, receipt_at=now)
 
 
 def apply_partner_receipt(t: ForwardTables, receipt: PartnerReceipt, now: float) -> ReceiptResult:
     rows = t.fw_by_partner(receipt.connector, receipt.candidates)
+    return _apply_receipt(t, receipt, now, rows, t.get_message)[0]
+
+
+#: ids per lookup (each one SQL variable; SQLite allows 32,766, PostgreSQL 65,535)
+_IDS_PER_LOOKUP = 500
+
+
+def apply_partner_receipts(
+    t: ForwardTables, receipts: Sequence[PartnerReceipt], now: float
+) -> list[ReceiptResult]:
+    """:func:`apply_partner_receipt` for each of ``receipts`` in order, with the forwards of
+    all of them looked up at once per connector and their messages read at once. Within the
+    batch, forwards change only by the receipts themselves (kept in step here) and messages
+    only by their transitions (kept too), so each gets the result it would have alone; two
+    receipts for one part: the second is a ``repeat``. The common case, the final receipt of
+    a one-part message still FORWARDED, is written with the others of its kind at the end,
+    a few statements for all (``fw_set_many``, ``fw_end_many``); any other case is applied
+    as it comes."""
+    by_connector: dict[str, set[str]] = {}
+    for r in receipts:
+        by_connector.setdefault(r.connector, set()).update(r.candidates)
+    keys: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    parts: dict[tuple[str, int], ForwardPart] = {}
+    for connector, wanted in by_connector.items():
+        ids = sorted(wanted)
+        for k in range(0, len(ids), _IDS_PER_LOOKUP):
+            for f in t.fw_by_partner(connector, ids[k:k + _IDS_PER_LOOKUP]):
+                key = (f.message_id, f.part)
+                if key not in parts:
+                    parts[key] = f
+                    keys.setdefault((connector, f.partner_id or ""), []).append(key)
+    message_ids = sorted({mid for mid, _ in parts})
+    messages: dict[str, Message] = {}
+    for k in range(0, len(message_ids), _IDS_PER_LOOKUP):
+        messages.update(t.fw_messages(message_ids[k:k + _IDS_PER_LOOKUP]))
+    out: list[ReceiptResult] = []
+    received: list[ForwardPart] = []
+    ends: list[tuple[Message, State, dict[str, object]]] = []
+    ended_at: list[int] = []  # each end's place in ``out``
+    for r in receipts:
+        found = dict.fromkeys(key for c in r.candidates for key in keys.get((r.connector, c), ()))
+        if len(found) == 1 and r.state is not None:
+            [key] = found
+            row, msg = parts[key], messages.get(key[0])
+            if row.parts == 1 and row.state is State.FORWARDED and msg is not None \
+                    and msg.state is State.FORWARDED:
+                done = parts[key] = _received(row, r, now)
+                received.append(done)
+                final, failed = message_final_state([done.state])
+                assert final is not None  # a final receipt ends a one-part message
+                ends.append((msg, final, _final_changes(msg, [done], failed, r.partner_err)))
+                ended_at.append(len(out))
+                out.append(ReceiptResult("final"))  # its message once written, below
+                continue
+        result, done = _apply_receipt(t, r, now, [parts[key] for key in found], messages.get)
+        if done is not None:
+            parts[(done.message_id, done.part)] = done
+            if result.message is not None:
+                messages[result.message.id] = result.message
+        out.append(result)
+    t.fw_set_many(received)
+    ended_by_id = {ended.id: (i, ended) for i, ended in
+                   zip(ended_at, t.fw_end_many(ends, now), strict=True)}
+    for j, result in enumerate(out):  # its own receipt, and the later ones saw it ended
+        if result.message is not None and (e := ended_by_id.get(result.message.id)) \
+                and j >= e[0]:
+            out[j] = replace(result, message=e[1])
+    for i, ended in ended_by_id.values():
+        out[i] = replace(out[i], message=ended)
+    return out
+
+
+def _apply_receipt(t: ForwardTables, receipt: PartnerReceipt, now: float,
+                   rows: list[ForwardPart],
+                   message: Callable[[str], Message | None]
+                   ) -> tuple[ReceiptResult, ForwardPart | None]:
+    """One receipt against ``rows`` (the forwards its readings match, as they are now);
+    ``message``: a message by id, as it is now. With the result, the part as the receipt
+    left it when it changed one."""
     if not rows:
         t.held_insert(receipt)
-        return ReceiptResult("held")
+        return ReceiptResult("held"), None
     messages = {f.message_id for f in rows}
     if len(rows) > 1:  # two messages (or two parts) under one id: which one is unknowable
         if len({f.partner_id for f in rows}) == 1 and len(messages) > 1:
             # one id given to several messages: its reuse was alarmed when it happened
-            return ReceiptResult("ambiguous")
-        msg = t.get_message(rows[0].message_id)
+            return ReceiptResult("ambiguous"), None
+        msg = message(rows[0].message_id)
         alarm = t.append_alarm(_alarm(
             AlarmKind.PARTNER_RECEIPT_UNMATCHED, now, sorted(messages), msg, receipt.connector,
             f"partner_id={receipt.candidates[0]} matches={len(rows)} applied=none",
         ))
-        return ReceiptResult("ambiguous", alarm=alarm)
+        return ReceiptResult("ambiguous", alarm=alarm), None
     row = rows[0]
-    msg = t.get_message(row.message_id)
+    msg = message(row.message_id)
     if row.state is not State.FORWARDED:
-        return ReceiptResult("repeat", msg)
+        return ReceiptResult("repeat", msg), None
     if receipt.state is None:
-        return ReceiptResult("intermediate", msg)
+        return ReceiptResult("intermediate", msg), None
     if msg is None or msg.state is not State.FORWARDED:
-        return ReceiptResult("late", msg)
-    error = (ERROR_OK if receipt.state is State.DELIVERED
-             else ERROR_NOT_DELIVERED)
-    done = replace(row, state=receipt.state, error=error, receipt_at=now)
+        return ReceiptResult("late", msg), None
+    done = _received(row, receipt, now)
     t.fw_set(done)
     ended = _end_if_done(t, row.message_id, now, receipt.partner_err,
                          parts=[done] if row.parts == 1 else None, msg=msg)
     if ended is not None:
-        return ReceiptResult("final", ended)
-    return ReceiptResult("part", msg)
+        return ReceiptResult("final", ended), done
+    return ReceiptResult("part", msg), done
 
 
 def expire_held_receipts(
@@ -335,7 +437,7 @@ class ForwardingStore:
     ) -> list[ReceiptResult]:
         b = self._backend()
         with b.savepoint():
-            return [apply_partner_receipt(b, r, now) for r in receipts]
+            return apply_partner_receipts(b, receipts, now)
 
     def expire_held_receipts(
         self, received_before: float, now: float, limit: int = 500

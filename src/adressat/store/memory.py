@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -1328,6 +1328,11 @@ class MemoryStore(ForwardingStore):
             return [f for f in self._d.forwards.values()
                     if f.connector == connector and f.partner_id in wanted]
 
+    def fw_messages(self, ids: Sequence[str]) -> dict[str, Message]:
+        with self._lock:
+            return {i: replace(m, extra=dict(m.extra)) for i in ids
+                    if (m := self._d.messages.get(i)) is not None}
+
     def fw_of_message(self, message_id: str) -> list[ForwardPart]:
         with self._lock:
             return sorted((f for (mid, _), f in self._d.forwards.items() if mid == message_id),
@@ -1338,6 +1343,16 @@ class MemoryStore(ForwardingStore):
             key = (part.message_id, part.part)
             if key in self._d.forwards:
                 self._d.forwards[key] = part
+
+    def fw_set_many(self, parts: Sequence[ForwardPart]) -> None:
+        for p in parts:
+            self.fw_set(p)
+
+    def fw_end_many(
+        self, ends: Sequence[tuple[Message, State, Mapping[str, object]]], now: float
+    ) -> list[Message]:
+        return [self.transition(old.id, State.FORWARDED, final, now, **changes)
+                for old, final, changes in ends]
 
     def held_insert(self, receipt: PartnerReceipt) -> None:
         with self._op():

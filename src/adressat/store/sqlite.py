@@ -27,7 +27,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -150,6 +150,9 @@ _STATUS_COLS = (
 _ROUTE_COLS = "name, via, prefixes, operator, account, time_window, position, created_at"
 _ALARM_COLS = "id, at, kind, message_ids, account, route, node, adapter, detail, serving_node"
 _CANARY_COLS = "id, at, route, serving_node, destination, message_id, result, latency_s, detail"
+#: what a forwarded message's final transition writes (as ``transition`` names them)
+_FORWARD_END_NAMES = frozenset(("state", "error", "extra", "lease_until", "lease_owner",
+                                "final_at"))
 _STATE_IDX = MESSAGE_COLUMNS.index("state")
 _EXTRA_IDX = MESSAGE_COLUMNS.index("extra")
 
@@ -2260,6 +2263,13 @@ class SqliteStore(ForwardingStore):
         )
         return [_forward(r) for r in rows]
 
+    def fw_messages(self, ids: Sequence[str]) -> dict[str, Message]:
+        if not ids:
+            return {}
+        marks = ", ".join("?" * len(ids))
+        rows = self._read(f"SELECT {_COLS} FROM messages WHERE id IN ({marks})", tuple(ids))
+        return {m.id: m for m in (_from_row(r, self.cipher) for r in rows)}
+
     def fw_of_message(self, message_id: str) -> list[ForwardPart]:
         rows = self._read(
             f"SELECT {_FORWARD_COLS} FROM forwards WHERE message_id = ? ORDER BY part",
@@ -2274,6 +2284,55 @@ class SqliteStore(ForwardingStore):
                 " WHERE message_id = ? AND part = ?",
                 (part.state.value, part.error, part.receipt_at, part.message_id, part.part),
             )
+
+    def fw_set_many(self, parts: Sequence[ForwardPart]) -> None:
+        if not parts:
+            return
+        with self._one_statement() as c:
+            c.executemany(
+                "UPDATE forwards SET state = ?, error = ?, receipt_at = ?"
+                " WHERE message_id = ? AND part = ?",
+                [(p.state.value, p.error, p.receipt_at, p.message_id, p.part) for p in parts],
+            )
+
+    def fw_end_many(
+        self, ends: Sequence[tuple[Message, State, Mapping[str, object]]], now: float
+    ) -> list[Message]:
+        """Each ``transition(id, FORWARDED, final, now, **changes)`` of ``ends``, in a few
+        statements: the UPDATE is a compare-and-set on FORWARDED, so a row that is not (any
+        more) refuses the whole batch (StaleState), and a second delivery is refused by the
+        deliveries key (DuplicateDelivery)."""
+        if not ends:
+            return []
+        news = [plan_transition(old, State.FORWARDED, final, now, None, changes, False)
+                for old, final, changes in ends]
+        names = [n for n in MESSAGE_COLUMNS if n in _FORWARD_END_NAMES]
+        sets = ", ".join(f"{n} = ?" for n in names)
+        with self._tx() as c:
+            cur = c.executemany(
+                f"UPDATE messages SET {sets} WHERE id = ? AND state = 'FORWARDED'",
+                [(*[_message_value(n, new, self.cipher) for n in names], new.id)
+                 for new in news],
+            )
+            if cur.rowcount != len(news):
+                raise StaleState(news[0].id, State.FORWARDED, news[0].state, "row changed")
+            delivered = [(n.id, n.delivered_imsi, n.delivered_msisdn, now) for n in news
+                         if n.state is State.DELIVERED]
+            try:
+                if delivered:
+                    c.executemany(_INSERT_DELIVERY, delivered)
+            except sqlite3.IntegrityError:
+                raise DuplicateDelivery(delivered[0][0]) from None
+            receipts = [(now, receipt_reference(n), n.id) for n in news
+                        if receipt_wanted(n.registered_delivery, n.state)]
+            if receipts:
+                c.executemany(_INSERT_RECEIPT, receipts)
+            callbacks = [cb for (old, _, _), new in zip(ends, news, strict=True)
+                         if (old.extra or new.extra)
+                         and (cb := _callback_params(old, new, now)) is not None]
+            if callbacks:
+                c.executemany(_INSERT_CALLBACK, callbacks)
+        return news
 
     def held_insert(self, receipt: PartnerReceipt) -> None:
         with self._tx() as c:
