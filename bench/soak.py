@@ -17,6 +17,12 @@ process within 10 % of its figure at minute 5 (``rss_flat``); p99s flat (no minu
 the fifth above twice the fifth's); nothing unfinished beyond what the retry schedule still
 holds (``unfinished`` at the end at most the last ``retry_horizon_s`` of submits).
 
+``--connector``: the messages go to another operator's numbers (4676...) through a connector
+to a partner SMSC run by this script (``adressat.testing.partner``, receipts after
+``--partner-delay-s``), so the forwards, the partner ids and the partners' receipts are what
+runs for the hour; each line then also says ``forwards`` and ``held_receipts`` (rows in the
+store) and the receipts the partner sent.
+
 ``--disk-full``: the data directory is a tmpfs of its own (``--fs-mib``, made by this script:
 root), and in the middle of the run a filler takes every free byte for ``--full-s`` seconds
 (default 20); the lines then show submits refused (ESME_RMSGQFUL) while full, and the last line
@@ -35,6 +41,7 @@ import asyncio
 import contextlib
 import json
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -45,9 +52,10 @@ from typing import Any
 
 from adressat.testing.disk import fill, small_fs
 from adressat.testing.load import LoadClient
-from adressat.testing.server import ServerProcess, adressat
+from adressat.testing.server import ServerProcess, adressat, free_port
 
 FIRST = 46701000000
+FIRST_OUT = 46760000000  # another operator's numbers (--connector)
 WAL_TARGET_BYTES = 64 * 1024 * 1024
 
 
@@ -89,6 +97,7 @@ class Soak:
         self.wal_max = 0
         self.minute_wal_max = 0
         self.lines: list[dict[str, Any]] = []
+        self.partner: Any = None  # the partner SMSC (--connector)
         self.rng = random.Random(args.seed)
         self.stop = asyncio.Event()
         self.full = False
@@ -124,8 +133,9 @@ class Soak:
         t0 = time.perf_counter()
         second = 0
         subs = self.args.subscribers
+        first = FIRST_OUT if self.args.connector else FIRST
         while not self.stop.is_set():
-            dests = [str(FIRST + self.rng.randrange(subs)) for _ in range(rate)]
+            dests = [str(first + self.rng.randrange(subs)) for _ in range(rate)]
             run = await client.submit_all(dests, registered_delivery=1, window=200,
                                           rate_per_s=rate, content=b"soak %08d" % second)
             for i, status in enumerate(run.status):
@@ -175,10 +185,27 @@ class Soak:
             "awaiting_receipt": len(self.sent),
             "ready": st.get("health", {}).get("ready"),
         }
+        if self.args.connector:
+            line.update(self.interconnect_counts())
         self.minute_lat, self.minute_submit = [], []
         self.minute_refused = Counter()
         self.minute_wal_max = 0
         return line
+
+    def interconnect_counts(self) -> dict[str, Any]:
+        """Rows the interconnect keeps (read-only, beside the node), and the partner's side."""
+        db = self.server.home / "adressat.db"
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            forwards = con.execute("SELECT COUNT(*) FROM forwards").fetchone()[0]
+            held = con.execute("SELECT COUNT(DISTINCT held_id) FROM partner_receipts_held"
+                               ).fetchone()[0]
+        finally:
+            con.close()
+        sink = self.partner
+        return {"forwards": forwards, "held_receipts": held,
+                "partner_received": sink.received if sink else None,
+                "partner_receipts_sent": len(sink.receipts) if sink else None}
 
     async def disk_full(self, fs: Path) -> None:
         """In the middle of the run: fill the file system for ``--full-s`` seconds."""
@@ -213,9 +240,23 @@ def _status_name(status: int) -> str:
 async def main_async(args: argparse.Namespace, home: Path, fs: Path | None) -> dict[str, Any]:
     assert adressat(home, "account", "add", "soak", "--password", "soak").returncode == 0
     server_args = ["--subscribers", str(args.subscribers), *args.server_arg]
+    partner = None
+    if args.connector:
+        from adressat.testing.partner import PartnerModes, PartnerSink
+
+        partner = PartnerSink(PartnerModes(receipt_delay_s=args.partner_delay_s),
+                              port=free_port(), pending_receipts_max=200_000)
+        await partner.start()
+        for cmd in (["connector", "add", "partner", "--host", "127.0.0.1", "--port",
+                     str(partner.port), "--system-id", "soak", "--password", "soak",
+                     "--window", "100"],  # the kit passes the password in the environment
+                    ["route", "add", "out", "--prefix", "4676", "--via", "partner"]):
+            out = adressat(home, *cmd)
+            assert out.returncode == 0, out.stderr
     server = ServerProcess(home, None, *server_args)
     await asyncio.to_thread(server.start)
     soak = Soak(args, server)
+    soak.partner = partner
     tasks: list[asyncio.Task[Any]] = []
     try:
         client = await LoadClient.connect("127.0.0.1", server.port, "soak", "soak",
@@ -241,6 +282,8 @@ async def main_async(args: argparse.Namespace, home: Path, fs: Path | None) -> d
         await client.close()
     finally:
         await asyncio.to_thread(server.stop)
+        if partner is not None:
+            await partner.stop()
     return summary(args, soak, final, first_pid)
 
 
@@ -259,7 +302,7 @@ def summary(args: argparse.Namespace, soak: Soak, final: dict[str, Any],
     retry_horizon = args.retry_horizon_s * args.rate
     out: dict[str, Any] = {
         "bench": "soak",
-        "mode": "disk_full" if args.disk_full else "steady",
+        "mode": "disk_full" if args.disk_full else "connector" if args.connector else "steady",
         "minutes": args.minutes,
         "rate_per_s": args.rate,
         "acked": soak.acked,
@@ -304,6 +347,10 @@ def main() -> None:
     p.add_argument("--disk-full", action="store_true",
                    help="fill the data directory's file system in the middle of the run")
     p.add_argument("--full-s", type=float, default=20.0)
+    p.add_argument("--connector", action="store_true",
+                   help="to another operator's numbers through a connector to a partner SMSC")
+    p.add_argument("--partner-delay-s", type=float, default=1.0,
+                   help="the partner's receipts come this long after its submit_sm_resp")
     p.add_argument("--fs-mib", type=int, default=2048, help="size of the tmpfs (--disk-full)")
     p.add_argument("--retry-horizon-s", type=float, default=3600.0,
                    help="unfinished at the end may be at most this many seconds of submits")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from adressat.core.integrity import Alarm
 from adressat.core.interconnect import PARTNER_ID_LENGTH_MAX, id_candidates, receipt_final_state
 from adressat.core.model import Message, PartnerReceipt
-from adressat.observe.metrics import PARTNER_RECEIPTS
+from adressat.observe.metrics import PARTNER_RECEIPTS, TurnCounts
 from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.constants import EsmClass
 from adressat.smpp.views import DeliverSm
@@ -91,6 +91,7 @@ class PartnerReceipts:
         self.on_final = on_final
         self.on_alarm = on_alarm
         self.counts: dict[tuple[str, str], int] = {}  # (connector, outcome) -> receipts
+        self._metric = TurnCounts(PARTNER_RECEIPTS)  # one inc per label set and loop turn
         self._pending: list[tuple[PartnerReceipt, asyncio.Future[ReceiptResult]]] = []
 
     def _apply(self, receipt: PartnerReceipt) -> asyncio.Future[ReceiptResult]:
@@ -132,7 +133,7 @@ class PartnerReceipts:
     def _count(self, connector: str, outcome: str) -> None:
         key = (connector, outcome)
         self.counts[key] = self.counts.get(key, 0) + 1
-        PARTNER_RECEIPTS.labels(connector, outcome).inc()
+        self._metric.add(connector, outcome)
 
     async def on_deliver(self, connector: str, pdu: DeliverSm, session: int, *,
                          receipt_ids: str = "auto") -> int:

@@ -40,7 +40,7 @@ from adressat.core.tag import verify_tag
 from adressat.delivery.adapter import Addressed, Outcome, OutcomeKind
 from adressat.delivery.errors import DeliveryError
 from adressat.delivery.netsim_adapter import concat_reference
-from adressat.observe.metrics import PARTNER_SUBMITS
+from adressat.observe.metrics import PARTNER_SUBMITS, TurnCounts
 from adressat.smpp.constants import CommandStatus as S
 from adressat.smpp.constants import EsmClass, TlvTag
 from adressat.smpp.views import SubmitSm
@@ -161,6 +161,7 @@ class SmppAdapter:
         self._connector = connector
         self._payload_allowed = payload_allowed
         self.guards = guards
+        self._submits = TurnCounts(PARTNER_SUBMITS)  # one inc per label set and loop turn
         self.submitted = 0
         self.refused = 0
         self.unanswered = 0
@@ -231,7 +232,7 @@ class SmppAdapter:
                 continue
             except SubmitUnanswered:
                 self.unanswered += 1
-                PARTNER_SUBMITS.labels(name, "unanswered").inc()
+                self._submits.add(name, "unanswered")
                 if number == 1:
                     return Outcome(OutcomeKind.TEMPORARY,
                                    error=int(DeliveryError.PARTNER_UNANSWERED),
@@ -243,7 +244,7 @@ class SmppAdapter:
             status = int(answer.status)
             if status != S.ESME_ROK or not answer.message_id:
                 self.refused += 1
-                PARTNER_SUBMITS.labels(name, "refused").inc()
+                self._submits.add(name, "refused")
                 if number == 1:  # an ESME_ROK without an id: as good as refused
                     return status if status != S.ESME_ROK else int(S.ESME_RSYSERR)
                 parts.append(self._failed_part(msg, number, total, name,
@@ -254,7 +255,7 @@ class SmppAdapter:
             except ValueError:
                 pid = None
             self.submitted += 1
-            PARTNER_SUBMITS.labels(name, "accepted").inc()
+            self._submits.add(name, "accepted")
             if pid is None:  # accepted, but no id we could ever match a receipt to
                 parts.append(self._failed_part(msg, number, total, name,
                                                DeliveryError.PARTNER_NO_RECEIPT, State.UNKNOWN))

@@ -11,7 +11,7 @@ the same two cores). Phases:
 * ``smpp_alone`` / ``smpp_beside_http``: the SMPP submit rate (window 100) alone, then with the
   paced HTTP load running beside it -> their ratio (the issue asks it to stay unchanged).
 
-    .venv/bin/python bench/http.py -n 20000 -c 50 --paced-rate 1000 --paced-s 10
+    .venv/bin/python bench/http_api.py -n 20000 -c 50 --paced-rate 1000 --paced-s 10
 """
 
 from __future__ import annotations
