@@ -63,3 +63,26 @@ def test_the_formats_are_the_ones_the_connector_check_knows() -> None:
         check_connector(replace(cfg, receipt_ids=fmt))
     with pytest.raises(ValueError, match="receipt ids"):
         check_connector(replace(cfg, receipt_ids="hex"))
+
+
+def test_auto_learns_one_spelling_and_nothing_from_two() -> None:
+    from adressat.core.interconnect import SPELLING_EVIDENCE_MIN, ReceiptSpelling
+
+    sp = ReceiptSpelling()
+    assert sp.saw("5", "5") is None  # every spelling reads 5 as 5: no evidence
+    for n in range(SPELLING_EVIDENCE_MIN - 1):
+        assert sp.saw(str(0xA000 + n), str(0xA000 + n)) == "same"
+    assert sp.learned is None and sp.preferred("16") is None  # not yet
+    assert sp.saw("40960", "40960") == "same"
+    assert sp.learned == "same"
+    assert sp.preferred("264544") == "264544"  # not "40960", its decimal-to-hex reading
+    # a hex response answered by a decimal receipt: a second spelling, so nothing is trusted
+    assert sp.saw("41000", canonical_id(f"{41000:x}")) == "receipt-decimal"
+    assert sp.mixed and sp.learned is None and sp.preferred("264544") is None
+
+    hexed = ReceiptSpelling()
+    for n in range(SPELLING_EVIDENCE_MIN):
+        hexed.saw(str(0xA000 + n), f"{0xA000 + n:x}")
+    assert hexed.learned == "receipt-decimal"
+    assert hexed.preferred("16") == "10"
+    assert hexed.preferred("1a") is None  # not decimal: that spelling cannot read it

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from e2e_kit import close_all
 
+from adressat.core.interconnect import SPELLING_EVIDENCE_MIN
 from adressat.smpp.constants import CommandStatus as S
 from adressat.testing.esme import EsmeClient
 from adressat.testing.partner import PartnerModes, PartnerSink
@@ -248,6 +249,36 @@ def test_a_partner_counting_from_one_is_read_as_its_connector_says(node: Node) -
             stats = await _receipts(client, later, timeout_s=30)
             assert set(stats.values()) == {"DELIVRD"}, stats
             assert len(node.alarms("partner_receipt_unmatched")) == before
+        finally:
+            await client.close()
+            await sink.stop()
+
+    asyncio.run(go())
+
+
+def test_auto_learns_the_partners_spelling_and_tells_later_ids_apart(node: Node) -> None:
+    """A decimal partner from 40960: every receipt matches one message under its literal
+    reading alone, so after SPELLING_EVIDENCE_MIN of them the connector trusts that
+    spelling. Then the partner's counter reaches 264544, which written in hex is 40960 (the
+    first message's id): each receipt reads as two messages, and goes to its own."""
+    async def go() -> None:
+        sink, server = await _via_hub(node, PartnerModes(receipt_delay_s=0.1))
+        client = EsmeClient("127.0.0.1", server.port, "acme", "pw", window=20)
+        await client.connect()
+        try:
+            first = [str(r.fields["message_id"]) for r in await asyncio.gather(*(
+                client.submit(_dest(i), b"learn %d" % i)
+                for i in range(SPELLING_EVIDENCE_MIN + 10)))]
+            assert set((await _receipts(client, first)).values()) == {"DELIVRD"}
+            assert "connector receipt spelling learned" in server.log_path.read_text()
+            sink.modes.id_start = 264544 - len(first)  # the partner's next id is 264544
+            later = [str(r.fields["message_id"]) for r in await asyncio.gather(*(
+                client.submit(_dest(100 + i), b"told apart %d" % i) for i in range(30)))]
+            assert set((await _receipts(client, later)).values()) == {"DELIVRD"}
+            ids = dict(node.db("SELECT message_id, partner_id FROM forwards"))
+            assert ids[later[0]] == "264544" and ids[first[0]] == "40960"
+            assert node.alarms("partner_receipt_unmatched") == []
+            assert set(node.states().values()) == {"DELIVERED"}
         finally:
             await client.close()
             await sink.stop()

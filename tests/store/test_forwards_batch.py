@@ -29,7 +29,8 @@ RECEIPT_STATES = (S.DELIVERED, S.UNDELIVERABLE, S.EXPIRED, None)
 forward_st = st.lists(  # per message: its parts' partner ids, or None: never forwarded
     st.one_of(st.none(), st.lists(st.sampled_from(IDS), min_size=1, max_size=3)),
     min_size=1, max_size=6)
-receipt_st = st.lists(st.tuples(st.sampled_from(IDS), st.sampled_from(RECEIPT_STATES)),
+receipt_st = st.lists(st.tuples(st.sampled_from(IDS), st.sampled_from(RECEIPT_STATES),
+                                st.integers(-1, 2)),  # which reading is preferred (-1: none)
                       min_size=1, max_size=14)
 
 
@@ -74,11 +75,14 @@ def _two(make: Callable[[Path], Store], d: str) -> tuple[Store, Store]:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=forward_st, drawn=receipt_st, backend=st.sampled_from(sorted(BACKENDS)))
 def test_a_batch_gives_each_receipt_its_result_alone(
-        plan: list[list[str] | None], drawn: list[tuple[str, State | None]],
+        plan: list[list[str] | None], drawn: list[tuple[str, State | None, int]],
         backend: str) -> None:
     msgs = [make_msg(route="out") for _ in plan]
-    receipts = [PartnerReceipt("hub", id_candidates(pid), state, NOW + 2, "", 1)
-                for pid, state in drawn]
+    receipts = []
+    for pid, state, which in drawn:
+        candidates = id_candidates(pid)
+        preferred = candidates[which] if 0 <= which < len(candidates) else None
+        receipts.append(PartnerReceipt("hub", candidates, state, NOW + 2, "", 1, preferred))
     with tempfile.TemporaryDirectory() as d:
         batched, alone = _two(BACKENDS[backend], d)
         try:
@@ -87,9 +91,11 @@ def test_a_batch_gives_each_receipt_its_result_alone(
             with batched.batch():
                 got = batched.apply_partner_receipts(receipts, NOW + 2)
             want = [alone.apply_partner_receipt(r, NOW + 2) for r in receipts]
-            assert [(r.outcome, None if r.message is None else (r.message.id, r.message.state))
+            assert [(r.outcome, r.partner_id, r.resolved,
+                     None if r.message is None else (r.message.id, r.message.state))
                     for r in got] == [
-                (r.outcome, None if r.message is None else (r.message.id, r.message.state))
+                (r.outcome, r.partner_id, r.resolved,
+                 None if r.message is None else (r.message.id, r.message.state))
                 for r in want]
             assert [r.alarm is None for r in got] == [r.alarm is None for r in want]
             assert _seen(batched, msgs) == _seen(alone, msgs)
@@ -111,3 +117,29 @@ def test_the_common_case_ends_many_messages_with_their_receipts(store: Store) ->
     assert sorted(r.message_id for r in store.pending_receipts("acme", 100)) == sorted(
         m.id for m in msgs)
     assert store.count_unfinished() == 0
+
+
+def test_a_preferred_reading_tells_two_messages_apart_but_not_a_reused_id(store: Store) -> None:
+    a, b, c, d, e = (make_msg(route="out") for _ in range(5))
+    _forward(store, [a, b, c, d, e], [["16"], ["10"], ["beef"], ["beef"], ["beef0"]])
+    # "16" reads as 16 and as 0x10: a's and b's ids
+    plain = PartnerReceipt("hub", id_candidates("16"), S.DELIVERED, NOW + 2)
+    assert store.apply_partner_receipt(plain, NOW + 2).outcome == "ambiguous"
+    told = PartnerReceipt("hub", id_candidates("16"), S.DELIVERED, NOW + 2, preferred="16")
+    [r] = store.apply_partner_receipts([told], NOW + 2)
+    assert (r.outcome, r.partner_id, r.resolved) == ("final", "16", True)
+    assert r.message is not None and r.message.id == a.id
+    assert store.get_message(b.id).state is S.FORWARDED  # type: ignore[union-attr]
+    # one id given to two messages: no reading tells them apart
+    reused = PartnerReceipt("hub", id_candidates("beef"), S.DELIVERED, NOW + 2,
+                            preferred="beef")
+    assert store.apply_partner_receipt(reused, NOW + 2).outcome == "ambiguous"
+    assert {store.get_message(m.id).state for m in (c, d)} == {S.FORWARDED}  # type: ignore[union-attr]
+    # an unambiguous match says its id, and that no preference was needed
+    alone = store.apply_partner_receipt(
+        PartnerReceipt("hub", id_candidates("BEEF0"), S.DELIVERED, NOW + 2), NOW + 2)
+    assert (alone.outcome, alone.partner_id, alone.resolved) == ("final", "beef0", False)
+    # and b's own receipt still reads as a's id too: ambiguous without a preference
+    again = store.apply_partner_receipt(
+        PartnerReceipt("hub", id_candidates("10"), S.DELIVERED, NOW + 2), NOW + 2)
+    assert (again.outcome, again.partner_id) == ("ambiguous", None)

@@ -17,6 +17,16 @@ UNKNOWN). A connector whose partner's spelling is known says it (``receipt_ids``
 ``msg-id-type`` does per SMSC): ``same`` (the receipt spells the id as the response did, up to
 case and leading zeros), ``receipt-decimal`` (the response hex, the receipt that number in
 decimal), ``receipt-hex`` (the response decimal, the receipt in hex); each is one reading.
+
+Nor only small ones: a partner counting decimal ids from 40,960 reaches, after about 220,000
+messages, ids such as 264544, which written in hex is 40960, the first id it gave (seen in a
+soak: from its minute 8 on, thousands of receipts a minute were ambiguous). So under
+``auto`` the connector also learns its partner's spelling from the receipts that matched one
+message under exactly one reading (:class:`ReceiptSpelling`): once
+:data:`SPELLING_EVIDENCE_MIN` of them agreed and none disagreed, a receipt that reads as
+several messages goes to the one its partner's spelling names. Evidence of two spellings (a
+partner that mixes them) teaches nothing: ambiguous receipts are then applied to none, as
+before.
 """
 
 from __future__ import annotations
@@ -29,7 +39,10 @@ __all__ = [
     "PARTNER_ID_LENGTH_MAX",
     "canonical_id",
     "id_candidates",
+    "id_readings",
+    "ReceiptSpelling",
     "RECEIPT_ID_FORMATS",
+    "SPELLING_EVIDENCE_MIN",
     "receipt_final_state",
     "message_final_state",
 ]
@@ -86,31 +99,79 @@ def canonical_id(raw: str) -> str:
 RECEIPT_ID_FORMATS: tuple[str, ...] = ("auto", "same", "receipt-decimal", "receipt-hex")
 
 
-def id_candidates(raw: str, receipt_ids: str = "auto") -> tuple[str, ...]:
-    """Every canonical id a receipt carrying ``raw`` may mean under the connector's
-    ``receipt_ids`` (:data:`RECEIPT_ID_FORMATS`), the literal reading first. Raises
+def id_readings(raw: str, receipt_ids: str = "auto") -> tuple[tuple[str, str], ...]:
+    """(spelling, canonical id) for every way a receipt carrying ``raw`` may be read under
+    the connector's ``receipt_ids`` (:data:`RECEIPT_ID_FORMATS`; under ``auto`` every
+    spelling that can read it, the literal one first; two spellings may give one id). Raises
     ValueError for an id that cannot be read so (``receipt-decimal`` and not all digits,
     ``receipt-hex`` and not hex)."""
+    if receipt_ids not in RECEIPT_ID_FORMATS:
+        raise ValueError(f"receipt_ids must be one of {RECEIPT_ID_FORMATS}")
     first = canonical_id(raw)
     chars = set(first)
-    if receipt_ids == "same":
-        return (first,)
-    if receipt_ids == "receipt-decimal":
-        if not chars <= _DEC:
+    out: list[tuple[str, str]] = []
+    if receipt_ids in ("auto", "same"):
+        out.append(("same", first))
+    if receipt_ids in ("auto", "receipt-decimal"):
+        if chars <= _DEC:
+            out.append(("receipt-decimal", canonical_id(format(int(first), "x"))))
+        elif receipt_ids != "auto":
             raise ValueError("a receipt-decimal partner id is not decimal")
-        return (canonical_id(format(int(first), "x")),)
-    if receipt_ids == "receipt-hex":
-        if not chars <= _HEX:
+    if receipt_ids in ("auto", "receipt-hex"):
+        if chars <= _HEX:
+            out.append(("receipt-hex", canonical_id(str(int(first, 16)))))
+        elif receipt_ids != "auto":
             raise ValueError("a receipt-hex partner id is not hex")
-        return (canonical_id(str(int(first, 16))),)
-    if receipt_ids != "auto":
-        raise ValueError(f"receipt_ids must be one of {RECEIPT_ID_FORMATS}")
-    out = [first]
-    if chars <= _DEC:
-        out.append(canonical_id(format(int(first), "x")))
-    if chars <= _HEX:
-        out.append(canonical_id(str(int(first, 16))))
-    return tuple(dict.fromkeys(out))
+    return tuple(out)
+
+
+def id_candidates(raw: str, receipt_ids: str = "auto") -> tuple[str, ...]:
+    """Every canonical id a receipt carrying ``raw`` may mean (:func:`id_readings`), each
+    once, the literal reading first."""
+    return tuple(dict.fromkeys(c for _, c in id_readings(raw, receipt_ids)))
+
+
+#: unambiguous receipts of one spelling (and none of another) before ``auto`` trusts it
+SPELLING_EVIDENCE_MIN = 50
+
+
+class ReceiptSpelling:
+    """What one ``auto`` connector's receipts have shown of its partner's spelling: per
+    spelling, the receipts that matched one message under that reading alone. ``learned``:
+    the spelling once :data:`SPELLING_EVIDENCE_MIN` receipts showed it and none another."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    @property
+    def learned(self) -> str | None:
+        if len(self.counts) != 1:
+            return None
+        [(spelling, n)] = self.counts.items()
+        return spelling if n >= SPELLING_EVIDENCE_MIN else None
+
+    @property
+    def mixed(self) -> bool:
+        return len(self.counts) > 1
+
+    def preferred(self, raw: str) -> str | None:
+        """The id the learned spelling reads ``raw`` as (None: nothing learned, or ``raw``
+        cannot be read so)."""
+        spelling = self.learned
+        if spelling is None:
+            return None
+        return next((c for s, c in id_readings(raw) if s == spelling), None)
+
+    def saw(self, raw: str, matched: str) -> str | None:
+        """A receipt carrying ``raw`` matched one message's ``matched`` id by itself (not by
+        a preference): evidence when exactly one spelling reads it so. The spelling it
+        showed, or None."""
+        shown = {s for s, c in id_readings(raw) if c == matched}
+        if len(shown) != 1:
+            return None
+        [spelling] = shown
+        self.counts[spelling] = self.counts.get(spelling, 0) + 1
+        return spelling
 
 
 def receipt_final_state(message_state: int | None, stat: str | None) -> State | None:

@@ -460,3 +460,6 @@ class PartnerReceipt:
     received_at: float
     partner_err: str = ""
     session: int = 0
+    #: the candidate the connector's learned spelling names (core.interconnect
+    #: ReceiptSpelling): when the readings match several messages, this one's is taken
+    preferred: str | None = None

@@ -21,7 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from adressat.core.integrity import Alarm
-from adressat.core.interconnect import PARTNER_ID_LENGTH_MAX, id_candidates, receipt_final_state
+from adressat.core.interconnect import (
+    PARTNER_ID_LENGTH_MAX,
+    ReceiptSpelling,
+    id_candidates,
+    receipt_final_state,
+)
 from adressat.core.model import Message, PartnerReceipt
 from adressat.observe.metrics import PARTNER_RECEIPTS, TurnCounts
 from adressat.smpp.constants import CommandStatus as S
@@ -92,6 +97,9 @@ class PartnerReceipts:
         self.on_alarm = on_alarm
         self.counts: dict[tuple[str, str], int] = {}  # (connector, outcome) -> receipts
         self._metric = TurnCounts(PARTNER_RECEIPTS)  # one inc per label set and loop turn
+        #: per ``auto`` connector, what its receipts showed of its partner's spelling (in
+        #: memory: after a restart it is learned again from the next receipts)
+        self.spellings: dict[str, ReceiptSpelling] = {}
         self._pending: list[tuple[PartnerReceipt, asyncio.Future[ReceiptResult]]] = []
 
     def _apply(self, receipt: PartnerReceipt) -> asyncio.Future[ReceiptResult]:
@@ -130,6 +138,19 @@ class PartnerReceipts:
             return
         batch.add_done_callback(hand_out)
 
+    @staticmethod
+    def _learn(connector: str, spelling: ReceiptSpelling, raw: str, matched: str) -> None:
+        learned, mixed = spelling.learned, spelling.mixed
+        spelling.saw(raw, matched)
+        if spelling.learned is not None and learned is None:
+            log.info("connector receipt spelling learned", extra={
+                "connector": connector, "spelling": spelling.learned})
+        elif spelling.mixed and not mixed:
+            log.warning("connector receipts in more than one spelling: a receipt that reads as"
+                        " several messages is applied to none; set the connector's"
+                        " --receipt-ids if its partner's spelling is known", extra={
+                            "connector": connector, "spellings": dict(spelling.counts)})
+
     def _count(self, connector: str, outcome: str) -> None:
         key = (connector, outcome)
         self.counts[key] = self.counts.get(key, 0) + 1
@@ -154,9 +175,13 @@ class PartnerReceipts:
                         " receipt ids say", extra={"connector": connector, "session": session,
                                                    "receipt_ids": receipt_ids})
             return ESME_RX_R_APPN
+        spelling = None
+        if receipt_ids == "auto":
+            spelling = self.spellings.setdefault(connector, ReceiptSpelling())
         receipt = PartnerReceipt(
             connector, candidates, receipt_final_state(read.message_state, read.stat), now,
             read.err, session,
+            preferred=None if spelling is None else spelling.preferred(read.partner_id),
         )
         try:
             result = await self._apply(receipt)
@@ -167,6 +192,8 @@ class PartnerReceipts:
                              "error_type": type(e).__name__})
             return ESME_RX_T_APPN
         self._count(connector, result.outcome)
+        if spelling is not None and result.partner_id is not None and not result.resolved:
+            self._learn(connector, spelling, read.partner_id, result.partner_id)
         if result.alarm is not None:
             self.on_alarm(result.alarm)
         if result.outcome == "final" and result.message is not None:

@@ -78,6 +78,10 @@ class ReceiptResult:
     outcome: str
     message: Message | None = None
     alarm: Alarm | None = None
+    #: the stored partner id it matched (one part), and whether only the receipt's
+    #: ``preferred`` reading told it from others (evidence of a spelling only when not)
+    partner_id: str | None = None
+    resolved: bool = False
 
 
 class ForwardTables(Protocol):
@@ -294,9 +298,11 @@ def apply_partner_receipts(
     ended_at: list[int] = []  # each end's place in ``out``
     for r in receipts:
         found = dict.fromkeys(key for c in r.candidates for key in keys.get((r.connector, c), ()))
-        if len(found) == 1 and r.state is not None:
-            [key] = found
-            row, msg = parts[key], messages.get(key[0])
+        rows, resolved = _preferred([parts[key] for key in found], r)
+        if len(rows) == 1 and r.state is not None:
+            [row] = rows
+            key = (row.message_id, row.part)
+            msg = messages.get(row.message_id)
             if row.parts == 1 and row.state is State.FORWARDED and msg is not None \
                     and msg.state is State.FORWARDED:
                 done = parts[key] = _received(row, r, now)
@@ -305,7 +311,8 @@ def apply_partner_receipts(
                 assert final is not None  # a final receipt ends a one-part message
                 ends.append((msg, final, _final_changes(msg, [done], failed, r.partner_err)))
                 ended_at.append(len(out))
-                out.append(ReceiptResult("final"))  # its message once written, below
+                out.append(ReceiptResult("final", partner_id=row.partner_id,
+                                         resolved=resolved))  # its message once written
                 continue
         result, done = _apply_receipt(t, r, now, [parts[key] for key in found], messages.get)
         if done is not None:
@@ -325,6 +332,17 @@ def apply_partner_receipts(
     return out
 
 
+def _preferred(rows: list[ForwardPart], receipt: PartnerReceipt
+               ) -> tuple[list[ForwardPart], bool]:
+    """``rows`` narrowed to the one under the receipt's preferred reading, when they are
+    several and exactly one is; and whether that was needed."""
+    if len(rows) > 1 and receipt.preferred is not None:
+        chosen = [f for f in rows if f.partner_id == receipt.preferred]
+        if len(chosen) == 1:
+            return chosen, True
+    return rows, False
+
+
 def _apply_receipt(t: ForwardTables, receipt: PartnerReceipt, now: float,
                    rows: list[ForwardPart],
                    message: Callable[[str], Message | None]
@@ -332,6 +350,17 @@ def _apply_receipt(t: ForwardTables, receipt: PartnerReceipt, now: float,
     """One receipt against ``rows`` (the forwards its readings match, as they are now);
     ``message``: a message by id, as it is now. With the result, the part as the receipt
     left it when it changed one."""
+    rows, resolved = _preferred(rows, receipt)
+    result, done = _apply_matched(t, receipt, now, rows, message)
+    if len(rows) == 1 and result.outcome != "ambiguous":
+        result = replace(result, partner_id=rows[0].partner_id, resolved=resolved)
+    return result, done
+
+
+def _apply_matched(t: ForwardTables, receipt: PartnerReceipt, now: float,
+                   rows: list[ForwardPart],
+                   message: Callable[[str], Message | None]
+                   ) -> tuple[ReceiptResult, ForwardPart | None]:
     if not rows:
         t.held_insert(receipt)
         return ReceiptResult("held"), None
