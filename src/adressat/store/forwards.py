@@ -311,8 +311,8 @@ def apply_partner_receipts(
                 assert final is not None  # a final receipt ends a one-part message
                 ends.append((msg, final, _final_changes(msg, [done], failed, r.partner_err)))
                 ended_at.append(len(out))
-                out.append(ReceiptResult("final", partner_id=row.partner_id,
-                                         resolved=resolved))  # its message once written
+                out.append(ReceiptResult("final", msg, partner_id=row.partner_id,
+                                         resolved=resolved))  # ended once written, below
                 continue
         result, done = _apply_receipt(t, r, now, [parts[key] for key in found], messages.get)
         if done is not None:
@@ -327,8 +327,6 @@ def apply_partner_receipts(
         if result.message is not None and (e := ended_by_id.get(result.message.id)) \
                 and j >= e[0]:
             out[j] = replace(result, message=e[1])
-    for i, ended in ended_by_id.values():
-        out[i] = replace(out[i], message=ended)
     return out
 
 

@@ -391,6 +391,23 @@ _INSERT_ACCEPTED = (
 _EVENTS = {e.value: e for e in CallbackEvent}
 
 
+def _effect_rows(old: Message, new: Message, now: float, deliveries: list[tuple[Any, ...]],
+                 receipts: list[tuple[float, int | None, str]],
+                 callbacks: list[tuple[Any, ...]]) -> None:
+    """The rows a transition ``old`` -> ``new`` adds beside the message's own (what
+    ``_final_effects`` and the callback insert of ``_write_transition`` write), appended
+    for an executemany of many transitions."""
+    state = new.state
+    if state is State.DELIVERED:
+        deliveries.append((new.id, new.delivered_imsi, new.delivered_msisdn, now))
+    if state in FINAL_STATES and receipt_wanted(new.registered_delivery, state):
+        receipts.append((now, receipt_reference(new), new.id))
+    if old.extra or new.extra:
+        cb = _callback_params(old, new, now)
+        if cb is not None:
+            callbacks.append(cb)
+
+
 def _callback_params(old: Message | None, new: Message, now: float) -> tuple[Any, ...] | None:
     planned = planned_callback(old, new)
     if planned is None:
@@ -1100,15 +1117,7 @@ class SqliteStore(ForwardingStore):
                     m.destination,
                 )
             )
-            state = new.state
-            if state is State.DELIVERED:
-                deliveries.append((new.id, new.delivered_imsi, new.delivered_msisdn, it.now))
-            if state in FINAL_STATES and receipt_wanted(new.registered_delivery, state):
-                receipts.append((it.now, receipt_reference(new), new.id))
-            if m.extra or new.extra:
-                cb = _callback_params(m, new, it.now)
-                if cb is not None:
-                    callbacks.append(cb)
+            _effect_rows(m, new, it.now, deliveries, receipts, callbacks)
             news.append(new)
         attempts = [_attempt_row(it.record) for it in items]
         return _FinishPlan(items, news, updates, deliveries, receipts, attempts, callbacks)
@@ -2316,20 +2325,18 @@ class SqliteStore(ForwardingStore):
             )
             if cur.rowcount != len(news):
                 raise StaleState(news[0].id, State.FORWARDED, news[0].state, "row changed")
-            delivered = [(n.id, n.delivered_imsi, n.delivered_msisdn, now) for n in news
-                         if n.state is State.DELIVERED]
+            delivered: list[tuple[Any, ...]] = []
+            receipts: list[tuple[float, int | None, str]] = []
+            callbacks: list[tuple[Any, ...]] = []
+            for (old, _, _), new in zip(ends, news, strict=True):
+                _effect_rows(old, new, now, delivered, receipts, callbacks)
             try:
                 if delivered:
                     c.executemany(_INSERT_DELIVERY, delivered)
             except sqlite3.IntegrityError:
                 raise DuplicateDelivery(delivered[0][0]) from None
-            receipts = [(now, receipt_reference(n), n.id) for n in news
-                        if receipt_wanted(n.registered_delivery, n.state)]
             if receipts:
                 c.executemany(_INSERT_RECEIPT, receipts)
-            callbacks = [cb for (old, _, _), new in zip(ends, news, strict=True)
-                         if (old.extra or new.extra)
-                         and (cb := _callback_params(old, new, now)) is not None]
             if callbacks:
                 c.executemany(_INSERT_CALLBACK, callbacks)
         return news
