@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             # issue 13: credentials and guessing
             **{k: v for k in CREDENTIAL_SETTINGS if (v := getattr(args, k, None)) is not None},
     )
-    problem = settings.tls_problem()
+    problem = settings.problem()
     if problem is not None:
         print(problem, file=sys.stderr)
         return 2
@@ -149,7 +149,7 @@ CREDENTIAL_SETTINGS = ("bind_failure_statuses", "credential_failures_max",
                        "credential_refusal_delay_s",
                        "password_checks_max", "password_checks_waiting_max")
 HEALTH_SETTINGS = ("delivery_heartbeat_timeout_s", "due_wait_s_max", "stall_check_interval_s",
-                   "store_probe_interval_s")
+                   "store_probe_interval_s", "store_lock_wait_s")
 
 
 def _positive_seconds(text: str) -> float:
@@ -1051,6 +1051,10 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--store-probe-interval-s", type=_positive_seconds, metavar="S",
                         help="how often a one-row write asks whether the store can write"
                         f" ({_default('store_probe_interval_s')})")
+    health.add_argument("--store-lock-wait-s", type=_positive_seconds, metavar="S",
+                        help="a write waits this long for the write lock another process"
+                        " holds, then is refused as temporary (below the heartbeat timeout;"
+                        f" {_default('store_lock_wait_s')})")
     r.add_argument(
         "--log-format",
         choices=("text", "json"),

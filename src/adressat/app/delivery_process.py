@@ -588,8 +588,9 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
     from adressat.app.node import load_tag_key
     from adressat.store.sqlite import SqliteStore
 
-    store = SqliteStore(settings.store_path, autocheckpoint=False)  # the SMPP process's
-    # WalCheckpointer checkpoints for both
+    # the SMPP process's WalCheckpointer checkpoints for both
+    store = SqliteStore(settings.store_path, autocheckpoint=False,
+                        lock_wait_s=settings.store_lock_wait_s)
     committer = GroupCommitter(store, batch_max=settings.commit_batch_max,
                                inline=True).start()
     committer.on_batch = observe_batch

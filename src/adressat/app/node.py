@@ -84,9 +84,14 @@ class Node:
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
         prepare_home(s.home)  # 0700, tightened if an older version left it open
-        self.store = SqliteStore(s.store_path, autocheckpoint=False)
+        # the committer runs on the loop: its wait for the write lock is bounded
+        # (store/wlock.py), else a hung delivery process holding it freezes the loop and the
+        # watchdog that would replace it
+        self.store = SqliteStore(s.store_path, autocheckpoint=False,
+                                 lock_wait_s=s.store_lock_wait_s)
         self.checkpointer = WalCheckpointer(s.store_path,
-                                            wal_checkpoint_bytes=s.wal_checkpoint_bytes)
+                                            wal_checkpoint_bytes=s.wal_checkpoint_bytes,
+                                            lock_wait_s=s.store_lock_wait_s)
         # counting the queue scans an index of every message: on a connection of its own, in
         # an executor thread, never inside a write transaction (that would hold the write
         # lock of both processes for the whole scan)

@@ -91,6 +91,10 @@ class Settings:
     delivery_restart_delay_s_min: float = 1.0  # doubling while it keeps dying...
     delivery_restart_delay_s_max: float = 30.0  # ...up to this
     store_probe_interval_s: float = 1.0  # a one-row write: can the store write?
+    # a write waits this long for the store's write lock held by another process, then fails
+    # (StoreUnavailable: a temporary refusal); below the heartbeat timeout, so a process that
+    # hangs holding it never freezes the other's loop and its watchdog (store/wlock.py)
+    store_lock_wait_s: float = 2.0
     due_wait_s_max: float = 120.0  # a due message unclaimed longer: delivery is stalled
     stall_check_interval_s: float = 5.0
 
@@ -111,6 +115,13 @@ class Settings:
     http_tls_port: int = 8776  # HTTPS (the same pages and APIs), on http_host; 0: any free port
     smpp_plain: bool = True  # False: no plaintext SMPP listener (smpp_port unused)
     http_plain: bool = True  # False: no plaintext HTTP listener at all, health included
+
+    def problem(self) -> str | None:
+        """Why these settings cannot run, or None."""
+        if self.store_lock_wait_s >= self.delivery_heartbeat_timeout_s:
+            return ("--store-lock-wait-s must be below --delivery-heartbeat-timeout-s (a write"
+                    " waiting longer would hold up the watchdog that heals a hung holder)")
+        return self.tls_problem()
 
     def tls_problem(self) -> str | None:
         """Why these TLS settings cannot run, or None."""

@@ -39,7 +39,6 @@ process it is not alone) for as long as they are open.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import sqlite3
@@ -48,6 +47,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from adressat.store.wlock import WriteLock, WriteLockTimeout
 
 log = logging.getLogger("adressat.store.checkpoint")
 
@@ -139,10 +140,13 @@ class WalCheckpointer:
         poll_s: float = 0.01,
         restart_wait_ms: int = 20,
         retry_s_max: float = 1.0,
+        lock_wait_s: float | None = None,
     ) -> None:
         """``interval_s``: PASSIVE passes; ``poll_s``: how often the WAL's size is looked at;
         ``restart_wait_ms``: how long a RESTART under the write lock waits for readers to
-        leave before it gives up (busy; tried again after a backoff up to ``retry_s_max``)."""
+        leave before it gives up (busy; tried again after a backoff up to ``retry_s_max``);
+        ``lock_wait_s``: how long it waits for the write lock (then busy too; None: for ever;
+        store/wlock.py)."""
         if interval_s <= 0 or poll_s <= 0:
             raise ValueError("interval_s and poll_s must be > 0")
         if wal_checkpoint_bytes < 64 * 1024:
@@ -153,6 +157,8 @@ class WalCheckpointer:
         self.poll_s = poll_s
         self.restart_wait_ms = restart_wait_ms
         self.retry_s_max = retry_s_max
+        self.lock_wait_s = lock_wait_s
+        self._wlock: WriteLock | None = None  # opened at the first RESTART, closed at the end
         self.checkpoints = 0
         self.failures = 0
         self.restarts = 0
@@ -228,23 +234,28 @@ class WalCheckpointer:
 
     def restart(self, conn: sqlite3.Connection) -> bool:
         """Under the store's write lock, a RESTART checkpoint: True if it completed (the next
-        writer starts the WAL from its beginning). Blocks until the lock is free."""
-        fd = os.open(self.path + ".wlock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        writer starts the WAL from its beginning). Waits for the lock up to ``lock_wait_s``
+        (False, busy, past it)."""
+        if self._wlock is None:
+            self._wlock = WriteLock(self.path + ".wlock", self.lock_wait_s)
+        wlock = self._wlock
+        t0 = time.perf_counter()
         try:
-            t0 = time.perf_counter()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            t1 = time.perf_counter()
-            try:
-                row = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) and "busy" not in str(e):
-                    raise
-                row = (1, -1, -1)  # another checkpointer, or a writer outside the lock
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                t2 = time.perf_counter()
+            wlock.acquire()
+        except WriteLockTimeout:
+            self.busy += 1
+            self.last_wait_s = time.perf_counter() - t0
+            return False
+        t1 = time.perf_counter()
+        try:
+            row = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            row = (1, -1, -1)  # another checkpointer, or a writer outside the lock
         finally:
-            os.close(fd)
+            wlock.release()
+            t2 = time.perf_counter()
         self.last_wait_s = t1 - t0
         self.last_duration_s = t2 - t1
         self.max_duration_s = max(self.max_duration_s, self.last_duration_s)
@@ -327,6 +338,9 @@ class WalCheckpointer:
                 self.failures += 1
         finally:
             conn.close()
+            if self._wlock is not None:
+                self._wlock.close()
+                self._wlock = None
 
     def _shout_if_far_over(self, wal: int) -> None:
         """Heal or shout: a WAL that stays over its limit (a reader that does not leave)."""

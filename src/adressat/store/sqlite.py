@@ -20,7 +20,6 @@ next claims). MemoryStore has no such cap.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import operator
 import os
@@ -122,6 +121,7 @@ from adressat.store.migrations import (
     RETENTION_HORIZON_META,
     migrate_sqlite,
 )
+from adressat.store.wlock import WriteLock
 
 _COLS = ", ".join(MESSAGE_COLUMNS)
 _PLACEHOLDERS = ", ".join("?" for _ in MESSAGE_COLUMNS)
@@ -586,6 +586,7 @@ class SqliteStore(ForwardingStore):
         busy_timeout_ms: int = 10_000,
         autocheckpoint: bool = True,
         cipher: ContentCipher | None = None,
+        lock_wait_s: float | None = None,
     ) -> None:
         """``autocheckpoint=False``: this connection never checkpoints the WAL itself (a
         ``store.checkpoint.WalCheckpointer`` does, off the commit path); the serving
@@ -595,7 +596,11 @@ class SqliteStore(ForwardingStore):
         default the keys of ``ADRESSAT_CONTENT_KEY``, else of the keyring ``content.keys``
         beside the database (made at the first start), and for ``:memory:`` a key of this
         process's own. A database written before encryption has its texts encrypted here,
-        once, in one transaction (:meth:`_encrypt_plain_texts`)."""
+        once, in one transaction (:meth:`_encrypt_plain_texts`).
+
+        ``lock_wait_s``: how long a write waits for the store's write lock while another
+        process holds it, then fails as StoreUnavailable (store/wlock.py); None: for ever.
+        The serving processes bound it (a writer on an event loop must not wait for ever)."""
         self.path = str(path)
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         if self.path != ":memory:":
@@ -603,10 +608,8 @@ class SqliteStore(ForwardingStore):
         self._lock = threading.RLock()
         self._depth = 0
         self.commits = 0
-        self._wlock = (
-            -1 if self.path == ":memory:"
-            else os.open(self.path + ".wlock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        )
+        self._wlock = (None if self.path == ":memory:"
+                       else WriteLock(self.path + ".wlock", lock_wait_s))
         c = self._conn
         c.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -639,8 +642,8 @@ class SqliteStore(ForwardingStore):
         with self._lock, _translated():
             c = self._conn
             if self._depth == 0:
-                if self._wlock >= 0:
-                    fcntl.flock(self._wlock, fcntl.LOCK_EX)
+                if self._wlock is not None:
+                    self._wlock.acquire()
                 try:
                     c.execute("BEGIN IMMEDIATE")
                     self._depth = 1
@@ -663,8 +666,8 @@ class SqliteStore(ForwardingStore):
                     finally:
                         self._depth = 0
                 finally:
-                    if self._wlock >= 0:
-                        fcntl.flock(self._wlock, fcntl.LOCK_UN)
+                    if self._wlock is not None:
+                        self._wlock.release()
                 self.commits += 1
             else:
                 name = f"sp{self._depth}"
@@ -702,9 +705,9 @@ class SqliteStore(ForwardingStore):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-            if self._wlock >= 0:
-                os.close(self._wlock)
-                self._wlock = -1
+            if self._wlock is not None:
+                self._wlock.close()
+                self._wlock = None
 
     def pragma(self, name: str) -> Any:
         """Read a PRAGMA (for checks and tests)."""
