@@ -129,6 +129,10 @@ def test_prometheus_sees_what_the_client_saw(tmp_path: Path) -> None:
         for proc in ("smpp", "delivery"):
             n = _query(pport, f'adressat_store_commit_seconds_count{{process="{proc}"}}')
             assert n is not None and n > 0, proc
+            # each process's collector pauses, from the full collection after start-up on
+            n = _query(pport, f'adressat_gc_pause_seconds_count{{process="{proc}",'
+                              f'generation="2"}}')
+            assert n is not None and n >= 1, proc
         for q in ("adressat_store_wal_bytes", "adressat_store_db_bytes",
                   "adressat_disk_free_bytes"):
             v = _query(pport, q)

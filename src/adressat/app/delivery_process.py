@@ -44,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from adressat.app import heap
 from adressat.core.health import Episode, EpisodeKind
 from adressat.core.integrity import FaultSetting
 from adressat.core.model import CANARY_ACCOUNT, ConnectorConfig, Message
@@ -626,6 +627,7 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await node.start()
+    heap.settle()
     log.info("delivery process serving", extra={"node": settings.node_id})
 
     async def hints() -> None:

@@ -26,6 +26,7 @@ from adressat.api import canary as canary_api
 from adressat.api import care as care_api
 from adressat.api import dashboard
 from adressat.api.http import HttpListener
+from adressat.app import heap
 from adressat.core.accept import AcceptLimits
 from adressat.core.health import EpisodeKind
 from adressat.core.lockout import LockoutPolicy
@@ -652,6 +653,7 @@ class Node:
 
     async def serve_forever(self, banner: bool = True) -> None:
         await self.start()
+        heap.settle()  # a serving process's collector (app/heap.py)
         if banner:
             print_banner(self)
         stop = asyncio.Event()

@@ -55,6 +55,7 @@ __all__ = [
     "DELIVERY_LATENCY",
     "COMMIT_SECONDS",
     "COMMIT_OPS",
+    "GC_PAUSE",
     "TurnCounts",
     "ScrapeFigures",
     "exposition",
@@ -116,6 +117,11 @@ DELIVERY_LATENCY = Histogram(
 COMMIT_SECONDS = Histogram("adressat_store_commit_seconds",
                            "One group-commit batch: its transaction, commit and fsync",
                            ["process"], buckets=_LATENCY_BUCKETS)
+GC_PAUSE = Histogram("adressat_gc_pause_seconds",
+                     "Collections of the cyclic garbage collector: the process's loop stood"
+                     " still meanwhile (app/heap.py)", ["process", "generation"],
+                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                              0.5, 1.0))
 COMMIT_OPS = Histogram("adressat_store_batch_operations", "Operations in one group-commit batch",
                        ["process"], buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000))
 
