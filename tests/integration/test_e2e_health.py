@@ -95,18 +95,31 @@ def test_live_ready_and_status_of_a_healthy_node(tmp_path: Path) -> None:
     assert out.returncode == 2 and "NOT RUNNING" in out.stdout
 
 
-def test_a_hung_delivery_process_is_seen_killed_and_replaced(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def _node_with_a_stopped_delivery_process(
+        home: Path, *args: str, holding: bool) -> tuple[ServerProcess, int]:
+    """A ready node (heartbeat timeout 4 s) whose delivery process is then stopped inside
+    (``holding``) or outside a commit: (the server, the stopped pid)."""
     assert adressat(home, "account", "add", "demo", "--password", "demo").returncode == 0
     server = ServerProcess(home, None, "--quiet-network", "--subscribers", "1000",
-                           "--delivery-heartbeat-timeout-s", "4", "--due-wait-s-max", "1",
-                           "--stall-check-interval-s", "0.5")
+                           "--delivery-heartbeat-timeout-s", "4",
+                           "--stall-check-interval-s", "0.5", *args)
     server.start()
     try:
         assert _wait(lambda: _ready(server)[0] == 200, 10)
-        first = json.loads(server.http_get("/status")[1])["delivery"]["pid"]
-        # outside a commit: the SMPP process writes on (inside one: the next test)
-        _stop(first, home / "adressat.db.wlock", holding=False)
+        first = int(json.loads(server.http_get("/status")[1])["delivery"]["pid"])
+        _stop(first, home / "adressat.db.wlock", holding=holding)
+    except BaseException:
+        server.stop()
+        raise
+    return server, first
+
+
+def test_a_hung_delivery_process_is_seen_killed_and_replaced(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    # outside a commit: the SMPP process writes on (inside one: the next test)
+    server, first = _node_with_a_stopped_delivery_process(home, "--due-wait-s-max", "1",
+                                                          holding=False)
+    try:
         t0 = time.monotonic()
 
         async def submit() -> tuple[EsmeClient, list[str]]:
@@ -151,15 +164,9 @@ def test_a_hung_delivery_process_is_seen_killed_and_replaced(tmp_path: Path) -> 
 def test_a_delivery_process_hung_inside_a_commit_does_not_freeze_the_smpp_process(
         tmp_path: Path) -> None:
     home = tmp_path / "home"
-    assert adressat(home, "account", "add", "demo", "--password", "demo").returncode == 0
-    server = ServerProcess(home, None, "--quiet-network", "--subscribers", "1000",
-                           "--delivery-heartbeat-timeout-s", "4", "--store-lock-wait-s", "1",
-                           "--stall-check-interval-s", "0.5")
-    server.start()
+    server, first = _node_with_a_stopped_delivery_process(home, "--store-lock-wait-s", "1",
+                                                          holding=True)
     try:
-        assert _wait(lambda: _ready(server)[0] == 200, 10)
-        first = json.loads(server.http_get("/status")[1])["delivery"]["pid"]
-        _stop(first, home / "adressat.db.wlock", holding=True)
         t0 = time.monotonic()
         dests = [str(46701000100 + i) for i in range(20)]
 
