@@ -653,9 +653,9 @@ class Node:
 
     async def serve_forever(self, banner: bool = True) -> None:
         await self.start()
-        heap.settle()  # a serving process's collector (app/heap.py)
         if banner:
-            print_banner(self)
+            print_banner(self)  # before the collection below: node.json says ready already
+        heap.settle()  # a serving process's collector (app/heap.py)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
