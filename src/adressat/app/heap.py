@@ -38,16 +38,17 @@ GEN0_THRESHOLD = 10_000
 PAUSE_LOGGED_S = 0.25
 _PAUSES_KEPT_MAX = 10_000  # between two flushes (a flush a second: never reached)
 
-_started: list[float] = []
+_started = 0.0  # perf_counter() at the start of the running collection (0: none seen yet)
 _pauses: list[tuple[int, float]] = []
-_task: list[asyncio.Task[None]] = []  # the flush task, held so it is not collected
+_task: asyncio.Task[None] | None = None  # the flush task, held so it is not collected
 
 
 def _on_gc(phase: str, info: dict[str, Any]) -> None:
+    global _started
     if phase == "start":
-        _started[:] = [time.perf_counter()]
+        _started = time.perf_counter()
     elif _started and len(_pauses) < _PAUSES_KEPT_MAX:
-        _pauses.append((int(info["generation"]), time.perf_counter() - _started[0]))
+        _pauses.append((int(info["generation"]), time.perf_counter() - _started))
 
 
 def flush() -> list[tuple[int, float]]:
@@ -65,7 +66,10 @@ def flush() -> list[tuple[int, float]]:
 async def _flush_every(interval_s: float) -> None:
     while True:
         await asyncio.sleep(interval_s)
-        flush()
+        try:
+            flush()
+        except Exception:  # noqa: BLE001 - said, and the next second tries again
+            log.exception("gc pauses not recorded", extra={"pauses": len(_pauses)})
 
 
 def settle(interval_s: float = 1.0) -> None:
@@ -77,6 +81,7 @@ def settle(interval_s: float = 1.0) -> None:
     gc.freeze()
     _, g1, g2 = gc.get_threshold()
     gc.set_threshold(GEN0_THRESHOLD, g1, g2)
-    if not _task or _task[0].done():
-        _task[:] = [asyncio.get_running_loop().create_task(_flush_every(interval_s),
-                                                           name="gc-pauses")]
+    global _task
+    if _task is None or _task.done():
+        _task = asyncio.get_running_loop().create_task(_flush_every(interval_s),
+                                                       name="gc-pauses")

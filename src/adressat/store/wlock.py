@@ -56,11 +56,8 @@ class WriteLock:
         cv = self._cv
         with cv:
             if not self._blocked:
-                try:
-                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if self._take_now():
                     return
-                except BlockingIOError:
-                    pass
                 if self.wait_s is None:
                     fcntl.flock(self.fd, fcntl.LOCK_EX)
                     return
@@ -80,6 +77,14 @@ class WriteLock:
             self.timeouts += 1
         raise WriteLockTimeout(
             f"store write lock held by another process for over {self.wait_s:g} s")
+
+    def _take_now(self) -> bool:
+        """The uncontended case: one non-blocking flock."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     def release(self) -> None:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
