@@ -610,6 +610,26 @@ class SqliteStore(ForwardingStore):
         self.commits = 0
         self._wlock = (None if self.path == ":memory:"
                        else WriteLock(self.path + ".wlock", lock_wait_s))
+        try:
+            # the opening steps hold the write lock, with no bound on the wait: two
+            # connections that turn one new file to WAL at once deadlock, and SQLite answers
+            # one of them "database is locked" at once, without its busy wait (three stores
+            # opened together: one failed, in CI); the migration and the encryption of old
+            # texts may take longer than lock_wait_s, and no event loop waits on an opening
+            if self._wlock is not None:
+                self._wlock.acquire(bounded=False)
+            try:
+                self._open(busy_timeout_ms, autocheckpoint, cipher)
+            finally:
+                if self._wlock is not None:
+                    self._wlock.release()
+        except BaseException:
+            self.close()
+            raise
+        self.commits = 0  # the callers' transactions (the marker's, at the first open, not)
+
+    def _open(self, busy_timeout_ms: int, autocheckpoint: bool,
+              cipher: ContentCipher | None) -> None:
         c = self._conn
         c.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -625,16 +645,11 @@ class SqliteStore(ForwardingStore):
         if not autocheckpoint:
             c.execute("PRAGMA wal_autocheckpoint = 0")
         self.schema_version = migrate_sqlite(c)
-        try:
-            self.cipher = cipher if cipher is not None else (
-                ContentCipher.ephemeral() if self.path == ":memory:"
-                else ContentCipher.open(keyring_path(self.path),
-                                        may_create=self._holds_no_encrypted_text))
-            self._encrypt_plain_texts()
-        except BaseException:
-            self.close()
-            raise
-        self.commits = 0  # the callers' transactions (the marker's, at the first open, not)
+        self.cipher = cipher if cipher is not None else (
+            ContentCipher.ephemeral() if self.path == ":memory:"
+            else ContentCipher.open(keyring_path(self.path),
+                                    may_create=self._holds_no_encrypted_text))
+        self._encrypt_plain_texts()
 
     # --- units of work -------------------------------------------------------------------------
     @contextmanager

@@ -37,7 +37,9 @@ class WriteLockTimeout(StoreUnavailable):
 
 class WriteLock:
     """An exclusive flock on ``path``; :meth:`acquire` waits at most ``wait_s`` (None: for
-    ever). One caller at a time (the store's own lock serialises them)."""
+    ever). One caller at a time (the store's own lock serialises them). Held again by its
+    holder (the store's opening steps hold it around a transaction of their own), it counts:
+    the flock is let go at the last :meth:`release`."""
 
     def __init__(self, path: str, wait_s: float | None = None) -> None:
         self.path = path
@@ -50,15 +52,24 @@ class WriteLock:
         self._got = False  # the helper took the lock for the waiting caller
         self._helper: threading.Thread | None = None
         self._closed = False
+        self._depth = 0  # holds by the one caller (0: not held)
 
-    def acquire(self) -> None:
-        """Raises :class:`WriteLockTimeout` after ``wait_s``."""
+    def acquire(self, bounded: bool = True) -> None:
+        """Raises :class:`WriteLockTimeout` after ``wait_s``; ``bounded=False`` waits for ever
+        whatever ``wait_s`` says."""
+        if self._depth:
+            self._depth += 1
+            return
+        self._get(self.wait_s if bounded else None)
+        self._depth = 1
+
+    def _get(self, wait_s: float | None) -> None:
         cv = self._cv
         with cv:
             if not self._blocked:
                 if self._take_now():
                     return
-                if self.wait_s is None:
+                if wait_s is None:
                     fcntl.flock(self.fd, fcntl.LOCK_EX)
                     return
                 self._blocked = True
@@ -69,14 +80,14 @@ class WriteLock:
                 cv.notify_all()
             self._want = True
             try:
-                if cv.wait_for(lambda: self._got, self.wait_s):
+                if cv.wait_for(lambda: self._got, wait_s):
                     return
             finally:
                 self._want = False
                 self._got = False
             self.timeouts += 1
         raise WriteLockTimeout(
-            f"store write lock held by another process for over {self.wait_s:g} s")
+            f"store write lock held by another process for over {wait_s:g} s")
 
     def _take_now(self) -> bool:
         """The uncontended case: one non-blocking flock."""
@@ -87,7 +98,9 @@ class WriteLock:
         return True
 
     def release(self) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self._depth -= 1
+        if self._depth == 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         with self._cv:
