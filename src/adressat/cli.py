@@ -54,6 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             delivery_process=args.delivery_process == "on",
             breaker_alarms_threshold=args.breaker_alarms_threshold,
             queue_messages_max=args.queue_max,
+            **{k: v for k in PACING_SETTINGS if (v := getattr(args, k, None)) is not None},
             http_host=args.http_host,
             http_port=args.http_port,
             operator_allow_ip=args.operator_allow_ip,
@@ -148,6 +149,7 @@ CREDENTIAL_SETTINGS = ("bind_failure_statuses", "credential_failures_max",
                        "credential_lockout_s_max", "credential_rows_max",
                        "credential_refusal_delay_s",
                        "password_checks_max", "password_checks_waiting_max")
+PACING_SETTINGS = ("ingress_pace_lag_s", "ingress_hold_s_max")
 HEALTH_SETTINGS = ("delivery_heartbeat_timeout_s", "due_wait_s_max", "stall_check_interval_s",
                    "store_probe_interval_s", "store_lock_wait_s")
 
@@ -860,6 +862,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=1_000_000,
         metavar="N",
         help="messages not yet final; over it submit_sm gets ESME_RMSGQFUL (default 1000000)",
+    )
+    r.add_argument(
+        "--ingress-pace-lag-s",
+        type=_seconds,
+        metavar="S",
+        help="when due messages wait in the store longer than this (the delivery process is"
+        " behind), new submits wait before their commit, so senders' windows slow down"
+        f" instead of the queue growing; 0: never ({_default('ingress_pace_lag_s')})",
+    )
+    r.add_argument(
+        "--ingress-hold-s-max",
+        type=_seconds,
+        metavar="S",
+        help="the longest a submit waits so; then it is committed and answered as usual"
+        f" ({_default('ingress_hold_s_max')})",
     )
     r.add_argument(
         "--content-retention",

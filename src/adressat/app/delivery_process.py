@@ -14,7 +14,9 @@ store's write lock hands the file over between them) and one socketpair of hints
 * SMPP -> delivery: ``W`` (new messages are committed: claim now, do not wait for the
   scheduler tick), ``S`` (stop: finish the attempts in flight, then exit);
 * delivery -> SMPP: one JSON line per loop turn, ``{"final": {account: n}}`` (messages reached
-  a final state: their receipts are in the outbox, and the queue gauge goes down).
+  a final state: their receipts are in the outbox, and the queue gauge goes down);
+  ``{"behind": [route, ...]}`` (delivery/backlog.py: new submits for those routes wait
+  before their commit, ingress/pacing.py); and the heartbeat ``{"hb": {...}}``.
 
 Hints only: the store is the truth. A lost hint costs at most a scheduler tick or a receipt
 sweep. The delivery process dies with its parent (``PR_SET_PDEATHSIG``), and it takes
@@ -49,6 +51,7 @@ from adressat.core.health import Episode, EpisodeKind
 from adressat.core.integrity import FaultSetting
 from adressat.core.model import CANARY_ACCOUNT, ConnectorConfig, Message
 from adressat.core.retry import RetryPolicy
+from adressat.delivery.backlog import ClaimLag
 from adressat.delivery.connectors import Client, ConnectorSet
 from adressat.delivery.faults import InternalFaults
 from adressat.delivery.netsim_adapter import NetsimAdapter
@@ -95,7 +98,10 @@ class DeliveryNode:
         *,
         on_final: Callable[[Message], None],
         on_episode: Callable[[Episode], None] | None = None,
+        on_behind: Callable[[tuple[str, ...]], None] | None = None,
     ) -> None:
+        """``on_behind(routes)``: the routes whose queue in the store is deeper than
+        ``ingress_pace_lag_s`` (delivery/backlog.py; said on change, repeated while any)."""
         self.settings = s = settings
         self.committer = committer
         self.network = Network(s.home, netsim_settings(s), faults=self._network_faults(s))
@@ -139,6 +145,15 @@ class DeliveryNode:
             forwarded_grace_s=s.forwarded_grace_s,
             partner_receipt_hold_s=s.partner_receipt_hold_s,
         )
+        if on_behind is not None and s.ingress_pace_lag_s > 0:
+            lag = ClaimLag(s.ingress_pace_lag_s)
+
+            def on_claim(msgs: list[Message], limit: int) -> None:
+                said = lag.observe(msgs, limit, time.time())
+                if said is not None:
+                    on_behind(said)
+
+            self.worker.on_claim = on_claim
         self.connectors.health = self.worker.health
         self.partner_receipts = PartnerReceipts(
             committer, clock=time.time, on_final=self.worker.finished_elsewhere,
@@ -374,9 +389,11 @@ class DeliveryProcess:
         *,
         on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
         on_down: Callable[[str], None] | None = None,
+        on_behind: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.on_finals = on_finals
+        self.on_behind = on_behind
         self.on_heartbeat = on_heartbeat
         self.on_down = on_down
         self.proc: subprocess.Popen[bytes] | None = None
@@ -497,6 +514,10 @@ class DeliveryProcess:
                 hint = json.loads(line)
                 if "hb" in hint:
                     self._beat(hint["hb"])
+                    continue
+                if "behind" in hint:
+                    if self.on_behind is not None:
+                        self.on_behind([str(r) for r in hint["behind"]])
                     continue
                 finals = hint["final"]
             except (ValueError, KeyError, TypeError):
@@ -622,7 +643,7 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
             send({"hb": heartbeat(node, time.time())})
 
     node = DeliveryNode(settings, committer, load_tag_key(settings.home), on_final=on_final,
-                        on_episode=on_episode)
+                        on_episode=on_episode, on_behind=lambda routes: send({"behind": routes}))
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

@@ -36,6 +36,7 @@ from adressat.ingress.callbacks import CallbackSender, pending_gauge
 from adressat.ingress.commit import Ingress
 from adressat.ingress.credentials import CredentialGuard
 from adressat.ingress.http import HttpApi
+from adressat.ingress.pacing import Pacer
 from adressat.ingress.receipts import ReceiptSender
 from adressat.ingress.sendsms import SendSms
 from adressat.ingress.smpp import SmppService, TokenBucket
@@ -141,6 +142,7 @@ class Node:
             queue_messages_max=s.queue_messages_max,
             on_committed=self._on_committed,
             hops_max=s.hops_max,
+            pacer=Pacer(s.ingress_hold_s_max),
         )
         self.ingress.via = self.router.via
         self.ingress.store_writable = lambda: self.health.store_writable
@@ -151,14 +153,15 @@ class Node:
         if s.delivery_process:
             self.delivery_process = DeliveryProcess(
                 s, self._on_finals, on_heartbeat=self.health.heartbeat,
-                on_down=self._delivery_down,
+                on_down=self._delivery_down, on_behind=self.ingress.pacer.report,
             )
             self.health.heartbeat_age_s = lambda: (
                 None if self.delivery_process is None else self.delivery_process.heartbeat_age_s
             )
         else:
             self.delivery = DeliveryNode(s, self.committer, self.tag_key,
-                                         on_final=self._on_final)
+                                         on_final=self._on_final,
+                                         on_behind=self.ingress.pacer.report)
         # issue 13: one guard of credentials for SMPP binds, sendsms and the HTTP API keys
         self.guard = CredentialGuard(
             LockoutPolicy(

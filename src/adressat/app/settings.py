@@ -44,6 +44,10 @@ class Settings:
     # store and queue
     commit_batch_max: int = 2000
     queue_messages_max: int = 1_000_000  # non-final messages; over it submit_sm gets RMSGQFUL
+    # ingress pacing (ingress/pacing.py): while the queue in the store is deeper than this
+    # (delivery/backlog.py), a new submit waits before its commit, at most ingress_hold_s_max
+    ingress_pace_lag_s: float = 0.02  # 0: never
+    ingress_hold_s_max: float = 1.0
     validity_s_default: float = 48 * 3600.0
     validity_s_max: float = 7 * 24 * 3600.0
     retry_delays_s: tuple[float, ...] = (15.0, 30.0, 60.0, 300.0, 900.0, 3600.0)

@@ -161,6 +161,7 @@ class DeliveryWorker:
         on_episode: Callable[[Episode], None] | None = None,
         forwarded_grace_s: float = 3600.0,
         partner_receipt_hold_s: float = 300.0,
+        on_claim: Callable[[list[Message], int], None] | None = None,
     ) -> None:
         if concurrency_max < 1 or claim_batch_max < 1:
             raise ValueError("concurrency_max and claim_batch_max must be >= 1")
@@ -184,6 +185,9 @@ class DeliveryWorker:
         self.expire_interval_s = expire_interval_s
         self.on_final = on_final
         self.on_integrity = on_integrity
+        # every claim: (the messages claimed, its limit); delivery/backlog.py tells ingress
+        # from it which routes delivery is behind on
+        self.on_claim = on_claim
         if breaker_alarms_threshold < 0:
             raise ValueError("breaker_alarms_threshold must be >= 0")
         self.breaker_alarms_threshold = breaker_alarms_threshold
@@ -427,7 +431,10 @@ class DeliveryWorker:
             return
         if self._closed:  # run() was cancelled: they stay DISPATCHED, as after a crash
             return
-        for msg in fut.result():
+        msgs = fut.result()
+        if self.on_claim is not None:
+            self.on_claim(msgs, limit)
+        for msg in msgs:
             self._spawn(msg)
 
     async def _claim(self, limit: int, now: float) -> list[Message]:

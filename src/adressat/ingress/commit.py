@@ -29,6 +29,7 @@ from adressat.routing.table import RoutingTable
 from adressat.store.base import Store
 from adressat.store.commit import CommitQueueFull, GroupCommitter, InsertDone
 
+from .pacing import Pacer
 from .refusals import Overloaded
 
 log = logging.getLogger("adressat.ingress")
@@ -56,8 +57,12 @@ class Ingress:
         on_committed: Callable[[list[Message]], None],
         clock: Callable[[], float] = time.time,
         hops_max: int = 5,
+        pacer: Pacer | None = None,
     ) -> None:
         self.committer = committer
+        # while the delivery process is behind, commits wait first (ingress/pacing.py);
+        # without one given, never
+        self.pacer = pacer if pacer is not None else Pacer(0.0)
         self.router = router
         self.ids = IdGenerator(node)
         # seeded once from the OS: an os.urandom() call per message costs a system call, and
@@ -170,14 +175,39 @@ class Ingress:
             else:
                 fut.set_exception(error)
 
-        self.commit_then(msgs, done, also)
+        self.commit_then(msgs, done, also, wanted=lambda: not fut.done())
         return fut
 
     def commit_then(self, msgs: list[Message], done: InsertDone,
-                    also: Callable[[Store], None] | None = None) -> None:
+                    also: Callable[[Store], None] | None = None,
+                    wanted: Callable[[], bool] | None = None) -> None:
         """Commit built messages and call ``done(None)`` once they are durable (and the
         worker has been woken), or ``done(error)``: the per-message path, no future. Raises
-        Overloaded at once (nothing queued, ``done`` never called)."""
+        Overloaded at once (nothing queued, ``done`` never called).
+
+        While the delivery process is behind, the commit waits first (ingress/pacing.py);
+        ``wanted()`` False when it is let go (the session is gone, the request was given up):
+        it is dropped, nothing written, ``done`` never called."""
+        if self.pacer.hold((m.route for m in msgs),
+                           functools.partial(self._commit_held, msgs, done, also, wanted)):
+            return
+        self._commit_now(msgs, done, also)
+
+    def _commit_held(self, msgs: list[Message], done: InsertDone,
+                     also: Callable[[Store], None] | None,
+                     wanted: Callable[[], bool] | None) -> None:
+        try:
+            if wanted is not None and not wanted():
+                self.pacer.dropped += 1
+                return
+            self._commit_now(msgs, done, also)
+        except Exception as e:  # noqa: BLE001 - the sender is answered whatever went wrong
+            if not isinstance(e, Overloaded):
+                log.exception("held commit failed", extra={"messages": len(msgs)})
+            done(e)
+
+    def _commit_now(self, msgs: list[Message], done: InsertDone,
+                    also: Callable[[Store], None] | None) -> None:
         ended = [(m.id, err) for m in msgs if (err := self._ends_at_once(m)) is not None]
         queued = len(msgs) - len(ended)
         if self.queue.value + queued > self.queue.limit:

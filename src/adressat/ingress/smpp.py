@@ -469,7 +469,8 @@ class SmppService:
             self.ingress.check_capacity()
             msg = self._build(account, sub, self.clock())
             self.ingress.commit_then(
-                [msg], functools.partial(self._committed, conn, pdu, msg.id, t0))
+                [msg], functools.partial(self._committed, conn, pdu, msg.id, t0),
+                wanted=lambda: not conn.is_gone)
         except Refused as e:
             self.ingress.refused += 1
             return self._refuse(conn, pdu, smpp_status(e.reason), t0)

@@ -122,6 +122,13 @@ GC_PAUSE = Histogram("adressat_gc_pause_seconds",
                      " still meanwhile (app/heap.py)", ["process", "generation"],
                      buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                               0.5, 1.0))
+# ingress pacing (ingress/pacing.py): submits that waited before their commit while the
+# delivery process was behind, and how long each waited
+INGRESS_HELD = Counter("adressat_ingress_held",
+                       "Submits held before their commit while delivery was behind")
+INGRESS_HOLD_SECONDS = Histogram("adressat_ingress_hold_seconds",
+                                 "How long a held submit waited before its commit",
+                                 buckets=_LATENCY_BUCKETS)
 COMMIT_OPS = Histogram("adressat_store_batch_operations", "Operations in one group-commit batch",
                        ["process"], buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000))
 
