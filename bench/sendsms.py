@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,8 @@ def main() -> int:
                    default=Path(__file__).resolve().parents[2] / "shared" / "peers")
     p.add_argument("-n", type=int, default=20000)
     p.add_argument("-c", "--concurrency", type=int, default=50)
+    p.add_argument("--run-args", default="", metavar="ARGS",
+                   help="more arguments for adressat run (A/B of a setting in one session)")
     args = p.parse_args()
     load = args.peers / "http_load.py"
     if not load.exists():
@@ -36,8 +39,8 @@ def main() -> int:
         if out.returncode:
             print(out.stderr, file=sys.stderr)
             return 1
-        with ServerProcess(home, None, "--quiet-network", "--subscribers",
-                           "1000000") as server:
+        with ServerProcess(home, None, "--quiet-network", "--subscribers", "1000000",
+                           *shlex.split(args.run_args)) as server:
             url = f"http://127.0.0.1:{server.http_port}/cgi-bin/sendsms"
             common = [sys.executable, str(load), "--url", url, "--src", "BENCH"]
             assert server.proc is not None

@@ -55,6 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             breaker_alarms_threshold=args.breaker_alarms_threshold,
             queue_messages_max=args.queue_max,
             **{k: v for k in PACING_SETTINGS if (v := getattr(args, k, None)) is not None},
+            **({} if args.ingress_pace_own_network is None
+               else {"ingress_pace_own_network": args.ingress_pace_own_network == "on"}),
             http_host=args.http_host,
             http_port=args.http_port,
             operator_allow_ip=args.operator_allow_ip,
@@ -867,9 +869,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--ingress-pace-lag-s",
         type=_seconds,
         metavar="S",
-        help="when due messages wait in the store longer than this (the delivery process is"
-        " behind), new submits wait before their commit, so senders' windows slow down"
-        f" instead of the queue growing; 0: never ({_default('ingress_pace_lag_s')})",
+        help="when due messages for a route through connectors wait in the store longer than"
+        " this (the delivery process is behind), new submits for it wait before their commit,"
+        " so senders' windows slow down instead of the queue growing; 0: never"
+        f" ({_default('ingress_pace_lag_s')})",
+    )
+    r.add_argument(
+        "--ingress-pace-own-network",
+        choices=("on", "off"),
+        help="pace the own network's route too (default off: its queue is store and forward)",
     )
     r.add_argument(
         "--ingress-hold-s-max",

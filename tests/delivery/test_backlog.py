@@ -59,3 +59,10 @@ def test_routes_are_told_apart() -> None:
 def test_pacing_off_is_never_behind() -> None:
     lag = ClaimLag(0.0)
     assert lag.observe([_m("out", T0 - 100)] * 4, 4, T0) is None
+
+
+def test_a_route_not_paced_is_never_said_behind() -> None:
+    lag = ClaimLag(0.05)
+    now = T0 + 1
+    claim = [_m("out", now - 0.3), _m("netsim", now - 0.3)]
+    assert lag.observe(claim, 2, now, paced=lambda r: r != "netsim") == ("out",)

@@ -148,8 +148,14 @@ class DeliveryNode:
         if on_behind is not None and s.ingress_pace_lag_s > 0:
             lag = ClaimLag(s.ingress_pace_lag_s)
 
+            kind = self.routes.kind
+            own_too = s.ingress_pace_own_network
+
+            def paced(route: str) -> bool:
+                return own_too or kind(route) == "smpp"
+
             def on_claim(msgs: list[Message], limit: int) -> None:
-                said = lag.observe(msgs, limit, time.time())
+                said = lag.observe(msgs, limit, time.time(), paced)
                 if said is not None:
                     on_behind(said)
 

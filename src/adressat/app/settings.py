@@ -48,6 +48,9 @@ class Settings:
     # (delivery/backlog.py), a new submit waits before its commit, at most ingress_hold_s_max
     ingress_pace_lag_s: float = 0.02  # 0: never
     ingress_hold_s_max: float = 1.0
+    # routes through connectors only, unless this (the own network's queue is store and
+    # forward: a burst to our subscribers is taken faster than delivery goes)
+    ingress_pace_own_network: bool = False
     validity_s_default: float = 48 * 3600.0
     validity_s_max: float = 7 * 24 * 3600.0
     retry_delays_s: tuple[float, ...] = (15.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
