@@ -6,10 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from adressat.core.accept import AcceptLimits, Submission
+from adressat.ingress.commit import Ingress
 from adressat.ingress.pacing import Pacer
+from adressat.routing.table import RoutingTable
+from adressat.store.commit import GroupCommitter
+from adressat.store.sqlite import SqliteStore
 
 
 class Commits:
@@ -129,3 +135,41 @@ def test_an_episode_is_logged_once_when_it_begins_and_once_when_it_is_over(
 
     with caplog.at_level("INFO", logger="adressat.ingress"):
         asyncio.run(main())
+
+
+def test_a_held_submit_is_committed_after_the_catch_up_or_dropped_if_its_sender_is_gone(
+        tmp_path: Path) -> None:
+    """I1 through the real Ingress and store: nothing held is durable; the held submit whose
+    sender is still there is committed and answered once let go, the other never is."""
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "a.db")
+        committer = GroupCommitter(store, inline=True).start()
+        try:
+            ingress = Ingress(committer, RoutingTable("own", [(46700000000, 46709999999)]),
+                              node=1, tag_key=b"k" * 32, limits=AcceptLimits(),
+                              queue_messages_max=100, on_committed=lambda msgs: None,
+                              pacer=Pacer(5.0))
+            now = time.time()
+            kept, gone = (ingress.build(Submission("acme", "ACME", dest, b"code", source_ton=5), now)
+                          for dest in ("46701000001", "46701000002"))
+            ingress.pacer.report([kept.route])
+            answered: list[tuple[str, BaseException | None]] = []
+            ingress.commit_then([kept], lambda e: answered.append((kept.id, e)))
+            ingress.commit_then([gone], lambda e: answered.append((gone.id, e)),
+                                wanted=lambda: False)
+            await asyncio.sleep(0.05)
+            assert ingress.pacer.held == 2 and answered == []
+            assert store.get_message(kept.id) is None and store.get_message(gone.id) is None
+            ingress.pacer.report([])
+            for _ in range(100):
+                if answered:
+                    break
+                await asyncio.sleep(0.01)
+            assert answered == [(kept.id, None)] and ingress.pacer.dropped == 1
+            assert store.get_message(kept.id) is not None
+            assert store.get_message(gone.id) is None
+        finally:
+            committer.stop()
+            store.close()
+
+    asyncio.run(main())

@@ -162,7 +162,7 @@ import sys, time
 from adressat.store.sqlite import SqliteStore
 t = float(sys.argv[2])
 while time.time() < t:
-    pass
+    time.sleep(0.0002)
 SqliteStore(sys.argv[1], lock_wait_s=0.05).close()
 """
 

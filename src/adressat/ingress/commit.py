@@ -188,8 +188,9 @@ class Ingress:
         While the delivery process is behind, the commit waits first (ingress/pacing.py);
         ``wanted()`` False when it is let go (the session is gone, the request was given up):
         it is dropped, nothing written, ``done`` never called."""
-        if self.pacer.hold((m.route for m in msgs),
-                           functools.partial(self._commit_held, msgs, done, also, wanted)):
+        if self.pacer.pacing and self.pacer.hold(
+                (m.route for m in msgs),
+                functools.partial(self._commit_held, msgs, done, also, wanted)):
             return
         self._commit_now(msgs, done, also)
 

@@ -55,6 +55,7 @@ class Pacer:
         self._held: dict[str, deque[_Held]] = {}
         self._count = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self.held_total = 0
         self.dropped = 0  # held commits given up when let go (their session gone)
         self.episodes = 0  # times a route was said behind after episode_quiet_s without
@@ -66,6 +67,11 @@ class Pacer:
     @property
     def held(self) -> int:
         return self._count
+
+    @property
+    def pacing(self) -> bool:
+        """Some route is (or was lately) said behind: the cheap test before :meth:`hold`."""
+        return bool(self._behind)
 
     def behind(self) -> list[str]:
         now = self.clock()
@@ -126,12 +132,20 @@ class Pacer:
         return True
 
     def _arm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """The timer at the earliest moment something held may go: a later hold (its bound
+        is later than every one before) or a longer "behind" keeps the timer as it is, and
+        the timer, when it fires early, arms again."""
         if not self._count:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             return
         at = min(min(q[0][1], self._behind.get(r, 0.0)) for r, q in self._held.items())
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return
+            self._timer.cancel()
+        self._timer_at = at
         self._timer = asyncio.get_running_loop().call_later(max(0.0, at - self.clock()),
                                                             self._on_timer)
 
