@@ -150,8 +150,9 @@ def test_a_held_submit_is_committed_after_the_catch_up_or_dropped_if_its_sender_
                               queue_messages_max=100, on_committed=lambda msgs: None,
                               pacer=Pacer(5.0))
             now = time.time()
-            kept, gone = (ingress.build(Submission("acme", "ACME", dest, b"code", source_ton=5), now)
-                          for dest in ("46701000001", "46701000002"))
+            kept, gone = (
+                ingress.build(Submission("acme", "ACME", dest, b"code", source_ton=5), now)
+                for dest in ("46701000001", "46701000002"))
             ingress.pacer.report([kept.route])
             answered: list[tuple[str, BaseException | None]] = []
             ingress.commit_then([kept], lambda e: answered.append((kept.id, e)))
